@@ -1,0 +1,88 @@
+"""Settings: one typed object, read from ``MATRIX_*`` environment variables and ``.env``.
+
+The defaults need no server at all (the *embedded default*): a SQLite database and a persistent
+SQLite-backed Celery broker, both under ``MATRIX_DATA_DIR``. Production sets
+``MATRIX_DATABASE_URL=postgresql+psycopg://…`` and ``MATRIX_BROKER_URL=redis://…``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the system. Each field maps to ``MATRIX_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MATRIX_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("./var"), description="Where the embedded database, broker and caches live.")
+    database_url: str = Field("", description="SQLAlchemy URL; default: SQLite file under data_dir.")
+    broker_url: str = Field("", description="Celery broker; default: SQLite-backed kombu transport under data_dir.")
+    result_backend: str = Field("", description="Celery result backend; default: none (the database is the truth).")
+    timezone: str = Field("Asia/Shanghai", description="Times are stored in UTC, shown and parsed in this zone.")
+    secret_key: str = Field(
+        "dev-only-change-me",
+        description="Encrypts account credentials at rest (Fernet key derived from it). Change in production.",
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = Field(8100, description="Port of the platform sandboxes started by `matrix up`.")
+    dispatch_interval_s: float = Field(15.0, description="How often beat looks for due schedules.")
+    reconcile_interval_s: float = Field(30.0, description="How often beat resolves stuck deliveries.")
+    metrics_interval_s: float = Field(300.0, description="How often beat collects engagement metrics.")
+    stuck_after_s: float = Field(120.0, description="A delivery in `sending` longer than this is reconciled.")
+    max_attempts: int = Field(6, description="Transient failures retried this many times before `failed`.")
+    retry_base_s: float = Field(2.0, description="First retry delay; doubles each attempt, with jitter.")
+    retry_max_s: float = Field(600.0, description="Upper bound of one retry delay.")
+    http_timeout_s: float = 20.0
+    body_max_chars: int = Field(200_000, description="Largest post body accepted.")
+    require_review: bool = Field(False, description="先审后发: every post needs a person's approval, even on pass.")
+    moderation_classifier: bool = Field(True, description="Use the transformer classifier (off: rules only).")
+    moderation_base_model: str = Field("", description="HF encoder directory to use instead of bundled e5-small.")
+    moderation_model_dir: str = Field("", description="Trained classifier directory; default: the shipped one.")
+    worker_concurrency: int = 2
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'matrix.db').resolve()}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+        ZoneInfo(self.timezone)  # fail early on a bad zone name
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The display/parse time zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def fernet_key(self) -> bytes:
+        """A Fernet key derived from ``secret_key`` (any length of secret works)."""
+        return base64.urlsafe_b64encode(hashlib.sha256(self.secret_key.encode()).digest())
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when running on SQLite + the SQLite broker (one machine, no servers)."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://{self.sandbox_host}:{self.sandbox_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()`` after changing env)."""
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
