@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     moderation_classifier: bool = Field(True, description="Use the transformer classifier (off: rules only).")
     moderation_base_model: str = Field("", description="HF encoder directory to use instead of bundled e5-small.")
     moderation_model_dir: str = Field("", description="Trained classifier directory; default: the shipped one.")
+    model_cache_dir: Path = Field(
+        Path("~/.cache/media-matrix"),
+        description="Where converted encoder models are cached (the e5-small conversion, ~470 MB).",
+    )
     worker_concurrency: int = 2
 
     @model_validator(mode="after")
