@@ -1,0 +1,61 @@
+"""Platform sandboxes: ASGI apps that speak each platform's real protocol, errors included.
+
+:func:`create_app` mounts every registered sandbox under its prefix in one app (``matrix up`` serves it
+on ``MATRIX_SANDBOX_PORT``; tests serve it with :func:`channels.sandbox.server.serve_in_thread`). Each
+sandbox module exposes ``create_app()`` and ``DEMO_ACCOUNTS`` and has a JSON control API under
+``<prefix>/_sandbox/`` (accounts, state, faults, clock, reset).
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Mount, Route
+
+# kind -> (mount prefix, "module:factory"). Each channel helper adds its one line when its sandbox lands.
+SANDBOXES: dict[str, tuple[str, str]] = {
+    "wordpress": ("/wp", "channels.sandbox.wordpress:create_app"),
+}
+
+
+def _load(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def create_app() -> Starlette:
+    """One ASGI app with every sandbox mounted under its prefix and an index page at ``/``."""
+    mounts = [Mount(prefix, app=_load(target)()) for prefix, target in SANDBOXES.values()]
+
+    async def index(request: Request) -> HTMLResponse:
+        base = str(request.base_url).rstrip("/")
+        rows = "".join(
+            f"<li><b>{html.escape(name)}</b>: <a href='{html.escape(base + prefix)}/_sandbox/state'>"
+            f"{html.escape(base + prefix)}</a></li>"
+            for name, (prefix, _target) in sorted(SANDBOXES.items())
+        )
+        return HTMLResponse(
+            "<!doctype html><html><head><meta charset='utf-8'><title>media-matrix sandboxes</title></head>"
+            f"<body><h1>media-matrix platform sandboxes</h1><ul>{rows}</ul></body></html>"
+        )
+
+    return Starlette(routes=[Route("/", index), *mounts])
+
+
+def demo_accounts(sandbox_url: str) -> list[dict[str, Any]]:
+    """Every sandbox's ``DEMO_ACCOUNTS``, with ``{sandbox}`` in config values replaced by ``sandbox_url``."""
+    accounts: list[dict[str, Any]] = []
+    for _prefix, target in SANDBOXES.values():
+        module = importlib.import_module(target.partition(":")[0])
+        for account in getattr(module, "DEMO_ACCOUNTS", []):
+            config = {
+                k: v.replace("{sandbox}", sandbox_url.rstrip("/")) if isinstance(v, str) else v
+                for k, v in account.get("config", {}).items()
+            }
+            accounts.append({**account, "credentials": dict(account["credentials"]), "config": config})
+    return accounts
