@@ -1,0 +1,345 @@
+"""Lexicon matching: Aho–Corasick over the normalised text, its homophone view and its pinyin view.
+
+The :class:`Lexicon` is compiled once from entries (pure: no IO); :func:`load_builtin` is the one place that
+reads the shipped files in ``moderation/data/lexicons/``. Organisation lists compile into their own small
+:class:`Lexicon` (see :class:`OrgLists`), so a new list version never rebuilds the 47k-term default.
+
+How a hit is found and reported:
+
+1. every term is normalised with :func:`moderation.normalize.normalize_term`, the same function the text goes
+   through, so ``習近平``/``五.星`` variants of a term collapse to one pattern;
+2. the automaton runs over the normalised text; a term that starts/ends with a Latin letter or digit must not
+   touch another letter/digit there (``sb`` must not fire inside ``usb``);
+3. if a homophone from :data:`moderation.normalize.HOMOPHONES` occurs, the automaton also runs over the
+   canonical spelling (same length, same offsets);
+4. if the text mixes ideographs and Latin letters, a second automaton over the terms' pinyin runs over the
+   pinyin view (``sha逼`` → ``shabi``); a match must start and end on syllable edges and contain a letter that
+   was really typed as a letter;
+5. hits inside an allow-list entry (default + organisation) are dropped, and a hit contained in a longer hit of
+   the same category is folded into it;
+6. normalised spans are mapped back, so ``Hit.text == original[start:end]``.
+
+Aho–Corasick backend: ``pyahocorasick`` or ``ahocorasick_rs`` (``backend=``); ``bench/moderation.py`` measures
+both and the default is the faster one there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+from moderation.normalize import Normalized, apply_homophones, normalize_term, pinyin_view, term_pinyin
+from moderation.types import CATEGORIES, SEVERITIES, Hit, LexiconError
+
+__all__ = [
+    "DATA_DIR",
+    "Entry",
+    "Lexicon",
+    "OrgLists",
+    "load_allow",
+    "load_builtin",
+    "read_tsv",
+]
+
+DATA_DIR = Path(__file__).parent / "data" / "lexicons"
+DEFAULT_BACKEND = "pyahocorasick"
+
+_ALNUM = re.compile(r"[a-z0-9]")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+# Pinyin-path terms: categories where writing a word in pinyin is a known evasion. Ads are left out (domain
+# names and brand spellings would collide with ordinary Latin text).
+_PINYIN_CATEGORIES = frozenset({"abuse", "porn", "politics", "gambling", "violence", "fraud", "custom"})
+# Latin-only full-pinyin variants (``shabi``) are added for these categories when at least this long.
+_LATIN_PINYIN_CATEGORIES = frozenset({"abuse", "porn"})
+_LATIN_PINYIN_MIN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One lexicon term as stored (``term`` as written, not yet normalised)."""
+
+    term: str
+    category: str
+    severity: str = "review"
+    source: str = ""
+
+
+class _Matcher(Protocol):
+    def find(self, text: str) -> Iterator[tuple[int, int, int]]:
+        """Yield ``(pattern_index, start, end)`` for every (overlapping) occurrence."""
+        ...
+
+
+class _PyAhoCorasick:
+    """pyahocorasick (C): ``iter`` yields the inclusive end index and the stored value."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        import ahocorasick
+
+        self._auto = ahocorasick.Automaton()
+        for i, p in enumerate(patterns):
+            self._auto.add_word(p, (i, len(p)))
+        self._empty = not patterns
+        if not self._empty:
+            self._auto.make_automaton()
+
+    def find(self, text: str) -> Iterator[tuple[int, int, int]]:
+        if self._empty:
+            return
+        for end, (i, n) in self._auto.iter(text):
+            yield i, end + 1 - n, end + 1
+
+
+class _RustAhoCorasick:
+    """ahocorasick_rs (Rust, via PyO3): returns a list of ``(index, start, end)`` in character offsets."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        import ahocorasick_rs
+
+        self._ac = (
+            ahocorasick_rs.AhoCorasick(list(patterns), matchkind=ahocorasick_rs.MATCHKIND_STANDARD)
+            if patterns
+            else None
+        )
+
+    def find(self, text: str) -> Iterator[tuple[int, int, int]]:
+        if self._ac is None:
+            return iter(())
+        return iter(self._ac.find_matches_as_indexes(text, overlapping=True))
+
+
+BACKENDS: dict[str, type] = {"pyahocorasick": _PyAhoCorasick, "ahocorasick_rs": _RustAhoCorasick}
+
+
+def _matcher(patterns: Sequence[str], backend: str) -> _Matcher:
+    try:
+        cls = BACKENDS[backend]
+    except KeyError as exc:
+        raise LexiconError(f"unknown Aho-Corasick backend {backend!r}; choose from {sorted(BACKENDS)}") from exc
+    return cls(patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    term: str  # as written in the list (shown to reviewers)
+    category: str
+    severity: str
+    list: str
+    left_alnum: bool  # normalised pattern starts with a Latin letter/digit → needs a boundary before it
+    right_alnum: bool
+
+
+class Lexicon:
+    """A compiled deny-list plus allow-list. Thread-safe for matching once built (read-only)."""
+
+    def __init__(
+        self,
+        entries: Iterable[Entry],
+        allow: Iterable[str] = (),
+        *,
+        list_name: str = "default",
+        version: str = "",
+        backend: str = DEFAULT_BACKEND,
+        pinyin: bool = True,
+    ) -> None:
+        self.version = version
+        self.list_name = list_name
+        self.backend = backend
+        patterns: dict[str, int] = {}
+        self._patterns: list[_Pattern] = []
+        pattern_texts: list[str] = []
+        pinyin_texts: dict[str, int] = {}
+        for n, e in enumerate(entries, 1):
+            if e.category not in CATEGORIES:
+                raise LexiconError(f"{list_name}: entry {n} {e.term!r}: unknown category {e.category!r}")
+            if e.severity not in SEVERITIES:
+                raise LexiconError(f"{list_name}: entry {n} {e.term!r}: unknown severity {e.severity!r}")
+            norm = normalize_term(e.term)
+            if not norm or norm in patterns:
+                continue  # first entry wins (lists are read in priority order)
+            patterns[norm] = len(self._patterns)
+            pattern_texts.append(norm)
+            pat = _Pattern(
+                e.term, e.category, e.severity, e.source or list_name,
+                bool(_ALNUM.match(norm[0])), bool(_ALNUM.match(norm[-1])),
+            )  # fmt: skip
+            self._patterns.append(pat)
+            if pinyin and e.category in _PINYIN_CATEGORIES and _CJK.search(norm) and len(norm) >= 2:
+                py = term_pinyin(norm)
+                if py and len(py) >= 4:
+                    pinyin_texts.setdefault(py, patterns[norm])
+        # Latin-only pinyin variants ("shabi") live in the main automaton with the same boundary rule.
+        for py, idx in list(pinyin_texts.items()):
+            pat = self._patterns[idx]
+            if pat.category in _LATIN_PINYIN_CATEGORIES and len(py) >= _LATIN_PINYIN_MIN and py not in patterns:
+                patterns[py] = len(self._patterns)
+                pattern_texts.append(py)
+                self._patterns.append(_Pattern(pat.term, pat.category, pat.severity, pat.list, True, True))
+        self._pattern_texts = pattern_texts
+        self._main = _matcher(pattern_texts, backend)
+        self._pinyin_keys = list(pinyin_texts)
+        self._pinyin_idx = [pinyin_texts[k] for k in self._pinyin_keys]
+        self._pinyin = _matcher(self._pinyin_keys, backend) if self._pinyin_keys else None
+        allow_norm = sorted({a for a in (normalize_term(t) for t in allow) if a})
+        self._allow = _matcher(allow_norm, backend) if allow_norm else None
+
+    def __len__(self) -> int:
+        return len(self._pattern_texts)
+
+    # -- matching ------------------------------------------------------------------------------------------
+    def raw_spans(self, norm: Normalized) -> list[tuple[int, int, int]]:
+        """``(pattern_index, start, end)`` in normalised coordinates, before allow-list and folding."""
+        text = norm.text
+        out: list[tuple[int, int, int]] = []
+        pats = self._patterns
+        n = len(text)
+        for idx, s, e in self._main.find(text):
+            p = pats[idx]
+            # Latin/digit boundaries; inlined because this loop is the hot path.
+            if p.left_alnum and s > 0 and _is_alnum(text[s - 1]):
+                continue
+            if p.right_alnum and e < n and _is_alnum(text[e]):
+                continue
+            out.append((idx, s, e))
+        alt = apply_homophones(text)
+        if alt is not None:
+            seen = {(s, e) for _, s, e in out}
+            for idx, s, e in self._main.find(alt):
+                p = pats[idx]
+                if (s, e) in seen:
+                    continue
+                if p.left_alnum and s > 0 and _is_alnum(alt[s - 1]):
+                    continue
+                if p.right_alnum and e < n and _is_alnum(alt[e]):
+                    continue
+                out.append((idx, s, e))
+        if self._pinyin is not None:
+            view = pinyin_view(text)
+            if view is not None:
+                for k, s, e in self._pinyin.find(view.text):
+                    if s not in view.starts or e not in view.ends or not any(view.latin[s:e]):
+                        continue
+                    a, b = view.src[s], view.src[e - 1] + 1
+                    if a < 0 or b <= a:
+                        continue
+                    out.append((self._pinyin_idx[k], a, b))
+        return out
+
+    def allow_spans(self, norm_text: str) -> list[tuple[int, int]]:
+        """Normalised spans covered by this lexicon's allow-list."""
+        if self._allow is None:
+            return []
+        return [(s, e) for _, s, e in self._allow.find(norm_text)]
+
+    def match(self, norm: Normalized, extra_allow: Sequence[tuple[int, int]] = ()) -> list[Hit]:
+        """Hits in original coordinates, allow-listed ones removed, contained duplicates folded."""
+        spans = self.raw_spans(norm)
+        if not spans:
+            return []
+        allow = [*self.allow_spans(norm.text), *extra_allow]
+        return self.to_hits(norm, spans, allow)
+
+    def to_hits(
+        self, norm: Normalized, spans: list[tuple[int, int, int]], allow: Sequence[tuple[int, int]]
+    ) -> list[Hit]:
+        """Turn raw spans into :class:`Hit` objects (allow-list, folding, offset mapping)."""
+        pats = self._patterns
+        kept: list[tuple[int, int, int]] = []
+        for idx, s, e in sorted(spans, key=lambda t: (t[1], -(t[2] - t[1]))):
+            if any(a <= s and e <= b for a, b in allow):
+                continue
+            cat = pats[idx].category
+            if any(ks <= s and e <= ke and pats[ki].category == cat for ki, ks, ke in kept):
+                continue  # inside a longer hit of the same category: one piece of evidence is enough
+            kept.append((idx, s, e))
+        hits: list[Hit] = []
+        original = norm.original
+        for idx, s, e in kept:
+            p = pats[idx]
+            a, b = norm.span(s, e)
+            hits.append(Hit(p.category, "lexicon", p.term, p.list, a, b, original[a:b], p.severity))  # type: ignore[arg-type]
+        return hits
+
+
+def _is_alnum(ch: str) -> bool:
+    return ("a" <= ch <= "z") or ("0" <= ch <= "9")
+
+
+@dataclass(frozen=True, slots=True)
+class OrgLists:
+    """An organisation's compiled deny-/allow-lists at one version (see ``Screener.compile_org_lists``)."""
+
+    key: str
+    version: int
+    lexicon: Lexicon
+
+    @classmethod
+    def compile(
+        cls,
+        deny: Iterable[tuple[str, str, str]],
+        allow: Iterable[str],
+        version: int,
+        key: str = "org",
+        backend: str = DEFAULT_BACKEND,
+    ) -> OrgLists:
+        """Compile ``deny`` = ``[(term, category, severity)]`` and ``allow`` = ``[term]``.
+
+        The category may be any taxonomy name (``custom`` for the organisation's own concerns).
+        """
+        entries = []
+        for item in deny:
+            try:
+                term, category, severity = item
+            except (TypeError, ValueError) as exc:
+                raise LexiconError(f"org list {key}: deny entry {item!r} is not (term, category, severity)") from exc
+            entries.append(Entry(str(term), str(category), str(severity), f"org:{key}:v{version}"))
+        lex = Lexicon(entries, allow, list_name=f"org:{key}", version=f"{key}:v{version}", backend=backend, pinyin=True)
+        return cls(key, version, lex)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading the shipped files: the only IO in this module.
+def read_tsv(path: Path) -> list[Entry]:
+    """Read ``term<TAB>category<TAB>severity[<TAB>source]`` lines (``#`` comments allowed)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LexiconError(f"cannot read lexicon {path}: {exc}") from exc
+    out: list[Entry] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) < 3:
+            raise LexiconError(f"{path}:{n}: expected term<TAB>category<TAB>severity, got {line!r}")
+        out.append(Entry(parts[0], parts[1], parts[2], parts[3] if len(parts) > 3 else path.stem))
+    return out
+
+
+def load_allow(path: Path | None = None) -> list[str]:
+    """The default allow-list terms."""
+    path = path or DATA_DIR / "allow.txt"
+    try:
+        return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and ln[0] != "#"]
+    except OSError as exc:
+        raise LexiconError(f"cannot read allow-list {path}: {exc}") from exc
+
+
+@lru_cache(maxsize=4)
+def load_builtin(name: str = "default", backend: str = DEFAULT_BACKEND) -> Lexicon:
+    """The shipped lexicon ``default`` (curated) or ``extended`` (every term, for benchmarks/strict use).
+
+    Cached: the automaton is built once per process (~1-2 s for the default).
+    """
+    if name not in ("default", "extended"):
+        raise LexiconError(f"unknown builtin lexicon {name!r}")
+    try:
+        version = (DATA_DIR / "VERSION").read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise LexiconError(f"lexicon VERSION missing in {DATA_DIR}; run python -m moderation.build_lexicon") from exc
+    entries = read_tsv(DATA_DIR / f"{name}.tsv")
+    return Lexicon(entries, load_allow(), list_name=name, version=version, backend=backend)

@@ -1,0 +1,452 @@
+"""Text normaliser: the view that matchers see, plus an offset map back to the original text.
+
+Pure (no IO). What it undoes, in the order applied:
+
+1. **Per-character folding**, one ``str.translate`` table built once per process: NFKC (full-width letters and
+   digits, mathematical/fancy letters, circled ``Ⓕⓤ`` and parenthesised ``⒦⑴`` forms), lower case,
+   traditional → simplified (OpenCC ``t2s`` applied character by character so the map stays 1:1), dingbat and
+   negative-circled digits ``❶➀⓵``, negative-squared/circled letters ``🅰🅐``, small capitals and the
+   Cyrillic/Greek letters that look Latin, ``艹`` → ``操``. Zero-width and other invisible characters (format
+   characters, variation selectors, combining marks) become a marker that step 3 deletes.
+2. **Number styles in digit runs**: inside a run of at least five digit-like characters, Chinese numerals
+   (``一二三``, ``壹贰叁``, ``幺``) become ASCII digits, so ``一三八①③⑧0013`` reads ``13810013``. Outside such runs
+   ``一`` stays a word.
+3. **Deletions**, one regular expression: invisible characters anywhere; up to three symbols/spaces inserted
+   between two word characters when one of them is a CJK ideograph (``五.星@红#旗`` → ``五星红旗``) — except the
+   CJK sentence punctuation ``，。！？；：、`` and line breaks, which real sentences use and which therefore stay
+   hard boundaries; repeated ideographs (``傻傻傻逼`` → ``傻逼``; lexicon terms go through the same function so
+   ``习大大`` still matches).
+
+Every normalised character maps to a span of the original: the result keeps a list of segments, and
+:meth:`Normalized.span` turns a normalised ``[start, end)`` into original offsets with a bisect, so no per-char
+offset array is built. Clean text (no deletions, no expansions) takes the fast path: one ``translate`` and one
+regex scan, identity offsets.
+
+The pinyin view (:func:`pinyin_view`) and the homophone table (:func:`apply_homophones`) are separate, used by
+the lexicon matcher only where they can matter.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = [
+    "HOMOPHONES",
+    "Normalized",
+    "PinyinView",
+    "apply_homophones",
+    "char_pinyin",
+    "normalize",
+    "normalize_term",
+    "pinyin_view",
+]
+
+# Markers written by the translate table (never produced by NFKC of real text: they are C0 controls, which the
+# table maps to themselves only for these two code points).
+_DEL = "\x00"  # delete this character
+_EXP = "\x01"  # this character expands to several (look it up in _EXPAND by the original character)
+
+# CJK ideographs (BMP blocks + extension B) — the characters between which inserted symbols are removed.
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df"
+# Hard boundaries: real sentence punctuation and line breaks are never deleted, otherwise ordinary
+# "…办法，轮到…" would read "办法轮到" and long clauses would glue into false matches.
+_HARD = "\n\r\u2028\u2029，。！？；：、…「」『』“”‘’（）《》【】"
+# A separator: anything that is not a word character and not a hard boundary, plus '_' and the delete marker.
+_SEP = rf"(?:[^\w{_HARD}]|[_{_DEL}])"
+_WORD = r"[^\W_]"
+
+# Chinese numerals that count as digits inside a digit run.
+_CN_DIGITS = {
+    "零": "0", "〇": "0", "一": "1", "幺": "1", "二": "2", "三": "3", "四": "4", "五": "5",
+    "六": "6", "七": "7", "八": "8", "九": "9", "壹": "1", "贰": "2", "叁": "3", "肆": "4",
+    "伍": "5", "陆": "6", "柒": "7", "捌": "8", "玖": "9",
+}  # fmt: skip
+_DIGITISH = "0-9" + "".join(_CN_DIGITS)
+# Five or more digit-like characters, optionally split by a space, dash, dot or middle dot.
+_DIGIT_RUN_RE = re.compile(rf"[{_DIGITISH}](?:[ \-.·]?[{_DIGITISH}]){{4,}}")
+_CN_DIGIT_RE = re.compile("[" + "".join(_CN_DIGITS) + "]")
+_CN_DIGIT_TABLE = str.maketrans(_CN_DIGITS)
+
+# Step 3 in one pass. Alternatives, tried in this order at each position:
+#   1. separators between two word characters, one of them CJK (lookbehind/lookahead keep the words);
+#   2. a run of invisible characters anywhere (e.g. inside a Latin word);
+#   3. an expanding character;
+#   4. a repeated ideograph, possibly with separators between the repeats (group 1 is the ideograph).
+_DELETE_RE = re.compile(
+    rf"(?<=[{_CJK}]){_SEP}{{1,3}}(?={_WORD})"
+    rf"|(?<={_WORD}){_SEP}{{1,3}}(?=[{_CJK}])"
+    rf"|{_DEL}+"
+    rf"|{_EXP}"
+    rf"|([{_CJK}])(?:{_SEP}{{0,3}}\1)+"
+)
+
+
+def _manual_folds() -> dict[str, str]:
+    """Characters NFKC leaves alone but that are common disguises for letters and digits."""
+    m: dict[str, str] = {}
+    # Dingbat/negative circled digits: ❶-❿, ➀-➉, ➊-➓ (1..10); ⓫-⓴ (11..20); ⓵-⓾ (1..10); ⓿ (0).
+    for base in (0x2776, 0x2780, 0x278A, 0x24F5):
+        for i in range(10):
+            m[chr(base + i)] = str(i + 1) if i < 9 else "10"
+    for i in range(10):
+        m[chr(0x24EB + i)] = str(11 + i)
+    m["⓿"] = "0"
+    m["🄌"] = "0"
+    # Negative circled (🅐), negative squared (🅰) letters and regional indicators (🇦): A..Z.
+    for base in (0x1F150, 0x1F170, 0x1F1E6):
+        for i in range(26):
+            m[chr(base + i)] = chr(ord("a") + i)
+    # Small capitals and a few IPA look-alikes.
+    small_caps = "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘǫʀꜱᴛᴜᴠᴡxʏᴢ"
+    for i, ch in enumerate(small_caps):
+        if ch != "x":
+            m[ch] = chr(ord("a") + i)
+    # Cyrillic and Greek letters that render like Latin ones (after lower-casing).
+    for src, dst in zip("аеорсухкмтвнітѕјԁɡ", "aeopcyxkmtbhitsjdg", strict=True):
+        m[src] = dst
+    for src, dst in zip("αβεικνορτυχ", "abeiknoptux", strict=True):
+        m[src] = dst
+    # The commonest single-character stand-in for 操 (the grass radical).
+    m["艹"] = "操"
+    return m
+
+
+_MANUAL = _manual_folds()
+
+# Ideographs whose doubling is an ordinary word (妈妈, 谢谢, 看看...): a pair of them is kept, otherwise
+# "你妈妈的手" would read "你妈的手". Three or more in a row are still collapsed.
+_DUP_OK = frozenset(
+    "妈爸哥姐弟妹爷奶婆公叔姨舅伯宝谢看想走说试听等天年人家个处时刚常渐慢轻悄好多大小高红绿白黑蓝满深早"
+    "明偷星点亲乖静匆往默纷层步条样事声句件块片张次回遍歇聊问"
+)
+
+# Full-width punctuation kept as it is: it is a hard boundary (see _HARD) and NFKC would turn it into ASCII.
+_KEEP_FULLWIDTH = set("，！？；：（）")
+
+
+@lru_cache(maxsize=1)
+def _tables() -> tuple[dict[int, str], dict[str, str]]:
+    """Build (translate table, expansion map) once per process (~0.3 s)."""
+    import opencc  # local: only the table build needs it
+
+    table: dict[int, str] = {}
+    expand: dict[str, str] = {}
+
+    def fold(ch: str) -> str:
+        if ch in _MANUAL:
+            return _MANUAL[ch]
+        if ch in _KEEP_FULLWIDTH:
+            return ch
+        out = unicodedata.normalize("NFKC", ch).lower()
+        # Parenthesised and full-stop forms (⒦ ⑴ ⒈) are disguises for the bare letter/number.
+        if len(out) >= 3 and out[0] == "(" and out[-1] == ")" and out[1:-1].isalnum():
+            out = out[1:-1]
+        elif len(out) >= 2 and out[-1] == "." and out[:-1].isdigit() and not ch.isascii():
+            out = out[:-1]
+        return "".join(_MANUAL.get(c, c) for c in out)
+
+    ranges = [(0x00A0, 0x3400), (0xA000, 0xF900), (0xFB00, 0x10000), (0x1D400, 0x1D800), (0x1F100, 0x1F200)]
+    for lo, hi in ranges:
+        for cp in range(lo, hi):
+            ch = chr(cp)
+            cat = unicodedata.category(ch)
+            if cat in ("Cf", "Mn", "Me") or 0xFE00 <= cp <= 0xFE0F:
+                table[cp] = _DEL
+                continue
+            out = fold(ch)
+            if out == ch:
+                continue
+            if len(out) == 1:
+                table[cp] = out
+            elif out:
+                table[cp] = _EXP
+                expand[ch] = out
+    for ch, out in _MANUAL.items():
+        if len(out) == 1:
+            table[ord(ch)] = out
+        else:
+            table[ord(ch)] = _EXP
+            expand[ch] = out
+    # ASCII: upper case only (control characters other than our markers stay: they are separators).
+    for cp in range(ord("A"), ord("Z") + 1):
+        table[cp] = chr(cp + 32)
+    # Invisible characters outside the scanned ranges: variation selectors supplement, tags.
+    for cp in list(range(0xE0000, 0xE0080)) + list(range(0xE0100, 0xE01F0)):
+        table[cp] = _DEL
+    # Traditional -> simplified, per character (OpenCC converts a newline-separated list in one call).
+    cjk = [chr(c) for r in ((0x3400, 0x4DC0), (0x4E00, 0xA000), (0xF900, 0xFB00)) for c in range(*r)]
+    cjk_folded = [table.get(ord(c), c) for c in cjk]  # compatibility ideographs fold to unified first
+    converted = opencc.OpenCC("t2s").convert("\n".join(cjk_folded)).split("\n")
+    if len(converted) == len(cjk):
+        for src, folded, simp in zip(cjk, cjk_folded, converted, strict=True):
+            if len(simp) == 1 and simp != src:
+                table[ord(src)] = _MANUAL.get(simp, simp)
+            elif folded != src and len(folded) == 1:
+                table[ord(src)] = folded
+    return table, expand
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """A normalised text and the way back to the original.
+
+    ``segments`` is a sorted list of ``(norm_start, orig_start, orig_end, linear)``: from ``norm_start`` up to
+    the next segment's start, normalised characters map linearly onto ``orig_start..`` when ``linear`` is
+    true, or all onto the whole ``[orig_start, orig_end)`` span when a single original character expanded
+    into several. An empty list means the identity map.
+    """
+
+    text: str
+    original: str
+    segments: tuple[tuple[int, int, int, bool], ...] = ()
+
+    def orig_index(self, i: int) -> tuple[int, int]:
+        """Original span ``[a, b)`` of normalised character ``i``."""
+        if not self.segments:
+            return i, i + 1
+        k = bisect.bisect_right(self._starts, i) - 1
+        n0, o0, o1, linear = self.segments[k]
+        if linear:
+            return o0 + (i - n0), o0 + (i - n0) + 1
+        return o0, o1
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """Original ``[a, b)`` covering normalised ``[start, end)`` (``end > start``).
+
+        Deleted separators *inside* the match are covered too (``五.星@红#旗`` maps to all seven characters).
+        """
+        a, _ = self.orig_index(start)
+        _, b = self.orig_index(end - 1)
+        return a, b
+
+    @property
+    def _starts(self) -> list[int]:
+        # Cached on first use; the dataclass is frozen and slotted, so store in a module-level cache.
+        return _starts_cache(self.segments)
+
+    @property
+    def identity(self) -> bool:
+        """True when no character was deleted or expanded (offsets are the same in both texts)."""
+        return not self.segments
+
+
+@lru_cache(maxsize=64)
+def _starts_cache(segments: tuple[tuple[int, int, int, bool], ...]) -> list[int]:
+    return [s[0] for s in segments]
+
+
+def _digit_runs(m: str) -> str:
+    """Replace Chinese numerals by ASCII digits inside runs of >= 5 digit-like characters (same length)."""
+    if not _CN_DIGIT_RE.search(m):
+        return m
+    out: list[str] = []
+    last = 0
+    for match in _DIGIT_RUN_RE.finditer(m):
+        run = match.group()
+        if _CN_DIGIT_RE.search(run):
+            out.append(m[last : match.start()])
+            out.append(run.translate(_CN_DIGIT_TABLE))
+            last = match.end()
+    if not out:
+        return m
+    out.append(m[last:])
+    return "".join(out)
+
+
+def normalize(text: str) -> Normalized:
+    """Normalise ``text`` for matching; see the module docstring for what is undone."""
+    table, expand = _tables()
+    if text.isascii():
+        # ASCII fast path: only case and the ASCII separator rules (no CJK → nothing to delete).
+        m = text.lower()
+        if "\x00" not in m and "\x01" not in m:
+            return Normalized(m, text)
+    m = text.translate(table)
+    m = _digit_runs(m)
+    pieces: list[str] = []
+    segments: list[tuple[int, int, int, bool]] = []
+    last = 0  # original/mapped index (the mapped text has the same length as the original)
+    npos = 0  # position in the normalised output
+    for match in _DELETE_RE.finditer(m):
+        s, e = match.span()
+        rep = match.group(1)
+        if rep is not None:
+            if rep in _DUP_OK and e - s == 2:
+                continue  # an ordinary doubled word: nothing to delete
+            s += 1  # keep the first of the repeated ideographs
+        if s > last:
+            pieces.append(m[last:s])
+            segments.append((npos, last, s, True))
+            npos += s - last
+        if m[s] == _EXP and e - s == 1:
+            out = expand.get(text[s], "")
+            if out:
+                pieces.append(out)
+                segments.append((npos, s, s + 1, False))
+                npos += len(out)
+        last = e
+    if not segments and last == 0:
+        return Normalized(m, text)
+    if last < len(m):
+        pieces.append(m[last:])
+        segments.append((npos, last, len(m), True))
+    return Normalized("".join(pieces), text, tuple(segments))
+
+
+def normalize_term(term: str) -> str:
+    """Normalise a lexicon term exactly as text is normalised (so both sides meet in the same form)."""
+    return normalize(term.strip()).text
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Homophones: the commonest same-length substitutions, mapped back to the canonical spelling. Applied to the
+# normalised text as a second view only when one of them occurs (so clean text pays one regex scan).
+HOMOPHONES: dict[str, str] = {
+    # Only spellings that are not ordinary words themselves: 菠菜 (spinach), 烧饼, 几把 (几把椅子), 你马 (你马上),
+    # 我草 (我草拟), 威信 and 尼玛 (a common Tibetan name) were left out after checking them against plain text.
+    "草泥马": "操你妈", "曹尼玛": "操你妈", "草你妈": "操你妈", "艹你妈": "操你妈", "操你吗": "操你妈",
+    "卧槽": "我操", "沃草": "我操", "泥马": "你妈", "特么": "他妈", "他喵的": "他妈的", "泥煤": "你妹",
+    "尼玛币": "你妈逼", "尼玛的": "你妈的", "沙比": "傻逼", "傻比": "傻逼", "煞笔": "傻逼", "傻笔": "傻逼",
+    "煞逼": "傻逼", "傻b": "傻逼", "傻吊": "傻屌", "骚b": "骚逼", "妈卖批": "妈卖逼", "贱比": "贱逼",
+    "狗币": "狗逼", "鸡吧": "鸡巴", "jb": "鸡巴", "发轮功": "法轮功", "法仑功": "法轮功", "珐轮功": "法轮功",
+    "菠菜网": "博彩网", "博菜": "博彩", "六合采": "六合彩", "薇信": "微信", "徽信": "微信", "微芯": "微信",
+    "v信": "微信", "胃信": "微信",
+}  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _homophones() -> tuple[dict[str, str], re.Pattern[str]]:
+    """Normalised homophone → canonical map (same length only) and its alternation regex, built on first use."""
+    table: dict[str, str] = {}
+    for k, v in HOMOPHONES.items():
+        nk, nv = normalize_term(k), normalize_term(v)
+        # Identity entries document the canonical form; length changes would break the offset map.
+        if nk != nv and len(nk) == len(nv):
+            table[nk] = nv
+    pattern = re.compile("|".join(sorted(map(re.escape, table), key=len, reverse=True)))
+    return table, pattern
+
+
+def apply_homophones(norm_text: str) -> str | None:
+    """The normalised text with homophone spellings replaced by canonical ones (same length), or ``None``.
+
+    ``None`` means no homophone occurred, so the caller can skip a second matching pass.
+    """
+    table, pattern = _homophones()
+    if not pattern.search(norm_text):
+        return None
+    return pattern.sub(lambda m: table[m.group()], norm_text)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pinyin view, for terms written partly or wholly in pinyin (sha逼, cao你ma, shabi).
+_MIXED_RE = re.compile(rf"(?:[{_CJK}]|[a-z])+")
+_HAS_CJK_RE = re.compile(rf"[{_CJK}]")
+_HAS_LATIN_RE = re.compile(r"[a-z]")
+
+
+@lru_cache(maxsize=1)
+def _pinyin_table() -> dict[str, str]:
+    """Ideograph → toneless pinyin of its most frequent reading (from pypinyin's single-character dict)."""
+    from pypinyin import Style, pinyin_dict
+    from pypinyin.style import convert
+
+    out: dict[str, str] = {}
+    for cp, readings in pinyin_dict.pinyin_dict.items():
+        first = readings.split(",")[0]
+        out[chr(cp)] = convert(first, Style.NORMAL, strict=False).replace("ü", "v")
+    return out
+
+
+def char_pinyin(ch: str) -> str:
+    """Toneless pinyin of one ideograph (most frequent reading), or ``""``."""
+    return _pinyin_table().get(ch, "")
+
+
+def term_pinyin(term: str) -> str | None:
+    """Full toneless pinyin of a normalised term made of ideographs/letters, or ``None`` if a char has none."""
+    table = _pinyin_table()
+    parts: list[str] = []
+    for ch in term:
+        if "a" <= ch <= "z":
+            parts.append(ch)
+        else:
+            py = table.get(ch)
+            if not py:
+                return None
+            parts.append(py)
+    return "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class PinyinView:
+    """Pinyin of the mixed CJK+Latin runs of a normalised text.
+
+    ``text`` is the concatenated pinyin; ``src[i]`` is the normalised index the pinyin character ``i`` came
+    from; ``starts``/``ends`` are the pinyin positions where a match may begin/end (syllable and Latin-run
+    edges); ``latin[i]`` tells whether pinyin character ``i`` was a letter in the text itself.
+    """
+
+    text: str
+    src: list[int]
+    starts: frozenset[int]
+    ends: frozenset[int]
+    latin: list[bool]
+
+
+def pinyin_view(norm_text: str) -> PinyinView | None:
+    """Build the pinyin view over runs that mix ideographs and Latin letters; ``None`` if there are none.
+
+    Pure-ideograph runs are left out on purpose: matching every Chinese text by sound alone flags ordinary
+    words (草拟 reads like an insult); explicit homophones cover the common cases instead.
+    """
+    if not (_HAS_LATIN_RE.search(norm_text) and _HAS_CJK_RE.search(norm_text)):
+        return None
+    table = _pinyin_table()
+    parts: list[str] = []
+    src: list[int] = []
+    latin: list[bool] = []
+    starts: set[int] = set()
+    ends: set[int] = set()
+    pos = 0
+    for run in _MIXED_RE.finditer(norm_text):
+        chunk = run.group()
+        if not (_HAS_LATIN_RE.search(chunk) and _HAS_CJK_RE.search(chunk)):
+            continue
+        prev_latin = False
+        for j, ch in enumerate(chunk):
+            i = run.start() + j
+            if "a" <= ch <= "z":
+                if not prev_latin:
+                    starts.add(pos)
+                parts.append(ch)
+                src.append(i)
+                latin.append(True)
+                pos += 1
+                prev_latin = True
+                nxt = chunk[j + 1] if j + 1 < len(chunk) else ""
+                if not ("a" <= nxt <= "z"):
+                    ends.add(pos)
+            else:
+                py = table.get(ch, "")
+                prev_latin = False
+                if not py:
+                    continue
+                starts.add(pos)
+                parts.append(py)
+                src.extend([i] * len(py))
+                latin.extend([False] * len(py))
+                pos += len(py)
+                ends.add(pos)
+        # A separator between runs so a match never spans two runs.
+        parts.append(" ")
+        src.append(-1)
+        latin.append(False)
+        pos += 1
+    if not src:
+        return None
+    return PinyinView("".join(parts), src, frozenset(starts), frozenset(ends), latin)
