@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(30.0, description="How often beat resolves stuck deliveries.")
     metrics_interval_s: float = Field(300.0, description="How often beat collects engagement metrics.")
     stuck_after_s: float = Field(120.0, description="A delivery in `sending` longer than this is reconciled.")
+    requeue_after_s: float = Field(60.0, description="A queued delivery not yet claimed is queued again after this.")
     max_attempts: int = Field(6, description="Transient failures retried this many times before `failed`.")
     retry_base_s: float = Field(2.0, description="First retry delay; doubles each attempt, with jitter.")
     retry_max_s: float = Field(600.0, description="Upper bound of one retry delay.")
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
         description="Where converted encoder models are cached (the e5-small conversion, ~470 MB).",
     )
     worker_concurrency: int = 2
+    queue: str = Field("matrix", description="Celery queue name (lets several installations share one broker).")
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

@@ -1,0 +1,38 @@
+# media-matrix: `make run` and `make test` do all set-up themselves (venv, install, migrate).
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint bench-fanout bench-moderation evaluate clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: 2.13.0 is the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/matrix up
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(BIN)/ruff check .
+
+bench-fanout: install
+	$(BIN)/python bench/fanout.py
+
+bench-moderation: install
+	$(BIN)/python bench/moderation.py --all
+
+evaluate: install
+	$(BIN)/python -m moderation.evaluate
+
+clean:
+	rm -rf var .pytest_cache

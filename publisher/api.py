@@ -1,0 +1,312 @@
+"""The HTTP API (FastAPI; OpenAPI at /docs). The same operations as the CLI, over the same services.
+
+Every user error is a 4xx with a one-line ``detail``; nothing is half-done (one transaction per request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from publisher import services
+from publisher.errors import InvalidInput, PublisherError
+from publisher.models import Account, Post
+from publisher.timeutil import parse_local
+
+app = FastAPI(title="media-matrix", version="0.1.0", description="Draft once, screen, review, publish to the matrix.")
+
+
+@app.exception_handler(PublisherError)
+async def _publisher_error(_request: Request, exc: PublisherError) -> JSONResponse:
+    return JSONResponse(status_code=exc.status_code, content={"detail": str(exc)})
+
+
+def db() -> Iterator[Session]:
+    """One transaction per request: committed when the route returns, rolled back on error."""
+    from publisher.db import session_scope
+
+    with session_scope() as session:
+        yield session
+
+
+# ----------------------------------------------------------------------------------------- schemas
+
+
+class AccountIn(BaseModel):
+    kind: str
+    name: str
+    credentials: dict[str, Any]
+    config: dict[str, Any] = Field(default_factory=dict)
+    organization: str = "default"
+
+
+class PostIn(BaseModel):
+    title: str
+    body: str
+    accounts: list[str | int] = Field(min_length=1)
+    summary: str = ""
+    cover_url: str | None = None
+    author: str = "editor"
+    at: str | None = Field(None, description="Schedule too: local time '2026-12-01 09:00', ISO 8601, or 'now'.")
+
+
+class PostEdit(BaseModel):
+    title: str | None = None
+    body: str | None = None
+    summary: str | None = None
+    cover_url: str | None = None
+    actor: str = "editor"
+
+
+class ScheduleIn(BaseModel):
+    at: str
+
+
+class ReviewIn(BaseModel):
+    reason: str = ""
+    reviewer: str = "reviewer"
+    content_hash: str | None = Field(None, description="The version hash you reviewed; 409 if the post changed.")
+
+
+class ConfirmIn(BaseModel):
+    url: str
+
+
+class TermIn(BaseModel):
+    term: str
+    list: str = "deny"
+    category: str = "custom"
+    severity: str = "review"
+
+
+# ------------------------------------------------------------------------------------------ routes
+
+
+@app.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index() -> str:
+    return (
+        "<!doctype html><meta charset='utf-8'><title>media-matrix</title>"
+        "<h1>media-matrix</h1><p>API documentation: <a href='/docs'>/docs</a> · "
+        "<a href='/health'>/health</a> · <a href='/posts'>/posts</a> · <a href='/accounts'>/accounts</a></p>"
+    )
+
+
+@app.get("/health")
+def health() -> JSONResponse:
+    """Database and broker reachable? 200 if both, 503 otherwise."""
+    status: dict[str, Any] = {}
+    try:
+        from publisher.db import get_engine
+
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        status["database"] = "ok"
+    except Exception as exc:
+        status["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        from workers.app import sender_app
+
+        with sender_app().connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+        status["broker"] = "ok"
+    except Exception as exc:
+        status["broker"] = f"error: {exc.__class__.__name__}"
+    ok = all(v == "ok" for v in status.values())
+    return JSONResponse(status_code=200 if ok else 503, content={"status": "ok" if ok else "degraded", **status})
+
+
+@app.get("/accounts")
+def list_accounts(session: Session = Depends(db)) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": a.id,
+            "kind": a.kind,
+            "name": a.name,
+            "organization": a.organization.name,
+            "status": a.status,
+            "status_reason": a.status_reason,
+            "paused_until": a.paused_until.isoformat() if a.paused_until else None,
+        }
+        for a in session.scalars(select(Account).order_by(Account.id)).all()
+    ]
+
+
+@app.post("/accounts", status_code=201)
+def add_account(body: AccountIn, session: Session = Depends(db)) -> dict[str, Any]:
+    account = services.add_account(
+        session,
+        kind=body.kind,
+        name=body.name,
+        credentials=body.credentials,
+        config=body.config,
+        organization=body.organization,
+        actor="api",
+    )
+    return {"id": account.id, "kind": account.kind, "name": account.name}
+
+
+@app.post("/accounts/{account_id}/reauthorize")
+def reauthorize(account_id: int, credentials: dict[str, Any], session: Session = Depends(db)) -> dict[str, Any]:
+    account = services.reauthorize_account(session, account_id, credentials, actor="api")
+    return {"id": account.id, "status": account.status}
+
+
+@app.get("/posts")
+def list_posts(state: str | None = None, limit: int = Query(100, le=500), session: Session = Depends(db)) -> list[dict]:
+    q = select(Post).order_by(Post.id.desc()).limit(limit)
+    if state:
+        q = q.where(Post.state == state)
+    return [
+        {"id": p.id, "state": p.state, "title": p.current_version.title if p.current_version else None}
+        for p in session.scalars(q).all()
+    ]
+
+
+@app.post("/posts", status_code=201)
+def create_post(body: PostIn, session: Session = Depends(db)) -> dict[str, Any]:
+    due = parse_local(body.at) if body.at else None
+    post = services.create_post(
+        session,
+        title=body.title,
+        body=body.body,
+        accounts=body.accounts,
+        summary=body.summary,
+        cover_url=body.cover_url,
+        author=body.author,
+    )
+    if due is not None:
+        services.schedule_post(session, post.id, due, actor=body.author)
+    session.flush()
+    return services.post_summary(session, post)
+
+
+@app.get("/posts/{post_id}")
+def show_post(post_id: int, session: Session = Depends(db)) -> dict[str, Any]:
+    from publisher.delivery import latest_metrics
+
+    post = services.get(session, Post, post_id)
+    summary = services.post_summary(session, post)
+    metrics = latest_metrics(session, post.id)
+    for d in summary["deliveries"]:
+        m = metrics.get(d["id"])
+        d["metrics"] = (
+            {
+                "reads": m.reads,
+                "likes": m.likes,
+                "shares": m.shares,
+                "comments": m.comments,
+                "taken_at": m.taken_at.isoformat(),
+            }
+            if m
+            else None
+        )
+    return summary
+
+
+@app.patch("/posts/{post_id}")
+def edit_post(post_id: int, body: PostEdit, session: Session = Depends(db)) -> dict[str, Any]:
+    post = services.edit_post(
+        session,
+        post_id,
+        title=body.title,
+        body=body.body,
+        summary=body.summary,
+        cover_url=body.cover_url,
+        actor=body.actor,
+    )
+    return services.post_summary(session, post)
+
+
+@app.post("/posts/{post_id}/submit")
+def submit_post(post_id: int, session: Session = Depends(db)) -> dict[str, Any]:
+    return services.post_summary(session, services.submit_post(session, post_id, actor="api"))
+
+
+@app.post("/posts/{post_id}/schedule")
+def schedule_post(post_id: int, body: ScheduleIn, session: Session = Depends(db)) -> dict[str, Any]:
+    due: datetime = parse_local(body.at)
+    services.schedule_post(session, post_id, due, actor="api")
+    return services.post_summary(session, services.get(session, Post, post_id))
+
+
+@app.post("/posts/{post_id}/approve")
+def approve_post(post_id: int, body: ReviewIn, session: Session = Depends(db)) -> dict[str, Any]:
+    services.review(
+        session, post_id, approve=True, reason=body.reason, reviewer=body.reviewer, content_hash=body.content_hash
+    )
+    return services.post_summary(session, services.get(session, Post, post_id))
+
+
+@app.post("/posts/{post_id}/reject")
+def reject_post(post_id: int, body: ReviewIn, session: Session = Depends(db)) -> dict[str, Any]:
+    services.review(
+        session, post_id, approve=False, reason=body.reason, reviewer=body.reviewer, content_hash=body.content_hash
+    )
+    return services.post_summary(session, services.get(session, Post, post_id))
+
+
+@app.post("/posts/{post_id}/retry")
+def retry_post(post_id: int, session: Session = Depends(db)) -> dict[str, Any]:
+    services.retry_post(session, post_id, actor="api")
+    return services.post_summary(session, services.get(session, Post, post_id))
+
+
+@app.post("/posts/{post_id}/retract")
+def retract_post(post_id: int) -> dict[str, Any]:
+    """Retract from every platform now; one line per delivery."""
+    from publisher.delivery import retract_post as retract
+
+    return {"post": post_id, "deliveries": retract(post_id, actor="api")}
+
+
+@app.get("/reviews")
+def review_queue(session: Session = Depends(db)) -> list[dict[str, Any]]:
+    """Posts waiting for a reviewer, with the screening's evidence."""
+    posts = session.scalars(select(Post).where(Post.state == "needs_review").order_by(Post.id)).all()
+    return [services.post_summary(session, p) for p in posts]
+
+
+@app.get("/deliveries/{delivery_id}/package")
+def delivery_package(delivery_id: int) -> Response:
+    """The ready-to-paste ZIP of an assisted delivery."""
+    from publisher.packages import package_for
+
+    data = package_for(delivery_id)
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="delivery-{delivery_id}.zip"'},
+    )
+
+
+@app.post("/deliveries/{delivery_id}/confirm")
+def confirm_delivery(delivery_id: int, body: ConfirmIn) -> dict[str, Any]:
+    from publisher.delivery import confirm_manual
+
+    d = confirm_manual(delivery_id, body.url, actor="api")
+    return {"id": d.id, "state": d.state, "remote_url": d.remote_url}
+
+
+@app.post("/organizations/{org_id}/terms", status_code=201)
+def add_term(org_id: int, body: TermIn, session: Session = Depends(db)) -> dict[str, Any]:
+    entry = services.add_moderation_term(
+        session, org_id, body.term, list_=body.list, category=body.category, severity=body.severity
+    )
+    return {"term": entry.term, "list": entry.list}
+
+
+@app.post("/screen")
+def screen(payload: dict[str, str]) -> dict[str, Any]:
+    """Screen a text with the moderation engine: ``{"text": "..."}``."""
+    import moderation
+
+    if not payload.get("text", "").strip():
+        raise InvalidInput("text is empty")
+    return moderation.screen(payload["text"]).to_dict()

@@ -1,0 +1,534 @@
+"""The ``matrix`` command line (Typer + Rich).
+
+Errors a user can fix (unknown account, time in the past, empty body…) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from publisher.config import get_settings
+from publisher.errors import PublisherError
+
+app = typer.Typer(help="media-matrix: draft once, screen, review, publish to the whole matrix.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+account_app = typer.Typer(help="Platform accounts.", no_args_is_help=True)
+post_app = typer.Typer(help="Posts: create, schedule, review, retract.", no_args_is_help=True)
+delivery_app = typer.Typer(help="Single deliveries (one post on one account).", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data for the sandboxes.", no_args_is_help=True)
+terms_app = typer.Typer(help="An organisation's own moderation deny- and allow-lists.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(account_app, name="account")
+app.add_typer(post_app, name="post")
+app.add_typer(delivery_app, name="delivery")
+app.add_typer(demo_app, name="demo")
+app.add_typer(terms_app, name="terms")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    """Print one red line and exit 2."""
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the publisher's and the moderation engine's errors into one line + exit 2."""
+    from moderation.types import ModerationError
+
+    try:
+        yield
+    except (PublisherError, ModerationError) as exc:
+        fail(str(exc))
+
+
+def _session():
+    from publisher.db import session_scope
+
+    return session_scope()
+
+
+# ---------------------------------------------------------------------------------------- processes
+
+
+@app.command()
+def api(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
+    """Serve the HTTP API (OpenAPI at /docs)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("publisher.api:app", host=host or settings.api_host, port=port or settings.api_port, log_level="info")
+
+
+@app.command()
+def worker(concurrency: int = typer.Option(None, "--concurrency", "-c"), loglevel: str = "info") -> None:
+    """Run a Celery worker (deliveries, screening, reconciliation, metrics)."""
+    from workers.app import QUEUE, celery_app
+
+    n = concurrency or get_settings().worker_concurrency
+    celery_app.worker_main(
+        ["worker", "-l", loglevel, "-c", str(n), "-Q", QUEUE, "--without-mingle", "--without-gossip"]
+    )
+
+
+@app.command()
+def beat(loglevel: str = "info") -> None:
+    """Run Celery beat: the pollers that dispatch due posts, reconcile and collect metrics."""
+    from workers.app import celery_app
+
+    schedule = get_settings().data_dir / "beat-schedule"
+    celery_app.start(["beat", "-l", loglevel, "-s", str(schedule)])
+
+
+@app.command()
+def flower(port: int = 5555) -> None:
+    """Run Flower, Celery's monitoring UI."""
+    from workers.app import celery_app
+
+    celery_app.start(["flower", f"--port={port}"])
+
+
+@app.command()
+def sandbox(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
+    """Serve the platform sandboxes (WordPress, WeChat, Weibo, Toutiao) on one port."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "channels.sandbox:create_app",
+        factory=True,
+        host=host or settings.sandbox_host,
+        port=port or settings.sandbox_port,
+        log_level="warning",
+    )
+
+
+@app.command()
+def up(demo: bool = typer.Option(True, help="Seed demo organisation, accounts and a post on a new database.")) -> None:
+    """Migrate, seed demo data on a new database, and run sandboxes, API, a worker and beat. Ctrl-C stops all."""
+    from publisher import migrate
+
+    settings = get_settings()
+    fresh = migrate.current() is None
+    migrate.upgrade()
+    children: list[subprocess.Popen] = []
+
+    def start(*args: str) -> None:
+        children.append(subprocess.Popen([sys.executable, "-m", "publisher.cli", *args]))
+
+    start("sandbox")
+    _wait_http(f"{settings.sandbox_url}/", 30)
+    if fresh and demo:
+        from publisher.demo import seed
+
+        with _session() as session:
+            seed(session, with_post=True)
+    start("api")
+    start("worker")
+    start("beat")
+    _wait_http(f"http://{settings.api_host}:{settings.api_port}/health", 60)
+    table = Table(title="media-matrix is running", show_header=False)
+    table.add_row("Web / API", f"http://{settings.api_host}:{settings.api_port}  (OpenAPI: /docs)")
+    table.add_row("Sandboxes", settings.sandbox_url)
+    table.add_row("Database", settings.database_url)
+    table.add_row("Broker", settings.broker_url)
+    console.print(table)
+    console.print("Ctrl-C stops everything.")
+    stopping = False
+
+    def stop(*_a: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping and all(c.poll() is None for c in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT if os.name != "nt" else signal.SIGTERM)
+    deadline = time.time() + 15
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    console.print("stopped.")
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    import httpx
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    fail(f"{url} did not answer within {timeout:.0f} s")
+
+
+# ----------------------------------------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations to the configured database."""
+    from publisher import migrate
+
+    migrate.upgrade(revision=revision)
+    console.print(f"database at revision {migrate.current()}")
+
+
+# ------------------------------------------------------------------------------------------ accounts
+
+
+def _json_option(text: str | None, what: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}")
+    if not isinstance(value, dict):
+        fail(f"{what} must be a JSON object")
+    return value
+
+
+@account_app.command("add")
+def account_add(
+    kind: str = typer.Argument(..., help="Channel kind: website, wechat, weibo, toutiao, manual."),
+    name: str = typer.Argument(...),
+    credentials: str = typer.Option(..., help='JSON, e.g. \'{"username": "u", "app_password": "p"}\''),
+    config: str = typer.Option(None, help='JSON, e.g. \'{"base_url": "https://example.org"}\''),
+    org: str = typer.Option("default", help="Organisation name (created if new)."),
+) -> None:
+    """Register a platform account (credentials are encrypted at rest)."""
+    from publisher import services
+
+    creds, conf = _json_option(credentials, "--credentials"), _json_option(config, "--config")
+    with user_errors(), _session() as session:
+        account = services.add_account(session, kind=kind, name=name, credentials=creds, config=conf, organization=org)
+        session.flush()
+        console.print(f"account {account.id} added: {kind} {name}")
+
+
+@account_app.command("list")
+def account_list() -> None:
+    """List accounts and their status."""
+    from sqlalchemy import select
+
+    from publisher.models import Account
+    from publisher.timeutil import format_local
+
+    with _session() as session:
+        table = Table("id", "kind", "name", "organisation", "status", "paused until", "reason")
+        for a in session.scalars(select(Account).order_by(Account.id)).all():
+            table.add_row(
+                str(a.id),
+                a.kind,
+                a.name,
+                a.organization.name,
+                a.status,
+                format_local(a.paused_until) if a.paused_until else "",
+                a.status_reason or "",
+            )
+        console.print(table)
+
+
+@account_app.command("reauth")
+def account_reauth(account_id: int, credentials: str = typer.Option(..., help="New credentials as JSON.")) -> None:
+    """Store new credentials for an account that needs re-authorisation and release its deliveries."""
+    from publisher import services
+
+    creds = _json_option(credentials, "--credentials")
+    with user_errors(), _session() as session:
+        account = services.reauthorize_account(session, account_id, creds, actor="cli")
+        console.print(f"account {account.id} is active again")
+
+
+# --------------------------------------------------------------------------------------------- posts
+
+
+def _read_body(body_file: Path | None, body: str | None) -> str:
+    if body is not None:
+        return body
+    if body_file is None:
+        fail("give the body with --body-file FILE (or - for standard input) or --body TEXT")
+    if str(body_file) == "-":
+        return sys.stdin.read()
+    try:
+        return body_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot read {body_file}: {exc.strerror}")
+    except UnicodeDecodeError:
+        fail(f"{body_file} is not UTF-8 text")
+    return ""
+
+
+@post_app.command("create")
+def post_create(
+    title: str = typer.Option(..., "--title", "-t"),
+    account: list[str] = typer.Option(..., "--account", "-a", help="Target account id or name; repeat."),
+    body_file: Path = typer.Option(None, "--body-file", "-f", help="Markdown file, or - for stdin."),
+    body: str = typer.Option(None, "--body", help="Markdown text (instead of --body-file)."),
+    summary: str = typer.Option("", "--summary"),
+    cover: str = typer.Option(None, "--cover", help="Cover image URL."),
+    at: str = typer.Option(None, "--at", help="Schedule too: local time like '2026-12-01 09:00', or 'now'."),
+    author: str = typer.Option("editor", "--author"),
+) -> None:
+    """Create a post for some accounts and send it to screening (and schedule it with --at)."""
+    from publisher import services
+    from publisher.timeutil import parse_local
+
+    text = _read_body(body_file, body)
+    with user_errors():
+        due = parse_local(at) if at else None
+        with _session() as session:
+            post = services.create_post(
+                session, title=title, body=text, accounts=account, summary=summary, cover_url=cover, author=author
+            )
+            if due is not None:
+                services.schedule_post(session, post.id, due, actor=author)
+            session.flush()
+            console.print(f"post {post.id} created ({post.state})" + (f", scheduled for {at}" if due else ""))
+
+
+@post_app.command("edit")
+def post_edit(
+    post_id: int,
+    title: str = typer.Option(None, "--title", "-t"),
+    body_file: Path = typer.Option(None, "--body-file", "-f"),
+    body: str = typer.Option(None, "--body"),
+    summary: str = typer.Option(None, "--summary"),
+) -> None:
+    """Edit a post: a new version, screened again."""
+    from publisher import services
+
+    text = _read_body(body_file, body) if (body_file or body is not None) else None
+    with user_errors(), _session() as session:
+        post = services.edit_post(session, post_id, title=title, body=text, summary=summary, actor="cli")
+        console.print(f"post {post.id} is now version {post.current_version.number} ({post.state})")
+
+
+@post_app.command("submit")
+def post_submit(post_id: int) -> None:
+    """Send a draft to screening."""
+    from publisher import services
+
+    with user_errors(), _session() as session:
+        console.print(f"post {services.submit_post(session, post_id, actor='cli').id} sent to screening")
+
+
+@post_app.command("schedule")
+def post_schedule(
+    post_id: int, at: str = typer.Option(..., "--at", help="'2026-12-01 09:00' (local) or 'now'.")
+) -> None:
+    """Schedule a post; it goes out at that time once its current version is approved."""
+    from publisher import services
+    from publisher.timeutil import format_local, parse_local
+
+    with user_errors():
+        due = parse_local(at)
+        with _session() as session:
+            services.schedule_post(session, post_id, due, actor="cli")
+            console.print(f"post {post_id} scheduled for {format_local(due)}")
+
+
+def _review(post_id: int, approve: bool, reason: str) -> None:
+    from publisher import services
+
+    with user_errors(), _session() as session:
+        services.review(session, post_id, approve=approve, reason=reason, reviewer="cli")
+        console.print(f"post {post_id} {'approved' if approve else 'rejected'}")
+
+
+@post_app.command("approve")
+def post_approve(post_id: int, reason: str = typer.Option("", "--reason")) -> None:
+    """Approve a post that screening sent to review."""
+    _review(post_id, True, reason)
+
+
+@post_app.command("reject")
+def post_reject(post_id: int, reason: str = typer.Option(..., "--reason")) -> None:
+    """Reject a post (a reason is required)."""
+    _review(post_id, False, reason)
+
+
+@post_app.command("retry")
+def post_retry(post_id: int) -> None:
+    """Retry only the deliveries that failed."""
+    from publisher import services
+
+    with user_errors(), _session() as session:
+        failed = services.retry_post(session, post_id, actor="cli")
+        console.print(f"retrying {len(failed)} deliveries of post {post_id}")
+
+
+@post_app.command("retract")
+def post_retract(post_id: int) -> None:
+    """Retract a post from every platform; reports per account."""
+    from publisher.delivery import retract_post
+
+    with user_errors():
+        lines = retract_post(post_id, actor="cli")
+    table = Table("delivery", "account", "kind", "outcome", "detail", title=f"post {post_id} retracted")
+    for line in lines:
+        table.add_row(str(line["delivery"]), line["account"], line["kind"], line["outcome"], line["detail"])
+    console.print(table)
+
+
+@post_app.command("show")
+def post_show(post_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+    """A post's state, screening and per-delivery state, remote URL, attempts and last error."""
+    from publisher import services
+    from publisher.models import Post
+
+    with user_errors(), _session() as session:
+        post = services.get(session, Post, post_id)
+        info = services.post_summary(session, post)
+    if as_json:
+        console.print_json(json.dumps(info, ensure_ascii=False))
+        return
+    console.print(f"[bold]post {info['id']}[/bold] v{info['version']}: {info['title']}  [cyan]{info['state']}[/cyan]")
+    if info["screening"]:
+        s = info["screening"]
+        console.print(f"screening: {s['decision']}  hits: {len(s.get('hits', []))}")
+        for hit in s.get("hits", [])[:10]:
+            console.print(f"  {hit['category']} ({hit['source']}): {hit['text']!r} at {hit['start']}-{hit['end']}")
+    if info["schedule"]:
+        console.print(f"schedule: {info['schedule']['due_at']} ({info['schedule']['state']})")
+    table = Table("delivery", "account", "kind", "state", "attempts", "remote URL", "last error")
+    for d in info["deliveries"]:
+        table.add_row(
+            str(d["id"]),
+            d["account"],
+            d["kind"],
+            d["state"],
+            str(d["attempts"]),
+            d["remote_url"] or "",
+            d["last_error"] or "",
+        )
+    console.print(table)
+
+
+@post_app.command("list")
+def post_list(state: str = typer.Option(None, "--state")) -> None:
+    """List posts, newest first."""
+    from sqlalchemy import select
+
+    from publisher.models import Post
+    from publisher.timeutil import format_local
+
+    with _session() as session:
+        q = select(Post).order_by(Post.id.desc()).limit(100)
+        if state:
+            q = q.where(Post.state == state)
+        table = Table("id", "state", "title", "updated")
+        for p in session.scalars(q).all():
+            table.add_row(
+                str(p.id), p.state, p.current_version.title if p.current_version else "", format_local(p.updated_at)
+            )
+        console.print(table)
+
+
+# ------------------------------------------------------------------------------------------ delivery
+
+
+@delivery_app.command("confirm")
+def delivery_confirm(delivery_id: int, url: str = typer.Option(..., "--url")) -> None:
+    """Record the URL of an assisted (manual) delivery once an operator has posted it."""
+    from publisher.delivery import confirm_manual
+
+    with user_errors():
+        d = confirm_manual(delivery_id, url, actor="cli")
+    console.print(f"delivery {d.id} published at {url}")
+
+
+@delivery_app.command("package")
+def delivery_package(delivery_id: int, output: Path = typer.Option(..., "--output", "-o")) -> None:
+    """Download the ready-to-paste package (ZIP) of an assisted delivery."""
+    from publisher.packages import package_for
+
+    with user_errors():
+        data = package_for(delivery_id)
+    output.write_bytes(data)
+    console.print(f"wrote {output} ({len(data)} bytes)")
+
+
+# ------------------------------------------------------------------------------------------ terms
+
+
+@terms_app.command("add")
+def terms_add(
+    org: str = typer.Argument(..., help="Organisation name."),
+    term: str = typer.Argument(...),
+    list_: str = typer.Option("deny", "--list", help="deny or allow"),
+    category: str = typer.Option("custom", "--category"),
+    severity: str = typer.Option("review", "--severity", help="block or review"),
+) -> None:
+    """Add a term to an organisation's deny- or allow-list (takes effect without a restart)."""
+    from sqlalchemy import select
+
+    from publisher import services
+    from publisher.models import Organization
+
+    with user_errors(), _session() as session:
+        found = session.scalar(select(Organization).where(Organization.name == org))
+        if found is None:
+            fail(f"organisation {org!r} not found")
+        services.add_moderation_term(session, found.id, term, list_=list_, category=category, severity=severity)
+        console.print(f"{list_}-list of {org}: added {term!r}")
+
+
+# ------------------------------------------------------------------------------------------- demo
+
+
+@demo_app.command("seed")
+def demo_seed(post: bool = typer.Option(False, "--post", help="Also create and schedule a demo post now.")) -> None:
+    """Create the demo organisations, users and sandbox accounts (idempotent)."""
+    from publisher.demo import seed
+
+    with _session() as session:
+        accounts = seed(session, with_post=post)
+        console.print(f"demo data ready: {len(accounts)} sandbox accounts")
+
+
+def _mount_screen() -> None:
+    try:
+        from moderation.cli import screen_command
+    except ImportError:  # pragma: no cover - moderation is part of the distribution
+        return
+    app.command("screen", help="Screen text with the moderation engine (or a JSONL file).")(screen_command)
+
+
+_mount_screen()
+
+
+def main(argv: list[str] | None = None) -> Callable[..., Any]:
+    """Entry point for ``python -m publisher.cli``."""
+    return app(argv)
+
+
+if __name__ == "__main__":
+    app()

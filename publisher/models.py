@@ -1,0 +1,283 @@
+"""The data model (SQLAlchemy 2, typed). The database is the source of truth; broker messages are wake-ups.
+
+Times are stored as UTC. ``PostVersion`` and ``AuditEvent`` rows are immutable: an attempt to update or
+delete one raises :class:`ImmutableRowError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """Aware current UTC time."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as naive UTC (portable to SQLite) and returns them aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+ROLES = ("editor", "reviewer", "monitor", "admin")
+ACCOUNT_STATUSES = ("active", "needs_reauth", "paused", "disabled")
+
+
+class Organization(Base):
+    """A node of the matrix: a provincial union, a city union, a district union…"""
+
+    __tablename__ = "organizations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    moderation_policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    lists_version: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    parent: Mapped[Organization | None] = relationship(remote_side=[id])
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20), default="editor")
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Account(Base):
+    """One account on one platform. Credentials are Fernet-encrypted at rest."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("kind", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    kind: Mapped[str] = mapped_column(String(30))
+    name: Mapped[str] = mapped_column(String(200))
+    credentials_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    paused_until: Mapped[datetime | None] = mapped_column()
+    moderation_policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    organization: Mapped[Organization] = relationship()
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    state: Mapped[str] = mapped_column(String(30), default="draft", index=True)
+    current_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("post_versions.id", use_alter=True, name="fk_posts_current_version")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    targets: Mapped[list[PostTarget]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    current_version: Mapped[PostVersion | None] = relationship(foreign_keys=[current_version_id])
+
+
+class PostTarget(Base):
+    """An account a post is meant for."""
+
+    __tablename__ = "post_targets"
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+
+
+class PostVersion(Base):
+    """One immutable version of a post's content."""
+
+    __tablename__ = "post_versions"
+    __table_args__ = (UniqueConstraint("post_id", "number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    number: Mapped[int] = mapped_column()
+    title: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    cover_url: Mapped[str | None] = mapped_column(String(2000))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @staticmethod
+    def hash_content(title: str, body: str, summary: str, cover_url: str | None) -> str:
+        """SHA-256 over the content fields: an approval is bound to exactly this content."""
+        payload = json.dumps([title, body, summary, cover_url or ""], ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class Screening(Base):
+    """The moderation verdict for one version."""
+
+    __tablename__ = "screenings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("post_versions.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(10))
+    verdict: Mapped[dict[str, Any]] = mapped_column()
+    model_version: Mapped[str] = mapped_column(String(100), default="")
+    lexicon_version: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewDecision(Base):
+    """A person's decision, bound to the content hash it was made on."""
+
+    __tablename__ = "review_decisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("post_versions.id"))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(10))  # approve | reject
+    reason: Mapped[str] = mapped_column(Text, default="")
+    reviewer: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Schedule(Base):
+    __tablename__ = "schedules"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    state: Mapped[str] = mapped_column(String(20), default="pending")  # pending | dispatched | cancelled
+    dispatched_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Delivery(Base):
+    """One post version to one account. ``progress`` holds remote ids saved between platform calls."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("schedule_id", "account_id"),
+        Index("ix_deliveries_state_next", "state", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("post_versions.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id"))
+    depends_on_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"))
+    state: Mapped[str] = mapped_column(String(30), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    claimed_at: Mapped[datetime | None] = mapped_column()
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    outcome_unknown: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    remote_id: Mapped[str | None] = mapped_column(String(200))
+    remote_url: Mapped[str | None] = mapped_column(String(2000))
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    account: Mapped[Account] = relationship(lazy="joined")
+
+
+class MetricSnapshot(Base):
+    __tablename__ = "metric_snapshots"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reads: Mapped[int | None] = mapped_column()
+    likes: Mapped[int | None] = mapped_column()
+    shares: Mapped[int | None] = mapped_column()
+    comments: Mapped[int | None] = mapped_column()
+
+
+class ModerationTerm(Base):
+    """An organisation's own deny- or allow-list entry."""
+
+    __tablename__ = "moderation_terms"
+    __table_args__ = (UniqueConstraint("organization_id", "list", "term"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    list: Mapped[str] = mapped_column(String(10))  # deny | allow
+    term: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(20), default="custom")
+    severity: Mapped[str] = mapped_column(String(10), default="review")
+
+
+class AuditEvent(Base):
+    """Append-only: who did what to which object, when."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    object_type: Mapped[str] = mapped_column(String(30))
+    object_id: Mapped[int | None] = mapped_column()
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ChannelToken(Base):
+    """Shared platform access tokens (single-flight cache on the embedded default); see channels.tokens."""
+
+    __tablename__ = "channel_tokens"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    token: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[float | None] = mapped_column(Float)
+    lock_owner: Mapped[str | None] = mapped_column(String(64))
+    lock_until: Mapped[float | None] = mapped_column(Float)
+
+
+class ImmutableRowError(RuntimeError):
+    """An immutable row (a post version, an audit event) was about to be changed."""
+
+
+def _forbid(kind: str):
+    def handler(_mapper, _conn, target):
+        raise ImmutableRowError(f"{type(target).__name__} rows cannot be {kind}")
+
+    return handler
+
+
+for _cls in (PostVersion, AuditEvent):
+    event.listen(_cls, "before_update", _forbid("updated"))
+    event.listen(_cls, "before_delete", _forbid("deleted"))

@@ -1,0 +1,89 @@
+"""CLI input errors (one line, exit 2) and the production compose file's commands."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from publisher.cli import app
+
+REPO = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    from publisher import migrate
+    from publisher.config import get_settings
+
+    monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MATRIX_MODERATION_CLASSIFIER", "0")
+    get_settings.cache_clear()
+    migrate.upgrade()
+    result = runner.invoke(
+        app,
+        ["account", "add", "website", "site-a", "--credentials", '{"username": "u", "app_password": "p"}',
+         "--config", '{"base_url": "http://127.0.0.1:1/wp/a"}'],
+    )
+    assert result.exit_code == 0, result.output
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def _one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_compose_services_use_existing_cli_commands() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    checked = 0
+    for name, service in compose["services"].items():
+        command = service.get("command")
+        if not command or service.get("image", "").startswith(("postgres", "redis")):
+            continue
+        argv = command if isinstance(command, list) else shlex.split(command)
+        assert argv[0] == "matrix", name
+        assert argv[1] in commands, f"service {name}: `matrix {argv[1]}` does not exist"
+        result = runner.invoke(app, [*argv[1:], "--help"])
+        assert result.exit_code == 0, f"service {name}: {result.output}"
+        checked += 1
+    assert checked >= 5  # migrate, api, worker, beat, flower
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["post", "create", "-t", "标题", "--body", "正文", "-a", "nosuch"], ["account 'nosuch' not found"]),
+        (["post", "create", "-t", "标题", "--body", "   ", "-a", "site-a"], ["body is empty"]),
+        (["post", "create", "-t", "标题", "--body", "正文", "-a", "site-a", "--at", "2020-01-01 09:00"], ["in the past"]),
+        (["post", "create", "-t", "标题", "--body", "正文", "-a", "site-a", "--at", "next tuesday"], ["cannot read time"]),
+        (["post", "create", "-t", "标题", "--body", "x" * 200_001, "-a", "site-a"], ["at most 200000"]),
+        (["post", "create", "-t", "标题", "-f", "/nonexistent/file.md", "-a", "site-a"], ["cannot read"]),
+        (["post", "show", "999"], ["post 999 not found"]),
+        (["post", "approve", "999"], ["not found"]),
+        (["account", "add", "myspace", "x", "--credentials", "{}"], ["unknown channel kind"]),
+        (["account", "add", "website", "x", "--credentials", "{not json"], ["not valid JSON"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(env, args, fragments) -> None:
+    _one_line_error(runner.invoke(app, args), *fragments)
+
+
+def test_bad_input_loses_nothing(env) -> None:
+    from sqlalchemy import func, select
+
+    from publisher.db import session_scope
+    from publisher.models import Post
+
+    runner.invoke(app, ["post", "create", "-t", "标题", "--body", "正文", "-a", "site-a", "--at", "2020-01-01"])
+    with session_scope() as s:
+        assert s.scalar(select(func.count(Post.id))) == 0  # nothing half-created

@@ -1,0 +1,60 @@
+"""Celery tasks. Thin: they take ids, call a service, and let the service record the outcome.
+
+No task schedules far-future work with ETA/countdown: due work is found by polling the database
+(``dispatch_due``, ``reconcile``). Short countdowns are used only as early wake-ups for retries; if one is
+lost, the poller finds the delivery anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import group
+
+from publisher import delivery as engine
+from publisher import services
+from publisher.db import session_scope
+from workers.app import celery_app
+
+log = logging.getLogger(__name__)
+
+
+@celery_app.task(name="matrix.screen_version")
+def screen_version(version_id: int) -> str | None:
+    """Screen one post version with the moderation engine."""
+    with session_scope() as session:
+        screening = services.screen_version(session, version_id)
+        return screening.decision if screening else None
+
+
+@celery_app.task(name="matrix.dispatch_due")
+def dispatch_due() -> int:
+    """Beat: turn due schedules into deliveries and fan out one ``deliver`` per ready delivery."""
+    ids = engine.dispatch_due()
+    if ids:
+        group(deliver.si(i) for i in ids).apply_async()
+    return len(ids)
+
+
+@celery_app.task(name="matrix.deliver")
+def deliver(delivery_id: int) -> str:
+    """Claim and send one delivery (no-op if another worker has it or it is not due)."""
+    return engine.deliver(delivery_id)
+
+
+@celery_app.task(name="matrix.reconcile")
+def reconcile() -> dict[str, int]:
+    """Beat: resolve deliveries stuck in sending / unconfirmed / awaiting_confirmation."""
+    return engine.reconcile()
+
+
+@celery_app.task(name="matrix.collect_metrics")
+def collect_metrics() -> int:
+    """Beat: snapshot engagement numbers of published deliveries."""
+    return engine.collect_metrics()
+
+
+@celery_app.task(name="matrix.retract_delivery")
+def retract_delivery(delivery_id: int) -> dict:
+    """Retract one delivery (used when a post was retracted while the delivery was in flight)."""
+    return engine.retract_delivery(delivery_id)
