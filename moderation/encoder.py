@@ -16,8 +16,8 @@ nibbles weights 16..31, each stored as ``q + 8``. We dequantise everything to fp
 cache directory, and from then on load it with ``from_pretrained`` like any other HF encoder. Setting
 ``MATRIX_MODERATION_BASE_MODEL`` to another HF encoder directory skips the conversion entirely.
 
-Exceptions: :class:`moderation.classifier.ClassifierError` is the package's root for classifier problems;
-this module raises its subclass :class:`EncoderError`.
+Exceptions: this module raises :class:`EncoderError`, a subclass of the package's
+:class:`moderation.types.ClassifierError` (itself under ``ModerationError``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from moderation.types import ClassifierError
+
 # Never let transformers try the network: everything here is local. Set before transformers is imported.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -47,7 +49,7 @@ _MAGIC = b"E5S1"
 _CONVERTER_VERSION = 1  # bump when the conversion output changes, so caches are rebuilt
 
 
-class EncoderError(RuntimeError):
+class EncoderError(ClassifierError):
     """The base encoder could not be found, converted or loaded."""
 
 
@@ -349,9 +351,7 @@ def load_encoder(path: Path | None = None) -> tuple[PreTrainedTokenizerBase, Pre
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         try:
             # BERT/RoBERTa-like encoders: skip the pooler, we mean-pool token states ourselves.
-            model = AutoModel.from_pretrained(
-                path, local_files_only=True, dtype=torch.float32, add_pooling_layer=False
-            )
+            model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32, add_pooling_layer=False)
         except TypeError:
             model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     except (OSError, ValueError) as exc:

@@ -1,0 +1,235 @@
+"""The transformer moderation classifier: e5-small (or any HF encoder), fine-tuned top layers, multi-label head.
+
+Scores are per-category probabilities (independent sigmoids) over :data:`MODEL_CATEGORIES`. ``privacy`` is
+not a model output: the PII detectors find personal data exactly. Texts longer than one window are split
+into overlapping windows of at most :data:`WINDOW_TOKENS` tokens and each category keeps its maximum over
+the windows, so one offensive paragraph in a long article is not averaged away.
+
+The committed model directory (``moderation/data/model``) holds only what training changed: the top encoder
+layers (fp16) and the head in ``classifier.safetensors``, plus ``classifier.json`` (categories, which layers,
+thresholds chosen on the model-selection slice, the base encoder's fingerprint). The frozen rest comes from
+the base encoder (:mod:`moderation.encoder`); a fingerprint check refuses a head trained on another encoder.
+
+Exceptions: :class:`moderation.types.ClassifierError` is the root here; :class:`ModelFileError` (bad or
+mismatched model directory) and :class:`moderation.encoder.EncoderError` (base encoder) derive from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from moderation.encoder import EncoderError, base_model_dir, load_encoder
+from moderation.types import ClassifierError
+
+__all__ = [
+    "MODEL_CATEGORIES",
+    "Classifier",
+    "ClassifierError",
+    "EncoderError",
+    "ModelFileError",
+    "get_classifier",
+]
+
+MODEL_CATEGORIES: tuple[str, ...] = ("politics", "porn", "violence", "gambling", "fraud", "ads", "abuse")
+DEFAULT_MODEL_DIR = Path(__file__).parent / "data" / "model"
+QUERY_PREFIX = "query:"  # e5's "query: " prefix; the text's own leading "▁" supplies the space
+WINDOW_TOKENS = 256
+WINDOW_OVERLAP = 64
+WEIGHTS_FILE = "classifier.safetensors"
+CONFIG_FILE = "classifier.json"
+
+
+class ModelFileError(ClassifierError):
+    """The trained model directory is missing, malformed, or was trained on a different base encoder."""
+
+
+def encoder_fingerprint(model: nn.Module) -> str:
+    """A short hash of a few frozen base tensors: identifies the base encoder a head was trained on."""
+    state = model.state_dict()
+    h = hashlib.sha256()
+    for name in ("embeddings.LayerNorm.weight", "embeddings.position_embeddings.weight"):
+        if name in state:
+            # rounded, so fp32 vs fp16 storage of the same encoder gives the same fingerprint
+            h.update(state[name].detach().float().mul(1000).round().to(torch.int32).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Windows:
+    """Token windows for a batch of texts: ``ids[i]`` belongs to text ``owner[i]``."""
+
+    ids: list[list[int]] = field(default_factory=list)
+    owner: list[int] = field(default_factory=list)
+
+
+def make_windows(
+    tokenizer: Any,
+    texts: Sequence[str],
+    max_tokens: int = WINDOW_TOKENS,
+    overlap: int = WINDOW_OVERLAP,
+    first_only: bool = False,
+) -> Windows:
+    """Tokenise ``texts`` as e5 queries and cut them into ``<s> query: chunk </s>`` windows.
+
+    Each window holds at most ``max_tokens`` ids; consecutive chunks share ``overlap`` content tokens so a
+    phrase cut at a boundary is whole in one of them. ``first_only`` keeps only the first window (training).
+    """
+    prefix = tokenizer(QUERY_PREFIX, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    eos = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    room = max_tokens - len(prefix) - 2
+    if room <= overlap:
+        raise ClassifierError(f"window of {max_tokens} tokens leaves no room after an overlap of {overlap}")
+    step = room - overlap
+    out = Windows()
+    content = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    for i, ids in enumerate(content):
+        start = 0
+        while True:
+            out.ids.append([bos, *prefix, *ids[start : start + room], eos])
+            out.owner.append(i)
+            if first_only or start + room >= len(ids):
+                break
+            start += step
+    return out
+
+
+def pad_batch(windows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists into ``input_ids`` and ``attention_mask`` tensors."""
+    width = max(len(w) for w in windows)
+    ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(windows), width), dtype=torch.long)
+    for row, w in enumerate(windows):
+        ids[row, : len(w)] = torch.tensor(w, dtype=torch.long)
+        mask[row, : len(w)] = 1
+    return ids, mask
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average the token states that the mask keeps (e5's sentence embedding, before normalisation)."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class Classifier:
+    """Multi-label moderation classifier. Thread-safe for concurrent :meth:`predict` calls."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        encoder: nn.Module,
+        head: nn.Linear,
+        categories: Sequence[str],
+        version: str,
+        thresholds: dict[str, float] | None = None,
+        batch_size: int = 16,
+        quantized: bool = False,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.encoder = encoder
+        self.head = head
+        self.categories = tuple(categories)
+        self.version = version
+        #: per-category thresholds picked on the model-selection slice (max F1); policy may override them
+        self.thresholds = dict(thresholds or {})
+        self.batch_size = batch_size
+        self.quantized = quantized  # int8 dynamic quantisation applied to the encoder's Linear layers
+        self._lock = threading.Lock()  # HF tokenizers' padding state and torch modules are not re-entrant
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None, quantize: bool | None = None) -> Classifier:
+        """Load the trained classifier from ``model_dir`` (default: settings, then the shipped model).
+
+        ``quantize`` applies int8 dynamic quantisation to the encoder's Linear layers (CPU); ``None`` uses what
+        the model directory recommends (``classifier.json: "quantize"``, chosen when it kept accuracy).
+        """
+        from safetensors.torch import load_file
+
+        if model_dir is None:
+            from publisher.config import get_settings
+
+            model_dir = get_settings().moderation_model_dir or DEFAULT_MODEL_DIR
+        model_dir = Path(model_dir)
+        try:
+            meta = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+            weights = load_file(str(model_dir / WEIGHTS_FILE))
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"cannot read the classifier in {model_dir}: {exc}") from exc
+        tokenizer, encoder = load_encoder(base_model_dir())
+        if meta.get("base_fingerprint") and meta["base_fingerprint"] != encoder_fingerprint(encoder):
+            raise ModelFileError(
+                f"{model_dir} was trained on another base encoder ({meta.get('base_model')}); "
+                "train one for MATRIX_MODERATION_BASE_MODEL or unset it"
+            )
+        layer_state = {k[len("encoder.") :]: v.float() for k, v in weights.items() if k.startswith("encoder.")}
+        _missing, unexpected = encoder.load_state_dict(layer_state, strict=False)
+        if unexpected:
+            raise ModelFileError(f"{model_dir}: weights that the encoder does not have: {unexpected[:5]}")
+        categories = meta["categories"]
+        head = nn.Linear(encoder.config.hidden_size, len(categories))
+        head.load_state_dict({"weight": weights["head.weight"].float(), "bias": weights["head.bias"].float()})
+        head.eval()
+        if quantize is None:
+            quantize = bool(meta.get("quantize", False))
+        if quantize:
+            encoder = quantize_encoder(encoder)
+        return cls(
+            tokenizer, encoder, head, categories, str(meta["version"]), meta.get("thresholds"), quantized=quantize
+        )
+
+    def _score_windows(self, windows: list[list[int]]) -> torch.Tensor:
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))  # similar lengths pad less
+        out = torch.empty((len(windows), len(self.categories)))
+        pad = self.tokenizer.pad_token_id or 0
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b : b + self.batch_size]
+            ids, mask = pad_batch([windows[i] for i in idx], pad)
+            hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            out[idx] = torch.sigmoid(self.head(mean_pool(hidden, mask)))
+        return out
+
+    def predict(self, texts: list[str]) -> list[dict[str, float]]:
+        """Per-category probabilities for each text (max over a long text's windows)."""
+        if not texts:
+            return []
+        with self._lock, torch.inference_mode():
+            win = make_windows(self.tokenizer, texts)
+            scores = self._score_windows(win.ids)
+            per_text = torch.zeros((len(texts), len(self.categories)))
+            owner = torch.tensor(win.owner)
+            per_text.index_reduce_(0, owner, scores, "amax", include_self=False)
+        return [{c: round(float(v), 6) for c, v in zip(self.categories, row, strict=True)} for row in per_text.tolist()]
+
+
+def quantize_encoder(encoder: nn.Module) -> nn.Module:
+    """int8 dynamic quantisation of every ``nn.Linear`` (weights int8, activations quantised per batch)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    return quantize_dynamic(encoder, {nn.Linear}, dtype=torch.qint8)
+
+
+_instance: Classifier | None = None
+_instance_lock = threading.Lock()
+
+
+def get_classifier() -> Classifier | None:
+    """The process-wide classifier, loaded once on first use; ``None`` when settings turn the model off."""
+    global _instance
+    from publisher.config import get_settings
+
+    if not get_settings().moderation_classifier:
+        return None
+    if _instance is None:
+        with _instance_lock:
+            if _instance is None:  # double-checked: only one thread pays the load
+                _instance = Classifier.load()
+    return _instance
