@@ -276,9 +276,10 @@ def render_fault(fault: Fault) -> Response:
     code = fault.extra.get("code")
     if code:
         return wp_error(code, str(fault.extra.get("message") or "Injected error."), status)
-    if status in _FAULT_DEFAULTS:
+    if status in _FAULT_DEFAULTS and not fault.extra.get("proxy"):
         return wp_error(*_FAULT_DEFAULTS[status], status)
-    # 429 from a WAF / rate-limit plugin, 502/504 from nginx: HTML, not WordPress JSON
+    # 429 from a WAF / rate-limit plugin, 502/504 from nginx, or any status with {"proxy": true}
+    # (a basic-auth proxy's 401, a WAF's 403, PHP-FPM's bare 500): HTML, not WordPress JSON
     phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     body = (
         f"<html><head><title>{status} {phrase}</title></head><body><center><h1>{status} {phrase}"

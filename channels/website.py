@@ -1,0 +1,375 @@
+"""Website adapter: a WordPress site through its REST API (``/wp-json/wp/v2``).
+
+Protocol (developer.wordpress.org/rest-api/reference/):
+
+- Basic auth with an *application password* (credentials ``{"username", "app_password"}``); the site
+  root is ``config["base_url"]``. ``GET /users/me`` checks the credential.
+- ``POST /media`` uploads the cover (raw body + ``Content-Disposition``) → ``{id, source_url}``.
+- ``POST /posts {title, content, excerpt, status: "publish", slug, featured_media, meta}`` → 201
+  ``{id, link, status, slug}``.
+- ``GET /posts?slug=…&status=any`` finds a post by slug (non-public statuses need an editing user);
+  ``DELETE /posts/<id>`` moves it to the trash (410 ``rest_already_trashed`` the second time);
+  ``GET /comments?post=<id>&per_page=1`` gives the comment count in ``X-WP-Total``.
+- Errors: ``{"code": "rest_…", "message": …, "data": {"status": N}}``; proxies, WAFs and rate-limit
+  plugins in front of WordPress answer with HTML instead, so the status code is the fallback.
+
+Idempotency: WordPress has none, so our key goes into the slug (and ``meta.mm_delivery`` where the site
+registers that key). A retry after a lost answer must look the slug up first: posting again would give
+a *second* post with slug ``<key>-2``, because WordPress de-duplicates slugs instead of refusing them.
+If that happens anyway (a caller skipped the look-up), ``publish`` notices the changed slug, deletes
+its duplicate and returns the original.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from channels.base import (
+    AccountInfo,
+    Channel,
+    DeliveryContext,
+    Metrics,
+    PostContent,
+    PublishResult,
+    Rendered,
+    StatusResult,
+    register,
+)
+from channels.errors import (
+    ChannelError,
+    InvalidRequest,
+    NeedsReauth,
+    OutcomeUnknown,
+    RateLimited,
+    TransientError,
+    Unavailable,
+)
+from channels.render import html_to_text, image_urls, markdown_to_html, summarize, truncate
+
+log = logging.getLogger(__name__)
+
+API = "/wp-json/wp/v2"
+COVER_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
+PUBLISHING_ROLES = {"administrator", "editor", "author"}
+# Statuses a post can be in before it is public: publish() reports them as awaiting confirmation.
+PENDING_STATUSES = {"pending", "draft", "future"}
+
+
+@register
+class WebsiteChannel(Channel):
+    """A WordPress site (self-hosted or WordPress.com Business) reached with an application password."""
+
+    kind = "website"
+    display_name = "网站 (WordPress)"
+    title_maxlen = 200  # WordPress stores any length; themes and feeds do not cope with more
+    summary_maxlen = 300
+    body_maxlen = 1_000_000  # well inside MySQL's default max_allowed_packet
+    rate_per_second = 5.0
+
+    ERROR_MAP: ClassVar[dict[int | str, type[ChannelError]]] = {
+        # The credential or the user's role does not allow it: a person must fix the account.
+        "rest_not_logged_in": NeedsReauth,
+        "incorrect_password": NeedsReauth,
+        "invalid_username": NeedsReauth,
+        "rest_forbidden": NeedsReauth,
+        "rest_forbidden_status": NeedsReauth,
+        "rest_cannot_create": NeedsReauth,
+        "rest_cannot_publish": NeedsReauth,
+        "rest_cannot_delete": NeedsReauth,
+        # Our request is wrong, or points at something that is not there.
+        "rest_invalid_param": InvalidRequest,
+        "rest_invalid_json": InvalidRequest,
+        "empty_content": InvalidRequest,
+        "rest_invalid_featured_media": InvalidRequest,
+        "rest_upload_no_data": InvalidRequest,
+        "rest_upload_no_content_disposition": InvalidRequest,
+        "rest_upload_sideload_error": InvalidRequest,  # sent with HTTP 500, but no retry can fix it
+        "rest_post_invalid_id": InvalidRequest,
+        "rest_already_trashed": InvalidRequest,
+        "rest_no_route": InvalidRequest,  # REST API disabled, or base_url is not the site root
+        # A PHP fatal error on the site: plugins get fixed, so retry later.
+        "internal_server_error": Unavailable,
+        # By HTTP status, when the body carries no WordPress code we know.
+        400: InvalidRequest,
+        401: NeedsReauth,
+        403: NeedsReauth,
+        404: InvalidRequest,
+        413: InvalidRequest,  # the web server's upload limit (client_max_body_size …)
+        429: RateLimited,
+        500: Unavailable,
+        502: Unavailable,
+        503: Unavailable,
+        504: Unavailable,
+    }
+
+    def __init__(self, account: AccountInfo, client: httpx.Client | None = None, **kwargs: Any) -> None:
+        super().__init__(account, client, **kwargs)
+        creds = account.credentials
+        username, password = str(creds.get("username") or ""), str(creds.get("app_password") or "")
+        # Auth goes on each WordPress request, never on the client: the same client fetches covers
+        # from other hosts, which must not see the site's password.
+        self._auth = httpx.BasicAuth(username, password) if username and password else None
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _wp(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self._auth is None:
+            raise NeedsReauth("website account has no username / application password", code="no_credentials")
+        return self.request(method, API + path, auth=self._auth, **kwargs)
+
+    def _check(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 300:
+            return
+        if status < 400:  # follow_redirects is off: a redirect means base_url is not the final address
+            raise InvalidRequest(
+                f"WordPress redirected to {response.headers.get('location', '?')}: fix the site address",
+                code=status,
+            )
+        code, message = _error_fields(response)
+        if code in self.ERROR_MAP:
+            key: int | str = code
+        else:
+            key = status
+        cls = self.ERROR_MAP.get(key) or (Unavailable if status >= 500 else InvalidRequest)
+        text = f"WordPress {status} {code or response.reason_phrase}: {message}".rstrip(": ")
+        if cls is NeedsReauth and status in (401, 403):
+            text += " (if the password is right, the web server may be stripping the Authorization header)"
+        if issubclass(cls, TransientError):
+            raise cls(text, code=key, retry_after=_retry_after(response))
+        raise cls(text, code=key)
+
+    @staticmethod
+    def _json(response: httpx.Response, *, committed: bool = False) -> Any:
+        """The reply's JSON. ``committed``: the call changed state, so an unreadable reply is lost."""
+        try:
+            return response.json()
+        except ValueError:
+            if committed:
+                raise OutcomeUnknown("WordPress accepted the request but its reply is not JSON") from None
+            raise InvalidRequest(
+                f"{response.request.url} did not answer with JSON: is this the WordPress site root?"
+            ) from None
+
+    # -- operations --------------------------------------------------------------------------------
+
+    def check_credentials(self) -> None:
+        """``GET /users/me``: the password must work and the user must be allowed to publish."""
+        me = self._json(self._wp("GET", "/users/me", params={"context": "edit"}))
+        if not isinstance(me, dict) or "id" not in me:
+            raise InvalidRequest("unexpected /users/me reply: is this a WordPress site?")
+        roles = set(me.get("roles") or ())
+        if roles and not roles & PUBLISHING_ROLES:
+            raise NeedsReauth(
+                f"WordPress user {me.get('slug')!r} ({', '.join(sorted(roles))}) may not publish posts",
+                code="rest_cannot_publish",
+            )
+
+    def render(self, content: PostContent, *, link: str | None = None) -> Rendered:
+        """Markdown to sanitised HTML; title and excerpt cut to the limits. Raises if the body is too big."""
+        body_html = markdown_to_html(content.body)
+        if len(body_html) > self.body_maxlen:
+            raise InvalidRequest(
+                f"post body is {len(body_html)} characters, the website takes {self.body_maxlen}"
+            )
+        text = html_to_text(body_html)
+        return Rendered(
+            title=truncate(content.title.strip(), self.title_maxlen),
+            html=body_html,
+            text=text,
+            summary=summarize(content.summary, text, self.summary_maxlen),
+            cover_url=content.cover_url,
+            images=tuple(image_urls(body_html)),
+        )
+
+    def publish(self, ctx: DeliveryContext) -> PublishResult:
+        """Upload the cover (once), create the post with our key as slug, save each id as it arrives."""
+        if ctx.progress.get("post_id"):
+            # an earlier attempt got as far as creating the post: never create a second one
+            found = self.lookup(ctx)
+            if found is not None:
+                return found
+        rendered = self.render(ctx.content)
+        payload: dict[str, Any] = {
+            "title": rendered.title,
+            "content": rendered.html,
+            "excerpt": rendered.summary,
+            "status": "publish",
+            "slug": ctx.idempotency_key,
+            "meta": {"mm_delivery": ctx.idempotency_key},
+        }
+        if rendered.cover_url:
+            payload["featured_media"] = self._cover_media_id(ctx, rendered.cover_url)
+        post = self._json(self._wp("POST", "/posts", json=payload), committed=True)
+        if not isinstance(post, dict) or "id" not in post:
+            raise OutcomeUnknown("WordPress created something but its reply has no post id")
+        ctx.save(post_id=int(post["id"]))
+        if post.get("slug") not in (None, ctx.idempotency_key):
+            # WordPress renamed our slug: a post with our key already exists (an earlier attempt whose
+            # answer was lost). Keep that one, remove the duplicate we just made.
+            original = self._find(ctx.idempotency_key)
+            if original is not None and int(original["id"]) != int(post["id"]):
+                log.warning(
+                    "website %s: duplicate post %s removed, keeping %s",
+                    self.account.id,
+                    post["id"],
+                    original["id"],
+                )
+                self._wp("DELETE", f"/posts/{int(post['id'])}", params={"force": "true"})
+                ctx.save(post_id=int(original["id"]))
+                return _result(original)
+        return _result(post)
+
+    def _cover_media_id(self, ctx: DeliveryContext, cover_url: str) -> int:
+        if ctx.progress.get("media_id"):
+            return int(ctx.progress["media_id"])
+        data, mime, ext = self._fetch_cover(cover_url)
+        reply = self._wp(
+            "POST",
+            "/media",
+            content=data,
+            headers={
+                "Content-Type": mime,
+                "Content-Disposition": f'attachment; filename="{ctx.idempotency_key}-cover.{ext}"',
+            },
+        )
+        media = self._json(reply, committed=True)
+        if not isinstance(media, dict) or "id" not in media:
+            raise OutcomeUnknown("WordPress stored the cover but its reply has no media id")
+        ctx.save(media_id=int(media["id"]), media_url=media.get("source_url"))
+        return int(media["id"])
+
+    def _fetch_cover(self, url: str) -> tuple[bytes, str, str]:
+        """Download the cover image: (bytes, mime type, file extension)."""
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise InvalidRequest(f"cover must be an http(s) URL, not {url!r}")
+        try:
+            # absolute URL: httpx ignores the client's base_url; no auth is attached to this request
+            reply = self.client.get(url)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"cannot fetch cover {url}: {exc.__class__.__name__}") from exc
+        if reply.status_code >= 500 or reply.status_code == 429:
+            raise Unavailable(f"cover {url} answered {reply.status_code}", retry_after=_retry_after(reply))
+        if reply.status_code >= 300:
+            raise InvalidRequest(f"cover {url} answered {reply.status_code}", code=reply.status_code)
+        mime = reply.headers.get("content-type", "").split(";")[0].strip().lower()
+        if mime not in COVER_TYPES:
+            guessed = urlsplit(url).path.rsplit(".", 1)[-1].lower()
+            mime = next((m for m, e in COVER_TYPES.items() if e == guessed or guessed == "jpeg"), "")
+        if mime not in COVER_TYPES or not reply.content:
+            raise InvalidRequest(f"cover {url} is not a JPEG, PNG, GIF or WebP image")
+        return reply.content, mime, COVER_TYPES[mime]
+
+    def _find(self, key: str) -> dict[str, Any] | None:
+        """Our post by slug (any status but trash), oldest first; needs an editing user, as WP requires."""
+        reply = self._wp(
+            "GET", "/posts", params={"slug": key, "status": "any", "context": "edit", "per_page": 10}
+        )
+        posts = self._json(reply)
+        mine = [
+            p
+            for p in posts
+            if isinstance(p, dict)
+            and p.get("slug") == key
+            # meta is only returned where the site registers our key; where it does, it must agree
+            and ((p.get("meta") or {}).get("mm_delivery") in (None, "", key))
+        ]
+        return min(mine, key=lambda p: int(p["id"])) if mine else None
+
+    def lookup(self, ctx: DeliveryContext) -> PublishResult | None:
+        """Find the post by its slug (our idempotency key); saves its id when found."""
+        post = self._find(ctx.idempotency_key)
+        if post is None:
+            return None
+        ctx.save(post_id=int(post["id"]))
+        return _result(post)
+
+    def status(self, ctx: DeliveryContext) -> StatusResult:
+        """The post's state: published, pending (awaiting moderation on the site), retracted or failed."""
+        post_id = ctx.remote_id or ctx.progress.get("post_id")
+        if not post_id:
+            found = self.lookup(ctx)
+            if found is None:
+                return StatusResult("failed", reason="no post with our slug on the site")
+            post_id = found.remote_id
+        try:
+            post = self._json(self._wp("GET", f"/posts/{int(post_id)}", params={"context": "edit"}))
+        except InvalidRequest as exc:
+            if exc.code == "rest_post_invalid_id":
+                return StatusResult("failed", reason="the post was deleted on the site")
+            raise
+        state = post.get("status")
+        if state == "publish":
+            return StatusResult("published", url=post.get("link"))
+        if state == "trash":
+            return StatusResult("retracted", url=post.get("link"))
+        if state in PENDING_STATUSES:
+            return StatusResult("pending", url=post.get("link"))
+        return StatusResult("failed", url=post.get("link"), reason=f"post status is {state!r}")
+
+    def metrics(self, ctxs: Iterable[DeliveryContext]) -> dict[int, Metrics]:
+        """Comment counts (``X-WP-Total``); WordPress core keeps no view counts."""
+        out: dict[int, Metrics] = {}
+        for ctx in ctxs:
+            post_id = ctx.remote_id or ctx.progress.get("post_id")
+            if not post_id:
+                continue
+            reply = self._wp("GET", "/comments", params={"post": int(post_id), "per_page": 1})
+            total = reply.headers.get("x-wp-total", "")
+            comments = int(total) if total.isdigit() else len(self._json(reply))
+            out[ctx.delivery_id] = Metrics(comments=comments)
+        return out
+
+    def retract(self, ctx: DeliveryContext) -> None:
+        """Move the post to the trash. Already trashed, or gone, counts as done."""
+        post_id = ctx.remote_id or ctx.progress.get("post_id")
+        if not post_id:
+            found = self.lookup(ctx)
+            if found is None:
+                return
+            post_id = found.remote_id
+        try:
+            self._wp("DELETE", f"/posts/{int(post_id)}")
+        except InvalidRequest as exc:
+            if exc.code in ("rest_already_trashed", "rest_post_invalid_id"):
+                return
+            raise
+
+
+def _result(post: dict[str, Any]) -> PublishResult:
+    state = "awaiting_confirmation" if post.get("status") in PENDING_STATUSES else "published"
+    return PublishResult(remote_id=str(post["id"]), state=state, url=post.get("link"))
+
+
+def _error_fields(response: httpx.Response) -> tuple[str | None, str]:
+    """(WordPress error code, plain-text message) of an error reply; code is None for non-WP bodies."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, html_to_text(response.text)[:200]
+    if isinstance(body, dict) and isinstance(body.get("code"), str):
+        return body["code"], html_to_text(str(body.get("message", "")))[:500]
+    return None, str(body)[:200]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP date."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
