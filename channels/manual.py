@@ -1,0 +1,351 @@
+"""Assisted (manual) publishing: for a channel without API access, a person posts a ready-made package.
+
+The flow, end to end:
+
+1. ``publish`` does no network call. It answers ``PublishResult(state="awaiting_manual",
+   remote_id=<idempotency key>)``; the delivery waits for an operator.
+2. The lead's API/CLI serves :func:`build_package` for download: a ZIP with the title, the article as HTML
+   and as plain text, its images, the cover and a README with the steps.
+3. The operator posts it by hand on the platform and records the address
+   (``matrix delivery confirm ID --url …``); the delivery then counts as published.
+
+Retraction and metrics are not supported in this mode (``supports_retract`` and ``supports_metrics`` are
+False): nothing here can reach the platform, so the service tells the operator to delete the post by hand.
+
+:func:`render_article` (the article rendering built on :mod:`channels.render`) and the ``manual_*``
+functions are shared with :mod:`channels.toutiao` (whose accounts may use this mode) and
+:mod:`channels.weibo`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import mimetypes
+import re
+import zipfile
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+from urllib.parse import unquote_to_bytes, urlsplit
+
+import httpx
+from markdown_it import MarkdownIt
+
+from channels.base import (
+    Channel,
+    DeliveryContext,
+    Metrics,
+    PostContent,
+    PublishResult,
+    Rendered,
+    StatusResult,
+    make_client,
+    register,
+)
+from channels.errors import ChannelError, InvalidRequest
+from channels.render import (
+    html_to_text,
+    image_urls,
+    markdown_to_html,
+    replace_image_urls,
+    sanitize_html,
+    summarize,
+    truncate,
+)
+
+# ------------------------------------------------------------------------------------ rendering
+
+# Token-level parsing only (no rendering): finds the first real paragraph for summaries.
+_parser = MarkdownIt("commonmark", {"html": True})
+
+
+def first_paragraph(markdown: str) -> str:
+    """Plain text of the first Markdown paragraph that has words (headings and lone images skipped)."""
+    tokens = _parser.parse(markdown or "")
+    for index, token in enumerate(tokens[:-1]):
+        if token.type != "paragraph_open":
+            continue
+        words = "".join(
+            child.content if child.type in {"text", "code_inline"} else " "
+            for child in tokens[index + 1].children or []
+            if child.type in {"text", "code_inline", "softbreak", "hardbreak"}
+        )
+        if words.strip():
+            return " ".join(words.split())
+    return ""
+
+
+def render_article(
+    content: PostContent,
+    *,
+    title_maxlen: int,
+    summary_maxlen: int,
+    tags: Iterable[str] | None = None,
+) -> Rendered:
+    """The generic article rendering: title and summary cut to fit, body as safe HTML and plain text.
+
+    ``tags`` narrows the HTML allow-list of :mod:`channels.render` for stricter platforms.
+    """
+    html = markdown_to_html(content.body)
+    if tags is not None:
+        html = sanitize_html(html, tags=tags).strip()
+    text = html_to_text(html)
+    images = tuple(image_urls(html))
+    return Rendered(
+        title=truncate(" ".join(content.title.split()), title_maxlen),
+        html=html,
+        text=text,
+        summary=summarize(content.summary or first_paragraph(content.body), text, summary_maxlen),
+        cover_url=content.cover_url or (images[0] if images else None),
+        images=images,
+    )
+
+
+# -------------------------------------------------------------------------------------- package
+
+Fetch = Callable[[str], bytes]
+
+_README = """\
+{title}
+{rule}
+
+This package holds one article, ready to be posted by hand{platform_line}.
+{delivery_line}
+Files
+  title.txt      the title, as it must appear
+  article.html   the article, formatted (open it in a browser, select all, copy, paste into the editor)
+  article.txt    the same article as plain text, for editors that reject formatting
+  images/        the article's images, numbered in the order they appear
+{cover_line}  manifest.json  which image file came from which address
+
+Steps
+  1. Sign in to the platform's editor with the account this delivery is for.
+  2. Paste the title from title.txt.
+  3. Paste the body from article.html (or article.txt). Re-insert the images from images/ where the
+     editor did not keep them, in their numbered order.
+  4. Set the cover{cover_hint}.
+  5. Publish, then open the published post and copy its address.
+  6. Record it: {confirm}
+     The delivery counts as published only after this step.
+{missing}"""
+
+
+def _fetch_with_httpx(url: str) -> bytes:
+    with make_client(timeout=15.0) as client:
+        response = client.get(url, follow_redirects=True)
+        response.raise_for_status()
+        return response.content
+
+
+def _data_url_bytes(url: str) -> tuple[bytes, str]:
+    header, _, payload = url.partition(",")
+    mime = header[5:].split(";")[0] or "application/octet-stream"
+    if ";base64" in header:
+        return base64.b64decode(payload, validate=False), mime
+    return unquote_to_bytes(payload), mime
+
+
+def _extension(url: str, mime: str | None = None) -> str:
+    if mime:
+        guessed = mimetypes.guess_extension(mime)
+        if guessed:
+            return ".jpg" if guessed == ".jpe" else guessed
+    suffix = re.search(r"\.(jpe?g|png|gif|webp|bmp|svg)$", urlsplit(url).path, re.IGNORECASE)
+    return f".{suffix.group(1).lower()}" if suffix else ".img"
+
+
+def _load_image(url: str, fetch: Fetch) -> tuple[bytes, str]:
+    """The image's bytes and a file extension; raises on any failure (the caller reports it)."""
+    if url.startswith("data:"):
+        data, mime = _data_url_bytes(url)
+        return data, _extension(url, mime)
+    return fetch(url), _extension(url)
+
+
+def _zip_write(archive: zipfile.ZipFile, name: str, data: bytes | str) -> None:
+    # A fixed timestamp keeps the package byte-identical for the same content (cacheable, testable).
+    info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    archive.writestr(info, data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def build_package(
+    content: PostContent,
+    rendered: Rendered,
+    *,
+    delivery_id: int | None = None,
+    platform: str = "",
+    fetch: Fetch | None = None,
+) -> bytes:
+    """A ZIP with everything an operator needs to post ``rendered`` by hand.
+
+    Contents: ``title.txt``, ``article.html`` (a full UTF-8 page whose images point at ``images/``),
+    ``article.txt``, ``images/01.<ext>`` …, ``cover.<ext>`` (when the post has a cover),
+    ``manifest.json`` and ``README.txt`` with the steps, ending with the ``matrix delivery confirm``
+    command. Images are downloaded with ``fetch`` (default: an HTTP GET); one that cannot be fetched is
+    listed in the README with its address instead of failing the whole package.
+    """
+    fetch = fetch or _fetch_with_httpx
+    missing: list[str] = []
+    manifest: dict[str, Any] = {
+        "title": rendered.title,
+        "delivery_id": delivery_id,
+        "platform": platform,
+        "images": [],
+        "cover": None,
+    }
+    buffer = io.BytesIO()
+    packaged: dict[str, str] = {}
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index, url in enumerate(rendered.images, start=1):
+            try:
+                data, ext = _load_image(url, fetch)
+            except (httpx.HTTPError, OSError, ValueError, binascii.Error, ChannelError) as exc:
+                missing.append(f"  image {index}: {url} ({exc.__class__.__name__})")
+                manifest["images"].append({"index": index, "source": url, "file": None})
+                continue
+            name = f"images/{index:02d}{ext}"
+            _zip_write(archive, name, data)
+            manifest["images"].append({"index": index, "source": url, "file": name})
+            packaged[url] = name
+        cover_name = None
+        if rendered.cover_url:
+            try:
+                data, ext = _load_image(rendered.cover_url, fetch)
+                cover_name = f"cover{ext}"
+                _zip_write(archive, cover_name, data)
+            except (httpx.HTTPError, OSError, ValueError, binascii.Error, ChannelError) as exc:
+                missing.append(f"  cover: {rendered.cover_url} ({exc.__class__.__name__})")
+            manifest["cover"] = {"source": rendered.cover_url, "file": cover_name}
+        # The packaged page shows the packaged copies, so it works offline and matches images/.
+        body_html = replace_image_urls(rendered.html, packaged)
+        page = (
+            '<!doctype html>\n<html lang="zh-CN"><head><meta charset="utf-8">'
+            f"<title>{_escape(rendered.title)}</title></head>\n<body>\n<h1>{_escape(rendered.title)}</h1>\n"
+            f"{body_html}\n</body></html>\n"
+        )
+        _zip_write(archive, "title.txt", rendered.title + "\n")
+        _zip_write(archive, "article.html", page)
+        _zip_write(archive, "article.txt", f"{rendered.title}\n\n{rendered.text}\n")
+        _zip_write(archive, "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
+        confirm = f"matrix delivery confirm {delivery_id if delivery_id is not None else 'ID'} --url <URL>"
+        readme = _README.format(
+            title=rendered.title,
+            rule="=" * max(8, len(rendered.title) * 2),
+            platform_line=f" on {platform}" if platform else "",
+            delivery_line=f"Delivery: {delivery_id}\n" if delivery_id is not None else "",
+            cover_line=f"  {cover_name:<14} the cover image\n" if cover_name else "",
+            cover_hint=f" from {cover_name}" if cover_name else " (the post has none: pick one)",
+            confirm=confirm,
+            missing=(
+                "\nNot included (fetch these by hand):\n" + "\n".join(missing) + "\n" if missing else ""
+            ),
+        )
+        _zip_write(archive, "README.txt", readme)
+    return buffer.getvalue()
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# -------------------------------------------------------------------------------------- adapter
+
+
+def _confirmed(ctx: DeliveryContext) -> PublishResult:
+    remote_id = ctx.remote_id or ctx.idempotency_key
+    return PublishResult(remote_id=remote_id, state="published", url=ctx.remote_url)
+
+
+def manual_publish(ctx: DeliveryContext) -> PublishResult:
+    """The assisted flow's publish: record that a package is due and wait for an operator.
+
+    Idempotent: calling it again for the same delivery answers the same. Once an operator has recorded
+    the URL (``ctx.remote_url``), the delivery is published.
+    """
+    if ctx.remote_url:
+        return _confirmed(ctx)
+    if ctx.progress.get("manual") != ctx.idempotency_key:
+        ctx.save(manual=ctx.idempotency_key)
+    return PublishResult(remote_id=ctx.idempotency_key, state="awaiting_manual")
+
+
+def manual_status(ctx: DeliveryContext) -> StatusResult:
+    """``published`` once an operator recorded the URL, else ``pending``."""
+    if ctx.remote_url:
+        return StatusResult(state="published", url=ctx.remote_url)
+    return StatusResult(state="pending")
+
+
+def manual_lookup(ctx: DeliveryContext) -> PublishResult | None:
+    """Only an operator knows whether the post exists: found when the URL was recorded, else ``None``."""
+    if ctx.remote_url:
+        return _confirmed(ctx)
+    return None
+
+
+def manual_unsupported(operation: str) -> InvalidRequest:
+    """The error for an operation no program can do in assisted mode."""
+    return InvalidRequest(
+        f"{operation} is not possible for an assisted (manual) channel: do it by hand on the platform"
+    )
+
+
+@register
+class Manual(Channel):
+    """Assisted publishing for any channel without API access (kind ``manual``).
+
+    ``publish`` answers ``awaiting_manual`` and makes no call; :func:`build_package` gives the operator a
+    ready-to-paste ZIP; the operator records the URL. ``retract`` and ``metrics`` are not supported: the
+    service must tell the operator to delete the post by hand, and there are no numbers to collect.
+    ``config`` may name the target ``platform`` (shown in the package's README).
+    """
+
+    kind = "manual"
+    display_name = "Assisted (manual) publishing"
+    title_maxlen = 100
+    summary_maxlen = 200
+    rate_per_second = 0.0  # no remote calls at all
+    supports_retract = False
+    supports_metrics = False
+    ERROR_MAP: ClassVar[dict[int | str, type[ChannelError]]] = {}  # no platform, hence no platform errors
+
+    def check_credentials(self) -> None:
+        """Nothing to check: an assisted channel holds no credential."""
+        return None
+
+    def render(self, content: PostContent, *, link: str | None = None) -> Rendered:
+        """Title, HTML, plain text, summary, images and cover of the post."""
+        return render_article(content, title_maxlen=self.title_maxlen, summary_maxlen=self.summary_maxlen)
+
+    def publish(self, ctx: DeliveryContext) -> PublishResult:
+        """``awaiting_manual`` with ``remote_id`` = the idempotency key (no call is made)."""
+        return manual_publish(ctx)
+
+    def status(self, ctx: DeliveryContext) -> StatusResult:
+        """``published`` once the operator recorded the URL, else ``pending``."""
+        return manual_status(ctx)
+
+    def lookup(self, ctx: DeliveryContext) -> PublishResult | None:
+        """Found only when the operator recorded the URL."""
+        return manual_lookup(ctx)
+
+    def metrics(self, ctxs: Iterable[DeliveryContext]) -> dict[int, Metrics]:
+        """Not supported in assisted mode: no numbers can be read, so none are reported (empty dict)."""
+        return {}
+
+    def retract(self, ctx: DeliveryContext) -> None:
+        """Not supported: raises :class:`InvalidRequest`; the operator deletes the post by hand."""
+        raise manual_unsupported("retraction")
+
+    def package(self, ctx: DeliveryContext, *, fetch: Fetch | None = None) -> bytes:
+        """The delivery's ready-to-paste ZIP (see :func:`build_package`)."""
+        return build_package(
+            ctx.content,
+            self.render(ctx.content, link=ctx.depends_on_url),
+            delivery_id=ctx.delivery_id,
+            platform=str(self.account.config.get("platform", "")),
+            fetch=fetch,
+        )

@@ -1,0 +1,617 @@
+"""Weibo sandbox: the open API's statuses endpoints, long articles, tokens, limits and pages, in memory.
+
+Mounted under ``/weibo`` (so ``{sandbox}/weibo/2/statuses/share.json`` stands for
+``https://api.weibo.com/2/statuses/share.json``). What it reproduces:
+
+- errors as HTTP 4xx with ``{"request", "error_code", "error"}``; the long-article endpoint answers
+  HTTP 200 with ``{"code", "msg", "data"}``;
+- OAuth2 tokens registered through the control API, expiring on the fake clock (21327) or revoked
+  (21332); no refresh;
+- ``share.json``: ``rip`` required, at most 140 Chinese characters as Weibo counts them (20012), a link on
+  the account's safe domain (10017), no ``#topic#`` (10017), the same text again within a day (20019), more
+  than ``hourly_limit`` posts (default 30) in the last hour of the fake clock (10024); links in the stored
+  text are rewritten to ``http://t.cn/…`` addresses, as Weibo does;
+- ``user_timeline``, ``show``, ``destroy`` (20101 when gone, 20102 when not yours), ``count`` (≤ 100 ids,
+  deleted ones silently missing; comments, reposts and attitudes grow with the fake clock),
+  ``oauth2/get_token_info``;
+- ``proxy/article/publish.json`` for accounts flagged ``long_article`` (10014 for the others);
+- every status and article as an HTML page: ``/<uid>/<id>`` and ``/ttarticle/p/show?id=``;
+- control API under ``/_sandbox/``: ``POST accounts``, ``POST tokens/revoke``, ``GET state`` and the
+  shared knobs (faults with ``error_code``, clock, reset).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import itertools
+import re
+import secrets
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from channels.sandbox.faults import FakeClock, Fault, Faults, install_knobs
+from channels.weibo import URL_RE, on_safe_domain, weibo_length
+
+Handler = Callable[[Request], Awaitable[Response]]
+HOUR = 3600.0
+REPEAT_WINDOW_S = 24 * HOUR
+DEFAULT_TOKEN_LIFETIME_S = 30 * 24 * HOUR
+BEIJING = timezone(timedelta(hours=8))
+TOPIC_RE = re.compile(r"#[^#\s]+#")
+_BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+# The messages Weibo sends with each code (open.weibo.com/wiki/Error_code), for injected faults too.
+MESSAGES: dict[int, str] = {
+    10001: "system error",
+    10002: "service unavailable",
+    10008: "param error, see doc for more info",
+    10014: "Insufficient app permissions",
+    10016: "Miss required parameter (%s) , see doc for more info",
+    10017: "Parameter (%s)'s value invalid, expect (%s) , but get (%s) , see doc for more info",
+    10022: "IP requests out of rate limit",
+    10023: "User requests out of rate limit",
+    10024: "User requests for (%s) out of rate limit",
+    20009: "IDs is too many",
+    20012: "Text too long, please input text less than 140 characters",
+    20019: "Repeat conetnt",  # sic: Weibo's own spelling
+    20101: "Target weibo does not exist",
+    20102: "Not your own weibo",
+    21327: "expired_token",
+    21332: "invalid_access_token",
+}
+
+# A 1×1 PNG, served as the demo long-article cover.
+_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2276ba10000000049454e44ae426082"
+)
+
+DEMO_ACCOUNTS: list[dict[str, Any]] = [
+    {
+        "kind": "weibo",
+        "name": "Demo Weibo",
+        "credentials": {"access_token": "demo-weibo-token-1", "uid": "5000000001"},
+        "config": {"base_url": "{sandbox}/weibo", "safe_domain": "{sandbox}", "rip": "127.0.0.1"},
+    },
+    {
+        "kind": "weibo",
+        "name": "Demo Weibo (long articles)",
+        "credentials": {"access_token": "demo-weibo-token-2", "uid": "5000000002"},
+        "config": {
+            "base_url": "{sandbox}/weibo",
+            "safe_domain": "{sandbox}",
+            "rip": "127.0.0.1",
+            "long_article": True,
+            "default_cover": "{sandbox}/weibo/static/cover.png",
+        },
+    },
+]
+# The demo website lives on the sandbox host; these are the safe domains its demo app registered.
+DEMO_SAFE_DOMAINS = ["127.0.0.1", "localhost"]
+
+
+class WeiboError(Exception):
+    """One Weibo error answer (code, message, HTTP status)."""
+
+    def __init__(self, code: int, message: str | None = None, status: int = 400) -> None:
+        super().__init__(message or MESSAGES.get(code, "error"))
+        self.code = code
+        self.message = message or MESSAGES.get(code, "error")
+        self.status = status
+
+
+@dataclass
+class Account:
+    """A Weibo user authorised by our app."""
+
+    uid: str
+    access_token: str
+    screen_name: str
+    expires_at: float
+    created_at: float
+    revoked: bool = False
+    long_article: bool = False
+    safe_domains: list[str] = field(default_factory=lambda: list(DEMO_SAFE_DOMAINS))
+    hourly_limit: int = 30
+
+
+@dataclass
+class Status:
+    """A posted status; engagement is derived from its age on the fake clock."""
+
+    id: int
+    uid: str
+    text: str  # as stored by Weibo: links rewritten to t.cn
+    sent_text: str  # as the client sent it
+    links: dict[str, str]  # short -> original
+    created_at: float
+    deleted: bool = False
+    article_id: str | None = None
+
+
+@dataclass
+class Article:
+    """A long article (头条文章) and the status bound to it."""
+
+    object_id: str
+    uid: str
+    title: str
+    content: str
+    cover: str
+    summary: str
+    mid: str
+    created_at: float
+
+
+class WeiboState:
+    """All of the sandbox's data, behind one lock (handlers never await while holding it)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything and load the demo accounts again."""
+        with self.lock:
+            self.accounts: dict[str, Account] = {}
+            self.statuses: dict[int, Status] = {}
+            self.articles: dict[str, Article] = {}
+            self.calls: dict[str, int] = {}
+            self._ids = itertools.count(1)
+            for demo in DEMO_ACCOUNTS:
+                self._add_account(
+                    {
+                        "uid": demo["credentials"]["uid"],
+                        "access_token": demo["credentials"]["access_token"],
+                        "screen_name": demo["name"],
+                        "long_article": bool(demo["config"].get("long_article")),
+                        "expires_in": 365 * 24 * HOUR,
+                    }
+                )
+
+    def _add_account(self, data: dict[str, Any]) -> Account:
+        now = self.clock.now()
+        uid = str(data.get("uid") or 5_100_000_000 + len(self.accounts))
+        account = Account(
+            uid=uid,
+            access_token=str(data.get("access_token") or f"2.00{secrets.token_hex(12)}"),
+            screen_name=str(data.get("screen_name") or f"user{uid}"),
+            expires_at=now + float(data.get("expires_in", DEFAULT_TOKEN_LIFETIME_S)),
+            created_at=now,
+            long_article=bool(data.get("long_article", False)),
+            safe_domains=[str(d) for d in data.get("safe_domains") or DEMO_SAFE_DOMAINS],
+            hourly_limit=int(data.get("hourly_limit", 30)),
+        )
+        self.accounts[uid] = account
+        return account
+
+    def add_account(self, data: dict[str, Any]) -> Account:
+        """Register (or replace) an account; returns it."""
+        with self.lock:
+            return self._add_account(data)
+
+    def count_call(self, name: str) -> None:
+        with self.lock:
+            self.calls[name] = self.calls.get(name, 0) + 1
+
+    def authorise(self, token: str | None) -> Account:
+        """The account owning a valid token, or the error Weibo gives (21332 unknown/revoked, 21327 expired)."""
+        with self.lock:
+            for account in self.accounts.values():
+                if token and account.access_token == token:
+                    if account.revoked:
+                        raise WeiboError(21332, status=401)
+                    if self.clock.now() >= account.expires_at:
+                        raise WeiboError(21327, status=401)
+                    return account
+        raise WeiboError(21332, status=401)
+
+    def next_id(self) -> int:
+        # 16-digit ids like Weibo's, increasing with time.
+        return 4_900_000_000_000_000 + next(self._ids)
+
+    def engagement(self, status: Status) -> dict[str, int]:
+        """Comments, reposts and attitudes: seeded per status, growing with age on the fake clock."""
+        minutes = max(0.0, (self.clock.now() - status.created_at) / 60.0)
+        seed = hashlib.sha256(str(status.id).encode()).digest()
+        rate = [0.05 + seed[i] / 255 * 0.45 for i in range(3)]
+        return {
+            "comments": int(minutes * rate[0]),
+            "reposts": int(minutes * rate[1] * 0.6),
+            "attitudes": int(minutes * rate[2] * 2),
+        }
+
+    def status_json(self, status: Status) -> dict[str, Any]:
+        """A status object as the API shows it."""
+        account = self.accounts.get(status.uid)
+        counts = self.engagement(status)
+        return {
+            "created_at": datetime.fromtimestamp(status.created_at, BEIJING).strftime("%a %b %d %H:%M:%S %z %Y"),
+            "id": status.id,
+            "idstr": str(status.id),
+            "mid": str(status.id),
+            "text": status.text,
+            "source": '<a href="https://app.weibo.com" rel="nofollow">media-matrix</a>',
+            "favorited": False,
+            "truncated": False,
+            "reposts_count": counts["reposts"],
+            "comments_count": counts["comments"],
+            "attitudes_count": counts["attitudes"],
+            "user": {"id": int(status.uid), "idstr": status.uid, "screen_name": account.screen_name if account else ""},
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything, for ``GET /_sandbox/state``."""
+        with self.lock:
+            return {
+                "now": self.clock.now(),
+                "accounts": [asdict(a) for a in self.accounts.values()],
+                "statuses": [{**asdict(s), **self.engagement(s), "idstr": str(s.id)} for s in self.statuses.values()],
+                "articles": [asdict(a) for a in self.articles.values()],
+                "calls": dict(self.calls),
+            }
+
+
+def _short_code(n: int) -> str:
+    digits = []
+    n += 1_000_000_000
+    while n:
+        n, rest = divmod(n, 62)
+        digits.append(_BASE62[rest])
+    return "".join(reversed(digits))
+
+
+def _error_response(exc: WeiboError, request_path: str) -> JSONResponse:
+    return JSONResponse({"request": request_path, "error_code": exc.code, "error": exc.message}, status_code=exc.status)
+
+
+def render_fault(fault: Fault) -> Response:
+    """An injected fault in Weibo's own envelope (``error_code`` given, or derived from the status)."""
+    status = fault.status or 400
+    code = fault.extra.get("error_code")
+    if code is None:
+        code = 10023 if status == 429 else (10001 if status >= 500 else 10008)
+    code = int(code)
+    message = str(fault.extra.get("error") or MESSAGES.get(code, "error"))
+    if "code" in fault.extra:  # a long-article answer: HTTP 200 + code/msg
+        return JSONResponse({"code": str(fault.extra["code"]), "msg": message, "data": {}}, status_code=200)
+    return JSONResponse({"request": fault.path or "/2/", "error_code": code, "error": message}, status_code=status)
+
+
+def create_app() -> Starlette:
+    """A fresh Weibo sandbox with its own state, clock and faults."""
+    clock = FakeClock()
+    state = WeiboState(clock)
+    faults = Faults(render_error=render_fault)
+
+    def api(name: str) -> Callable[[Handler], Handler]:
+        """Wrap a handler: count the call, turn WeiboError into Weibo's envelope."""
+
+        def wrap(handler: Handler) -> Handler:
+            async def endpoint(request: Request) -> Response:
+                state.count_call(name)
+                try:
+                    return await handler(request)
+                except WeiboError as exc:
+                    path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
+                    return _error_response(exc, path)
+
+            return endpoint
+
+        return wrap
+
+    async def params(request: Request) -> dict[str, str]:
+        data = dict(request.query_params)
+        if request.method == "POST":
+            form = await request.form()
+            data.update({k: v for k, v in form.items() if isinstance(v, str)})
+        return data
+
+    def require(data: dict[str, str], name: str) -> str:
+        value = (data.get(name) or "").strip()
+        if not value:
+            raise WeiboError(10016, MESSAGES[10016].replace("%s", name))
+        return value
+
+    def post_status(account: Account, text: str, *, interface: str, article_id: str | None = None) -> Status:
+        """Check the limits that apply to any new status and store it, atomically.
+
+        Raises 10024 past the hourly limit (counted on the fake clock, deleted statuses included: they
+        were posted) and 20019 for the same text again within a day.
+        """
+        with state.lock:
+            now = clock.now()
+            recent = [s for s in state.statuses.values() if s.uid == account.uid and now - s.created_at < HOUR]
+            if len(recent) >= account.hourly_limit:
+                raise WeiboError(10024, MESSAGES[10024].replace("%s", interface), status=403)
+            for other in state.statuses.values():
+                if (
+                    other.uid == account.uid
+                    and not other.deleted
+                    and other.sent_text == text
+                    and now - other.created_at < REPEAT_WINDOW_S
+                ):
+                    raise WeiboError(20019)
+            links: dict[str, str] = {}
+
+            def shorten(match: Any) -> str:
+                short = f"http://t.cn/{_short_code(len(links) + 7 * len(state.statuses))}"
+                links[short] = match.group()
+                return short
+
+            status = Status(
+                id=state.next_id(),
+                uid=account.uid,
+                text=URL_RE.sub(shorten, text),
+                sent_text=text,
+                links=links,
+                created_at=now,
+                article_id=article_id,
+            )
+            state.statuses[status.id] = status
+            return status
+
+    def find_status(raw_id: str | None) -> Status:
+        try:
+            status = state.statuses.get(int(raw_id or ""))
+        except ValueError:
+            status = None
+        if status is None or status.deleted:
+            raise WeiboError(20101)
+        return status
+
+    # -- the API ------------------------------------------------------------------------------------
+
+    @api("share")
+    async def share(request: Request) -> Response:
+        data = await params(request)
+        account = state.authorise(data.get("access_token"))
+        text = require(data, "status")
+        require(data, "rip")
+        if weibo_length(text) > 140:
+            raise WeiboError(20012)
+        links = URL_RE.findall(text)
+        if not any(on_safe_domain(link, domain) for link in links for domain in account.safe_domains):
+            raise WeiboError(
+                10017,
+                MESSAGES[10017] % ("status", "a link on the app's safe domain", links[0] if links else "no link"),
+            )
+        if TOPIC_RE.search(URL_RE.sub(" ", text)):
+            raise WeiboError(10017, MESSAGES[10017] % ("status", "no #topic#", "a #topic#"))
+        status = post_status(account, text, interface="statuses/share")
+        with state.lock:
+            return JSONResponse(state.status_json(status))
+
+    @api("article")
+    async def article_publish(request: Request) -> Response:
+        data = await params(request)
+        account = state.authorise(data.get("access_token"))
+        if not account.long_article:
+            raise WeiboError(10014, status=403)
+
+        def fail(code: str, message: str) -> Response:
+            return JSONResponse({"code": code, "msg": message, "data": {}})
+
+        title = data.get("title") or ""
+        content = unquote(data.get("content") or "")
+        text = data.get("text") or ""
+        for name in ("title", "content", "cover", "text", "rip"):
+            if not (data.get(name) or "").strip():
+                return fail("10008", f"param {name} invalid")
+        if len(title) > 32:
+            return fail("10008", "param title invalid")
+        if len(content) > 90_000:
+            return fail("10008", "param content invalid")
+        if weibo_length(text) > 1900:
+            return fail("10008", "param text invalid")
+        with state.lock:
+            object_id = f"1022:{2_310_000_000_000_000 + len(state.articles) + 1}"
+        try:
+            status = post_status(account, text, interface="proxy/article/publish", article_id=object_id)
+        except WeiboError as exc:
+            if exc.code == 10024:
+                return fail("11001", "sass check error")
+            return fail("11002", "create statuses error")
+        article = Article(
+            object_id=object_id,
+            uid=account.uid,
+            title=title,
+            content=content,
+            cover=data.get("cover") or "",
+            summary=data.get("summary") or "",
+            mid=str(status.id),
+            created_at=status.created_at,
+        )
+        with state.lock:
+            state.articles[object_id] = article
+        url = f"{str(request.base_url).rstrip('/')}/ttarticle/p/show?id={object_id}"
+        return JSONResponse(
+            {"code": "100000", "msg": "", "data": {"object_id": object_id, "url": url, "mid": article.mid}}
+        )
+
+    @api("user_timeline")
+    async def user_timeline(request: Request) -> Response:
+        data = await params(request)
+        account = state.authorise(data.get("access_token"))
+        uid = data.get("uid") or account.uid
+        count = min(100, max(1, int(data.get("count") or 20)))
+        page = max(1, int(data.get("page") or 1))
+        with state.lock:
+            mine = sorted(
+                (s for s in state.statuses.values() if s.uid == uid and not s.deleted),
+                key=lambda s: s.id,
+                reverse=True,
+            )
+            chunk = mine[(page - 1) * count : page * count]
+            return JSONResponse(
+                {"statuses": [state.status_json(s) for s in chunk], "total_number": len(mine), "hasvisible": False}
+            )
+
+    @api("show")
+    async def show(request: Request) -> Response:
+        data = await params(request)
+        state.authorise(data.get("access_token"))
+        with state.lock:
+            status = find_status(data.get("id"))
+            return JSONResponse(state.status_json(status))
+
+    @api("count")
+    async def count(request: Request) -> Response:
+        data = await params(request)
+        state.authorise(data.get("access_token"))
+        ids = [i for i in require(data, "ids").split(",") if i.strip()]
+        if len(ids) > 100:
+            raise WeiboError(20009)
+        rows = []
+        with state.lock:
+            for raw in ids:
+                try:
+                    status = state.statuses.get(int(raw))
+                except ValueError:
+                    status = None
+                if status is None or status.deleted:
+                    continue  # Weibo leaves deleted ids out without a word
+                counts = state.engagement(status)
+                rows.append({"id": status.id, **counts})
+        return JSONResponse(rows)
+
+    @api("destroy")
+    async def destroy(request: Request) -> Response:
+        data = await params(request)
+        account = state.authorise(data.get("access_token"))
+        with state.lock:
+            status = find_status(require(data, "id"))
+            if status.uid != account.uid:
+                raise WeiboError(20102, status=403)
+            status.deleted = True
+            return JSONResponse(state.status_json(status))
+
+    @api("token_info")
+    async def token_info(request: Request) -> Response:
+        data = await params(request)
+        account = state.authorise(data.get("access_token"))
+        return JSONResponse(
+            {
+                "uid": int(account.uid),
+                "appkey": "media-matrix-sandbox",
+                "scope": "all",
+                "create_at": int(account.created_at),
+                "expire_in": int(account.expires_at - clock.now()),
+            }
+        )
+
+    # -- pages --------------------------------------------------------------------------------------
+
+    def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+        return HTMLResponse(
+            f"<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"</head><body>{body}</body></html>",
+            status_code=status,
+        )
+
+    async def status_page(request: Request) -> Response:
+        uid, sid = request.path_params["uid"], request.path_params["sid"]
+        with state.lock:
+            try:
+                status = state.statuses.get(int(sid))
+            except ValueError:
+                status = None
+            if status is None or status.uid != uid:
+                return page("微博", "<p>该微博不存在</p>", 404)
+            if status.deleted:
+                return page("微博", "<p>抱歉，此微博已被作者删除。</p>", 404)
+            account = state.accounts.get(status.uid)
+            counts = state.engagement(status)
+            text = html.escape(status.text)
+            for short, original in status.links.items():
+                text = text.replace(
+                    html.escape(short), f"<a href='{html.escape(original, quote=True)}'>{html.escape(short)}</a>"
+                )
+        name = html.escape(account.screen_name if account else uid)
+        return page(
+            f"{name}的微博",
+            f"<article><h1>{name}</h1><p class='text'>{text}</p>"
+            f"<p class='counts'>转发 {counts['reposts']} · 评论 {counts['comments']} · 赞 {counts['attitudes']}</p>"
+            "</article>",
+        )
+
+    async def article_page(request: Request) -> Response:
+        with state.lock:
+            article = state.articles.get(request.query_params.get("id", ""))
+            gone = article is None or state.statuses.get(int(article.mid), None) is None
+            if not gone and article is not None:
+                gone = state.statuses[int(article.mid)].deleted
+        if article is None or gone:
+            return page("头条文章", "<p>该文章不存在或已被删除</p>", 404)
+        # The body was sanitised by the client; the sandbox shows it as Weibo would after its own filter.
+        return page(
+            article.title,
+            f"<article><h1>{html.escape(article.title)}</h1><p><img src='{html.escape(article.cover, quote=True)}'"
+            f" alt='cover'></p><p class='summary'>{html.escape(article.summary)}</p>{article.content}</article>",
+        )
+
+    async def cover(request: Request) -> Response:
+        return Response(_PNG, media_type="image/png")
+
+    # -- control API --------------------------------------------------------------------------------
+
+    async def control_accounts(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+        account = state.add_account(body)
+        return JSONResponse(asdict(account))
+
+    async def control_revoke(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        revoked = []
+        with state.lock:
+            for account in state.accounts.values():
+                if body.get("access_token") == account.access_token or str(body.get("uid")) == account.uid:
+                    account.revoked = True
+                    revoked.append(account.uid)
+        if not revoked:
+            return JSONResponse({"error": "no such token or uid"}, status_code=404)
+        return JSONResponse({"revoked": revoked})
+
+    async def control_state(request: Request) -> Response:
+        return JSONResponse(state.snapshot())
+
+    app = Starlette(
+        routes=[
+            Route("/_sandbox/accounts", control_accounts, methods=["POST"]),
+            Route("/_sandbox/tokens/revoke", control_revoke, methods=["POST"]),
+            Route("/_sandbox/state", control_state, methods=["GET"]),
+            Route("/2/statuses/share.json", share, methods=["POST"]),
+            Route("/2/statuses/user_timeline.json", user_timeline, methods=["GET"]),
+            Route("/2/statuses/show.json", show, methods=["GET"]),
+            Route("/2/statuses/count.json", count, methods=["GET"]),
+            Route("/2/statuses/destroy.json", destroy, methods=["POST"]),
+            Route("/oauth2/get_token_info", token_info, methods=["POST"]),
+            Route("/proxy/article/publish.json", article_publish, methods=["POST"]),
+            Route("/ttarticle/p/show", article_page, methods=["GET"]),
+            Route("/static/cover.png", cover, methods=["GET"]),
+            # Last: weibo.com/<uid>/<id> pages must not shadow the API paths above.
+            Route("/{uid}/{sid}", status_page, methods=["GET"]),
+        ]
+    )
+    install_knobs(app, faults, clock, on_reset=state.reset)
+    app.state.weibo = state
+    return app
