@@ -1,0 +1,812 @@
+"""WeChat Official Account sandbox: the real endpoints, HTTP 200 + ``errcode`` envelopes, a fake clock.
+
+Mounted at ``/wechat`` (the root of ``api.weixin.qq.com`` paths). What it reproduces:
+
+* tokens: ``GET /cgi-bin/token`` (each new token invalidates the previous one → 40001 for its holders)
+  and ``POST /cgi-bin/stable_token`` (the same token while valid, renewed in its last 300 s;
+  ``force_refresh`` at most 20 a day and 30 s apart); expiry on the fake clock → 42001.
+* ``media/uploadimg`` (jpg/png < 1 MB) and ``material/add_material?type=image`` (multipart ``media``).
+* ``draft/add|get|batchget`` with WeChat's validation (44003 empty, 45003 title too long, 45004 digest
+  too long, 45002 content too large, 45166 scripts, 40007 unknown thumb); images not uploaded through
+  uploadimg are stripped from the body, as WeChat does.
+* ``freepublish/submit`` → ``publish_status`` 1 for ``settle_s`` fake seconds, then the configured
+  outcome (0 published, 2/3/4 failed); ``freepublish/get|batchget|getarticle|delete`` (5 deleted);
+  the platform ban (6) through the control API.
+* ``datacube/getarticletotaldetail`` with the T+1 rule; engagement grows with the fake clock.
+* quotas: a daily publish quota per app (45009 until 00:00 Asia/Shanghai on the fake clock) and a
+  per-minute API quota (45011).
+* published articles as HTML pages at their ``article_url`` (``/wechat/s?__biz=…&mid=…&idx=1&sn=…``),
+  showing the platform's notice once deleted or banned.
+* every reply carries the fake clock in its ``Date`` header (after uvicorn's own), so clients can
+  reason in platform time.
+
+Control API under ``/wechat/_sandbox/``: ``POST accounts`` ``{appid, secret, name, publish_quota,
+minute_quota, settle_s, publish_outcome}``, ``POST settings`` (the same knobs, for one ``appid`` or all),
+``GET state``, ``POST articles/{article_id}/ban``, plus the shared ``faults``, ``clock/advance`` and
+``reset`` (:mod:`channels.sandbox.faults`). ``{"errcode": N}`` faults answer in WeChat's envelope.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import html
+import itertools
+import json
+import re
+import secrets
+import threading
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from email.utils import formatdate
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from channels.sandbox.faults import FakeClock, Fault, Faults, install_knobs
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+DEMO_ACCOUNTS: list[dict[str, Any]] = [
+    {
+        "kind": "wechat",
+        "name": "示例公众号 (sandbox)",
+        "credentials": {"appid": "wx5a1db0x0000demo1", "secret": "sandbox-secret-demo-1"},
+        "config": {"base_url": "{sandbox}/wechat", "source_url": "{sandbox}/"},
+    },
+    {
+        "kind": "wechat",
+        "name": "示例服务号 (sandbox)",
+        "credentials": {"appid": "wx5a1db0x0000demo2", "secret": "sandbox-secret-demo-2"},
+        "config": {"base_url": "{sandbox}/wechat", "source_url": "{sandbox}/"},
+    },
+]
+
+TOKEN_TTL_S = 7200
+STABLE_RENEW_S = 300  # stable_token hands out a new token in the old one's last 5 minutes
+FORCE_PER_DAY, FORCE_SPACING_S = 20, 30
+
+ERRMSG = {
+    -1: "system error",
+    40001: "invalid credential, access_token is invalid or not latest",
+    40005: "invalid file type",
+    40007: "invalid media_id",
+    40009: "invalid image size",
+    40013: "invalid appid",
+    40014: "invalid access_token",
+    40125: "invalid appsecret",
+    40164: "invalid ip, not in whitelist",
+    41005: "media data missing",
+    42001: "access_token expired",
+    44003: "empty news data",
+    45002: "content size out of limit",
+    45003: "title size out of limit",
+    45004: "description size out of limit",
+    45009: "reach max api daily quota limit",
+    45011: "api minute-quota reach limit mustslower retry next minute",
+    45166: "invalid content",
+    47001: "data format error",
+    48001: "api unauthorized",
+    53502: "Publish ID 无效",
+    53503: "该草稿未通过发布检查",
+    53600: "Article ID 无效",
+    61500: "date format error",
+    61501: "date range error",
+}
+
+_SCRIPT = re.compile(r"<\s*script|javascript:|\son[a-z]+\s*=", re.IGNORECASE)
+_IMG = re.compile(r"<img\b[^>]*?\bsrc=\"([^\"]*)\"[^>]*>", re.IGNORECASE)
+
+
+class WeChatError(Exception):
+    """An error the platform answers with ``{"errcode", "errmsg"}`` (HTTP 200)."""
+
+    def __init__(self, errcode: int, errmsg: str | None = None) -> None:
+        super().__init__(errcode)
+        self.errcode = errcode
+        self.errmsg = errmsg or ERRMSG.get(errcode, "error")
+
+
+def envelope(errcode: int, errmsg: str | None = None) -> JSONResponse:
+    """WeChat's error body, with a request id as the real platform appends one."""
+    text = errmsg or ERRMSG.get(errcode, "error")
+    return JSONResponse({"errcode": errcode, "errmsg": f"{text} rid: {secrets.token_hex(6)}"})
+
+
+def render_fault(fault: Fault) -> Response:
+    """Injected faults: ``errcode`` → WeChat's envelope (HTTP 200); a bare ``status`` → that HTTP status."""
+    if "errcode" in fault.extra:
+        code = int(fault.extra["errcode"])
+        return envelope(code, fault.extra.get("errmsg"))
+    status = fault.status or 500
+    return JSONResponse({"errcode": -1, "errmsg": f"injected HTTP {status}"}, status_code=status)
+
+
+# ------------------------------------------------------------------------------------------ state
+
+
+@dataclass
+class Settings:
+    """Per-app knobs (control API)."""
+
+    publish_quota: int = 100  # freepublish/submit calls per day (Asia/Shanghai, fake clock)
+    minute_quota: int = 1000  # API calls per minute, token endpoints excluded
+    settle_s: float = 30.0  # fake seconds a submit stays at publish_status 1
+    publish_outcome: int = 0  # what a settled submit becomes: 0 published, 2/3/4 failed
+
+
+@dataclass
+class App:
+    appid: str
+    secret: str
+    name: str
+    settings: Settings = field(default_factory=Settings)
+    classic_token: str | None = None
+    stable_token: str | None = None
+    stable_expires: float = 0.0
+    forced: list[float] = field(default_factory=list)
+    token_calls: dict[str, int] = field(default_factory=lambda: {"token": 0, "stable_token": 0, "forced": 0})
+    calls: dict[str, int] = field(default_factory=dict)
+    minute: tuple[int, int] = (0, 0)  # (minute number, calls in it)
+    published: tuple[str, int] = ("", 0)  # (Shanghai date, submits that day)
+
+
+@dataclass
+class Draft:
+    media_id: str
+    appid: str
+    articles: list[dict[str, Any]]
+    update_time: int
+
+
+@dataclass
+class Job:
+    publish_id: str
+    msg_data_id: str
+    appid: str
+    media_id: str
+    articles: list[dict[str, Any]]
+    submitted_at: float
+    settle_at: float
+    outcome: int
+    status: int = 1
+    article_id: str | None = None
+
+
+@dataclass
+class Article:
+    article_id: str
+    appid: str
+    publish_id: str
+    msg_data_id: str
+    sn: str
+    news: list[dict[str, Any]]
+    published_at: float
+    status: int = 0  # 0 live, 5 deleted by the account, 6 banned by the platform
+    seed: int = 0
+
+
+class State:
+    """Everything the sandbox knows; one lock, held for each request's whole state change."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.apps: dict[str, App] = {}
+        self._ids = itertools.count(1)
+        self.clear()
+        for demo in DEMO_ACCOUNTS:
+            self.add_app(demo["credentials"]["appid"], demo["credentials"]["secret"], demo["name"])
+
+    def clear(self) -> None:
+        """Forget tokens, uploads, drafts, jobs and articles (registered apps stay, with default knobs)."""
+        with self.lock:
+            self.apps = {a.appid: App(a.appid, a.secret, a.name) for a in self.apps.values()}
+            self.tokens: dict[str, tuple[str, float]] = {}  # token -> (appid, expires_at)
+            self.images: dict[str, tuple[bytes, str]] = {}  # name -> (bytes, content type)
+            self.materials: dict[str, str] = {}  # media_id -> image name
+            self.drafts: dict[str, Draft] = {}
+            self.jobs: dict[str, Job] = {}
+            self.articles: dict[str, Article] = {}
+
+    def new_id(self, prefix: str = "") -> str:
+        return f"{prefix}{next(self._ids)}{secrets.token_hex(4)}"
+
+    def add_app(self, appid: str, secret: str, name: str = "", **knobs: Any) -> App:
+        with self.lock:
+            app = self.apps.get(appid) or App(appid, secret, name or appid)
+            app.secret, app.name = secret, name or app.name
+            self.configure(app, knobs)
+            self.apps[appid] = app
+            return app
+
+    @staticmethod
+    def configure(app: App, knobs: dict[str, Any]) -> None:
+        for key, value in knobs.items():
+            if not hasattr(app.settings, key):
+                raise ValueError(f"unknown setting {key!r}")
+            setattr(app.settings, key, type(getattr(app.settings, key))(value))
+
+    # -- tokens ----------------------------------------------------------------------------------------
+
+    def issue(self, app: App, ttl: float = TOKEN_TTL_S) -> tuple[str, float]:
+        token = f"{app.appid[-6:]}_{secrets.token_urlsafe(24)}"
+        expires = self.clock.now() + ttl
+        self.tokens[token] = (app.appid, expires)
+        return token, expires
+
+    def app_for_token(self, token: str | None) -> App:
+        if not token or token not in self.tokens:
+            raise WeChatError(40001)
+        appid, expires = self.tokens[token]
+        if self.clock.now() >= expires:
+            raise WeChatError(42001)
+        return self.apps[appid]
+
+    # -- asynchronous publishing -----------------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Move every submit whose time has come to its outcome (lazily, on each request)."""
+        now = self.clock.now()
+        for job in self.jobs.values():
+            if job.status != 1 or now < job.settle_at:
+                continue
+            job.status = job.outcome
+            if job.outcome == 0:
+                article_id = self.new_id("art_")
+                self.articles[article_id] = Article(
+                    article_id=article_id,
+                    appid=job.appid,
+                    publish_id=job.publish_id,
+                    msg_data_id=job.msg_data_id,
+                    sn=secrets.token_hex(16),
+                    news=copy.deepcopy(job.articles),
+                    published_at=job.settle_at,
+                    seed=int(hashlib.sha256(article_id.encode()).hexdigest()[:6], 16),
+                )
+                job.article_id = article_id
+                # "the draft leaves the draft box once published"
+                self.drafts.pop(job.media_id, None)
+
+    def job_status(self, job: Job) -> int:
+        if job.article_id and job.article_id in self.articles:
+            return self.articles[job.article_id].status or 0
+        return job.status
+
+
+def engagement(article: Article, at: float) -> dict[str, int]:
+    """Cumulative numbers of an article at time ``at``: they grow with the fake clock, per article."""
+    hours = max(0.0, (at - article.published_at) / 3600)
+    reads = int((40 + article.seed % 60) * hours**0.75)
+    return {
+        "read_user": reads,
+        "like_user": reads // 25,
+        "share_user": reads // 40,
+        "zaikan_user": reads // 60,
+        "comment_count": reads // 80,
+    }
+
+
+# ------------------------------------------------------------------------------------------- app
+
+
+class _FakeDate:
+    """Append the fake clock's ``Date`` header to every response (uvicorn's own real-time one comes first)."""
+
+    def __init__(self, app: ASGIApp, clock: FakeClock) -> None:
+        self.app, self.clock = app, clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                stamp = formatdate(self.clock.now(), usegmt=True).encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"date", stamp)]}
+            await send(message)
+
+        await self.app(scope, receive, dated)
+
+
+def _news_item(article: dict[str, Any], *, url: str = "", no_content: bool = False, deleted: bool = False):
+    item = {k: v for k, v in article.items() if not (no_content and k == "content")}
+    item.update({"url": url, "is_deleted": deleted})
+    return item
+
+
+def create_app() -> ASGIApp:
+    """The WeChat sandbox as an ASGI app (mounted by :func:`channels.sandbox.create_app` at ``/wechat``)."""
+    clock = FakeClock()
+    faults = Faults(render_error=render_fault)
+    state = State(clock)
+
+    def base(request: Request) -> str:
+        # The mount prefix (e.g. /wechat) is the scope's root_path; Starlette's base_url gives the root
+        # of the outermost app instead.
+        root = request.scope.get("root_path", "")
+        return str(request.url.replace(path=root or "/", query="")).rstrip("/")
+
+    def article_url(request: Request, art: Article, idx: int = 1) -> str:
+        biz = hashlib.sha256(art.appid.encode()).hexdigest()[:16]
+        return f"{base(request)}/s?__biz={biz}&mid={art.msg_data_id}&idx={idx}&sn={art.sn}"
+
+    async def body_json(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            raise WeChatError(47001) from None
+        if not isinstance(data, dict):
+            raise WeChatError(47001)
+        return data
+
+    def api(handler: Any) -> Any:
+        """Authenticate by access_token, count calls, apply the per-minute quota, map WeChatError."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                with state.lock:
+                    app = state.app_for_token(request.query_params.get("access_token"))
+                    minute = int(clock.now() // 60)
+                    count = app.minute[1] + 1 if app.minute[0] == minute else 1
+                    if count > app.settings.minute_quota:
+                        raise WeChatError(45011)
+                    app.minute = (minute, count)
+                    path = request.url.path.split("/cgi-bin/")[-1].split("/datacube/")[-1]
+                    app.calls[path] = app.calls.get(path, 0) + 1
+                    state.settle()
+                return await handler(request, app)
+            except WeChatError as exc:
+                return envelope(exc.errcode, exc.errmsg)
+
+        return endpoint
+
+    # -- tokens ----------------------------------------------------------------------------------------
+
+    def credentials(appid: str | None, secret: str | None) -> App:
+        app = state.apps.get(appid or "")
+        if app is None:
+            raise WeChatError(40013)
+        if secret != app.secret:
+            raise WeChatError(40125)
+        return app
+
+    async def token(request: Request) -> Response:
+        q = request.query_params
+        try:
+            if q.get("grant_type") != "client_credential":
+                raise WeChatError(40002, "invalid grant_type")
+            with state.lock:
+                app = credentials(q.get("appid"), q.get("secret"))
+                app.token_calls["token"] += 1
+                if app.classic_token:  # a new token invalidates the previous one
+                    state.tokens.pop(app.classic_token, None)
+                app.classic_token, _ = state.issue(app)
+                return JSONResponse({"access_token": app.classic_token, "expires_in": TOKEN_TTL_S})
+        except WeChatError as exc:
+            return envelope(exc.errcode, exc.errmsg)
+
+    async def stable_token(request: Request) -> Response:
+        try:
+            data = await body_json(request)
+            if data.get("grant_type") != "client_credential":
+                raise WeChatError(40002, "invalid grant_type")
+            with state.lock:
+                app = credentials(data.get("appid"), data.get("secret"))
+                now = clock.now()
+                app.token_calls["stable_token"] += 1
+                if data.get("force_refresh"):
+                    day_ago = [t for t in app.forced if t > now - 86400]
+                    if len(day_ago) >= FORCE_PER_DAY:
+                        raise WeChatError(45009)
+                    if day_ago and now - day_ago[-1] < FORCE_SPACING_S:
+                        raise WeChatError(45011)
+                    app.forced = [*day_ago, now]
+                    app.token_calls["forced"] += 1
+                    if app.stable_token:  # forcing invalidates the previous stable token
+                        state.tokens.pop(app.stable_token, None)
+                    app.stable_token, app.stable_expires = state.issue(app)
+                elif app.stable_token is None or app.stable_expires - now < STABLE_RENEW_S:
+                    # renewed early; the old one stays valid until it expires on its own
+                    app.stable_token, app.stable_expires = state.issue(app)
+                return JSONResponse({"access_token": app.stable_token, "expires_in": int(app.stable_expires - now)})
+        except WeChatError as exc:
+            return envelope(exc.errcode, exc.errmsg)
+
+    async def api_domain_ip(request: Request, app: App) -> Response:
+        return JSONResponse({"ip_list": ["101.226.62.77", "101.226.62.78"]})
+
+    # -- uploads ---------------------------------------------------------------------------------------
+
+    async def read_media(request: Request, types: set[str], limit: int) -> tuple[bytes, str]:
+        try:
+            form = await request.form()
+        except Exception:
+            raise WeChatError(41005) from None
+        upload = form.get("media")
+        if upload is None or isinstance(upload, str):
+            raise WeChatError(41005)
+        data = await upload.read()
+        kind = _image_kind(data)
+        if kind not in types:
+            raise WeChatError(40005)
+        if not data or len(data) > limit:
+            raise WeChatError(40009)
+        return data, kind
+
+    def store_image(data: bytes, kind: str) -> str:
+        name = f"{state.new_id('img_')}.{'jpg' if kind == 'jpeg' else kind}"
+        state.images[name] = (data, f"image/{kind}")
+        return name
+
+    async def uploadimg(request: Request, app: App) -> Response:
+        data, kind = await read_media(request, {"png", "jpeg"}, 1_000_000)
+        with state.lock:
+            name = store_image(data, kind)
+        return JSONResponse({"url": f"{base(request)}/mmbiz/{name}"})
+
+    async def add_material(request: Request, app: App) -> Response:
+        if request.query_params.get("type") != "image":
+            raise WeChatError(40004, "invalid media type")
+        data, kind = await read_media(request, {"png", "jpeg", "gif", "bmp"}, 10_000_000)
+        with state.lock:
+            name = store_image(data, kind)
+            media_id = state.new_id("mat_")
+            state.materials[media_id] = name
+        return JSONResponse({"media_id": media_id, "url": f"{base(request)}/mmbiz/{name}"})
+
+    async def image(request: Request) -> Response:
+        found = state.images.get(request.path_params["name"])
+        if found is None:
+            return Response(status_code=404)
+        return Response(found[0], media_type=found[1])
+
+    # -- drafts ----------------------------------------------------------------------------------------
+
+    def clean_article(request: Request, raw: Any) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise WeChatError(47001)
+        title, content = str(raw.get("title") or ""), str(raw.get("content") or "")
+        if not title.strip() or not content.strip():
+            raise WeChatError(44003)
+        if len(title) > 64:
+            raise WeChatError(45003)
+        if len(str(raw.get("digest") or "")) > 120:
+            raise WeChatError(45004)
+        if len(content) >= 20_000 or len(content.encode()) >= 1_000_000:
+            raise WeChatError(45002)
+        if _SCRIPT.search(content):
+            raise WeChatError(45166)
+        thumb = raw.get("thumb_media_id")
+        if not thumb or thumb not in state.materials:
+            raise WeChatError(40007)
+        own = f"{base(request)}/mmbiz/"
+        # WeChat keeps only images hosted by itself (uploaded with uploadimg); outside ones are dropped.
+        content = _IMG.sub(lambda m: m.group(0) if m.group(1).startswith(own) else "", content)
+        return {
+            "title": title,
+            "author": str(raw.get("author") or ""),
+            "digest": str(raw.get("digest") or ""),
+            "content": content,
+            "content_source_url": str(raw.get("content_source_url") or ""),
+            "thumb_media_id": thumb,
+            "thumb_url": f"{own}{state.materials[thumb]}",
+            "need_open_comment": int(raw.get("need_open_comment") or 0),
+            "only_fans_can_comment": int(raw.get("only_fans_can_comment") or 0),
+        }
+
+    async def draft_add(request: Request, app: App) -> Response:
+        data = await body_json(request)
+        articles = data.get("articles")
+        if not isinstance(articles, list) or not articles:
+            raise WeChatError(44003)
+        with state.lock:
+            cleaned = [clean_article(request, a) for a in articles]
+            media_id = state.new_id("draft_")
+            state.drafts[media_id] = Draft(media_id, app.appid, cleaned, int(clock.now()))
+        return JSONResponse({"media_id": media_id})
+
+    async def draft_get(request: Request, app: App) -> Response:
+        data = await body_json(request)
+        draft = state.drafts.get(str(data.get("media_id")))
+        if draft is None or draft.appid != app.appid:
+            raise WeChatError(40007)
+        return JSONResponse({"news_item": [_news_item(a) for a in draft.articles]})
+
+    def page(data: dict[str, Any], rows: list[Any]) -> tuple[list[Any], int]:
+        offset, count = int(data.get("offset", 0)), int(data.get("count", 20))
+        if not 1 <= count <= 20 or offset < 0:
+            raise WeChatError(47001)
+        return rows[offset : offset + count], len(rows)
+
+    async def draft_batchget(request: Request, app: App) -> Response:
+        data = await body_json(request)
+        with state.lock:
+            drafts = sorted((d for d in state.drafts.values() if d.appid == app.appid), key=lambda d: -d.update_time)
+            rows, total = page(data, [asdict(d) for d in drafts])
+        no_content = bool(data.get("no_content"))
+        items = [
+            {
+                "media_id": d["media_id"],
+                "content": {"news_item": [_news_item(a, no_content=no_content) for a in d["articles"]]},
+                "update_time": d["update_time"],
+            }
+            for d in rows
+        ]
+        return JSONResponse({"total_count": total, "item_count": len(items), "item": items})
+
+    # -- publishing ------------------------------------------------------------------------------------
+
+    async def submit(request: Request, app: App) -> Response:
+        data = await body_json(request)
+        with state.lock:
+            draft = state.drafts.get(str(data.get("media_id")))
+            if draft is None or draft.appid != app.appid:
+                raise WeChatError(40007)
+            now = clock.now()
+            today = datetime.fromtimestamp(now, SHANGHAI).date().isoformat()
+            used = app.published[1] if app.published[0] == today else 0
+            if used >= app.settings.publish_quota:
+                raise WeChatError(45009)
+            app.published = (today, used + 1)
+            publish_id = str(2247480000 + next(state._ids))
+            msg_data_id = str(2650000000 + next(state._ids))
+            state.jobs[publish_id] = Job(
+                publish_id=publish_id,
+                msg_data_id=msg_data_id,
+                appid=app.appid,
+                media_id=draft.media_id,
+                articles=copy.deepcopy(draft.articles),
+                submitted_at=now,
+                settle_at=now + app.settings.settle_s,
+                outcome=app.settings.publish_outcome,
+            )
+            state.settle()  # settle_s may be 0
+        return JSONResponse({"errcode": 0, "errmsg": "ok", "publish_id": publish_id, "msg_data_id": msg_data_id})
+
+    async def publish_get(request: Request, app: App) -> Response:
+        data = await body_json(request)
+        with state.lock:
+            job = state.jobs.get(str(data.get("publish_id")))
+            if job is None or job.appid != app.appid:
+                raise WeChatError(53502)
+            status = state.job_status(job)
+            reply: dict[str, Any] = {"publish_id": job.publish_id, "publish_status": status}
+            if job.article_id:
+                art = state.articles[job.article_id]
+                reply["article_id"] = art.article_id
+                reply["article_detail"] = {
+                    "count": len(art.news),
+                    "item": [
+                        {"idx": i, "article_url": article_url(request, art, i)} for i in range(1, len(art.news) + 1)
+                    ],
+                }
+            reply["fail_idx"] = list(range(1, len(job.articles) + 1)) if status in (2, 3, 4) else []
+        return JSONResponse(reply)
+
+    def news_of(request: Request, art: Article, no_content: bool = False) -> list[dict[str, Any]]:
+        return [
+            _news_item(a, url=article_url(request, art, i), no_content=no_content, deleted=art.status != 0)
+            for i, a in enumerate(art.news, start=1)
+        ]
+
+    async def publish_batchget(request: Request, app: App) -> Response:
+        data = await body_json(request)
+        no_content = bool(data.get("no_content"))
+        with state.lock:
+            mine = sorted((a for a in state.articles.values() if a.appid == app.appid), key=lambda a: -a.published_at)
+            rows, total = page(data, mine)
+            items = [
+                {
+                    "article_id": a.article_id,
+                    "content": {"news_item": news_of(request, a, no_content)},
+                    "update_time": int(a.published_at),
+                }
+                for a in rows
+            ]
+        return JSONResponse({"total_count": total, "item_count": len(items), "item": items})
+
+    async def getarticle(request: Request, app: App) -> Response:
+        data = await body_json(request)
+        art = state.articles.get(str(data.get("article_id")))
+        if art is None or art.appid != app.appid:
+            raise WeChatError(53600)
+        return JSONResponse({"news_item": news_of(request, art)})
+
+    async def publish_delete(request: Request, app: App) -> Response:
+        data = await body_json(request)
+        with state.lock:
+            art = state.articles.get(str(data.get("article_id")))
+            if art is None or art.appid != app.appid:
+                raise WeChatError(53600)
+            if art.status == 0:
+                art.status = 5
+        return JSONResponse({"errcode": 0, "errmsg": "ok"})
+
+    # -- statistics ------------------------------------------------------------------------------------
+
+    async def article_total_detail(request: Request, app: App) -> Response:
+        data = await body_json(request)
+        try:
+            begin = date.fromisoformat(str(data.get("begin_date")))
+            end = date.fromisoformat(str(data.get("end_date")))
+        except ValueError:
+            raise WeChatError(61500) from None
+        now = clock.now()
+        yesterday = datetime.fromtimestamp(now, SHANGHAI).date() - timedelta(days=1)
+        if end > yesterday or begin > end:  # T+1: nothing about today
+            raise WeChatError(61501)
+        out = []
+        with state.lock:
+            for art in sorted(state.articles.values(), key=lambda a: a.published_at):
+                ref = datetime.fromtimestamp(art.published_at, SHANGHAI).date()
+                if art.appid != app.appid or not begin <= ref <= end:
+                    continue
+                last = min(yesterday, ref + timedelta(days=29))
+                details = []
+                day = ref
+                while day <= last:
+                    day_end = datetime.combine(day + timedelta(days=1), datetime.min.time(), SHANGHAI).timestamp()
+                    details.append({"stat_date": day.isoformat(), **engagement(art, min(day_end, now))})
+                    day += timedelta(days=1)
+                for idx in range(1, len(art.news) + 1):
+                    out.append(
+                        {
+                            "ref_date": ref.isoformat(),
+                            "msgid": f"{art.msg_data_id}_{idx}",
+                            "publish_type": 0,
+                            "detail_list": details,
+                        }
+                    )
+        return JSONResponse({"list": out, "is_delay": False})
+
+    # -- article pages ---------------------------------------------------------------------------------
+
+    async def article_page(request: Request) -> Response:
+        q = request.query_params
+        with state.lock:
+            art = next((a for a in state.articles.values() if a.sn == q.get("sn")), None)
+        if art is None or art.msg_data_id != q.get("mid"):
+            return HTMLResponse("<!doctype html><p>参数错误</p>", status_code=404)
+        idx = int(q.get("idx") or 1)
+        if not 1 <= idx <= len(art.news):
+            return HTMLResponse("<!doctype html><p>参数错误</p>", status_code=404)
+        news = art.news[idx - 1]
+        title = html.escape(news["title"])
+        if art.status == 5:
+            body = "<p class='notice'>该内容已被发布者删除</p>"
+        elif art.status == 6:
+            body = "<p class='notice'>此内容因违规无法查看</p>"
+        else:
+            numbers = engagement(art, clock.now())
+            body = (
+                f"<h1>{title}</h1><p class='meta'>{html.escape(news['author'])} · "
+                f"{datetime.fromtimestamp(art.published_at, SHANGHAI):%Y-%m-%d %H:%M}</p>"
+                f"<div id='js_content'>{news['content']}</div>"
+                f"<p class='stats'>阅读 {numbers['read_user']} · 赞 {numbers['like_user']}</p>"
+            )
+            if news["content_source_url"]:
+                body += f"<p><a href='{html.escape(news['content_source_url'])}'>阅读原文</a></p>"
+        return HTMLResponse(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>{body}</body></html>"
+        )
+
+    # -- control API -----------------------------------------------------------------------------------
+
+    async def control_accounts(request: Request) -> Response:
+        data = await request.json()
+        try:
+            knobs = {k: v for k, v in data.items() if k not in ("appid", "secret", "name")}
+            app = state.add_app(str(data["appid"]), str(data["secret"]), str(data.get("name", "")), **knobs)
+        except (KeyError, ValueError, TypeError) as exc:
+            return JSONResponse({"error": f"bad account: {exc}"}, status_code=400)
+        return JSONResponse({"appid": app.appid, "name": app.name, "settings": asdict(app.settings)})
+
+    async def control_settings(request: Request) -> Response:
+        data = dict(await request.json())
+        appid = data.pop("appid", None)
+        with state.lock:
+            targets = [state.apps[appid]] if appid in state.apps else list(state.apps.values()) if not appid else []
+            if not targets:
+                return JSONResponse({"error": f"unknown appid {appid}"}, status_code=404)
+            try:
+                for app in targets:
+                    state.configure(app, data)
+            except (ValueError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({a.appid: asdict(a.settings) for a in targets})
+
+    async def control_ban(request: Request) -> Response:
+        with state.lock:
+            art = state.articles.get(request.path_params["article_id"])
+            if art is None:
+                return JSONResponse({"error": "unknown article"}, status_code=404)
+            art.status = 6
+        return JSONResponse({"article_id": art.article_id, "status": 6})
+
+    async def control_state(request: Request) -> Response:
+        with state.lock:
+            state.settle()
+            apps = {}
+            for app in state.apps.values():
+                apps[app.appid] = {
+                    "name": app.name,
+                    "settings": asdict(app.settings),
+                    "token_calls": dict(app.token_calls),
+                    "calls": dict(app.calls),
+                    "published_today": app.published[1],
+                    "drafts": [d.media_id for d in state.drafts.values() if d.appid == app.appid],
+                    "jobs": [
+                        {
+                            "publish_id": j.publish_id,
+                            "msg_data_id": j.msg_data_id,
+                            "media_id": j.media_id,
+                            "status": state.job_status(j),
+                            "article_id": j.article_id,
+                            "title": j.articles[0]["title"],
+                        }
+                        for j in state.jobs.values()
+                        if j.appid == app.appid
+                    ],
+                    "articles": [
+                        {
+                            "article_id": a.article_id,
+                            "publish_id": a.publish_id,
+                            "status": a.status,
+                            "title": a.news[0]["title"],
+                            "content_source_url": a.news[0]["content_source_url"],
+                            "url": article_url(request, a),
+                        }
+                        for a in state.articles.values()
+                        if a.appid == app.appid
+                    ],
+                }
+        return JSONResponse({"now": clock.now(), "apps": apps})
+
+    post = ["POST"]
+    app = Starlette(
+        routes=[
+            Route("/cgi-bin/token", token, methods=["GET"]),
+            Route("/cgi-bin/stable_token", stable_token, methods=post),
+            Route("/cgi-bin/get_api_domain_ip", api(api_domain_ip), methods=["GET"]),
+            Route("/cgi-bin/media/uploadimg", api(uploadimg), methods=post),
+            Route("/cgi-bin/material/add_material", api(add_material), methods=post),
+            Route("/cgi-bin/draft/add", api(draft_add), methods=post),
+            Route("/cgi-bin/draft/get", api(draft_get), methods=post),
+            Route("/cgi-bin/draft/batchget", api(draft_batchget), methods=post),
+            Route("/cgi-bin/freepublish/submit", api(submit), methods=post),
+            Route("/cgi-bin/freepublish/get", api(publish_get), methods=post),
+            Route("/cgi-bin/freepublish/batchget", api(publish_batchget), methods=post),
+            Route("/cgi-bin/freepublish/getarticle", api(getarticle), methods=post),
+            Route("/cgi-bin/freepublish/delete", api(publish_delete), methods=post),
+            Route("/datacube/getarticletotaldetail", api(article_total_detail), methods=post),
+            Route("/s", article_page, methods=["GET"]),
+            Route("/mmbiz/{name}", image, methods=["GET"]),
+            Route("/_sandbox/accounts", control_accounts, methods=post),
+            Route("/_sandbox/settings", control_settings, methods=post),
+            Route("/_sandbox/state", control_state, methods=["GET"]),
+            Route("/_sandbox/articles/{article_id}/ban", control_ban, methods=post),
+        ]
+    )
+    install_knobs(app, faults, clock, on_reset=state.clear)
+    app.state.sandbox = state  # for tests that run the app in-process
+    return _FakeDate(app, clock)
+
+
+def _image_kind(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data.startswith(b"BM"):
+        return "bmp"
+    return None

@@ -1,0 +1,781 @@
+"""WeChat Official Account (公众号) adapter: draft/add → freepublish/submit, polled with freepublish/get.
+
+Protocol facts: ``/work/shared/docs/channel-apis.md`` (WeChat section). Every reply is HTTP 200; an error
+is ``{"errcode": N, "errmsg": "…"}`` and :data:`WeChatChannel.ERROR_MAP` turns N into our exception tree.
+
+Publishing is asynchronous and takes several calls; each remote id is saved (``ctx.save``) the moment it
+is returned, so a retry resumes instead of repeating::
+
+    body images ── media/uploadimg ──► progress["images"][src] = mmbiz URL   (outside images are stripped)
+    cover ──────── material/add_material?type=image ──► progress["thumb_media_id"]
+    draft/add ──► progress["media_id"]
+    progress["submit_started_at"] (before the call: a lost answer is told apart from "never sent")
+    freepublish/submit ──► progress["publish_id"], progress["msg_data_id"]  → awaiting_confirmation
+    freepublish/get (reconcile) ──► 0 published (article_id, article_url) | 1 pending | 2/3/4 failed
+                                    | 5/6 retracted by the platform
+
+Idempotency key: WeChat has none, so ours travels in the article's ``content_source_url`` (阅读原文, the
+link to the website copy) as the query parameter ``mm_key=<key>``: invisible in the article body, kept
+by the platform and returned by ``freepublish/batchget`` and ``draft/batchget``, where :meth:`lookup`
+finds it. (The digest would show the key to readers.) An account without any link base (no website
+copy and no ``config["source_url"]``) has no ``content_source_url``; lookup then falls back to the
+title, which is weaker and documented as such.
+
+Tokens: ``POST /cgi-bin/stable_token`` through the shared single-flight cache (:mod:`channels.tokens`),
+key ``wechat:<appid>``. A reply 40001/40014/42001 (token invalid / not the latest / expired) makes the
+adapter report the token as stale to the cache (one refresh across all workers) and repeat the call
+once; a second rejection fails the attempt with :class:`TokenRejected` (an :class:`Unavailable`: the
+credential itself worked a moment ago, so a later retry is the right response, not re-authorisation).
+
+Platform time: the sandbox runs a fake clock and real WeChat counts days in Asia/Shanghai, so "today"
+(T+1 metrics, the 45009 pause until the next day) is taken from the platform's own ``Date`` header.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html as htmllib
+import json
+import re
+import struct
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlencode, urlparse, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+import httpx
+import nh3
+from markdown_it import MarkdownIt
+
+from channels.base import (
+    AccountInfo,
+    Channel,
+    DeliveryContext,
+    Metrics,
+    PostContent,
+    PublishResult,
+    Rendered,
+    StatusResult,
+    make_client,
+    register,
+)
+from channels.errors import (
+    ChannelError,
+    ContentRejected,
+    InvalidRequest,
+    NeedsReauth,
+    OutcomeUnknown,
+    QuotaExhausted,
+    RateLimited,
+    Unavailable,
+)
+from channels.tokens import TokenCache, default_token_cache
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+DEFAULT_BASE_URL = "https://api.weixin.qq.com"
+
+# Limits. Title ≤ 64 and digest ≤ 120 characters are the mp.weixin.qq.com editor's rules (图文消息标题
+# "不超过64字", 摘要 "不能超过120个汉字或字符"), and WeChat's developer community answers that draft/add
+# enforces the same limits as the web editor (developers.weixin.qq.com/community/develop/doc/
+# 000a6406c10910304f000c32561c00, "和公众号后台限制一致"). Content: < 20,000 characters and < 1 MB,
+# no JavaScript (draft/add documentation, via channel-apis.md). Body images for uploadimg: jpg/png < 1 MB.
+TITLE_MAX = 64
+DIGEST_MAX = 120
+CONTENT_MAX_CHARS = 20_000
+CONTENT_MAX_BYTES = 1_000_000
+BODY_IMAGE_MAX_BYTES = 1_000_000
+COVER_MAX_BYTES = 10_000_000
+
+TOKEN_ERRORS = frozenset({40001, 40014, 42001})
+
+# freepublish/get publish_status → (our state, the platform's reason in words)
+PUBLISH_STATUS: dict[int, tuple[str, str | None]] = {
+    0: ("published", None),
+    1: ("pending", None),
+    2: ("failed", "原创声明失败 (originality check failed)"),
+    3: ("failed", "常规失败 (publishing failed)"),
+    4: ("failed", "平台审核不通过 (rejected by platform review)"),
+    5: ("retracted", "成功后用户删除所有文章 (deleted by the account)"),
+    6: ("retracted", "成功后系统封禁所有文章 (banned by the platform)"),
+}
+
+
+class TokenRejected(Unavailable):
+    """The platform rejected a fresh access token too (40001/40014/42001 twice in a row): retry later."""
+
+
+# --------------------------------------------------------------------------------------- render
+
+_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
+
+# What a WeChat article body may contain: plain structure and formatting, links and images. nh3 (ammonia)
+# drops everything else, and drops <script>/<style> together with their content.
+_ALLOWED_TAGS = {
+    "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "b", "em", "i", "u", "s", "del",
+    "blockquote", "ul", "ol", "li", "pre", "code", "a", "img", "table", "thead", "tbody", "tr", "th",
+    "td", "span", "section", "sup", "sub", "figure", "figcaption",
+}  # fmt: skip
+_ALLOWED_ATTRS = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan"},
+}
+_IMG_SRC = re.compile(r'(<img\b[^>]*?\bsrc=")([^"]*)(")', re.IGNORECASE)
+
+
+def _truncate(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def markdown_to_wechat_html(markdown: str) -> str:
+    """Markdown → sanitised HTML for a WeChat article: no scripts, no event handlers, no styles."""
+    raw = _md.render(markdown)
+    return nh3.clean(
+        raw,
+        tags=_ALLOWED_TAGS,
+        attributes=_ALLOWED_ATTRS,
+        url_schemes={"http", "https", "data"},
+        link_rel=None,
+    )
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML fragment (for the digest and the text rendering)."""
+    text = nh3.clean(re.sub(r"</(p|h\d|li|blockquote|pre|tr)>", "\n", html), tags=set())
+    return htmllib.unescape(re.sub(r"\n{3,}", "\n\n", text)).strip()
+
+
+def body_image_sources(html: str) -> list[str]:
+    """Every distinct ``<img src>`` of the body, in order."""
+    seen: dict[str, None] = {}
+    for match in _IMG_SRC.finditer(html):
+        seen.setdefault(htmllib.unescape(match.group(2)), None)
+    return list(seen)
+
+
+def rewrite_image_sources(html: str, mapping: Mapping[str, str]) -> str:
+    """Replace each ``<img src>`` by the URL WeChat returned for it (``uploadimg``)."""
+
+    def sub(match: re.Match[str]) -> str:
+        src = htmllib.unescape(match.group(2))
+        return match.group(1) + htmllib.escape(mapping.get(src, src), quote=True) + match.group(3)
+
+    return _IMG_SRC.sub(sub, html)
+
+
+@lru_cache(maxsize=1)
+def default_cover_png() -> bytes:
+    """A plain 900x383 PNG (WeChat's 2.35:1 cover ratio) for posts without a cover.
+
+    ``draft/add`` requires ``thumb_media_id``; generated here with zlib so no image file or imaging
+    library is needed.
+    """
+    width, height, rgb = 900, 383, (0x07, 0xC1, 0x60)
+    row = b"\x00" + bytes(rgb) * width  # filter byte 0 + pixels
+    raw = zlib.compress(row * height, 9)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+def image_type(data: bytes) -> str | None:
+    """``png``/``jpeg``/``gif``/``bmp`` from the file's magic bytes, or None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data.startswith(b"BM"):
+        return "bmp"
+    return None
+
+
+def with_key(url: str, key: str) -> str:
+    """``url`` with ``mm_key=<key>`` added to its query (our idempotency key, see the module docstring)."""
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode({"mm_key": key})) if q)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def key_of(url: str | None) -> str | None:
+    """Our idempotency key from a ``content_source_url``, if it carries one."""
+    if not url:
+        return None
+    values = parse_qs(urlparse(url).query).get("mm_key")
+    return values[-1] if values else None
+
+
+def msgid_from_article_url(url: str | None) -> tuple[str, int] | None:
+    """``(msg_data_id, idx)`` from an article URL (``…/s?__biz=…&mid=<msg_data_id>&idx=<idx>&sn=…``).
+
+    Used when the submit's answer was lost and the article was found by :meth:`WeChatChannel.lookup`:
+    the URL's ``mid`` is the message id that datacube's ``msgid`` ("<msg_data_id>_<idx>") is made of.
+    """
+    if not url:
+        return None
+    query = parse_qs(urlparse(url).query)
+    if "mid" in query:
+        return query["mid"][0], int((query.get("idx") or ["1"])[0])
+    return None
+
+
+# -------------------------------------------------------------------------------------- adapter
+
+
+@register
+class WeChatChannel(Channel):
+    """A WeChat Official Account. Credentials ``{"appid", "secret"}``; config ``base_url``, ``source_url``.
+
+    Optional config: ``source_url`` (the organisation's site, the 阅读原文 link when a post has no website
+    copy), ``author``, ``need_open_comment`` (default 1), ``submit_grace_s`` (how long a submit whose
+    answer was lost may take to show up in freepublish/batchget before it is assumed not to have
+    happened; default 600), ``lookup_pages`` (pages of 20 scanned by lookup; default 5).
+    """
+
+    kind: ClassVar[str] = "wechat"
+    display_name: ClassVar[str] = "WeChat Official Account"
+    title_maxlen: ClassVar[int] = TITLE_MAX
+    summary_maxlen: ClassVar[int] = DIGEST_MAX
+    body_maxlen: ClassVar[int] = CONTENT_MAX_CHARS
+    rate_per_second: ClassVar[float] = 10.0
+    asynchronous: ClassVar[bool] = True
+
+    ERROR_MAP: ClassVar[dict[int | str, type[ChannelError]]] = {
+        -1: Unavailable,  # system busy: retry
+        40001: TokenRejected,  # access token invalid (e.g. a newer one was issued): refresh once
+        40014: TokenRejected,  # access token not the latest: refresh once
+        42001: TokenRejected,  # access token expired: refresh once
+        40013: NeedsReauth,  # invalid AppID: the account's credentials are wrong
+        40125: NeedsReauth,  # invalid AppSecret: a person must enter the current one
+        40164: NeedsReauth,  # caller IP not whitelisted: a person must add it in the mp console
+        45009: QuotaExhausted,  # daily API quota reached: pause the account until the next day
+        45011: RateLimited,  # per-minute quota reached: back off
+        48001: InvalidRequest,  # API not authorised for this account (unverified account, …)
+        40007: InvalidRequest,  # invalid media_id
+        44003: InvalidRequest,  # empty news (no article / empty content)
+        45003: InvalidRequest,  # title too long
+        47001: InvalidRequest,  # data format error
+        61501: InvalidRequest,  # date range error (datacube)
+        53600: InvalidRequest,  # invalid article_id (freepublish/delete; retract treats it as gone)
+        40005: InvalidRequest,  # invalid file type (uploadimg takes jpg/png)
+        40009: InvalidRequest,  # invalid image size
+        41005: InvalidRequest,  # media data missing
+        45002: InvalidRequest,  # content size out of limit
+        45004: InvalidRequest,  # digest (description) size out of limit
+        53502: InvalidRequest,  # invalid publish_id
+        45166: ContentRejected,  # invalid content (scripts, forbidden markup)
+        53503: ContentRejected,  # the draft failed the platform's publish check
+    }
+
+    def __init__(
+        self,
+        account: AccountInfo,
+        client: httpx.Client | None = None,
+        *,
+        limiter: Any | None = None,
+        token_cache: TokenCache | None = None,
+    ) -> None:
+        super().__init__(account, client, limiter=limiter, token_cache=token_cache or default_token_cache())
+        self._platform_clock: tuple[float, float] | None = None  # (platform epoch, local monotonic) at last reply
+        self._fetcher: httpx.Client | None = None
+
+    @classmethod
+    def base_url(cls, account: AccountInfo) -> str:
+        return str(account.config.get("base_url") or DEFAULT_BASE_URL)
+
+    # -- credentials and tokens --------------------------------------------------------------------
+
+    @property
+    def appid(self) -> str:
+        try:
+            return str(self.account.credentials["appid"])
+        except KeyError:
+            raise NeedsReauth("wechat account has no appid in its credentials") from None
+
+    def _fetch_token(self, force: bool, stale: str | None) -> tuple[str, float]:
+        """One stable_token call (two if the platform hands back the rejected token and ``force``)."""
+        secret = self.account.credentials.get("secret")
+        if not secret:
+            raise NeedsReauth("wechat account has no secret in its credentials")
+        body = {"grant_type": "client_credential", "appid": self.appid, "secret": secret, "force_refresh": False}
+        # Without force_refresh stable_token returns the token the platform holds as current; a token
+        # that expired (42001) is already replaced there, so no force is needed. force_refresh is
+        # rationed (20 a day, 30 s apart): used only if the platform still hands out the rejected token.
+        data = self._json(self._send("POST", "/cgi-bin/stable_token", idempotent=True, json=body))
+        if force and data.get("access_token") == stale:
+            body["force_refresh"] = True
+            data = self._json(self._send("POST", "/cgi-bin/stable_token", idempotent=True, json=body))
+        try:
+            return str(data["access_token"]), float(data.get("expires_in", 7200))
+        except KeyError:
+            raise Unavailable("wechat stable_token answered without access_token") from None
+
+    def _token(self, stale: str | None = None) -> str:
+        return self.token_cache.get(f"wechat:{self.appid}", lambda force: self._fetch_token(force, stale), stale=stale)
+
+    # -- the HTTP layer ------------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.request(method, path, **kwargs)
+        except OutcomeUnknown as exc:
+            if idempotent:
+                # A read (or a token fetch) has no effect to be unsure about: just retry it later.
+                raise Unavailable(f"{exc.message} (read-only call)", code=exc.code) from exc
+            raise
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        return response.json()  # _check has verified it is a JSON object
+
+    def _api(
+        self,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        method: str = "POST",
+        idempotent: bool = False,
+        params: Mapping[str, Any] | None = None,
+        files: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Call an API with the account's token; on a token error refresh once (shared) and repeat once.
+
+        Repeating is safe even for writes: a call refused for its token never reached the operation.
+        """
+        stale: str | None = None
+        for attempt in (1, 2):
+            token = self._token(stale)
+            kwargs: dict[str, Any] = {"params": {**(params or {}), "access_token": token}}
+            if files is not None:
+                kwargs["files"] = files
+            elif body is not None:
+                # WeChat wants UTF-8 characters as they are; ensure_ascii escapes are not decoded everywhere.
+                kwargs["content"] = _dumps(body)
+                kwargs["headers"] = {"Content-Type": "application/json; charset=utf-8"}
+            try:
+                return self._json(self._send(method, path, idempotent=idempotent, **kwargs))
+            except TokenRejected as exc:
+                if attempt == 2:
+                    raise TokenRejected(
+                        f"wechat rejected a freshly fetched access token too ({exc.message})",
+                        code=exc.code,
+                        retry_after=30.0,
+                    ) from exc
+                stale = token
+        raise AssertionError("unreachable")
+
+    def _check(self, response: httpx.Response) -> None:
+        self._note_platform_time(response)
+        if response.status_code >= 500:
+            raise Unavailable(f"wechat answered HTTP {response.status_code}", code=response.status_code)
+        if response.status_code == 429:
+            raise RateLimited("wechat answered HTTP 429", code=429, retry_after=_retry_after(response))
+        if response.status_code >= 400:
+            raise InvalidRequest(f"wechat answered HTTP {response.status_code}", code=response.status_code)
+        try:
+            data = response.json()
+        except ValueError:
+            raise Unavailable("wechat answered with a body that is not JSON") from None
+        if not isinstance(data, dict):
+            raise Unavailable("wechat answered with JSON that is not an object")
+        errcode = data.get("errcode", 0)
+        if errcode in (0, None, "0"):
+            return
+        raise self.error_for(int(errcode), str(data.get("errmsg", "")))
+
+    def error_for(self, errcode: int, errmsg: str) -> ChannelError:
+        """The exception for a WeChat ``errcode`` (unknown codes: :class:`InvalidRequest`, never retried)."""
+        cls = self.ERROR_MAP.get(errcode, InvalidRequest)
+        message = f"wechat error {errcode}: {errmsg}".rstrip(": ")
+        if cls is QuotaExhausted:
+            return QuotaExhausted(message, code=errcode, paused_until=self.next_platform_midnight())
+        if cls is RateLimited:
+            # the per-minute quota frees up at the next minute
+            return RateLimited(message, code=errcode, retry_after=61.0 - self.platform_now() % 60)
+        if cls is Unavailable:
+            return Unavailable(message, code=errcode, retry_after=2.0)
+        return cls(message, code=errcode)
+
+    # -- platform time ---------------------------------------------------------------------------------
+
+    def _note_platform_time(self, response: httpx.Response) -> None:
+        # uvicorn adds its own Date first; a sandbox with a fake clock appends its own after it.
+        values = response.headers.get_list("date")
+        if not values:
+            return
+        try:
+            stamp = parsedate_to_datetime(values[-1]).timestamp()
+        except (TypeError, ValueError):
+            return
+        self._platform_clock = (stamp, time.monotonic())
+
+    def platform_now(self) -> float:
+        """The platform's current time (epoch seconds), from its last ``Date`` header, else ours."""
+        if self._platform_clock is None:
+            return time.time()
+        stamp, at = self._platform_clock
+        return stamp + (time.monotonic() - at)
+
+    def platform_today(self) -> date:
+        """Today in Asia/Shanghai on the platform's clock (asks the platform if it has not answered yet)."""
+        if self._platform_clock is None:
+            # get_api_domain_ip is cheap and harmless; any reply carries the platform's Date.
+            self._api("/cgi-bin/get_api_domain_ip", method="GET", idempotent=True)
+        return datetime.fromtimestamp(self.platform_now(), SHANGHAI).date()
+
+    def next_platform_midnight(self) -> datetime:
+        """The next 00:00 Asia/Shanghai on the platform's clock, as aware UTC (when daily quotas reset)."""
+        local = datetime.fromtimestamp(self.platform_now(), SHANGHAI)
+        midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), SHANGHAI)
+        return midnight.astimezone(UTC)
+
+    # -- operations ------------------------------------------------------------------------------------
+
+    def check_credentials(self) -> None:
+        """Fetch a token and make one authenticated call; 40125/40164/40013 raise :class:`NeedsReauth`."""
+        self._api("/cgi-bin/get_api_domain_ip", method="GET", idempotent=True)
+
+    def render(self, content: PostContent, *, link: str | None = None) -> Rendered:
+        """The article: title ≤ 64, digest ≤ 120, sanitised HTML body within WeChat's size limits.
+
+        Raises :class:`ContentRejected` for a body too large for WeChat (cutting an article short
+        silently would publish something the reviewer never approved).
+        """
+        title = _truncate(content.title, TITLE_MAX)
+        if not title:
+            raise InvalidRequest("a WeChat article needs a title")
+        body = markdown_to_wechat_html(content.body)
+        text = html_to_text(body)
+        if not text and "<img" not in body:
+            raise InvalidRequest("a WeChat article needs a body")
+        if len(body) >= CONTENT_MAX_CHARS or len(body.encode()) >= CONTENT_MAX_BYTES:
+            raise ContentRejected(
+                f"article body is {len(body):,} characters of HTML; WeChat takes fewer than {CONTENT_MAX_CHARS:,}"
+            )
+        summary = _truncate(content.summary or text, DIGEST_MAX)
+        return Rendered(
+            title=title,
+            html=body,
+            text=text,
+            summary=summary,
+            cover_url=content.cover_url,
+            images=tuple(body_image_sources(body)),
+        )
+
+    def source_url(self, ctx: DeliveryContext) -> str:
+        """The article's 阅读原文 link carrying our idempotency key ("" when there is no link base)."""
+        base = ctx.depends_on_url or self.account.config.get("source_url") or ""
+        return with_key(str(base), ctx.idempotency_key) if base else ""
+
+    def publish(self, ctx: DeliveryContext) -> PublishResult:
+        """Upload images and cover, add the draft, submit it; resumes from ``ctx.progress``."""
+        progress = ctx.progress
+        if progress.get("publish_id"):
+            # Submitted by an earlier attempt: never submit twice; status() settles it.
+            return PublishResult(remote_id=str(progress["publish_id"]), state="awaiting_confirmation")
+        media_id = progress.get("media_id")
+        if not media_id:
+            media_id = self._add_draft(ctx)
+        ctx.save(submit_started_at=time.time())
+        data = self._api("/cgi-bin/freepublish/submit", {"media_id": media_id})
+        publish_id = str(data["publish_id"])
+        ctx.save(publish_id=publish_id, msg_data_id=str(data.get("msg_data_id", "")))
+        return PublishResult(remote_id=publish_id, state="awaiting_confirmation")
+
+    def _add_draft(self, ctx: DeliveryContext) -> str:
+        rendered = self.render(ctx.content)
+        images: dict[str, str] = dict(ctx.progress.get("images") or {})
+        for src in rendered.images:
+            if src not in images:
+                images[src] = self._upload_body_image(src)
+                ctx.save(images=dict(images))
+        thumb = ctx.progress.get("thumb_media_id")
+        if not thumb:
+            thumb = self._upload_cover(rendered.cover_url)
+            ctx.save(thumb_media_id=thumb)
+        article = {
+            "title": rendered.title,
+            "author": _truncate(ctx.content.author or str(self.account.config.get("author", "")), 16),
+            "digest": rendered.summary,
+            "content": rewrite_image_sources(rendered.html, images),
+            "content_source_url": self.source_url(ctx),
+            "thumb_media_id": thumb,
+            "need_open_comment": int(self.account.config.get("need_open_comment", 1)),
+            "only_fans_can_comment": 0,
+        }
+        data = self._api("/cgi-bin/draft/add", {"articles": [article]})
+        media_id = str(data["media_id"])
+        ctx.save(media_id=media_id)
+        return media_id
+
+    # -- images --------------------------------------------------------------------------------------
+
+    def _download(self, src: str, limit: int) -> bytes:
+        """The bytes of an image referenced by the post (http(s) URL or ``data:`` URI)."""
+        if src.startswith("data:"):
+            head, _, payload = src.partition(",")
+            try:
+                data = base64.b64decode(payload, validate=True) if ";base64" in head else payload.encode()
+            except binascii.Error:
+                raise InvalidRequest("an inline image of the post is not valid base64") from None
+        elif src.startswith(("http://", "https://")):
+            if self._fetcher is None:
+                self._fetcher = make_client()
+            response = self._get_following_redirects(self._fetcher, src)
+            if response.status_code >= 500:
+                raise Unavailable(f"image {src} answered HTTP {response.status_code}")
+            if response.status_code != 200:
+                raise InvalidRequest(f"image {src} cannot be downloaded: HTTP {response.status_code}")
+            data = response.content
+        else:
+            raise InvalidRequest(f"image {src!r} is not an absolute http(s) URL")
+        if len(data) > limit:
+            raise InvalidRequest(f"image {src[:80]} is {len(data):,} bytes; WeChat takes at most {limit:,}")
+        return data
+
+    @staticmethod
+    def _get_following_redirects(client: httpx.Client, url: str, hops: int = 3) -> httpx.Response:
+        # The client factory follows no redirects implicitly; image hosts and CDNs often redirect once.
+        for _ in range(hops + 1):
+            try:
+                response = client.get(url)
+            except httpx.HTTPError as exc:
+                raise Unavailable(f"cannot download image {url}: {exc.__class__.__name__}") from exc
+            if not response.is_redirect:
+                return response
+            url = str(response.next_request.url) if response.next_request else url
+        raise InvalidRequest(f"image {url} redirects too often")
+
+    def _upload_body_image(self, src: str) -> str:
+        data = self._download(src, BODY_IMAGE_MAX_BYTES)
+        kind = image_type(data)
+        if kind not in ("png", "jpeg"):
+            raise InvalidRequest(f"body image {src[:80]} is {kind or 'not an image'}; WeChat takes jpg/png")
+        files = {"media": (f"image.{'jpg' if kind == 'jpeg' else 'png'}", data, f"image/{kind}")}
+        return str(self._api("/cgi-bin/media/uploadimg", files=files)["url"])
+
+    def _upload_cover(self, cover_url: str | None) -> str:
+        data = self._download(cover_url, COVER_MAX_BYTES) if cover_url else default_cover_png()
+        kind = image_type(data)
+        if kind is None:
+            raise InvalidRequest(f"cover {cover_url} is not a png/jpeg/gif/bmp image")
+        files = {"media": (f"cover.{'jpg' if kind == 'jpeg' else kind}", data, f"image/{kind}")}
+        result = self._api("/cgi-bin/material/add_material", params={"type": "image"}, files=files)
+        return str(result["media_id"])
+
+    # -- status, lookup ------------------------------------------------------------------------------
+
+    def status(self, ctx: DeliveryContext) -> StatusResult:
+        """freepublish/get: 0 published (article id and URL saved), 1 pending, 2-4 failed, 5/6 retracted."""
+        publish_id = ctx.progress.get("publish_id")
+        if not publish_id:
+            if ctx.progress.get("article_id"):
+                return self._article_status(ctx)
+            raise InvalidRequest("this delivery was never submitted to WeChat (no publish_id)")
+        data = self._api("/cgi-bin/freepublish/get", {"publish_id": publish_id}, idempotent=True)
+        code = int(data.get("publish_status", 3))
+        state, reason = PUBLISH_STATUS.get(code, ("failed", f"unknown publish_status {code}"))
+        if code == 0 or data.get("article_id"):
+            self._save_article(ctx, data)
+        if state == "failed" and data.get("fail_idx"):
+            reason = f"{reason}; failed articles: {data['fail_idx']}"
+        return StatusResult(state=state, url=ctx.progress.get("article_url"), reason=reason)
+
+    def _save_article(self, ctx: DeliveryContext, data: Mapping[str, Any]) -> None:
+        items = (data.get("article_detail") or {}).get("item") or []
+        update: dict[str, Any] = {}
+        if data.get("article_id") and ctx.progress.get("article_id") != data["article_id"]:
+            update["article_id"] = str(data["article_id"])
+        if items:
+            update["idx"] = int(items[0].get("idx", 1))
+            update["article_url"] = items[0].get("article_url")
+        if not ctx.progress.get("published_on"):
+            update["published_on"] = self.platform_today().isoformat()
+        if update:
+            ctx.save(**update)
+
+    def _article_status(self, ctx: DeliveryContext) -> StatusResult:
+        """The state of an article found by lookup (we know its article_id but no publish_id)."""
+        try:
+            data = self._api(
+                "/cgi-bin/freepublish/getarticle", {"article_id": ctx.progress["article_id"]}, idempotent=True
+            )
+        except InvalidRequest as exc:
+            if exc.code == 53600:
+                return StatusResult("retracted", url=ctx.progress.get("article_url"), reason="article is gone")
+            raise
+        items = data.get("news_item") or []
+        if items and items[0].get("is_deleted"):
+            return StatusResult("retracted", url=ctx.progress.get("article_url"), reason="article was deleted")
+        return StatusResult("published", url=ctx.progress.get("article_url"))
+
+    def lookup(self, ctx: DeliveryContext) -> PublishResult | None:
+        """Find this delivery on WeChat, so a retry never publishes twice.
+
+        * publish_id saved: the submit happened; its state comes from :meth:`status` (never None).
+        * otherwise, the published articles (freepublish/batchget) are scanned for our key: found →
+          published.
+        * media_id saved and a submit may have been sent (its answer lost) less than ``submit_grace_s``
+          ago: it may still be publishing, and WeChat lists only finished articles, so
+          :class:`OutcomeUnknown` (look again later). After that: None, publish resumes from the draft.
+        * nothing saved: the draft box is scanned for our key; a draft found is adopted (media_id saved)
+          so publish resumes from it instead of adding a second draft. Returns None.
+        """
+        progress = ctx.progress
+        if progress.get("publish_id"):
+            state = self.status(ctx)
+            result_state = "published" if state.state == "published" else "awaiting_confirmation"
+            return PublishResult(remote_id=str(progress["publish_id"]), state=result_state, url=state.url)
+        found = self._find_published(ctx)
+        if found is not None:
+            return found
+        if progress.get("media_id"):
+            started = progress.get("submit_started_at")
+            grace = float(self.account.config.get("submit_grace_s", 600))
+            if started is not None and time.time() - float(started) < grace:
+                raise OutcomeUnknown(
+                    "the submit's answer was lost and the article is not listed yet; looking again later"
+                )
+            return None
+        media_id = self._find_draft(ctx)
+        if media_id:
+            ctx.save(media_id=media_id)
+        return None
+
+    def _matches(self, ctx: DeliveryContext, item: Mapping[str, Any]) -> bool:
+        key = key_of(item.get("content_source_url"))
+        if key is not None:
+            return key == ctx.idempotency_key
+        # no link base: the title is all we can go by (see the module docstring)
+        return not self.source_url(ctx) and item.get("title") == _truncate(ctx.content.title, TITLE_MAX)
+
+    def _scan(self, path: str) -> Iterable[dict[str, Any]]:
+        pages = int(self.account.config.get("lookup_pages", 5))
+        for page in range(pages):
+            data = self._api(path, {"offset": page * 20, "count": 20, "no_content": 1}, idempotent=True)
+            items = data.get("item") or []
+            yield from items
+            if len(items) < 20 or (page + 1) * 20 >= int(data.get("total_count", 0)):
+                return
+
+    def _find_published(self, ctx: DeliveryContext) -> PublishResult | None:
+        for item in self._scan("/cgi-bin/freepublish/batchget"):
+            for idx, news in enumerate((item.get("content") or {}).get("news_item") or [], start=1):
+                if news.get("is_deleted") or not self._matches(ctx, news):
+                    continue
+                url = news.get("url")
+                update: dict[str, Any] = {"article_id": str(item["article_id"]), "article_url": url, "idx": idx}
+                parsed = msgid_from_article_url(url)
+                if parsed and not ctx.progress.get("msg_data_id"):
+                    update["msg_data_id"] = parsed[0]
+                if item.get("update_time"):
+                    update["published_on"] = (
+                        datetime.fromtimestamp(int(item["update_time"]), SHANGHAI).date().isoformat()
+                    )
+                ctx.save(**update)
+                return PublishResult(remote_id=str(item["article_id"]), state="published", url=url)
+        return None
+
+    def _find_draft(self, ctx: DeliveryContext) -> str | None:
+        for item in self._scan("/cgi-bin/draft/batchget"):
+            for news in (item.get("content") or {}).get("news_item") or []:
+                if self._matches(ctx, news):
+                    return str(item["media_id"])
+        return None
+
+    # -- metrics, retract ------------------------------------------------------------------------------
+
+    def metrics(self, ctxs: Iterable[DeliveryContext]) -> dict[int, Metrics]:
+        """datacube/getarticletotaldetail per publish date (T+1: a day not over yet on the platform is skipped).
+
+        Joined on msgid ``<msg_data_id>_<idx>``; each article's latest ``stat_date`` row holds the totals
+        from its publish date to that day. Deliveries without data yet are left out of the result.
+        """
+        wanted: dict[str, dict[str, int]] = {}  # publish date -> msgid -> delivery id
+        for ctx in ctxs:
+            msg, on = ctx.progress.get("msg_data_id"), ctx.progress.get("published_on")
+            if not msg:
+                parsed = msgid_from_article_url(ctx.progress.get("article_url"))
+                msg = parsed[0] if parsed else None
+            if msg and on:
+                wanted.setdefault(on, {})[f"{msg}_{int(ctx.progress.get('idx', 1))}"] = ctx.delivery_id
+        if not wanted:
+            return {}
+        result: dict[int, Metrics] = {}
+        for on in sorted(wanted):
+            try:
+                data = self._api("/datacube/getarticletotaldetail", {"begin_date": on, "end_date": on}, idempotent=True)
+            except InvalidRequest as exc:
+                if exc.code == 61501:
+                    # T+1: the platform (whose clock is the one that counts) has no data for that day yet
+                    continue
+                raise
+            for article in data.get("list") or []:
+                delivery_id = wanted[on].get(str(article.get("msgid")))
+                details = article.get("detail_list") or []
+                if delivery_id is None or not details:
+                    continue
+                latest = max(details, key=lambda d: str(d.get("stat_date", "")))
+                result[delivery_id] = Metrics(
+                    reads=_int(latest.get("read_user")),
+                    likes=_int(latest.get("like_user")),
+                    shares=_int(latest.get("share_user")),
+                    comments=_int(latest.get("comment_count")),
+                )
+        return result
+
+    def retract(self, ctx: DeliveryContext) -> None:
+        """freepublish/delete of our article; idempotent (gone, never published or failed: nothing to do)."""
+        if not ctx.progress.get("article_id"):
+            if ctx.progress.get("publish_id"):
+                state = self.status(ctx)
+                if state.state == "pending":
+                    raise Unavailable("the article is still being published; retract it later", retry_after=60)
+                if state.state != "published":
+                    return  # failed or already removed
+            elif self.lookup_published(ctx) is None:
+                return  # never published
+        try:
+            self._api(
+                "/cgi-bin/freepublish/delete",
+                {"article_id": ctx.progress["article_id"], "index": int(ctx.progress.get("idx", 1))},
+            )
+        except InvalidRequest as exc:
+            if exc.code != 53600:  # invalid article_id: it is gone already
+                raise
+
+    def lookup_published(self, ctx: DeliveryContext) -> PublishResult | None:
+        """Only the published-articles scan of :meth:`lookup` (no draft adoption)."""
+        return self._find_published(ctx)
+
+    def close(self) -> None:
+        super().close()
+        if self._fetcher is not None:
+            self._fetcher.close()
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _dumps(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode()

@@ -1,0 +1,93 @@
+"""Shared fixtures and helpers of the WeChat tests (no tests here): the sandbox on a real server, a factory.
+
+The sandbox is mounted at ``/wechat`` in a small app of its own (next to a ``/files`` route that plays
+an outside image host), so these tests do not depend on the other platforms' sandboxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from channels.base import AccountInfo, make_client
+from channels.sandbox import wechat as sandbox_wechat
+from channels.sandbox.server import RunningServer, serve_in_thread
+from channels.tokens import MemoryTokenCache, TokenCache
+from channels.wechat import WeChatChannel, default_cover_png
+from tests.contract import SandboxControl
+
+APPID, SECRET = "wxtest00000000contract", "test-secret"
+PNG = default_cover_png()
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+GIF = b"GIF89a" + b"\x00" * 32
+
+
+def _files(request: Request) -> Response:
+    name = request.path_params["name"]
+    body = {"pic.png": PNG, "pic.jpg": JPEG, "anim.gif": GIF, "big.png": PNG + b"\x00" * 1_100_000}.get(name)
+    if body is None:
+        return Response(status_code=404)
+    return Response(body, media_type="image/png" if name.endswith("png") else "application/octet-stream")
+
+
+def start_server() -> RunningServer:
+    app = Starlette(routes=[Route("/files/{name}", _files), Mount("/wechat", app=sandbox_wechat.create_app())])
+    return serve_in_thread(app)
+
+
+@pytest.fixture(scope="module")
+def wx_server() -> Iterator[RunningServer]:
+    server = start_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def wx(wx_server: RunningServer) -> Iterator[SandboxControl]:
+    control = SandboxControl(wx_server.url, "/wechat")
+    control.reset()
+    control.add_account(appid=APPID, secret=SECRET, name="contract test account")
+    yield control
+    control.close()
+
+
+def settings(sandbox: SandboxControl, **knobs: Any) -> dict[str, Any]:
+    """Set the per-app knobs (publish_quota, minute_quota, settle_s, publish_outcome) of the test app."""
+    response = sandbox.http.post("/settings", json={"appid": APPID, **knobs})
+    response.raise_for_status()
+    return response.json()
+
+
+def app_state(sandbox: SandboxControl) -> dict[str, Any]:
+    return sandbox.state()["apps"][APPID]
+
+
+def make_account(root: str, **config: Any) -> AccountInfo:
+    creds = {"appid": config.pop("appid", APPID), "secret": config.pop("secret", SECRET)}
+    return AccountInfo(
+        id=42,
+        kind="wechat",
+        name="test",
+        credentials=creds,
+        config={"base_url": f"{root}/wechat", "source_url": "https://www.example.org/", **config},
+    )
+
+
+def factory(
+    server: RunningServer, cache: TokenCache | None = None, **config: Any
+) -> Callable[[httpx.BaseTransport | None], WeChatChannel]:
+    """An adapter factory for :func:`tests.contract.run_case`: a fresh token cache unless one is given."""
+
+    def make(transport: httpx.BaseTransport | None) -> WeChatChannel:
+        account = make_account(server.url, **config)
+        client = make_client(WeChatChannel.base_url(account), transport=transport) if transport else None
+        return WeChatChannel(account, client, token_cache=cache or MemoryTokenCache())
+
+    return make
