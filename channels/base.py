@@ -296,4 +296,4 @@ def _load_builtin() -> None:
         importlib.import_module(module)
 
 
-BUILTIN_MODULES: list[str] = ["channels.website"]
+BUILTIN_MODULES: list[str] = ["channels.website", "channels.wechat"]

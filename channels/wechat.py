@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import html as htmllib
 import json
-import re
 import struct
 import time
 import zlib
@@ -50,9 +48,8 @@ from urllib.parse import parse_qs, urlencode, urlparse, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import httpx
-import nh3
-from markdown_it import MarkdownIt
 
+from channels import render
 from channels.base import (
     AccountInfo,
     Channel,
@@ -112,63 +109,23 @@ class TokenRejected(Unavailable):
 
 # --------------------------------------------------------------------------------------- render
 
-_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
-
-# What a WeChat article body may contain: plain structure and formatting, links and images. nh3 (ammonia)
-# drops everything else, and drops <script>/<style> together with their content.
+# What a WeChat article body may contain: plain structure and formatting, links and images. The shared
+# renderer (nh3/ammonia allow-list) already drops scripts, event handlers and javascript: links; this
+# narrower list also drops what WeChat's editor cannot show (forms, iframes, styles …).
 _ALLOWED_TAGS = {
     "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "b", "em", "i", "u", "s", "del",
     "blockquote", "ul", "ol", "li", "pre", "code", "a", "img", "table", "thead", "tbody", "tr", "th",
     "td", "span", "section", "sup", "sub", "figure", "figcaption",
 }  # fmt: skip
-_ALLOWED_ATTRS = {
-    "a": {"href", "title"},
-    "img": {"src", "alt", "title"},
-    "td": {"colspan", "rowspan"},
-    "th": {"colspan", "rowspan"},
-}
-_IMG_SRC = re.compile(r'(<img\b[^>]*?\bsrc=")([^"]*)(")', re.IGNORECASE)
 
 
 def _truncate(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    return render.truncate(" ".join(text.split()), limit)
 
 
 def markdown_to_wechat_html(markdown: str) -> str:
     """Markdown → sanitised HTML for a WeChat article: no scripts, no event handlers, no styles."""
-    raw = _md.render(markdown)
-    return nh3.clean(
-        raw,
-        tags=_ALLOWED_TAGS,
-        attributes=_ALLOWED_ATTRS,
-        url_schemes={"http", "https", "data"},
-        link_rel=None,
-    )
-
-
-def html_to_text(html: str) -> str:
-    """Plain text of an HTML fragment (for the digest and the text rendering)."""
-    text = nh3.clean(re.sub(r"</(p|h\d|li|blockquote|pre|tr)>", "\n", html), tags=set())
-    return htmllib.unescape(re.sub(r"\n{3,}", "\n\n", text)).strip()
-
-
-def body_image_sources(html: str) -> list[str]:
-    """Every distinct ``<img src>`` of the body, in order."""
-    seen: dict[str, None] = {}
-    for match in _IMG_SRC.finditer(html):
-        seen.setdefault(htmllib.unescape(match.group(2)), None)
-    return list(seen)
-
-
-def rewrite_image_sources(html: str, mapping: Mapping[str, str]) -> str:
-    """Replace each ``<img src>`` by the URL WeChat returned for it (``uploadimg``)."""
-
-    def sub(match: re.Match[str]) -> str:
-        src = htmllib.unescape(match.group(2))
-        return match.group(1) + htmllib.escape(mapping.get(src, src), quote=True) + match.group(3)
-
-    return _IMG_SRC.sub(sub, html)
+    return render.sanitize_html(render.markdown_to_html(markdown), tags=_ALLOWED_TAGS)
 
 
 @lru_cache(maxsize=1)
@@ -457,21 +414,21 @@ class WeChatChannel(Channel):
         if not title:
             raise InvalidRequest("a WeChat article needs a title")
         body = markdown_to_wechat_html(content.body)
-        text = html_to_text(body)
+        text = render.html_to_text(body)
         if not text and "<img" not in body:
             raise InvalidRequest("a WeChat article needs a body")
         if len(body) >= CONTENT_MAX_CHARS or len(body.encode()) >= CONTENT_MAX_BYTES:
             raise ContentRejected(
                 f"article body is {len(body):,} characters of HTML; WeChat takes fewer than {CONTENT_MAX_CHARS:,}"
             )
-        summary = _truncate(content.summary or text, DIGEST_MAX)
+        summary = render.summarize(content.summary, text, DIGEST_MAX)
         return Rendered(
             title=title,
             html=body,
             text=text,
             summary=summary,
             cover_url=content.cover_url,
-            images=tuple(body_image_sources(body)),
+            images=tuple(render.image_urls(body)),
         )
 
     def source_url(self, ctx: DeliveryContext) -> str:
@@ -509,7 +466,7 @@ class WeChatChannel(Channel):
             "title": rendered.title,
             "author": _truncate(ctx.content.author or str(self.account.config.get("author", "")), 16),
             "digest": rendered.summary,
-            "content": rewrite_image_sources(rendered.html, images),
+            "content": render.replace_image_urls(rendered.html, images),
             "content_source_url": self.source_url(ctx),
             "thumb_media_id": thumb,
             "need_open_comment": int(self.account.config.get("need_open_comment", 1)),
