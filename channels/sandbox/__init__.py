@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route
 # kind -> (mount prefix, "module:factory"). Each channel helper adds its one line when its sandbox lands.
 SANDBOXES: dict[str, tuple[str, str]] = {
     "wordpress": ("/wp", "channels.sandbox.wordpress:create_app"),
+    "wechat": ("/wechat", "channels.sandbox.wechat:create_app"),
 }
 
 
