@@ -248,6 +248,7 @@ def test_error_rate_is_seeded_and_latency_applies(sb: SandboxControl, api: httpx
 def test_bad_knobs_are_refused(sb: SandboxControl) -> None:
     assert sb.http.post("/faults", json={"path": "x", "status": 500, "times": 0}).status_code == 400
     assert sb.http.post("/faults", json={"error_rate": 2}).status_code == 400
+    assert sb.http.post("/faults", json={"path": "x", "status": "boom"}).status_code == 400
     assert sb.http.post("/clock/advance", json={"seconds": -5}).status_code == 400
     assert sb.http.post("/faults", content=b"[1]").status_code == 400
 

@@ -52,7 +52,7 @@ _KNOB_FIELDS = {"latency_ms", "error_rate", "seed", "faults", "clear"}
 
 
 class SandboxError(Exception):
-    """Root of errors raised by the sandbox framework itself (bad knob settings)."""
+    """Root of the sandbox package's own errors (bad knob settings, a server that does not start)."""
 
 
 @dataclass
@@ -80,8 +80,10 @@ class Fault:
         fault = cls(**known, extra=extra)
         if fault.method:
             fault.method = fault.method.upper()
-        if fault.times == 0 or fault.times < -1:
+        if not isinstance(fault.times, int) or fault.times == 0 or fault.times < -1:
             raise SandboxError("times must be a positive count, or -1 for 'until cleared'")
+        if fault.status is not None and not (isinstance(fault.status, int) and 100 <= fault.status <= 599):
+            raise SandboxError("status must be an HTTP status code")
         return fault
 
     def matches(self, method: str, path: str) -> bool:

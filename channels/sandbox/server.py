@@ -15,10 +15,12 @@ from typing import Any
 
 import uvicorn
 
+from channels.sandbox.faults import SandboxError
+
 log = logging.getLogger(__name__)
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(SandboxError):
     """The server thread did not start listening in time (port taken, app failed at startup, …)."""
 
 

@@ -50,7 +50,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from channels.sandbox.faults import FakeClock, Fault, Faults, install_knobs
+from channels.sandbox.faults import FakeClock, Fault, Faults, SandboxError, install_knobs
 
 COMMENT_EVERY_S = 600  # one new comment per published post every 10 minutes of sandbox time
 SITE_TZ = timezone(timedelta(hours=8))  # the sites' "timezone_string" (Asia/Shanghai): ``date`` is local
@@ -252,7 +252,7 @@ def wp_error(code: str, message: str, status: int, **data: Any) -> JSONResponse:
     )
 
 
-class WPError(Exception):
+class WPError(SandboxError):
     """Raised inside handlers; turned into :func:`wp_error` by the route wrapper."""
 
     def __init__(self, code: str, message: str, status: int, **data: Any) -> None:
