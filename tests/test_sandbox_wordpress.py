@@ -241,6 +241,14 @@ def test_error_rate_is_seeded_and_latency_applies(sb: SandboxControl, api: httpx
     started = time.perf_counter()
     api.get("/posts")
     assert time.perf_counter() - started >= 0.15
+    sb.faults(clear=True, path="/news/", latency_ms=300, times=-1)  # one site slowed, not the others
+    assert sb.faults()["latency_ms"] == 0
+    started = time.perf_counter()
+    api.get("/posts")
+    assert time.perf_counter() - started < 0.3
+    started = time.perf_counter()
+    httpx.get(f"{sb.url}/news/wp-json/wp/v2/posts")
+    assert time.perf_counter() - started >= 0.3
     sb.faults(clear=True)
     assert sb.http.get("/state").status_code == 200  # the control API is never faulted
 

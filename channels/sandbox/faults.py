@@ -8,7 +8,8 @@ A sandbox wires them in with :func:`install_knobs`::
 Fault knobs (``POST <prefix>/_sandbox/faults``, JSON; keys may be combined):
 
 ``{"latency_ms": 200}``
-    delay every request.
+    delay every request (alone, or with only the other global knobs; next to fault fields it is
+    that fault's latency instead).
 ``{"error_rate": 0.1, "seed": 7}``
     answer that share of requests with a 503 (seeded, so a test run is repeatable).
 ``{"path": "posts", "method": "POST", "status": 503, "times": 2}``
@@ -130,12 +131,16 @@ class Faults:
             self.clear()
         new_faults = [Fault.from_dict(f) for f in data.get("faults") or []]
         shorthand = {k: v for k, v in data.items() if k not in _KNOB_FIELDS}
+        global_latency = "latency_ms" in data
         if shorthand:
-            # a bare fault object, e.g. {"path": "posts", "status": 503}; a top-level latency_ms
-            # stays the global knob, so put per-fault latency inside "faults" instead.
+            # a bare fault object, e.g. {"path": "posts", "status": 503}; a latency_ms next to it
+            # belongs to that fault ({"path": "/kill", "latency_ms": 2500} slows only those requests)
+            if global_latency:
+                shorthand["latency_ms"] = data["latency_ms"]
+                global_latency = False
             new_faults.append(Fault.from_dict(shorthand))
         with self._lock:
-            if "latency_ms" in data:
+            if global_latency:
                 self.latency_ms = max(0, int(data["latency_ms"]))
             if "error_rate" in data:
                 rate = float(data["error_rate"])
