@@ -207,10 +207,10 @@ class Lexicon:
             out.append((idx, s, e))
         alt = apply_homophones(text)
         if alt is not None:
-            seen = {(s, e) for _, s, e in out}
+            seen = set(out)
             for idx, s, e in self._main.find(alt):
                 p = pats[idx]
-                if (s, e) in seen:
+                if (idx, s, e) in seen:
                     continue
                 if p.left_alnum and s > 0 and _is_alnum(alt[s - 1]):
                     continue

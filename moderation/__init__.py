@@ -1,0 +1,63 @@
+"""Content moderation for media-matrix: a Chinese harmful-content screen, offline.
+
+Public interface::
+
+    from moderation import screen, screen_batch, Policy, Verdict
+    v = screen("文本")                      # Verdict(decision, categories, hits, model_version, lexicon_version)
+    vs = screen_batch(["…", "…"])
+    org = get_screener().compile_org_lists(deny=[("某词", "custom", "block")], allow=["某某大桥"], version=3,
+                                           key="org-7")
+    v = screen("文本", policy=Policy.default().with_overrides({"thresholds": {"abuse": {"review": 0.4}}}), org=org)
+
+Pieces (each importable on its own): :mod:`moderation.normalize` (disguise-undoing normaliser with offsets),
+:mod:`moderation.lexicon` (Aho–Corasick deny/allow lists), :mod:`moderation.pii` (personal data),
+:mod:`moderation.policy` (decisions), :mod:`moderation.engine` (the process-wide screener), the classifier in
+``moderation.classifier`` (optional: without it, or with ``MATRIX_MODERATION_CLASSIFIER=0``, rules only).
+Errors derive from :class:`moderation.types.ModerationError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from moderation.engine import Screener, get_screener, reset_screener
+from moderation.lexicon import OrgLists
+from moderation.policy import Policy
+from moderation.types import (
+    CATEGORIES,
+    ClassifierError,
+    Hit,
+    LexiconError,
+    ModerationError,
+    PolicyError,
+    Verdict,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "ClassifierError",
+    "Hit",
+    "LexiconError",
+    "ModerationError",
+    "OrgLists",
+    "Policy",
+    "PolicyError",
+    "Screener",
+    "Verdict",
+    "get_screener",
+    "reset_screener",
+    "screen",
+    "screen_batch",
+]
+
+
+def screen(text: str, *, policy: Policy | None = None, org: OrgLists | None = None) -> Verdict:
+    """Screen one text with the process-wide engine (lexicons compiled once, model loaded once)."""
+    return get_screener().screen(text, policy=policy, org=org)
+
+
+def screen_batch(
+    texts: Sequence[str], *, policy: Policy | None = None, org: OrgLists | None = None, batch_size: int = 32
+) -> list[Verdict]:
+    """Screen many texts; the classifier sees them in batches of ``batch_size``."""
+    return get_screener().screen_batch(texts, policy=policy, org=org, batch_size=batch_size)

@@ -1,0 +1,235 @@
+"""The screener: normaliser + lexicons + personal-data detectors + (optional) classifier + policy.
+
+One :class:`Screener` per process is enough (``moderation.screen`` uses :func:`get_screener`): the default
+lexicon is compiled once, the classifier loaded once. Organisation lists are compiled on demand and cached by
+``(key, version)``, so when the lead bumps a list's version in the database the next screen uses the new list
+without a restart, and unchanged versions cost nothing.
+
+Scores in a verdict (``Verdict.categories``): the model's probability per category it covers, raised to 1.0 for
+a category with a block-severity lexicon hit, to at least 0.7 for a review-severity hit and to 1.0 for
+``privacy`` when personal data was found. The decision itself comes from :class:`moderation.policy.Policy`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from moderation.lexicon import DEFAULT_BACKEND, Lexicon, OrgLists, load_builtin
+from moderation.normalize import Normalized, apply_homophones, normalize
+from moderation.pii import detect as detect_pii
+from moderation.policy import Policy
+from moderation.types import CATEGORIES, Hit, ModerationError, Verdict
+
+__all__ = ["Classifier", "Screener", "classifier_view", "get_screener", "reset_screener", "verdict_summary"]
+
+log = logging.getLogger(__name__)
+
+_BLOCK_SCORE = 1.0
+_REVIEW_SCORE = 0.7
+_ORG_CACHE_SIZE = 256
+
+
+class Classifier(Protocol):
+    """What the engine needs from ``moderation.classifier.get_classifier()``."""
+
+    version: str
+
+    def predict(self, texts: list[str]) -> list[dict[str, float]]:
+        """Per text, category → probability for the categories the model covers."""
+        ...
+
+
+def classifier_view(norm: Normalized) -> str:
+    """The text given to the classifier: normalised (disguises undone) with homophones spelled canonically.
+
+    Feeding this rather than the raw text is what keeps the model's recall on ``傻.逼``/``草泥马``-style text
+    close to its recall on the plain spelling.
+    """
+    return apply_homophones(norm.text) or norm.text
+
+
+def _load_classifier() -> Classifier | None:
+    """The process's classifier, or ``None`` (settings off, module absent, or it failed to load)."""
+    from publisher.config import get_settings
+
+    if not get_settings().moderation_classifier:
+        return None
+    try:
+        from moderation.classifier import get_classifier  # the classifier helper's module
+    except ImportError:
+        log.info("moderation.classifier not available: screening with rules only")
+        return None
+    try:
+        return get_classifier()
+    except (ModerationError, OSError) as exc:
+        # Fail open on the model only: rules still screen, and model_version "none" records the gap.
+        log.warning("classifier failed to load, screening with rules only: %s", exc)
+        return None
+
+
+class Screener:
+    """Screens texts. Thread-safe once built; build one per process (see :func:`get_screener`)."""
+
+    def __init__(
+        self,
+        lexicon: Lexicon | None = None,
+        classifier: Classifier | str | None = "auto",
+        policy: Policy | None = None,
+        backend: str = DEFAULT_BACKEND,
+    ) -> None:
+        """``classifier="auto"`` loads ``moderation.classifier`` lazily on first use (if settings allow)."""
+        self.lexicon = lexicon if lexicon is not None else load_builtin("default", backend)
+        self.policy = policy or Policy.default()
+        self.backend = backend
+        self._classifier: Classifier | str | None = classifier
+        self._lock = threading.Lock()
+        self._orgs: OrderedDict[tuple[str, int], OrgLists] = OrderedDict()
+
+    # -- classifier ----------------------------------------------------------------------------------------
+    @property
+    def classifier(self) -> Classifier | None:
+        """The classifier, loaded on first access (once per process)."""
+        if isinstance(self._classifier, str):
+            with self._lock:
+                if isinstance(self._classifier, str):
+                    self._classifier = _load_classifier()
+        return self._classifier  # type: ignore[return-value]
+
+    @property
+    def model_version(self) -> str:
+        clf = self.classifier
+        return str(getattr(clf, "version", "unknown")) if clf is not None else "none"
+
+    # -- organisation lists --------------------------------------------------------------------------------
+    def compile_org_lists(
+        self,
+        deny: Iterable[tuple[str, str, str]] = (),
+        allow: Iterable[str] = (),
+        version: int = 0,
+        key: str = "org",
+    ) -> OrgLists:
+        """Compile (or fetch from cache) an organisation's lists at ``version``.
+
+        ``deny`` = ``[(term, category, severity)]``, ``allow`` = ``[term]``. Cached by ``(key, version)``:
+        pass a new version number whenever the lists change and the next call compiles them; the same version
+        returns the cached object without reading ``deny``/``allow`` (they may be lazy iterables).
+        """
+        cache_key = (str(key), int(version))
+        with self._lock:
+            cached = self._orgs.get(cache_key)
+            if cached is not None:
+                self._orgs.move_to_end(cache_key)
+                return cached
+        compiled = OrgLists.compile(deny, allow, int(version), str(key), self.backend)
+        with self._lock:
+            # Older versions of the same organisation are dead weight once a newer one is compiled.
+            for k in [k for k in self._orgs if k[0] == cache_key[0] and k[1] < cache_key[1]]:
+                del self._orgs[k]
+            self._orgs[cache_key] = compiled
+            while len(self._orgs) > _ORG_CACHE_SIZE:
+                self._orgs.popitem(last=False)
+        return compiled
+
+    # -- screening -----------------------------------------------------------------------------------------
+    def evidence(self, text: str, org: OrgLists | None = None) -> tuple[Normalized, list[Hit]]:
+        """Normalise and collect lexicon + personal-data hits (no model, no decision)."""
+        if not isinstance(text, str):
+            raise ModerationError(f"text must be str, not {type(text).__name__}")
+        norm = normalize(text)
+        if org is None:
+            hits = self.lexicon.match(norm)
+        else:
+            # Both allow-lists apply to both deny-lists: the default allow-list protects 南京市长江大桥 from an
+            # organisation's 江大桥 as much as from a built-in term.
+            allow = org.lexicon.allow_spans(norm.text) + self.lexicon.allow_spans(norm.text)
+            hits = self.lexicon.match(norm, allow)
+            hits += org.lexicon.match(norm, allow)
+        hits += detect_pii(norm)
+        hits.sort(key=lambda h: (h.start, h.end))
+        return norm, hits
+
+    def screen(self, text: str, *, policy: Policy | None = None, org: OrgLists | None = None) -> Verdict:
+        """Screen one text."""
+        return self.screen_batch([text], policy=policy, org=org)[0]
+
+    def screen_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        policy: Policy | None = None,
+        org: OrgLists | None = None,
+        batch_size: int = 32,
+    ) -> list[Verdict]:
+        """Screen many texts; the classifier sees them in batches of ``batch_size``."""
+        policy = policy or self.policy
+        evidence = [self.evidence(t, org) for t in texts]
+        clf = self.classifier
+        model_scores: list[dict[str, float]] = [{} for _ in texts]
+        if clf is not None and texts:
+            views = [classifier_view(norm) for norm, _ in evidence]
+            for i in range(0, len(views), batch_size):
+                chunk = clf.predict(views[i : i + batch_size])
+                if len(chunk) != len(views[i : i + batch_size]):
+                    raise ModerationError("classifier returned a different number of results than texts")
+                for j, scores in enumerate(chunk):
+                    model_scores[i + j] = {c: float(s) for c, s in scores.items() if c in CATEGORIES}
+        version = self.model_version
+        lexicon_version = self.lexicon.version + (f"+{org.lexicon.version}" if org is not None else "")
+        return [
+            self._verdict(norm, hits, scores, policy, version, lexicon_version)
+            for (norm, hits), scores in zip(evidence, model_scores, strict=True)
+        ]
+
+    @staticmethod
+    def _verdict(
+        norm: Normalized,
+        hits: list[Hit],
+        model: dict[str, float],
+        policy: Policy,
+        model_version: str,
+        lexicon_version: str,
+    ) -> Verdict:
+        decision = policy.decide(model, hits)
+        scores = dict(model)
+        for h in hits:
+            floor = _BLOCK_SCORE if (h.severity == "block" or h.source == "pii") else _REVIEW_SCORE
+            scores[h.category] = max(scores.get(h.category, 0.0), floor)
+        all_hits = list(hits)
+        # A model hit per category over its review threshold: the evidence is the whole text.
+        for cat, score in sorted(model.items()):
+            rev = policy.thresholds.get(cat, (None, None))[0]
+            if rev is not None and score >= rev and cat not in policy.disabled and norm.original:
+                n = len(norm.original)
+                all_hits.append(Hit(cat, "model", cat, "model", 0, n, norm.original, "review"))
+        return Verdict(decision, scores, all_hits, model_version, lexicon_version)
+
+
+_screener: Screener | None = None
+_screener_lock = threading.Lock()
+
+
+def get_screener() -> Screener:
+    """The process-wide screener (built on first use: lexicon compiled, classifier loaded lazily)."""
+    global _screener
+    if _screener is None:
+        with _screener_lock:
+            if _screener is None:
+                _screener = Screener()
+    return _screener
+
+
+def reset_screener() -> None:
+    """Forget the process-wide screener (tests, or after changing settings such as the classifier switch)."""
+    global _screener
+    with _screener_lock:
+        _screener = None
+
+
+def verdict_summary(verdict: Verdict) -> dict[str, Any]:
+    """The JSONL output shape of the CLI without the id: decision, categories, hits."""
+    d = verdict.to_dict()
+    return {"decision": d["decision"], "categories": d["categories"], "hits": d["hits"]}

@@ -1,0 +1,150 @@
+"""Personal-data detectors (category ``privacy``): mobile numbers, resident ID numbers, bank cards, e-mail,
+WeChat / QQ ids in context.
+
+Pure functions over a :class:`moderation.normalize.Normalized` text, so the disguises the normaliser undoes are
+undone here too: full-width digits, ``①③⑧`` / ``❶`` digits, ``一三八`` numerals inside digit runs. Digits may
+be split by spaces, dashes, dots or underscores (``138 0013-8000``). Every hit maps back to the original span.
+
+What is *not* a hit (look-alikes): an 18-digit number whose region code, birth date or check digit is wrong;
+a 16-19 digit number that fails the Luhn check or has no card-issuer prefix; any number introduced by an
+order/tracking/invoice word (订单号, 快递单号, 编号...), which are exactly the numbers that look like phones or
+cards; a QQ-like number after 扣 when it is an amount (扣款 100000 元).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from moderation.normalize import Normalized
+from moderation.types import Hit
+
+__all__ = ["detect", "id_card_valid", "luhn_valid", "mobile_valid"]
+
+# Candidate digit runs: 5..19 digits, each pair separated by at most two of space/dash/dot/underscore/middle
+# dot/slash; an ID may end in x. Letters or digits right before/after mean it is part of something longer.
+_SEP = r"[ \-\u2010-\u2015_.·/]"
+_DIGITS_RE = re.compile(
+    rf"(?<![0-9a-z])(?:\+?86{_SEP}{{0,2}})?[0-9](?:{_SEP}{{0,2}}[0-9]){{4,18}}(?:{_SEP}?x)?(?![0-9a-z])"
+)
+_STRIP_RE = re.compile(r"[^0-9x]")
+_EMAIL_RE = re.compile(r"(?<![a-z0-9._%+\-])[a-z0-9][a-z0-9._%+\-]{0,63}@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}")
+# Words that introduce a number that is NOT personal data (order, tracking, invoice, serial, case numbers...).
+_LOOKALIKE_CONTEXT_RE = re.compile(
+    r"(订单|单号|编号|流水|批号|序列号|工号|学号|发票|快递|运单|物流|合同|案号|文号|型号|批次|货号|条码|账单|交易号|"
+    r"order|tracking|invoice|serial|sku|no\.?)\s*[:：#号是为]*\s*$"
+)
+# Contact-id context: the keyword, then optional 号/：/是, then the id.
+_QQ_CTX_RE = re.compile(
+    r"(?:qq|扣扣|扣|企鹅|q号|加q)\s*(?:号码|号)?\s*[:：是为]?\s*([1-9][0-9]{4,10})(?![0-9元块分万%])"
+)
+_WX_CTX_RE = re.compile(
+    r"(?:微信|威信|薇信|v信|vx|wx|weixin|wechat|加v|加微|vx号|微信号)\s*(?:号码|号)?\s*[:：是为]?\s*"
+    r"([a-z][-_a-z0-9]{5,19}|1[3-9][0-9]{9}|[1-9][0-9]{4,10})(?![0-9a-z])"
+)
+
+# Province-level codes of the GB/T 2260 region code (first two digits of a resident ID number).
+_PROVINCES = frozenset(
+    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 50 51 52 53 54 61 62 63 64 65 71 81 82".split()
+)
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10x98765432"
+
+
+def _id_shaped(n: str, today: date | None) -> bool:
+    """Province code and birth date plausible (the check digit not looked at)."""
+    if len(n) != 18 or not n[:17].isdigit() or not (n[17].isdigit() or n[17] == "x"):
+        return False
+    if n[:2] not in _PROVINCES or n[2:6] == "0000":
+        return False
+    try:
+        born = date(int(n[6:10]), int(n[10:12]), int(n[12:14]))
+    except ValueError:
+        return False
+    return 1900 <= born.year and born <= (today or date.today())
+
+
+def id_card_valid(number: str, today: date | None = None) -> bool:
+    """True for a plausible 18-character resident ID: province code, real birth date, ISO 7064 check digit."""
+    n = number.lower()
+    if not _id_shaped(n, today):
+        return False
+    total = sum(int(d) * w for d, w in zip(n[:17], _ID_WEIGHTS, strict=True))
+    return _ID_CHECK[total % 11] == n[17]
+
+
+def luhn_valid(number: str) -> bool:
+    """The Luhn (mod 10) check used by bank card numbers."""
+    if not number.isdigit():
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(number)):
+        d = int(ch)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def mobile_valid(number: str) -> bool:
+    """A mainland mobile number: 11 digits, 1 then 3-9 (an optional 86 country prefix is stripped first)."""
+    if len(number) == 13 and number.startswith("86"):
+        number = number[2:]
+    return len(number) == 11 and number[0] == "1" and number[1] in "3456789" and number.isdigit()
+
+
+def _bank_card_valid(number: str) -> bool:
+    # UnionPay (62), Visa (4), Mastercard (5/2), Amex/JCB (3) prefixes; Chinese debit cards are mostly 62/4/5/6.
+    return 16 <= len(number) <= 19 and number[0] in "23456" and luhn_valid(number)
+
+
+def _lookalike(text: str, start: int) -> bool:
+    """True if the number starting at ``start`` is introduced as an order/tracking/serial number."""
+    return bool(_LOOKALIKE_CONTEXT_RE.search(text[max(0, start - 12) : start]))
+
+
+def _hit(norm: Normalized, kind: str, s: int, e: int) -> Hit:
+    a, b = norm.span(s, e)
+    return Hit("privacy", "pii", kind, f"pii:{kind}", a, b, norm.original[a:b], "review")
+
+
+def detect(norm: Normalized, today: date | None = None) -> list[Hit]:
+    """All personal-data hits in ``norm``, in original coordinates, sorted by position."""
+    text = norm.text
+    hits: list[Hit] = []
+    taken: list[tuple[int, int]] = []
+
+    def add(kind: str, s: int, e: int) -> None:
+        if any(a < e and s < b for a, b in taken):
+            return
+        taken.append((s, e))
+        hits.append(_hit(norm, kind, s, e))
+
+    # Contact ids first: in context, a bare 5-11 digit number or a WeChat id is personal data.
+    for m in _WX_CTX_RE.finditer(text):
+        add("wechat", m.start(1), m.end(1))
+    for m in _QQ_CTX_RE.finditer(text):
+        add("qq", m.start(1), m.end(1))
+    for m in _EMAIL_RE.finditer(text):
+        add("email", m.start(), m.end())
+    for m in _DIGITS_RE.finditer(text):
+        s, e = m.span()
+        digits = _STRIP_RE.sub("", m.group())
+        if _lookalike(text, s):
+            continue
+        if len(digits) == 18 and _id_shaped(digits, today):
+            # ID-shaped: a hit only with the right check digit; with a wrong one it is a look-alike (a typo or a
+            # made-up example), never re-read as a bank card.
+            if id_card_valid(digits, today):
+                add("id_card", s, e)
+            continue
+        if "x" in digits:
+            continue
+        elif mobile_valid(digits):
+            add("mobile", s, e)
+        elif _bank_card_valid(digits):
+            add("bank_card", s, e)
+    hits.sort(key=lambda h: (h.start, h.end))
+    return hits
