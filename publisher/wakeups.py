@@ -18,16 +18,16 @@ log = logging.getLogger(__name__)
 _KEY = "matrix_after_commit"
 
 
-def after_commit(session: Session, fn: Callable[..., Any], *args: Any) -> None:
-    """Run ``fn(*args)`` after ``session`` commits; dropped on rollback."""
-    session.info.setdefault(_KEY, []).append((fn, args))
+def after_commit(session: Session, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run ``fn(*args, **kwargs)`` after ``session`` commits; dropped on rollback."""
+    session.info.setdefault(_KEY, []).append((fn, args, kwargs))
 
 
 @event.listens_for(Session, "after_commit")
 def _run(session: Session) -> None:
-    for fn, args in session.info.pop(_KEY, []):
+    for fn, args, kwargs in session.info.pop(_KEY, []):
         try:
-            fn(*args)
+            fn(*args, **kwargs)
         except Exception:  # a lost wake-up is recovered by the pollers; never fail the committed work
             log.exception("wake-up %s%r failed; the poller will pick the work up", getattr(fn, "__name__", fn), args)
 
