@@ -140,8 +140,9 @@ class WebsiteChannel(Channel):
             key = status
         cls = self.ERROR_MAP.get(key) or (Unavailable if status >= 500 else InvalidRequest)
         text = f"WordPress {status} {code or response.reason_phrase}: {message}".rstrip(": ")
-        if cls is NeedsReauth and status in (401, 403):
-            text += " (if the password is right, the web server may be stripping the Authorization header)"
+        if status == 401 and code not in ("incorrect_password", "invalid_username"):
+            # WordPress saw no credential at all: commonly the web server drops the Authorization header
+            text += " (the web server may be stripping the Authorization header)"
         if issubclass(cls, TransientError):
             raise cls(text, code=key, retry_after=_retry_after(response))
         raise cls(text, code=key)
