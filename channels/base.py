@@ -296,4 +296,5 @@ def _load_builtin() -> None:
         importlib.import_module(module)
 
 
-BUILTIN_MODULES: list[str] = ["channels.website", "channels.wechat"]
+BUILTIN_MODULES: list[str] = ["channels.website", "channels.wechat", "channels.weibo", "channels.toutiao",
+                              "channels.manual"]

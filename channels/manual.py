@@ -286,10 +286,14 @@ def manual_lookup(ctx: DeliveryContext) -> PublishResult | None:
     return None
 
 
+MANUAL_ONLY = "manual_only"  # the code of errors for operations only a person can do
+
+
 def manual_unsupported(operation: str) -> InvalidRequest:
     """The error for an operation no program can do in assisted mode."""
     return InvalidRequest(
-        f"{operation} is not possible for an assisted (manual) channel: do it by hand on the platform"
+        f"{operation} is not possible for an assisted (manual) channel: do it by hand on the platform",
+        code=MANUAL_ONLY,
     )
 
 
@@ -310,7 +314,8 @@ class Manual(Channel):
     rate_per_second = 0.0  # no remote calls at all
     supports_retract = False
     supports_metrics = False
-    ERROR_MAP: ClassVar[dict[int | str, type[ChannelError]]] = {}  # no platform, hence no platform errors
+    # No platform, hence no platform errors: the only code is our own, for what only a person can do.
+    ERROR_MAP: ClassVar[dict[int | str, type[ChannelError]]] = {MANUAL_ONLY: InvalidRequest}
 
     def check_credentials(self) -> None:
         """Nothing to check: an assisted channel holds no credential."""

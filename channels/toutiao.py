@@ -69,6 +69,7 @@ from channels.errors import (
     Unavailable,
 )
 from channels.manual import (
+    MANUAL_ONLY,
     manual_lookup,
     manual_publish,
     manual_status,
@@ -134,6 +135,7 @@ class Toutiao(Channel):
         7051: ContentRejected,  # 内容含有违规信息: refused at submission
         7052: QuotaExhausted,  # 今日发文次数已达上限: the daily article quota is spent
         7053: ContentRejected,  # 重复发布: the same article was published already
+        MANUAL_ONLY: InvalidRequest,  # ours: retraction of an assisted (manual) account's post
     }
 
     def __init__(
@@ -343,15 +345,16 @@ class Toutiao(Channel):
         since = float(ctx.progress.get("attempted_at") or 0) - LOOKUP_SKEW_S
         for item in self._articles():
             item_id = str(item.get("pgc_id") or item.get("id") or "")
-            if pgc_id and item_id == str(pgc_id):
-                hit = item
-            elif title_id and item.get("title_id") == title_id:
-                hit = item
-            elif not pgc_id and item.get("title") == title and float(item.get("create_time") or 0) >= since:
-                hit = item
+            if pgc_id:
+                hit = item_id == str(pgc_id)
+            elif item.get("title_id"):
+                # Where the list carries the editor's title_id, it identifies the attempt exactly.
+                hit = item.get("title_id") == title_id
             else:
+                hit = item.get("title") == title and float(item.get("create_time") or 0) >= since
+            if not hit:
                 continue
-            status = self._status_of(hit, item_id)
+            status = self._status_of(item, item_id)
             if status.state in ("retracted", "failed"):
                 return None
             ctx.save(pgc_id=item_id)

@@ -21,6 +21,8 @@ from starlette.routing import Mount, Route
 SANDBOXES: dict[str, tuple[str, str]] = {
     "wordpress": ("/wp", "channels.sandbox.wordpress:create_app"),
     "wechat": ("/wechat", "channels.sandbox.wechat:create_app"),
+    "weibo": ("/weibo", "channels.sandbox.weibo:create_app"),
+    "toutiao": ("/toutiao", "channels.sandbox.toutiao:create_app"),
 }
 
 

@@ -227,6 +227,11 @@ def _shanghai_day_start(epoch: float) -> float:
     return datetime.combine(local.date(), datetime.min.time(), SHANGHAI).timestamp()
 
 
+def sandbox_root(request: Request) -> str:
+    """Where this sandbox is mounted, as a URL (``request.base_url`` stops at the outermost app)."""
+    return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}".rstrip("/")
+
+
 def render_fault(fault: Fault) -> Response:
     """An injected fault as the console answers: HTTP 200 with the code in the body (or a bare status)."""
     code = fault.extra.get("err_no", fault.extra.get("code"))
@@ -248,9 +253,6 @@ def create_app() -> Starlette:
 
     def fail(key: str, exc: ConsoleError) -> JSONResponse:
         return JSONResponse({key: exc.code, "message": exc.message, "data": {}})
-
-    def web_root(request: Request) -> str:
-        return str(request.base_url).rstrip("/")
 
     async def media_info(request: Request) -> Response:
         state.count_call("media_info")
@@ -316,7 +318,7 @@ def create_app() -> Starlette:
                 reverse=True,
             )
             chunk = mine[(page - 1) * size : page * size]
-            items = [state.item_json(a, web_root(request)) for a in chunk]
+            items = [state.item_json(a, sandbox_root(request)) for a in chunk]
         return ok("err_no", {"list": items, "total": len(mine), "has_more": page * size < len(mine)})
 
     async def delete(request: Request) -> Response:

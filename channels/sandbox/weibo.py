@@ -276,6 +276,11 @@ def _error_response(exc: WeiboError, request_path: str) -> JSONResponse:
     return JSONResponse({"request": request_path, "error_code": exc.code, "error": exc.message}, status_code=exc.status)
 
 
+def sandbox_root(request: Request) -> str:
+    """Where this sandbox is mounted, as a URL (``request.base_url`` stops at the outermost app)."""
+    return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}".rstrip("/")
+
+
 def render_fault(fault: Fault) -> Response:
     """An injected fault in Weibo's own envelope (``error_code`` given, or derived from the status)."""
     status = fault.status or 400
@@ -435,7 +440,7 @@ def create_app() -> Starlette:
         )
         with state.lock:
             state.articles[object_id] = article
-        url = f"{str(request.base_url).rstrip('/')}/ttarticle/p/show?id={object_id}"
+        url = f"{sandbox_root(request)}/ttarticle/p/show?id={object_id}"
         return JSONResponse(
             {"code": "100000", "msg": "", "data": {"object_id": object_id, "url": url, "mid": article.mid}}
         )
