@@ -295,13 +295,13 @@ def screen_version(session: Session, version_id: int) -> Screening | None:
 
     Returns the stored screening, or None if the post moved on to a newer version meanwhile.
     """
-    import moderation
+    from publisher.screening_config import screen_post
 
     version = get(session, PostVersion, version_id)
     post = get(session, Post, version.post_id, lock=True)
     existing = session.scalar(select(Screening).where(Screening.version_id == version.id))
     if existing is None:
-        verdict = moderation.screen(_screen_text(version), **_screen_options(session, post))
+        verdict = screen_post(session, post, _screen_text(version))
         data = verdict.to_dict()
         existing = Screening(
             version_id=version.id,
@@ -322,13 +322,6 @@ def screen_version(session: Session, version_id: int) -> Screening | None:
     if outcome == "approved":
         _apply_pending_schedule(session, post)
     return existing
-
-
-def _screen_options(session: Session, post: Post) -> dict[str, Any]:
-    """Organisation lists and policy overrides for moderation (the strictest channel policy applies)."""
-    from publisher import screening_config
-
-    return screening_config.options_for(session, post)
 
 
 def review(
