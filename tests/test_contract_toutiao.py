@@ -36,6 +36,19 @@ CONTENT = PostContent(title="市政府召开安全生产工作会议", body="会
 # ------------------------------------------------------------------------------------------ helpers
 
 
+class RecordingLimiter:
+    """Records what the adapter asks the limiter for, without waiting (the service brings the real one)."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, float]] = []
+
+    def acquire(self, key: str, per_second: float) -> None:
+        self.asked.append((key, per_second))
+
+
+NO_WAIT = RecordingLimiter()
+
+
 def ctx(content: PostContent | None = None, **kwargs: Any) -> DeliveryContext:
     return make_ctx(content or CONTENT, **kwargs)
 
@@ -50,7 +63,7 @@ def with_session(ch: Channel, sessionid: str, expires_at: str = "2099-01-01T00:0
         credentials={"sessionid": sessionid, "expires_at": expires_at},
         config={**ch.account.config, **config},
     )
-    return Toutiao(account, ch.client)  # same client: recorded replies reach every account
+    return Toutiao(account, ch.client, limiter=ch.limiter)  # same client: recorded replies reach every account
 
 
 def inject(**fault: Any):
@@ -198,7 +211,7 @@ def metrics_after_an_hour(ch: Channel, sb: SandboxControl | None) -> dict[str, A
 
 def manual_account(ch: Channel) -> Toutiao:
     account = replace(ch.account, credentials={}, config={"mode": "manual", "platform": "头条号"})
-    return Toutiao(account, ch.client)
+    return Toutiao(account, ch.client, limiter=ch.limiter)
 
 
 def manual_publish(ch: Channel, sb: SandboxControl | None) -> Any:
@@ -357,7 +370,7 @@ def factory_for(sandbox: SandboxControl):
 
     def factory(transport: httpx.BaseTransport | None) -> Channel:
         client = make_client(Toutiao.base_url(account), transport=transport) if transport else None
-        return Toutiao(account, client)
+        return Toutiao(account, client, limiter=NO_WAIT)
 
     return factory
 
@@ -382,3 +395,12 @@ def test_manual_instance_declares_what_it_cannot_do(toutiao: SandboxControl) -> 
     assert (manual.supports_retract, manual.supports_metrics, manual.asynchronous) == (False, False, False)
     assert manual.metrics([ctx(remote_id="x")]) == {}
     session.close()
+
+
+def test_every_call_goes_through_the_limiter(toutiao: SandboxControl) -> None:
+    channel = factory_for(toutiao)(None)
+    NO_WAIT.asked.clear()
+    channel.check_credentials()
+    channel.publish(ctx())
+    channel.close()
+    assert NO_WAIT.asked == [("toutiao:31", Toutiao.rate_per_second)] * 2

@@ -33,6 +33,19 @@ ARTICLE_TOKEN, ARTICLE_UID = "demo-weibo-token-2", "5000000002"
 # ------------------------------------------------------------------------------------------ helpers
 
 
+class RecordingLimiter:
+    """Records what the adapter asks the limiter for, without waiting (the service brings the real one)."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, float]] = []
+
+    def acquire(self, key: str, per_second: float) -> None:
+        self.asked.append((key, per_second))
+
+
+NO_WAIT = RecordingLimiter()
+
+
 def site_url(sb: SandboxControl | None) -> str:
     """A website URL on the sandbox host (the demo app's safe domain)."""
     root = sb.url.rsplit("/weibo", 1)[0] if sb else "http://127.0.0.1:8100"
@@ -53,7 +66,7 @@ def as_account(ch: Channel, token: str, uid: str, **config: Any) -> Weibo:
         credentials={"access_token": token, "uid": uid},
         config={**ch.account.config, **config},
     )
-    return Weibo(account, ch.client)  # same client: recorded replies reach every account
+    return Weibo(account, ch.client, limiter=ch.limiter)  # same client: recorded replies reach every account
 
 
 def article_channel(ch: Channel, sb: SandboxControl | None) -> Weibo:
@@ -384,7 +397,7 @@ def factory_for(sandbox: SandboxControl):
 
     def factory(transport: httpx.BaseTransport | None) -> Channel:
         client = make_client(Weibo.base_url(account), transport=transport) if transport else None
-        return Weibo(account, client)
+        return Weibo(account, client, limiter=NO_WAIT)
 
     return factory
 
@@ -414,3 +427,13 @@ def test_rate_limit_carries_retry_after(weibo: SandboxControl) -> None:
     )
     exc = run_case(factory_for(weibo), case, weibo)
     assert exc.retry_after == 5
+
+
+def test_every_call_goes_through_the_limiter(weibo: SandboxControl) -> None:
+    weibo.reset()
+    channel = factory_for(weibo)(None)
+    NO_WAIT.asked.clear()
+    channel.check_credentials()
+    channel.publish(ctx_for(weibo))
+    channel.close()
+    assert NO_WAIT.asked == [("weibo:21", Weibo.rate_per_second)] * 2
