@@ -17,7 +17,6 @@ from channels.sandbox.toutiao import create_app
 from channels.toutiao import Toutiao
 from tests.contract import make_ctx
 
-
 SESSION = {"Cookie": "sessionid=demo-toutiao-session-1"}
 
 
