@@ -671,27 +671,42 @@ class WeChatChannel(Channel):
         if not wanted:
             return {}
         result: dict[int, Metrics] = {}
+        retry: dict[str, dict[str, int]] = {}
         for on in sorted(wanted):
-            try:
-                data = self._api("/datacube/getarticletotaldetail", {"begin_date": on, "end_date": on}, idempotent=True)
-            except InvalidRequest as exc:
-                if exc.code == 61501:
-                    # T+1: the platform (whose clock is the one that counts) has no data for that day yet
-                    continue
-                raise
-            for article in data.get("list") or []:
-                delivery_id = wanted[on].get(str(article.get("msgid")))
-                details = article.get("detail_list") or []
-                if delivery_id is None or not details:
-                    continue
-                latest = max(details, key=lambda d: str(d.get("stat_date", "")))
-                result[delivery_id] = Metrics(
-                    reads=_int(latest.get("read_user")),
-                    likes=_int(latest.get("like_user")),
-                    shares=_int(latest.get("share_user")),
-                    comments=_int(latest.get("comment_count")),
-                )
+            if not self._collect(on, wanted[on], result):
+                continue
+            missing = {msgid: did for msgid, did in wanted[on].items() if did not in result}
+            if missing:
+                # published_on is the platform's date when status() first saw the article; a status poll
+                # just after midnight dates an article of 23:59 a day late, so look one day earlier too.
+                earlier = (date.fromisoformat(on) - timedelta(days=1)).isoformat()
+                retry.setdefault(earlier, {}).update(missing)
+        for on in sorted(retry):
+            self._collect(on, retry[on], result)
         return result
+
+    def _collect(self, on: str, wanted: Mapping[str, int], result: dict[int, Metrics]) -> bool:
+        """Fill ``result`` from one publish date's datacube rows; False if the platform has no data yet."""
+        try:
+            data = self._api("/datacube/getarticletotaldetail", {"begin_date": on, "end_date": on}, idempotent=True)
+        except InvalidRequest as exc:
+            if exc.code == 61501:
+                # T+1: the platform (whose clock is the one that counts) has no data for that day yet
+                return False
+            raise
+        for article in data.get("list") or []:
+            delivery_id = wanted.get(str(article.get("msgid")))
+            details = article.get("detail_list") or []
+            if delivery_id is None or not details:
+                continue
+            latest = max(details, key=lambda d: str(d.get("stat_date", "")))
+            result[delivery_id] = Metrics(
+                reads=_int(latest.get("read_user")),
+                likes=_int(latest.get("like_user")),
+                shares=_int(latest.get("share_user")),
+                comments=_int(latest.get("comment_count")),
+            )
+        return True
 
     def retract(self, ctx: DeliveryContext) -> None:
         """freepublish/delete of our article; idempotent (gone, never published or failed: nothing to do)."""

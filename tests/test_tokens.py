@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -233,3 +234,73 @@ def test_release_only_by_owner(tmp_path) -> None:
     assert cache._acquire(key, 0.1) is None  # still held
     cache._release(key, owner)
     assert cache._acquire(key, 0.1) is not None
+
+
+def _process_worker(store: str, url: str, key: str, counter: str, barrier: Any, results: Any) -> None:
+    """One "worker process": its own engine/client and cache; fetches append a line to ``counter``."""
+    if store == "redis":
+        import redis
+
+        cache: Any = RedisTokenCache(redis.Redis.from_url(url), prefix="mmtest:proc:")
+    else:
+        cache = SqlTokenCache(sa.create_engine(url, connect_args={"timeout": 30} if "sqlite" in url else {}))
+
+    def fetch(force: bool) -> tuple[str, float]:
+        with open(counter, "a") as fh:  # O_APPEND: one line per fetch, whichever process does it
+            fh.write(f"{os.getpid()} {force}\n")
+        time.sleep(0.3)
+        return f"tok-{os.getpid()}-{force}", 7200.0
+
+    barrier.wait(60)  # all four start together
+    first = cache.get(key, fetch)
+    barrier.wait(60)  # then all four see that token rejected at once
+    results.put((first, cache.get(key, fetch, stale=first)))
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis", "postgres"])
+def test_four_processes_one_fetch(store: str, tmp_path) -> None:
+    """Separate processes (spawned, like Celery workers) fetch once, and refresh a rejected token once."""
+    import multiprocessing
+
+    if store == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tokens.db'}"
+        SqlTokenCache(sa.create_engine(url)).create_table()
+    elif store == "postgres":
+        url = PG_URL
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 2})
+        try:
+            SqlTokenCache(engine).create_table()
+        except Exception as exc:
+            _unreachable("PostgreSQL", exc)
+        engine.dispose()
+    else:
+        import redis
+
+        url = REDIS_URL
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        except Exception as exc:
+            _unreachable("Redis", exc)
+    key, counter = _key(), str(tmp_path / "fetches.log")
+    mp = multiprocessing.get_context("spawn")
+    barrier, results = mp.Barrier(4), mp.Queue()
+    procs = [mp.Process(target=_process_worker, args=(store, url, key, counter, barrier, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    try:
+        got = [results.get(timeout=60) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(10)
+    with open(counter) as fh:
+        lines = fh.read().splitlines()
+    assert len({first for first, _ in got}) == 1 and len({second for _, second in got}) == 1
+    assert got[0][0] != got[0][1]
+    assert len(lines) == 2, lines  # one fetch, one forced refresh, across four processes
+    assert lines[0].endswith("False") and lines[1].endswith("True")
+    if store == "redis":
+        import redis
+
+        client = redis.Redis.from_url(url)
+        for k in client.scan_iter("mmtest:proc:*"):
+            client.delete(k)

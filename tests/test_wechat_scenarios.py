@@ -6,9 +6,12 @@ threads, each with its own adapter (and, for the SQL cache, its own cache instan
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,12 +20,26 @@ import sqlalchemy as sa
 from channels.base import PostContent
 from channels.errors import InvalidRequest, OutcomeUnknown, QuotaExhausted, Unavailable
 from channels.sandbox.server import RunningServer
-from channels.tokens import MemoryTokenCache, SqlTokenCache, TokenCache
+from channels.tokens import MemoryTokenCache, RedisTokenCache, SqlTokenCache, TokenCache
 from channels.wechat import WeChatChannel
 from tests.contract import SandboxControl, make_ctx
 from tests.test_wechat_support import app_state, factory, settings, wx, wx_server  # noqa: F401
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def redis_client() -> Any:
+    """A Redis client for the production-cache variant; skipped when Redis is unreachable (unless CI)."""
+    import redis
+
+    client = redis.Redis.from_url(os.environ.get("MATRIX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    try:
+        client.ping()
+    except Exception as exc:
+        if os.environ.get("MATRIX_TEST_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"Redis unreachable but MATRIX_TEST_REQUIRE_SERVICES=1: {exc}")
+        pytest.skip(f"Redis unreachable: {exc}")
+    return client
 
 
 def _threads(n: int, fn: Callable[[int], object]) -> list[object]:
@@ -44,7 +61,7 @@ def _threads(n: int, fn: Callable[[int], object]) -> list[object]:
     return results
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@pytest.mark.parametrize("store", ["memory", "sqlite", "redis"])
 def test_token_expiry_mid_run_four_concurrent_deliveries_one_refresh(
     store: str,
     wx: SandboxControl,  # noqa: F811
@@ -54,10 +71,13 @@ def test_token_expiry_mid_run_four_concurrent_deliveries_one_refresh(
     if store == "memory":
         shared = MemoryTokenCache()
         caches: list[TokenCache] = [shared] * 4
-    else:
+    elif store == "sqlite":
         engine = sa.create_engine(f"sqlite:///{tmp_path / 'tokens.db'}", connect_args={"timeout": 30})
         SqlTokenCache(engine).create_table()
         caches = [SqlTokenCache(engine) for _ in range(4)]  # one per "worker"
+    else:
+        prefix = f"mmtest:{uuid.uuid4().hex}:"
+        caches = [RedisTokenCache(redis_client(), prefix=prefix) for _ in range(4)]
     adapters = [factory(wx_server, cache=caches[i])(None) for i in range(4)]
     adapters[0].publish(make_ctx())  # a first delivery: the one initial token
     assert app_state(wx)["token_calls"]["stable_token"] == 1
@@ -72,6 +92,10 @@ def test_token_expiry_mid_run_four_concurrent_deliveries_one_refresh(
     assert app_state(wx)["calls"]["freepublish/submit"] == 5
     for a in adapters:
         a.close()
+    if store == "redis":
+        for cache in caches:
+            for key in cache.redis.scan_iter(f"{cache.prefix}*"):
+                cache.redis.delete(key)
 
 
 def test_quota_exhausted_pauses_until_next_day_then_resumes_without_new_draft(
@@ -298,3 +322,23 @@ def test_demo_accounts_work_through_the_combined_sandbox() -> None:
         ch.check_credentials()
         assert ch.publish(ctx).state == "awaiting_confirmation"
         ch.close()
+
+
+def test_metrics_found_when_status_dated_the_article_a_day_late(
+    wx: SandboxControl,  # noqa: F811
+    wx_server: RunningServer,  # noqa: F811
+) -> None:
+    """An article of 23:59 first seen by a status poll after midnight is dated a day late; metrics cope."""
+    from datetime import date
+
+    ch = factory(wx_server)(None)
+    ctx = make_ctx()
+    ch.publish(ctx)
+    wx.advance(60)
+    ch.status(ctx)
+    ctx.progress["published_on"] = (date.fromisoformat(ctx.progress["published_on"]) + timedelta(days=1)).isoformat()
+    wx.advance(3 * 86400)
+    metrics = ch.metrics([ctx])
+    assert metrics[ctx.delivery_id].reads > 0
+    assert app_state(wx)["calls"]["getarticletotaldetail"] == 2
+    ch.close()

@@ -134,8 +134,8 @@ def render_fault(fault: Fault) -> Response:
 class Settings:
     """Per-app knobs (control API)."""
 
-    publish_quota: int = 100  # freepublish/submit calls per day (Asia/Shanghai, fake clock)
-    minute_quota: int = 1000  # API calls per minute, token endpoints excluded
+    publish_quota: int = 1000  # freepublish/submit calls per day (Asia/Shanghai, fake clock)
+    minute_quota: int = 5000  # API calls per minute, token endpoints excluded
     settle_s: float = 30.0  # fake seconds a submit stays at publish_status 1
     publish_outcome: int = 0  # what a settled submit becomes: 0 published, 2/3/4 failed
 
