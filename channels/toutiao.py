@@ -313,7 +313,7 @@ class Toutiao(Channel):
     def _status_of(self, item: dict[str, Any] | None, pgc_id: str) -> StatusResult:
         if item is None:
             return StatusResult(state="retracted", reason="the article is not in the account's article list")
-        state = int(item.get("status", STATE_REVIEW))
+        state = _state_number(item.get("status"))
         url = str(item.get("article_url") or self.article_url(pgc_id))
         if state == STATE_PUBLISHED:
             return StatusResult(state="published", url=url)
@@ -351,7 +351,7 @@ class Toutiao(Channel):
                 # Where the list carries the editor's title_id, it identifies the attempt exactly.
                 hit = item.get("title_id") == title_id
             else:
-                hit = item.get("title") == title and float(item.get("create_time") or 0) >= since
+                hit = item.get("title") == title and _number(item.get("create_time")) >= since
             if not hit:
                 continue
             status = self._status_of(item, item_id)
@@ -400,6 +400,29 @@ class Toutiao(Channel):
         except InvalidRequest as exc:
             if exc.code != 7004:
                 raise
+
+
+# How the console's list may word a state, besides the numbers above.
+_STATE_WORDS = {
+    "审核中": STATE_REVIEW, "reviewing": STATE_REVIEW, "已发布": STATE_PUBLISHED, "published": STATE_PUBLISHED,
+    "未通过": STATE_REJECTED, "未通过审核": STATE_REJECTED, "rejected": STATE_REJECTED,
+    "已删除": STATE_DELETED, "deleted": STATE_DELETED,
+}  # fmt: skip
+
+
+def _state_number(value: Any) -> int:
+    """The article state as a number; anything unrecognised counts as still in review (polled again)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return _STATE_WORDS.get(str(value).strip().lower(), STATE_REVIEW)
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _json(response: httpx.Response) -> Any:

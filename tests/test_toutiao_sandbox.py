@@ -155,3 +155,22 @@ def test_lookup_by_title_and_time_where_the_list_has_no_title_id(server: Running
     stale.progress.update(title="第5篇测试文章的标题", attempted_at=created + 3600)  # a later attempt
     assert ch.lookup(stale) is None
     ch.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(1, "published"), ("已发布", "published"), ("2", "failed"), ("已删除", "retracted"), ("审核中", "pending"),
+     ("something new", "pending")],
+)  # fmt: skip
+def test_status_words_of_the_console(status: Any, expected: str) -> None:
+    """The list's state may come as a number or a word; an unknown one is polled again, never guessed."""
+
+    def console(request: httpx.Request) -> httpx.Response:
+        item = {"pgc_id": "42", "title": "t", "status": status, "reason": "原因"}
+        return httpx.Response(200, json={"err_no": 0, "data": {"list": [item], "has_more": False}})
+
+    account = AccountInfo(8, "toutiao", "t", {"sessionid": "s"}, {})
+    client = httpx.Client(base_url=Toutiao.base_url(account), transport=httpx.MockTransport(console))
+    ch = Toutiao(account, client, limiter=NoWait())
+    assert ch.status(make_ctx(remote_id="42")).state == expected
+    ch.close()
