@@ -89,8 +89,6 @@ CONTENT_MAX_BYTES = 1_000_000
 BODY_IMAGE_MAX_BYTES = 1_000_000
 COVER_MAX_BYTES = 10_000_000
 
-TOKEN_ERRORS = frozenset({40001, 40014, 42001})
-
 # freepublish/get publish_status → (our state, the platform's reason in words)
 PUBLISH_STATUS: dict[int, tuple[str, str | None]] = {
     0: ("published", None),
@@ -542,7 +540,9 @@ class WeChatChannel(Channel):
                 return self._article_status(ctx)
             raise InvalidRequest("this delivery was never submitted to WeChat (no publish_id)")
         data = self._api("/cgi-bin/freepublish/get", {"publish_id": publish_id}, idempotent=True)
-        code = int(data.get("publish_status", 3))
+        if "publish_status" not in data:
+            raise Unavailable("wechat freepublish/get answered without publish_status")
+        code = int(data["publish_status"])
         state, reason = PUBLISH_STATUS.get(code, ("failed", f"unknown publish_status {code}"))
         if code == 0 or data.get("article_id"):
             self._save_article(ctx, data)
@@ -630,7 +630,9 @@ class WeChatChannel(Channel):
     def _find_published(self, ctx: DeliveryContext) -> PublishResult | None:
         for item in self._scan("/cgi-bin/freepublish/batchget"):
             for idx, news in enumerate((item.get("content") or {}).get("news_item") or [], start=1):
-                if news.get("is_deleted") or not self._matches(ctx, news):
+                # a deleted or banned article still counts as found: it was published, and publishing
+                # it again would defy the removal; status() then reports it retracted.
+                if not self._matches(ctx, news):
                     continue
                 url = news.get("url")
                 update: dict[str, Any] = {"article_id": str(item["article_id"]), "article_url": url, "idx": idx}
