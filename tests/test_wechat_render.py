@@ -101,3 +101,9 @@ def test_error_map_and_platform_time(ch: WeChatChannel) -> None:
     assert type(ch.error_for(99999, "unknown")) is InvalidRequest
     restored = pickle.loads(pickle.dumps(exc))
     assert restored.paused_until == exc.paused_until and restored.code == 45009
+
+
+def test_token_rejected_survives_pickling(ch: WeChatChannel) -> None:
+    exc = ch.error_for(42001, "access_token expired")
+    restored = pickle.loads(pickle.dumps(exc))
+    assert type(restored) is TokenRejected and restored.code == 42001 and "expired" in str(restored)

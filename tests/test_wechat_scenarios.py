@@ -342,3 +342,39 @@ def test_metrics_found_when_status_dated_the_article_a_day_late(
     assert metrics[ctx.delivery_id].reads > 0
     assert app_state(wx)["calls"]["getarticletotaldetail"] == 2
     ch.close()
+
+
+def test_lookup_finds_a_removed_article_so_it_is_never_republished(
+    wx: SandboxControl,  # noqa: F811
+    wx_server: RunningServer,  # noqa: F811
+) -> None:
+    ch = factory(wx_server)(None)
+    ctx = make_ctx()
+    wx.faults(path="freepublish/submit", drop_after_commit=True)
+    with pytest.raises(OutcomeUnknown):
+        ch.publish(ctx)
+    wx.advance(60)
+    article_id = app_state(wx)["articles"][0]["article_id"]
+    wx.http.post(f"/articles/{article_id}/ban").raise_for_status()  # the platform bans it
+    found = ch.lookup(ctx)
+    assert found is not None and found.remote_id == article_id
+    assert ch.status(ctx).state == "retracted"
+    assert app_state(wx)["calls"]["freepublish/submit"] == 1
+    ch.close()
+
+
+def test_lookup_by_title_when_the_account_has_no_link(
+    wx: SandboxControl,  # noqa: F811
+    wx_server: RunningServer,  # noqa: F811
+) -> None:
+    """Without a website copy or source_url there is no 阅读原文 link to carry the key: the title decides."""
+    ch = factory(wx_server, source_url="")(None)
+    ctx = make_ctx(PostContent(title="没有链接的文章", body="正文"))
+    wx.faults(path="freepublish/submit", drop_after_commit=True)
+    with pytest.raises(OutcomeUnknown):
+        ch.publish(ctx)
+    wx.advance(60)
+    assert app_state(wx)["articles"][0]["content_source_url"] == ""
+    assert ch.lookup(ctx).state == "published"
+    assert ch.lookup(make_ctx(PostContent(title="另一篇", body="x"))) is None
+    ch.close()
