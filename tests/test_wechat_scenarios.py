@@ -378,3 +378,15 @@ def test_lookup_by_title_when_the_account_has_no_link(
     assert ch.lookup(ctx).state == "published"
     assert ch.lookup(make_ctx(PostContent(title="另一篇", body="x"))) is None
     ch.close()
+
+
+def test_every_platform_call_goes_through_the_limiter(
+    wx: SandboxControl,  # noqa: F811
+    wx_server: RunningServer,  # noqa: F811
+) -> None:
+    ch = factory(wx_server)(None)
+    ch.publish(make_ctx())
+    state = app_state(wx)
+    platform_calls = sum(state["calls"].values()) + state["token_calls"]["stable_token"]
+    assert ch.limiter.keys == ["wechat:42"] * platform_calls
+    ch.close()

@@ -80,6 +80,17 @@ def make_account(root: str, **config: Any) -> AccountInfo:
     )
 
 
+class RecordingLimiter:
+    """Records each throttle request instead of sleeping (the spacing itself is the base class's, tested there)."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def acquire(self, key: str, per_second: float) -> None:
+        assert per_second == WeChatChannel.rate_per_second
+        self.keys.append(key)
+
+
 def factory(
     server: RunningServer, cache: TokenCache | None = None, **config: Any
 ) -> Callable[[httpx.BaseTransport | None], WeChatChannel]:
@@ -88,6 +99,6 @@ def factory(
     def make(transport: httpx.BaseTransport | None) -> WeChatChannel:
         account = make_account(server.url, **config)
         client = make_client(WeChatChannel.base_url(account), transport=transport) if transport else None
-        return WeChatChannel(account, client, token_cache=cache or MemoryTokenCache())
+        return WeChatChannel(account, client, limiter=RecordingLimiter(), token_cache=cache or MemoryTokenCache())
 
     return make
