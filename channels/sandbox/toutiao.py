@@ -156,6 +156,7 @@ class ToutiaoState:
             return self._add(data)
 
     def count_call(self, name: str) -> None:
+        """Count one call of an endpoint (``GET /_sandbox/state`` shows the counts)."""
         with self.lock:
             self.calls[name] = self.calls.get(name, 0) + 1
 

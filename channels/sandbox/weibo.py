@@ -202,6 +202,7 @@ class WeiboState:
             return self._add_account(data)
 
     def count_call(self, name: str) -> None:
+        """Count one call of an endpoint (``GET /_sandbox/state`` shows the counts)."""
         with self.lock:
             self.calls[name] = self.calls.get(name, 0) + 1
 
@@ -218,7 +219,7 @@ class WeiboState:
         raise WeiboError(21332, status=401)
 
     def next_id(self) -> int:
-        # 16-digit ids like Weibo's, increasing with time.
+        """A new status id: 16 digits like Weibo's, increasing with time (call with the lock held)."""
         return 4_900_000_000_000_000 + next(self._ids)
 
     def engagement(self, status: Status) -> dict[str, int]:
