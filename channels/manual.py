@@ -4,7 +4,7 @@ The flow, end to end:
 
 1. ``publish`` does no network call. It answers ``PublishResult(state="awaiting_manual",
    remote_id=<idempotency key>)``; the delivery waits for an operator.
-2. The lead's API/CLI serves :func:`build_package` for download: a ZIP with the title, the article as HTML
+2. The publisher's API/CLI serves :func:`build_package` for download: a ZIP with the title, the article as HTML
    and as plain text, its images, the cover and a README with the steps.
 3. The operator posts it by hand on the platform and records the address
    (``matrix delivery confirm ID --url …``); the delivery then counts as published.
@@ -112,7 +112,7 @@ _README = """\
 {rule}
 
 This package holds one article, ready to be posted by hand{platform_line}.
-{delivery_line}
+{delivery_line}{author_line}
 Files
   title.txt      the title, as it must appear
   article.html   the article, formatted (open it in a browser, select all, copy, paste into the editor)
@@ -191,6 +191,8 @@ def build_package(
     missing: list[str] = []
     manifest: dict[str, Any] = {
         "title": rendered.title,
+        "title_as_written": content.title,  # before the platform's length limit
+        "author": content.author,
         "delivery_id": delivery_id,
         "platform": platform,
         "images": [],
@@ -236,6 +238,7 @@ def build_package(
             rule="=" * max(8, len(rendered.title) * 2),
             platform_line=f" on {platform}" if platform else "",
             delivery_line=f"Delivery: {delivery_id}\n" if delivery_id is not None else "",
+            author_line=f"Author: {content.author}\n" if content.author else "",
             cover_line=f"  {cover_name:<14} the cover image\n" if cover_name else "",
             cover_hint=f" from {cover_name}" if cover_name else " (the post has none: pick one)",
             confirm=confirm,

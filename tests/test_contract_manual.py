@@ -31,6 +31,7 @@ CONTENT = PostContent(
     ),
     summary="",
     cover_url="https://img.example.cn/cover.jpg",
+    author="工会宣传部",
 )
 
 
@@ -153,14 +154,14 @@ def test_package_images_and_cover(package: zipfile.ZipFile) -> None:
     assert package.read("images/02.jpg") == b"\xff\xd8jpeg-plan"
     assert package.read("cover.jpg") == b"\xff\xd8c"
     manifest = json.loads(package.read("manifest.json"))
-    assert manifest["delivery_id"] == 777 and manifest["platform"] == "小红书"
+    assert manifest["delivery_id"] == 777 and manifest["platform"] == "小红书" and manifest["author"] == "工会宣传部"
     assert [i["file"] for i in manifest["images"]] == ["images/01.png", "images/02.jpg", None]
 
 
 def test_package_readme_has_the_steps(package: zipfile.ZipFile) -> None:
     readme = package.read("README.txt").decode()
     assert "matrix delivery confirm 777 --url <URL>" in readme
-    assert "on 小红书" in readme and "cover.jpg" in readme
+    assert "on 小红书" in readme and "cover.jpg" in readme and "Author: 工会宣传部" in readme
     assert "https://img.example.cn/missing.png" in readme  # told to fetch it by hand
 
 
