@@ -20,11 +20,12 @@ How a hit is found and reported:
 6. normalised spans are mapped back, so ``Hit.text == original[start:end]``.
 
 Aho–Corasick backend: ``pyahocorasick`` or ``ahocorasick_rs`` (``backend=``); ``bench/moderation.py`` measures
-both and the default is the faster one there.
+both and the default is the faster one there (``ahocorasick_rs``), with ``pyahocorasick`` as the fallback.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from moderation.normalize import Normalized, apply_homophones, normalize_term, pinyin_view, term_pinyin
+from moderation.normalize import (
+    Normalized,
+    apply_homophones,
+    homophone_spans,
+    normalize_term,
+    pinyin_view,
+    term_pinyin,
+)
 from moderation.types import CATEGORIES, SEVERITIES, Hit, LexiconError
 
 __all__ = [
@@ -46,7 +54,19 @@ __all__ = [
 ]
 
 DATA_DIR = Path(__file__).parent / "data" / "lexicons"
-DEFAULT_BACKEND = "pyahocorasick"
+
+
+def _default_backend() -> str:
+    # ahocorasick_rs measured 6-10x faster than pyahocorasick on the 105k-term list (bench/moderation.py);
+    # pyahocorasick stays as the fallback where the Rust wheel is not installed.
+    try:
+        import ahocorasick_rs  # noqa: F401
+    except ImportError:
+        return "pyahocorasick"
+    return "ahocorasick_rs"
+
+
+DEFAULT_BACKEND = _default_backend()
 
 _ALNUM = re.compile(r"[a-z0-9]")
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -205,28 +225,29 @@ class Lexicon:
             if p.right_alnum and e < n and _is_alnum(text[e]):
                 continue
             out.append((idx, s, e))
-        alt = apply_homophones(text)
-        if alt is not None:
+        changed = homophone_spans(text)
+        if changed:
+            alt = apply_homophones(text) or text
             seen = set(out)
-            for idx, s, e in self._main.find(alt):
-                p = pats[idx]
-                if (idx, s, e) in seen:
-                    continue
-                if p.left_alnum and s > 0 and _is_alnum(alt[s - 1]):
-                    continue
-                if p.right_alnum and e < n and _is_alnum(alt[e]):
-                    continue
-                out.append((idx, s, e))
+            # Only windows around the replaced spellings need a second look; a match must overlap one of them.
+            for cs, ce in _merge_windows(changed, n, _HOMOPHONE_WINDOW):
+                for idx, s, e in self._main.find(alt[cs:ce]):
+                    s, e = s + cs, e + cs
+                    p = pats[idx]
+                    if (idx, s, e) in seen or not any(hs < e and s < he for hs, he in changed):
+                        continue
+                    if p.left_alnum and s > 0 and _is_alnum(alt[s - 1]):
+                        continue
+                    if p.right_alnum and e < n and _is_alnum(alt[e]):
+                        continue
+                    out.append((idx, s, e))
         if self._pinyin is not None:
             view = pinyin_view(text)
             if view is not None:
                 for k, s, e in self._pinyin.find(view.text):
-                    if s not in view.starts or e not in view.ends or not any(view.latin[s:e]):
-                        continue
-                    a, b = view.src[s], view.src[e - 1] + 1
-                    if a < 0 or b <= a:
-                        continue
-                    out.append((self._pinyin_idx[k], a, b))
+                    span = view.source_span(s, e)
+                    if span is not None:
+                        out.append((self._pinyin_idx[k], span[0], span[1]))
         return out
 
     def allow_spans(self, norm_text: str) -> list[tuple[int, int]]:
@@ -248,13 +269,28 @@ class Lexicon:
     ) -> list[Hit]:
         """Turn raw spans into :class:`Hit` objects (allow-list, folding, offset mapping)."""
         pats = self._patterns
+        # Allow spans sorted by start with a running max of their ends: "is [s, e) inside some allow span" is
+        # then one bisect (texts with thousands of hits stay linear-logarithmic).
+        allow_sorted = sorted(allow)
+        allow_starts = [a for a, _ in allow_sorted]
+        allow_maxend: list[int] = []
+        running = -1
+        for _, b in allow_sorted:
+            running = max(running, b)
+            allow_maxend.append(running)
         kept: list[tuple[int, int, int]] = []
+        # Hits are visited by start (longest first), so every kept hit starts at or before the current one and
+        # "contained in a kept hit of the same category" reduces to comparing with that category's furthest end.
+        furthest: dict[str, int] = {}
         for idx, s, e in sorted(spans, key=lambda t: (t[1], -(t[2] - t[1]))):
-            if any(a <= s and e <= b for a, b in allow):
-                continue
+            if allow_starts:
+                k = bisect.bisect_right(allow_starts, s) - 1
+                if k >= 0 and allow_maxend[k] >= e:
+                    continue
             cat = pats[idx].category
-            if any(ks <= s and e <= ke and pats[ki].category == cat for ki, ks, ke in kept):
+            if furthest.get(cat, -1) >= e:
                 continue  # inside a longer hit of the same category: one piece of evidence is enough
+            furthest[cat] = e
             kept.append((idx, s, e))
         hits: list[Hit] = []
         original = norm.original
@@ -263,6 +299,21 @@ class Lexicon:
             a, b = norm.span(s, e)
             hits.append(Hit(p.category, "lexicon", p.term, p.list, a, b, original[a:b], p.severity))  # type: ignore[arg-type]
         return hits
+
+
+_HOMOPHONE_WINDOW = 16  # characters around a homophone spelling searched again (longer than any useful term)
+
+
+def _merge_windows(spans: list[tuple[int, int]], n: int, pad: int) -> list[tuple[int, int]]:
+    """Padded, merged windows around ``spans`` (sorted), clipped to ``[0, n)``."""
+    out: list[tuple[int, int]] = []
+    for s, e in spans:
+        a, b = max(0, s - pad), min(n, e + pad)
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _is_alnum(ch: str) -> bool:

@@ -29,6 +29,7 @@ the lexicon matcher only where they can matter.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ __all__ = [
     "PinyinView",
     "apply_homophones",
     "char_pinyin",
+    "homophone_spans",
     "normalize",
     "normalize_term",
     "pinyin_view",
@@ -203,12 +205,14 @@ class Normalized:
     text: str
     original: str
     segments: tuple[tuple[int, int, int, bool], ...] = ()
+    starts: tuple[int, ...] = ()  # segments' normalised starts, for the bisect (filled by normalize())
 
     def orig_index(self, i: int) -> tuple[int, int]:
         """Original span ``[a, b)`` of normalised character ``i``."""
         if not self.segments:
             return i, i + 1
-        k = bisect.bisect_right(self._starts, i) - 1
+        starts = self.starts or tuple(seg[0] for seg in self.segments)
+        k = bisect.bisect_right(starts, i) - 1
         n0, o0, o1, linear = self.segments[k]
         if linear:
             return o0 + (i - n0), o0 + (i - n0) + 1
@@ -224,19 +228,9 @@ class Normalized:
         return a, b
 
     @property
-    def _starts(self) -> list[int]:
-        # Cached on first use; the dataclass is frozen and slotted, so store in a module-level cache.
-        return _starts_cache(self.segments)
-
-    @property
     def identity(self) -> bool:
         """True when no character was deleted or expanded (offsets are the same in both texts)."""
         return not self.segments
-
-
-@lru_cache(maxsize=64)
-def _starts_cache(segments: tuple[tuple[int, int, int, bool], ...]) -> list[int]:
-    return [s[0] for s in segments]
 
 
 def _digit_runs(m: str) -> str:
@@ -294,7 +288,7 @@ def normalize(text: str) -> Normalized:
     if last < len(m):
         pieces.append(m[last:])
         segments.append((npos, last, len(m), True))
-    return Normalized("".join(pieces), text, tuple(segments))
+    return Normalized("".join(pieces), text, tuple(segments), tuple(seg[0] for seg in segments))
 
 
 def normalize_term(term: str) -> str:
@@ -342,9 +336,42 @@ def apply_homophones(norm_text: str) -> str | None:
     return pattern.sub(lambda m: table[m.group()], norm_text)
 
 
+def homophone_spans(norm_text: str) -> list[tuple[int, int]]:
+    """Normalised spans where :func:`apply_homophones` changes the text (so a matcher can look only there)."""
+    _, pattern = _homophones()
+    return [m.span() for m in pattern.finditer(norm_text)]
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Pinyin view, for terms written partly or wholly in pinyin (sha逼, cao你ma, shabi).
-_MIXED_RE = re.compile(rf"(?:[{_CJK}]|[a-z])+")
+# Windows around Latin letters: up to _PINYIN_PAD ideographs either side (lexicon terms are short), so a long
+# Chinese sentence with one Latin word costs a few characters of pinyin, not the whole sentence.
+_LATIN_RUN_RE = re.compile(r"[a-z]+")
+_CJK_CHAR_RE = re.compile(rf"[{_CJK}]")
+_PINYIN_PAD = 8
+
+
+def _latin_windows(text: str) -> list[tuple[int, int]]:
+    """Merged ``[start, end)`` windows: a Latin run plus the ideographs touching it (at most _PINYIN_PAD)."""
+    windows: list[tuple[int, int]] = []
+    is_cjk = _CJK_CHAR_RE.match
+    for m in _LATIN_RUN_RE.finditer(text):
+        s, e = m.span()
+        a = s
+        while a > 0 and s - a < _PINYIN_PAD and is_cjk(text, a - 1):
+            a -= 1
+        b = e
+        while b < len(text) and b - e < _PINYIN_PAD and is_cjk(text, b):
+            b += 1
+        if a == s and b == e:
+            continue  # no ideograph touches it: pure Latin is matched by the main automaton
+        if windows and a <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], b)
+        else:
+            windows.append((a, b))
+    return windows
+
+
 _HAS_CJK_RE = re.compile(rf"[{_CJK}]")
 _HAS_LATIN_RE = re.compile(r"[a-z]")
 
@@ -384,69 +411,65 @@ def term_pinyin(term: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class PinyinView:
-    """Pinyin of the mixed CJK+Latin runs of a normalised text.
+    """Pinyin of the windows around Latin letters that touch ideographs.
 
-    ``text`` is the concatenated pinyin; ``src[i]`` is the normalised index the pinyin character ``i`` came
-    from; ``starts``/``ends`` are the pinyin positions where a match may begin/end (syllable and Latin-run
-    edges); ``latin[i]`` tells whether pinyin character ``i`` was a letter in the text itself.
+    The view is a sequence of *pieces*: one per source character (its pinyin syllable, or the letter itself),
+    plus a single-space piece between windows so no match spans two windows. ``bounds[k]`` is where piece ``k``
+    starts in ``text``; ``src[k]`` is the normalised index it came from (-1 for a window break); ``latin[k]``
+    tells whether it was typed as a letter. Everything per match is looked up lazily with a bisect.
     """
 
     text: str
+    bounds: list[int]
     src: list[int]
-    starts: frozenset[int]
-    ends: frozenset[int]
     latin: list[bool]
+
+    def piece_at(self, pos: int) -> int:
+        """Index of the piece that starts exactly at ``pos``, or -1 if ``pos`` falls inside a piece."""
+        k = bisect.bisect_right(self.bounds, pos) - 1
+        return k if k >= 0 and self.bounds[k] == pos else -1
+
+    def source_span(self, start: int, end: int) -> tuple[int, int] | None:
+        """Normalised span of a pinyin match ``[start, end)``, or ``None`` if it does not respect syllable edges
+        or contains no letter typed as such (pure-ideograph sound matches are left to the homophone table)."""
+        k0 = self.piece_at(start)
+        k1 = self.piece_at(end) if end < len(self.text) else len(self.bounds)
+        if k0 < 0 or k1 < 0 or k1 <= k0:
+            return None
+        latin, src = self.latin, self.src
+        # A Latin run may be entered only at its first letter and left only after its last one.
+        if latin[k0] and k0 > 0 and latin[k0 - 1]:
+            return None
+        if latin[k1 - 1] and k1 < len(latin) and latin[k1]:
+            return None
+        if not any(latin[k0:k1]) or -1 in src[k0:k1]:
+            return None
+        return src[k0], src[k1 - 1] + 1
 
 
 def pinyin_view(norm_text: str) -> PinyinView | None:
-    """Build the pinyin view over runs that mix ideographs and Latin letters; ``None`` if there are none.
+    """Build the pinyin view around Latin letters that touch ideographs; ``None`` if there are none.
 
-    Pure-ideograph runs are left out on purpose: matching every Chinese text by sound alone flags ordinary
+    Pure-ideograph text is left out on purpose: matching every Chinese text by sound alone flags ordinary
     words (草拟 reads like an insult); explicit homophones cover the common cases instead.
     """
     if not (_HAS_LATIN_RE.search(norm_text) and _HAS_CJK_RE.search(norm_text)):
         return None
     table = _pinyin_table()
-    parts: list[str] = []
+    pieces: list[str] = []
     src: list[int] = []
     latin: list[bool] = []
-    starts: set[int] = set()
-    ends: set[int] = set()
-    pos = 0
-    for run in _MIXED_RE.finditer(norm_text):
-        chunk = run.group()
-        if not (_HAS_LATIN_RE.search(chunk) and _HAS_CJK_RE.search(chunk)):
-            continue
-        prev_latin = False
+    for start, end in _latin_windows(norm_text):
+        chunk = norm_text[start:end]
         for j, ch in enumerate(chunk):
-            i = run.start() + j
-            if "a" <= ch <= "z":
-                if not prev_latin:
-                    starts.add(pos)
-                parts.append(ch)
-                src.append(i)
-                latin.append(True)
-                pos += 1
-                prev_latin = True
-                nxt = chunk[j + 1] if j + 1 < len(chunk) else ""
-                if not ("a" <= nxt <= "z"):
-                    ends.add(pos)
-            else:
-                py = table.get(ch, "")
-                prev_latin = False
-                if not py:
-                    continue
-                starts.add(pos)
-                parts.append(py)
-                src.extend([i] * len(py))
-                latin.extend([False] * len(py))
-                pos += len(py)
-                ends.add(pos)
-        # A separator between runs so a match never spans two runs.
-        parts.append(" ")
+            is_latin = "a" <= ch <= "z"
+            pieces.append(ch if is_latin else table.get(ch, ""))
+            src.append(start + j)
+            latin.append(is_latin)
+        pieces.append(" ")
         src.append(-1)
         latin.append(False)
-        pos += 1
-    if not src:
+    if not pieces:
         return None
-    return PinyinView("".join(parts), src, frozenset(starts), frozenset(ends), latin)
+    bounds = [0, *itertools.accumulate(map(len, pieces))][:-1]
+    return PinyinView("".join(pieces), bounds, src, latin)

@@ -98,4 +98,7 @@ def test_pinyin_view_only_for_mixed_runs() -> None:
     assert view is not None
     assert "shabi" in view.text
     start = view.text.index("shabi")
-    assert start in view.starts and start + 5 in view.ends
+    assert view.source_span(start, start + 5) == (2, 6)  # "sha逼" in the normalised text
+    assert view.source_span(start + 1, start + 5) is None  # not at a syllable/Latin-run edge
+    nig = view.text.index("nige")
+    assert view.source_span(nig, nig + 4) is None  # pure ideographs: left to the homophone table
