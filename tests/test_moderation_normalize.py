@@ -102,3 +102,34 @@ def test_pinyin_view_only_for_mixed_runs() -> None:
     assert view.source_span(start + 1, start + 5) is None  # not at a syllable/Latin-run edge
     nig = view.text.index("nige")
     assert view.source_span(nig, nig + 4) is None  # pure ideographs: left to the homophone table
+
+
+def test_vector_path_equals_reference_path() -> None:
+    import random
+
+    from moderation.normalize import _normalize_str, _normalize_vector
+
+    pieces = [
+        "市总工会召开全委会议，传达学习重要讲话精神。",
+        "你妈妈的手艺真好，谢谢大家！",
+        "五.星@红#旗",
+        "傻\u200b逼",
+        "傻傻傻逼",
+        "發財了",
+        "一三八①③⑧0013八000",
+        "一 三 八 零 零 一 三 八 零 零 零",
+        "妈.妈",
+        "妈妈妈的",
+        "哈哈哈哈😀😀傻😀逼",
+        "ＦＵＣＫ you sha逼",
+        "工会 2024年会议 · 第3期",
+        "\n\n",
+    ]
+    rng = random.Random(7)
+    for _ in range(300):
+        text = "".join(rng.choice(pieces) for _ in range(40))
+        ref, vec = _normalize_str(text), _normalize_vector(text)
+        assert vec is not None
+        assert vec.text == ref.text
+        assert [vec.orig_index(i) for i in range(len(vec.text))] == [ref.orig_index(i) for i in range(len(ref.text))]
+    assert _normalize_vector("x⑽" * 300) is None  # expansions go to the reference path
