@@ -17,11 +17,14 @@ the same, in two modes chosen by ``config['mode']``:
       ``article_ad_type``, ``claim_exclusive``, ``extra`` …) → ``data.pgc_id``. The article then goes
       through the platform's review, so the delivery is ``awaiting_confirmation`` until ``status`` sees
       it published (or rejected).
+    - ``POST /spice/image`` (multipart ``image``) → ``data.image_uri``/``image_url``: every body image and
+      the cover are uploaded first (the console keeps images on its own CDN; the public Wechatsync adapter
+      does the same) and the HTML is rewritten to them;
     - ``GET /mp/agw/article/list?size=&page=&status=all`` (the console's article list: lookup, status),
       ``POST /mp/agw/article/delete`` (retract), ``GET /mp/agw/statistic/item_stat?pgc_ids=`` (metrics),
       ``GET /mp/agw/media/get_media_info`` (credential check).
 
-    The publish and list paths and the media-info path are the ones public tools call; the shapes of the
+    The publish, image, list and media-info paths are the ones public tools call; the shapes of the
     list, delete and statistics answers, and the console's error numbers, are not publicly documented:
     7050 ("save failed", e.g. a title over 30 characters) comes from a public tool's notes, the other
     numbers in :attr:`Toutiao.ERROR_MAP` are this project's convention, which the sandbox answers with.
@@ -76,13 +79,15 @@ from channels.manual import (
     manual_unsupported,
     render_article,
 )
-from channels.render import ALLOWED_TAGS
+from channels.render import ALLOWED_TAGS, replace_image_urls
 
 API_ROOT = "https://mp.toutiao.com"
 WEB_ROOT = "https://www.toutiao.com"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 TITLE_MINLEN = 5  # the console's editor asks for 5–30 characters
 PUBLISH_PATH = "/mp/agw/article/publish"
+UPLOAD_PATH = "/spice/image"  # the console editor's image upload (multipart field "image")
+IMAGE_MAX_BYTES = 20 * 2**20
 LIST_PAGES = 5  # newest 5 × 20 articles are searched by lookup/status
 LIST_PAGE_SIZE = 20
 STATS_BATCH = 50
@@ -131,7 +136,8 @@ class Toutiao(Channel):
         1002: NeedsReauth,  # 账号状态异常: the account is frozen or banned; a person must act
         1003: RateLimited,  # 操作过于频繁
         7004: InvalidRequest,  # 文章不存在 (retract and status treat it as "gone")
-        7050: InvalidRequest,  # 保存失败: e.g. a title outside 5–30 characters
+        7020: InvalidRequest,  # 图片格式不支持: the image store refused the file
+        7050: InvalidRequest,  # 保存失败: e.g. a title outside 5–30 characters, an image not uploaded
         7051: ContentRejected,  # 内容含有违规信息: refused at submission
         7052: QuotaExhausted,  # 今日发文次数已达上限: the daily article quota is spent
         7053: ContentRejected,  # 重复发布: the same article was published already
@@ -254,15 +260,15 @@ class Toutiao(Channel):
         if len(rendered.title) < TITLE_MINLEN:
             raise InvalidRequest(f"a Toutiao title needs {TITLE_MINLEN}–{self.title_maxlen} characters", code=7050)
         headers = self._session_headers()  # fail on an expired session before recording an attempt
+        html, covers = self._upload_images(ctx, rendered, headers)
         title_id = ctx.progress.get("title_id") or f"{int(time.time() * 1000)}_{secrets.randbelow(10**16):016d}"
         # Recorded before the call: lookup recognises the article by it (or by title and time).
         ctx.save(title_id=title_id, attempted_at=time.time(), title=rendered.title)
-        covers = [{"url": rendered.cover_url}] if rendered.cover_url else []
         form = {
             "pgc_id": "0",
             "source": "29",
             "title": rendered.title,
-            "content": rendered.html,
+            "content": html,
             "title_id": title_id,
             "save": "1",  # 1 publishes, 0 saves a draft
             "timer_status": "0",
@@ -292,6 +298,71 @@ class Toutiao(Channel):
             raise OutcomeUnknown("the Toutiao console accepted the article but its answer carries no id")
         ctx.save(pgc_id=str(new_id))
         return PublishResult(remote_id=str(new_id), state="awaiting_confirmation")
+
+    def _fetch_image(self, url: str) -> tuple[bytes, str]:
+        """Download one of the post's images (a GET: retrying it is always safe)."""
+        try:
+            response = self.client.get(url, follow_redirects=True)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"cannot fetch the image {url}: {exc.__class__.__name__}") from exc
+        status = response.status_code
+        if status >= 500 or status == 429:
+            raise Unavailable(f"the image {url} answered {status}", code=status)
+        if status >= 400:
+            raise InvalidRequest(f"the image {url} cannot be fetched (HTTP {status})", code=status)
+        if len(response.content) > IMAGE_MAX_BYTES:
+            raise InvalidRequest(f"the image {url} is larger than Toutiao's {IMAGE_MAX_BYTES // 2**20} MB")
+        return response.content, response.headers.get("content-type", "image/jpeg").split(";")[0].strip()
+
+    def _upload_images(
+        self, ctx: DeliveryContext, rendered: Rendered, headers: dict[str, str]
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """Upload the body images and the cover to the console's image store; rewrite the HTML to them.
+
+        The console only keeps images on its own CDN (public tools upload each one, as its editor does).
+        Each upload is saved in ``progress['images']`` at once, so a retry never uploads an image twice.
+        """
+        uploaded: dict[str, dict[str, Any]] = dict(ctx.progress.get("images") or {})
+        sources = list(rendered.images)
+        if rendered.cover_url and rendered.cover_url not in sources:
+            sources.append(rendered.cover_url)
+        for url in sources:
+            if url in uploaded:
+                continue
+            data, mime = self._fetch_image(url)
+            name = url.rsplit("/", 1)[-1].split("?")[0] or "image"
+            response = self.request(
+                "POST",
+                UPLOAD_PATH,
+                params={"upload_source": "20020002", "aid": "1231", "device_platform": "web"},
+                files={"image": (name, data, mime)},
+                headers=headers,
+            )
+            info = (_json(response) or {}).get("data") or {}
+            if not info.get("image_uri") or not info.get("image_url"):
+                raise Unavailable("the console's image upload answered without an image address")
+            uploaded[url] = {
+                "uri": str(info["image_uri"]),
+                "url": str(info["image_url"]),
+                "width": _int(info.get("image_width")) or 0,
+                "height": _int(info.get("image_height")) or 0,
+            }
+            ctx.save(images=dict(uploaded))
+        html = replace_image_urls(rendered.html, {src: image["url"] for src, image in uploaded.items()})
+        covers = []
+        if rendered.cover_url:
+            cover = uploaded[rendered.cover_url]
+            covers.append(
+                {
+                    "id": 0,
+                    "url": cover["url"],
+                    "uri": cover["uri"],
+                    "origin_uri": cover["uri"],
+                    "thumb_width": cover["width"],
+                    "thumb_height": cover["height"],
+                }
+            )
+        return html, covers
 
     def _articles(self) -> Iterable[dict[str, Any]]:
         """The account's newest articles, page by page (the console's own list)."""

@@ -8,6 +8,7 @@ console answers) or replayed from recorded replies.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -209,6 +210,42 @@ def metrics_after_an_hour(ch: Channel, sb: SandboxControl | None) -> dict[str, A
     return {"live": live.delivery_id, "gone": gone.delivery_id, "m": ch.metrics([live, gone])}
 
 
+def with_image(sb: SandboxControl | None, image: str = "sample.png") -> DeliveryContext:
+    assert sb is not None
+    url = f"{sb.url}/static/{image}"
+    return ctx(PostContent(title="职工书屋图片新闻报道", body=f"开篇一段。\n\n![书屋]({url})\n\n结尾。", cover_url=url))
+
+
+def images_uploaded(ch: Channel, sb: SandboxControl | None) -> Any:
+    assert sb is not None
+    context = with_image(sb)
+    result = ch.publish(context)
+    return result, context, sb.state()
+
+
+def uploads_reused_across_retries(ch: Channel, sb: SandboxControl | None) -> Any:
+    """The article submission fails after the images went up; the retry uploads nothing again."""
+    assert sb is not None
+    sb.faults(path="/mp/agw/article/publish", err_no=-1)
+    context = with_image(sb)
+    with pytest.raises(Unavailable):
+        ch.publish(context)
+    assert list(context.progress["images"]) == [f"{sb.url}/static/sample.png"]
+    ch.publish(context)
+    return sb.state()["calls"]["image"]
+
+
+def images_on_the_console(out: Any, sb: SandboxControl | None) -> bool:
+    result, context, state = out
+    form = state["articles"][0]["form"]
+    image = context.progress["images"][f"{sb.url}/static/sample.png"]
+    assert f'src="{image["url"]}"' in form["content"] and "/static/sample.png" not in form["content"]
+    covers = json.loads(form["pgc_feed_covers"])
+    assert [c["uri"] for c in covers] == [image["uri"]] and image["width"] == 8
+    assert state["calls"]["image"] == 1  # the body image and the cover are one file: uploaded once
+    return result.state == "awaiting_confirmation" and httpx.get(image["url"]).content[:4] == b"\x89PNG"
+
+
 def manual_account(ch: Channel) -> Toutiao:
     account = replace(ch.account, credentials={}, config={"mode": "manual", "platform": "头条号"})
     return Toutiao(account, ch.client, limiter=ch.limiter)
@@ -306,6 +343,22 @@ CASES: list[ContractCase] = [
         None,
         republish_after_lost_answer,
         lambda r, sb: r.state == "awaiting_confirmation" and len(articles(sb)) == 1,
+    ),
+    ContractCase("images uploaded first, HTML and cover point at them", None, images_uploaded, images_on_the_console),
+    ContractCase("uploaded images reused across retries", None, uploads_reused_across_retries, lambda n, sb: n == 1),
+    ContractCase(
+        "image store refuses the file",
+        inject(path="/spice/image", code=7020),
+        lambda ch, sb: ch.publish(with_image(sb)),
+        InvalidRequest,
+        code=7020,
+    ),
+    ContractCase(
+        "image gone at its source",
+        None,
+        lambda ch, sb: ch.publish(with_image(sb, "missing.png")),
+        InvalidRequest,
+        code=404,
     ),
     ContractCase("console busy", publish_injected(-1), publish_call, Unavailable, code=-1),
     ContractCase("too frequent", publish_injected(1003), publish_call, RateLimited, code=1003),

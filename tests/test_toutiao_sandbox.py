@@ -126,6 +126,16 @@ def test_errors_are_http_200_with_a_body_code(server: RunningServer, sandbox: ht
     assert short.json()["err_no"] == 7050
 
 
+def test_outside_images_must_be_uploaded_first(server: RunningServer, sandbox: httpx.Client) -> None:
+    form = {"title": "一篇带外链图片的文章", "content": '<p><img src="https://img.example.cn/a.png"></p>'}
+    refused = sandbox.post("/mp/agw/article/publish", data=form, headers=SESSION).json()
+    assert refused["err_no"] == 7050 and "图片" in refused["message"]
+    not_an_image = sandbox.post(
+        "/spice/image", files={"image": ("a.png", b"<html>", "image/png")}, headers=SESSION
+    ).json()
+    assert not_an_image["code"] == 7020
+
+
 def test_list_pages_newest_first(server: RunningServer, sandbox: httpx.Client) -> None:
     ch = channel(server)
     ids = [ch.publish(article(n)).remote_id for n in range(3)]

@@ -6,7 +6,10 @@ Mounted under ``/toutiao``. What it reproduces:
   expired by a knob; a request without a live session gets ``{"code"/"err_no": 1001, "message": "请先登录"}``;
 - every answer is HTTP 200 with the outcome in the body: ``err_no`` on the article endpoints, ``code`` on
   the others (as the real console does);
-- ``POST /mp/agw/article/publish`` (the editor's form): title of 5–30 characters (7050), banned words of
+- ``POST /spice/image`` (the editor's image upload; 7020 for a file that is not an image) and the stored
+  images at ``/img/<uri>``; ``/static/sample.png`` stands in for an image hosted elsewhere;
+- ``POST /mp/agw/article/publish`` (the editor's form): title of 5–30 characters and every image uploaded
+  first (7050), banned words of
   the account (7051), a daily article quota on the fake clock, reset at midnight Asia/Shanghai (7052), the
   same title and body again within a day (7053); each article then sits in review for ``review_s``
   seconds of the fake clock and ends published (or rejected, per account knob);
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import secrets
 import threading
 from dataclasses import asdict, dataclass, field
@@ -34,7 +38,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from channels.render import image_urls
 from channels.sandbox.faults import FakeClock, Fault, Faults, install_knobs
+from channels.sandbox.wordpress import SAMPLE_PNG  # a valid small PNG, built without an image library
 
 DAY = 86_400.0
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -47,6 +53,7 @@ MESSAGES: dict[int, str] = {
     1002: "账号状态异常",
     1003: "操作过于频繁，请稍后再试",
     7004: "文章不存在",
+    7020: "图片格式不支持",
     7050: "保存失败，标题需为5-30个字",
     7051: "内容含有违规信息，请修改后重新提交",
     7052: "今日发文次数已达上限",
@@ -125,6 +132,7 @@ class ToutiaoState:
         with self.lock:
             self.accounts: dict[str, Account] = {}
             self.articles: dict[str, ArticleRecord] = {}
+            self.images: dict[str, tuple[bytes, str]] = {}  # uri -> (bytes, content type)
             self.calls: dict[str, int] = {}
             self.last_id = 7_300_000_000_000_000_000
             for demo in DEMO_ACCOUNTS:
@@ -272,6 +280,17 @@ def create_app() -> Starlette:
             content = form.get("content", "")
             if not 5 <= len(title) <= 30 or not content.strip():
                 raise ConsoleError(7050)
+            own_images = f"{sandbox_root(request)}/img/"
+            with state.lock:
+                known = set(state.images)
+            if any(not src.startswith(own_images) for src in image_urls(content)):
+                raise ConsoleError(7050, "保存失败，正文图片需先上传")
+            try:
+                covers = json.loads(form.get("pgc_feed_covers") or "[]")
+            except ValueError:
+                raise ConsoleError(7050, "保存失败，封面格式错误") from None
+            if any(str(c.get("uri")) not in known for c in covers if isinstance(c, dict)):
+                raise ConsoleError(7050, "保存失败，封面需先上传")
             if any(word in title or word in content for word in account.banned_words):
                 raise ConsoleError(7051)
             with state.lock:
@@ -303,6 +322,42 @@ def create_app() -> Starlette:
         except ConsoleError as exc:
             return fail("err_no", exc)
         return ok("err_no", {"pgc_id": article.pgc_id})
+
+    async def upload_image(request: Request) -> Response:
+        state.count_call("image")
+        try:
+            state.session(request)
+        except ConsoleError as exc:
+            return fail("code", exc)
+        form = await request.form()
+        upload = form.get("image")
+        data = await upload.read() if hasattr(upload, "read") else b""
+        kind = _image_type(data)
+        if kind is None:
+            return fail("code", ConsoleError(7020))
+        uri = f"tos-cn-i-sandbox/{hashlib.sha1(data).hexdigest()}"
+        width, height = _png_size(data) if kind == "image/png" else (0, 0)
+        with state.lock:
+            state.images[uri] = (data, kind)
+        return ok(
+            "code",
+            {
+                "image_uri": uri,
+                "image_url": f"{sandbox_root(request)}/img/{uri}",
+                "image_width": width,
+                "image_height": height,
+            },
+        )
+
+    async def image(request: Request) -> Response:
+        with state.lock:
+            stored = state.images.get(request.path_params["uri"])
+        if stored is None:
+            return Response(status_code=404)
+        return Response(stored[0], media_type=stored[1])
+
+    async def sample(request: Request) -> Response:
+        return Response(SAMPLE_PNG, media_type="image/png")
 
     async def article_list(request: Request) -> Response:
         state.count_call("list")
@@ -406,6 +461,9 @@ def create_app() -> Starlette:
             Route("/mp/agw/media/get_media_info", media_info, methods=["GET"]),
             Route("/mp/agw/article/publish", publish, methods=["POST"]),
             Route("/mp/agw/article/list", article_list, methods=["GET"]),
+            Route("/spice/image", upload_image, methods=["POST"]),
+            Route("/img/{uri:path}", image, methods=["GET"]),
+            Route("/static/sample.png", sample, methods=["GET"]),
             Route("/mp/agw/article/delete", delete, methods=["POST"]),
             Route("/mp/agw/statistic/item_stat", item_stat, methods=["GET"]),
             Route("/item/{pgc_id}/", item_page, methods=["GET"]),
@@ -414,6 +472,25 @@ def create_app() -> Starlette:
     install_knobs(app, faults, clock, on_reset=state.reset)
     app.state.toutiao = state
     return app
+
+
+def _image_type(data: bytes) -> str | None:
+    """The image's content type by its magic bytes, or ``None`` if it is not an image the console takes."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    if len(data) < 24:
+        return 0, 0
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def _page(title: str, body: str) -> str:

@@ -40,6 +40,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from channels.sandbox.faults import FakeClock, Fault, Faults, install_knobs
+from channels.sandbox.wordpress import SAMPLE_PNG  # a valid small PNG, built without an image library
 from channels.weibo import URL_RE, on_safe_domain, weibo_length
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -69,12 +70,6 @@ MESSAGES: dict[int, str] = {
     21327: "expired_token",
     21332: "invalid_access_token",
 }
-
-# A 1×1 PNG, served as the demo long-article cover.
-_PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2276ba10000000049454e44ae426082"
-)
 
 DEMO_ACCOUNTS: list[dict[str, Any]] = [
     {
@@ -568,7 +563,7 @@ def create_app() -> Starlette:
         )
 
     async def cover(request: Request) -> Response:
-        return Response(_PNG, media_type="image/png")
+        return Response(SAMPLE_PNG, media_type="image/png")
 
     # -- control API --------------------------------------------------------------------------------
 
