@@ -24,6 +24,12 @@ the same, in two modes chosen by ``config['mode']``:
       ``POST /mp/agw/article/delete`` (retract), ``GET /mp/agw/statistic/item_stat?pgc_ids=`` (metrics),
       ``GET /mp/agw/media/get_media_info`` (credential check).
 
+    Limits of this mode against the live console: its web pages sign requests with values computed by
+    their own scripts (``_signature``, ``msToken``, ``a_bogus``), which public tools obtain by running the
+    request inside a logged-in browser tab; a plain HTTP client cannot compute them, so the live console
+    may refuse these calls even with a valid session. The refusal surfaces as an error (never as a
+    silent success), and such an account should be switched to ``mode: manual``.
+
     The publish, image, list and media-info paths are the ones public tools call; the shapes of the
     list, delete and statistics answers, and the console's error numbers, are not publicly documented:
     7050 ("save failed", e.g. a title over 30 characters) comes from a public tool's notes, the other
@@ -293,7 +299,7 @@ class Toutiao(Channel):
                     return found
             raise
         data = (_json(response) or {}).get("data") or {}
-        new_id = data.get("pgc_id") or data.get("article_id") or data.get("item_id")
+        new_id = _item_id(data)
         if not new_id:
             raise OutcomeUnknown("the Toutiao console accepted the article but its answer carries no id")
         ctx.save(pgc_id=str(new_id))
@@ -379,7 +385,7 @@ class Toutiao(Channel):
                 return
 
     def _find(self, pgc_id: str) -> dict[str, Any] | None:
-        return next((a for a in self._articles() if str(a.get("pgc_id") or a.get("id")) == pgc_id), None)
+        return next((a for a in self._articles() if _item_id(a) == pgc_id), None)
 
     def _status_of(self, item: dict[str, Any] | None, pgc_id: str) -> StatusResult:
         if item is None:
@@ -415,7 +421,7 @@ class Toutiao(Channel):
         title = ctx.progress.get("title") or self.render(ctx.content).title
         since = float(ctx.progress.get("attempted_at") or 0) - LOOKUP_SKEW_S
         for item in self._articles():
-            item_id = str(item.get("pgc_id") or item.get("id") or "")
+            item_id = _item_id(item)
             if pgc_id:
                 hit = item_id == str(pgc_id)
             elif item.get("title_id"):
@@ -450,7 +456,7 @@ class Toutiao(Channel):
                 "GET", "/mp/agw/statistic/item_stat", params={"pgc_ids": ",".join(ids[start : start + STATS_BATCH])}
             )
             for row in (body.get("data") or {}).get("stats") or []:
-                for delivery_id in by_id.get(str(row.get("pgc_id")), []):
+                for delivery_id in by_id.get(_item_id(row), []):
                     result[delivery_id] = Metrics(
                         reads=_int(row.get("read_count")),
                         likes=_int(row.get("digg_count")),
@@ -479,6 +485,14 @@ _STATE_WORDS = {
     "未通过": STATE_REJECTED, "未通过审核": STATE_REJECTED, "rejected": STATE_REJECTED,
     "已删除": STATE_DELETED, "deleted": STATE_DELETED,
 }  # fmt: skip
+
+
+def _item_id(item: dict[str, Any]) -> str:
+    """An article's id, whichever name the console's answer gives it."""
+    for key in ("pgc_id", "article_id", "item_id", "group_id", "id"):
+        if item.get(key):
+            return str(item[key])
+    return ""
 
 
 def _state_number(value: Any) -> int:
