@@ -228,6 +228,20 @@ class Normalized:
         _, b = self.orig_index(end - 1)
         return a, b
 
+    def norm_indices(self, origs: list[int]) -> list[int]:
+        """Normalised indices of original characters ``origs``, each of which must have been kept.
+
+        Used to cut a normalised batch back into its texts at the line breaks that join them.
+        """
+        if not self.segments:
+            return list(origs)
+        seg_orig = [seg[1] for seg in self.segments]
+        out: list[int] = []
+        for orig in origs:
+            n0, o0, _, linear = self.segments[bisect.bisect_right(seg_orig, orig) - 1]
+            out.append(n0 + (orig - o0) if linear else n0)
+        return out
+
     @property
     def identity(self) -> bool:
         """True when no character was deleted or expanded (offsets are the same in both texts)."""

@@ -1,7 +1,8 @@
 """Personal-data detectors (category ``privacy``): mobile numbers, resident ID numbers, bank cards, e-mail,
 WeChat / QQ ids in context.
 
-Pure functions over a :class:`moderation.normalize.Normalized` text, so the disguises the normaliser undoes are
+Pure functions over a :class:`moderation.normalize.Normalized` text (which may be a batch of texts joined by
+line breaks: no detector looks across a line break), so the disguises the normaliser undoes are
 undone here too: full-width digits, ``①③⑧`` / ``❶`` digits, ``一三八`` numerals inside digit runs. Digits may
 be split by spaces, dashes, dots or underscores (``138 0013-8000``). Every hit maps back to the original span.
 
@@ -32,14 +33,14 @@ _EMAIL_RE = re.compile(r"(?<![a-z0-9._%+\-])[a-z0-9][a-z0-9._%+\-]{0,63}@[a-z0-9
 # Words that introduce a number that is NOT personal data (order, tracking, invoice, serial, case numbers...).
 _LOOKALIKE_CONTEXT_RE = re.compile(
     r"(订单|单号|编号|流水|批号|序列号|工号|学号|发票|快递|运单|物流|合同|案号|文号|型号|批次|货号|条码|账单|交易号|"
-    r"order|tracking|invoice|serial|sku|no\.?)\s*[:：#号是为]*\s*$"
+    r"order|tracking|invoice|serial|sku|no\.?)[ \t]*[:：#号是为]*[ \t]*$"
 )
 # Contact-id context: the keyword, then optional 号/：/是, then the id.
 _QQ_CTX_RE = re.compile(
-    r"(?:qq|扣扣|扣|企鹅|q号|加q)\s*(?:号码|号)?\s*[:：是为]?\s*([1-9][0-9]{4,10})(?![0-9元块分万%])"
+    r"(?:qq|扣扣|扣|企鹅|q号|加q)[ \t]*(?:号码|号)?[ \t]*[:：是为]?[ \t]*([1-9][0-9]{4,10})(?![0-9元块分万%])"
 )
 _WX_CTX_RE = re.compile(
-    r"(?:微信|威信|薇信|v信|vx|wx|weixin|wechat|加v|加微|vx号|微信号)\s*(?:号码|号)?\s*[:：是为]?\s*"
+    r"(?:微信|威信|薇信|v信|vx|wx|weixin|wechat|加v|加微|vx号|微信号)[ \t]*(?:号码|号)?[ \t]*[:：是为]?[ \t]*"
     r"([a-z][-_a-z0-9]{5,19}|1[3-9][0-9]{9}|[1-9][0-9]{4,10})(?![0-9a-z])"
 )
 
@@ -102,7 +103,9 @@ def _bank_card_valid(number: str) -> bool:
 
 def _lookalike(text: str, start: int) -> bool:
     """True if the number starting at ``start`` is introduced as an order/tracking/serial number."""
-    return bool(_LOOKALIKE_CONTEXT_RE.search(text[max(0, start - 12) : start]))
+    # Same line only: the engine screens a batch as one text joined by line breaks.
+    before = text[max(0, start - 12) : start].rsplit("\n", 1)[-1]
+    return bool(_LOOKALIKE_CONTEXT_RE.search(before))
 
 
 def _hit(norm: Normalized, kind: str, s: int, e: int) -> Hit:

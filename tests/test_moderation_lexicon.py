@@ -125,3 +125,30 @@ def test_shipped_lexicons_are_big_and_categorised() -> None:
     assert len(ext) >= 60_000
     assert {e.category for e in ext} <= set(moderation.CATEGORIES)
     assert default.version.startswith("builtin-")
+
+
+@pytest.mark.parametrize("with_expansion", [False, True])
+def test_batch_evidence_equals_one_by_one(with_expansion: bool) -> None:
+    texts = [
+        "你就是个傻.逼吧",
+        "工会开会\n第二行",
+        "",
+        "订单号13800138000",
+        "手机：一三八零零一三八零零零",
+        "加微信",
+        "12345678 is not qq",
+        "南京市长江大桥" * 80,  # long enough for the vectorised path on its own
+        "sha逼 草泥马 法.轮.功 ",
+        "Ⓕⓤc⒦ you",
+    ]
+    if with_expansion:  # an expanding character sends the whole batch down the reference path
+        texts.append("x⑽y")
+    screener = moderation.get_screener()
+    org = screener.compile_org_lists(deny=[("第二行", "custom", "review")], version=1, key="batch")
+    batch = screener.evidence_batch(texts, org)
+    for text, (norm_text, hits) in zip(texts, batch, strict=True):
+        single_norm, single_hits = screener.evidence(text, org)
+        assert norm_text == single_norm.text
+        assert hits == single_hits
+        assert all(text[h.start : h.end] == h.text for h in hits)
+    assert [v.decision for v in moderation.screen_batch(texts)] == [moderation.screen(t).decision for t in texts]
