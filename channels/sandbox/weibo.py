@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import html
 import itertools
+import os
 import re
 import secrets
 import threading
@@ -92,7 +93,7 @@ DEMO_ACCOUNTS: list[dict[str, Any]] = [
     },
 ]
 # The demo website lives on the sandbox host; these are the safe domains its demo app registered.
-DEMO_SAFE_DOMAINS = ["127.0.0.1", "localhost"]
+DEMO_SAFE_DOMAINS = sorted({"127.0.0.1", "localhost", os.environ.get("MATRIX_SANDBOX_HOST") or "127.0.0.1"})
 
 
 class WeiboError(Exception):
