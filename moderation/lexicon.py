@@ -25,13 +25,14 @@ both and the default is the faster one there (``ahocorasick_rs``), with ``pyahoc
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
+
+import numpy as np
 
 from moderation.normalize import (
     Normalized,
@@ -89,8 +90,8 @@ class Entry:
 
 
 class _Matcher(Protocol):
-    def find(self, text: str) -> Iterator[tuple[int, int, int]]:
-        """Yield ``(pattern_index, start, end)`` for every (overlapping) occurrence."""
+    def find(self, text: str) -> Iterable[tuple[int, int, int]]:
+        """``(pattern_index, start, end)`` for every (overlapping) occurrence."""
         ...
 
 
@@ -126,10 +127,10 @@ class _RustAhoCorasick:
             else None
         )
 
-    def find(self, text: str) -> Iterator[tuple[int, int, int]]:
+    def find(self, text: str) -> list[tuple[int, int, int]]:
         if self._ac is None:
-            return iter(())
-        return iter(self._ac.find_matches_as_indexes(text, overlapping=True))
+            return []
+        return self._ac.find_matches_as_indexes(text, overlapping=True)
 
 
 BACKENDS: dict[str, type] = {"pyahocorasick": _PyAhoCorasick, "ahocorasick_rs": _RustAhoCorasick}
@@ -200,6 +201,9 @@ class Lexicon:
                 pattern_texts.append(py)
                 self._patterns.append(_Pattern(pat.term, pat.category, pat.severity, pat.list, True, True))
         self._pattern_texts = pattern_texts
+        self._left_alnum = np.array([p.left_alnum for p in self._patterns] or [False], dtype=bool)
+        self._right_alnum = np.array([p.right_alnum for p in self._patterns] or [False], dtype=bool)
+        self._cat_code = np.array([CATEGORIES.index(p.category) for p in self._patterns] or [0], dtype=np.int64)
         self._main = _matcher(pattern_texts, backend)
         self._pinyin_keys = list(pinyin_texts)
         self._pinyin_idx = [pinyin_texts[k] for k in self._pinyin_keys]
@@ -211,44 +215,50 @@ class Lexicon:
         return len(self._pattern_texts)
 
     # -- matching ------------------------------------------------------------------------------------------
-    def raw_spans(self, norm: Normalized) -> list[tuple[int, int, int]]:
-        """``(pattern_index, start, end)`` in normalised coordinates, before allow-list and folding."""
+    def raw_spans(self, norm: Normalized) -> np.ndarray:
+        """``(pattern_index, start, end)`` rows in normalised coordinates, before allow-list and folding.
+
+        Vectorised: a dense lexicon finds a match every dozen characters, so per-match Python would dominate.
+        """
         text = norm.text
-        out: list[tuple[int, int, int]] = []
-        pats = self._patterns
         n = len(text)
-        for idx, s, e in self._main.find(text):
-            p = pats[idx]
-            # Latin/digit boundaries; inlined because this loop is the hot path.
-            if p.left_alnum and s > 0 and _is_alnum(text[s - 1]):
-                continue
-            if p.right_alnum and e < n and _is_alnum(text[e]):
-                continue
-            out.append((idx, s, e))
+        found = [self._boundary_ok(_as_array(self._main.find(text)), text)]
         changed = homophone_spans(text)
         if changed:
             alt = apply_homophones(text) or text
-            seen = set(out)
             # Only windows around the replaced spellings need a second look; a match must overlap one of them.
             for cs, ce in _merge_windows(changed, n, _HOMOPHONE_WINDOW):
-                for idx, s, e in self._main.find(alt[cs:ce]):
-                    s, e = s + cs, e + cs
-                    p = pats[idx]
-                    if (idx, s, e) in seen or not any(hs < e and s < he for hs, he in changed):
-                        continue
-                    if p.left_alnum and s > 0 and _is_alnum(alt[s - 1]):
-                        continue
-                    if p.right_alnum and e < n and _is_alnum(alt[e]):
-                        continue
-                    out.append((idx, s, e))
+                m = _as_array(self._main.find(alt[cs:ce]))
+                m[:, 1:] += cs
+                m = self._boundary_ok(m, alt)
+                hs = np.array([h[0] for h in changed])
+                he = np.array([h[1] for h in changed])
+                overlaps = (hs[None, :] < m[:, 2:3]) & (m[:, 1:2] < he[None, :])
+                found.append(m[overlaps.any(axis=1)])
         if self._pinyin is not None:
             view = pinyin_view(text)
             if view is not None:
+                rows = []
                 for k, s, e in self._pinyin.find(view.text):
                     span = view.source_span(s, e)
                     if span is not None:
-                        out.append((self._pinyin_idx[k], span[0], span[1]))
-        return out
+                        rows.append((self._pinyin_idx[k], span[0], span[1]))
+                found.append(_as_array(rows))
+        out = np.concatenate(found) if len(found) > 1 else found[0]
+        return np.unique(out, axis=0) if len(found) > 1 and len(out) else out
+
+    def _boundary_ok(self, m: np.ndarray, text: str) -> np.ndarray:
+        """Drop matches of Latin/digit-edged terms that touch another Latin letter or digit (sb in usb)."""
+        if not len(m):
+            return m
+        idx, s, e = m[:, 0], m[:, 1], m[:, 2]
+        left, right = self._left_alnum[idx], self._right_alnum[idx]
+        if not (left.any() or right.any()):
+            return m
+        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        alnum = np.concatenate((((cps >= 97) & (cps <= 122)) | ((cps >= 48) & (cps <= 57)), [False]))
+        bad = (left & (s > 0) & alnum[np.maximum(s - 1, 0)]) | (right & alnum[e])
+        return m[~bad]
 
     def allow_spans(self, norm_text: str) -> list[tuple[int, int]]:
         """Normalised spans covered by this lexicon's allow-list."""
@@ -259,46 +269,46 @@ class Lexicon:
     def match(self, norm: Normalized, extra_allow: Sequence[tuple[int, int]] = ()) -> list[Hit]:
         """Hits in original coordinates, allow-listed ones removed, contained duplicates folded."""
         spans = self.raw_spans(norm)
-        if not spans:
+        if not len(spans):
             return []
         allow = [*self.allow_spans(norm.text), *extra_allow]
         return self.to_hits(norm, spans, allow)
 
-    def to_hits(
-        self, norm: Normalized, spans: list[tuple[int, int, int]], allow: Sequence[tuple[int, int]]
-    ) -> list[Hit]:
+    def to_hits(self, norm: Normalized, spans: np.ndarray, allow: Sequence[tuple[int, int]]) -> list[Hit]:
         """Turn raw spans into :class:`Hit` objects (allow-list, folding, offset mapping)."""
+        idx, s, e = spans[:, 0], spans[:, 1], spans[:, 2]
+        order = np.lexsort((s - e, s))  # by start, longest first
+        idx, s, e = idx[order], s[order], e[order]
+        keep = np.ones(len(idx), dtype=bool)
+        if allow:
+            # Inside an allow span: among allow spans starting at or before s, the furthest end reaches e.
+            al = np.array(sorted(allow), dtype=np.int64)
+            maxend = np.maximum.accumulate(al[:, 1])
+            k = np.searchsorted(al[:, 0], s, side="right") - 1
+            keep &= ~((k >= 0) & (maxend[np.maximum(k, 0)] >= e))
+        # Folding: a hit inside an earlier (same start or earlier, longer) hit of the same category is dropped;
+        # containment is transitive, so comparing with the running furthest end of the category is enough.
+        cats = self._cat_code[idx]
+        for c in np.unique(cats[keep]):
+            sel = np.flatnonzero(keep & (cats == c))
+            ends = e[sel]
+            prev = np.concatenate(([-1], np.maximum.accumulate(ends)[:-1]))
+            keep[sel[prev >= ends]] = False
+        idx, s, e = idx[keep], s[keep], e[keep]
+        mapped = norm.spans(s.tolist(), e.tolist())
         pats = self._patterns
-        # Allow spans sorted by start with a running max of their ends: "is [s, e) inside some allow span" is
-        # then one bisect (texts with thousands of hits stay linear-logarithmic).
-        allow_sorted = sorted(allow)
-        allow_starts = [a for a, _ in allow_sorted]
-        allow_maxend: list[int] = []
-        running = -1
-        for _, b in allow_sorted:
-            running = max(running, b)
-            allow_maxend.append(running)
-        kept: list[tuple[int, int, int]] = []
-        # Hits are visited by start (longest first), so every kept hit starts at or before the current one and
-        # "contained in a kept hit of the same category" reduces to comparing with that category's furthest end.
-        furthest: dict[str, int] = {}
-        for idx, s, e in sorted(spans, key=lambda t: (t[1], -(t[2] - t[1]))):
-            if allow_starts:
-                k = bisect.bisect_right(allow_starts, s) - 1
-                if k >= 0 and allow_maxend[k] >= e:
-                    continue
-            cat = pats[idx].category
-            if furthest.get(cat, -1) >= e:
-                continue  # inside a longer hit of the same category: one piece of evidence is enough
-            furthest[cat] = e
-            kept.append((idx, s, e))
-        hits: list[Hit] = []
         original = norm.original
-        for idx, s, e in kept:
-            p = pats[idx]
-            a, b = norm.span(s, e)
+        hits: list[Hit] = []
+        for i, (a, b) in zip(idx.tolist(), mapped, strict=True):
+            p = pats[i]
             hits.append(Hit(p.category, "lexicon", p.term, p.list, a, b, original[a:b], p.severity))  # type: ignore[arg-type]
         return hits
+
+
+def _as_array(matches: Iterable[tuple[int, int, int]]) -> np.ndarray:
+    """Matches as an ``(n, 3)`` int64 array (empty-safe)."""
+    arr = np.array(matches if isinstance(matches, list) else list(matches), dtype=np.int64)
+    return arr.reshape(-1, 3)
 
 
 _HOMOPHONE_WINDOW = 16  # characters around a homophone spelling searched again (longer than any useful term)
@@ -314,10 +324,6 @@ def _merge_windows(spans: list[tuple[int, int]], n: int, pad: int) -> list[tuple
         else:
             out.append((a, b))
     return out
-
-
-def _is_alnum(ch: str) -> bool:
-    return ("a" <= ch <= "z") or ("0" <= ch <= "9")
 
 
 @dataclass(frozen=True, slots=True)

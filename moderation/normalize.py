@@ -28,8 +28,6 @@ the lexicon matcher only where they can matter.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -165,9 +163,11 @@ def _tables() -> tuple[dict[int, str], dict[str, str]]:
                 continue
             if len(out) == 1:
                 table[cp] = out
-            elif out:
+            elif any(c.isalnum() for c in out):
                 table[cp] = _EXP
                 expand[ch] = out
+            # else: a punctuation/spacing expansion (… -> "...", ´ -> " ́") changes nothing a term could match;
+            # the character stays as it is, and texts with "…" keep the fast 1:1 paths.
     for ch, out in _MANUAL.items():
         if len(out) == 1:
             table[ord(ch)] = out
@@ -193,59 +193,101 @@ def _tables() -> tuple[dict[int, str], dict[str, str]]:
     return table, expand
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Normalized:
     """A normalised text and the way back to the original.
 
-    ``segments`` is a sorted list of ``(norm_start, orig_start, orig_end, linear)``: from ``norm_start`` up to
-    the next segment's start, normalised characters map linearly onto ``orig_start..`` when ``linear`` is
-    true, or all onto the whole ``[orig_start, orig_end)`` span when a single original character expanded
-    into several. An empty list means the identity map.
+    The map is a list of *segments*, as four parallel numpy arrays: from ``seg_norm[k]`` up to the next
+    segment's start, normalised characters map linearly onto ``seg_orig[k]..`` when ``seg_linear[k]``, or all
+    onto the whole ``[seg_orig[k], seg_end[k])`` span when a single original character expanded into several.
+    ``seg_norm is None`` means the identity map. Arrays (not tuples) so that mapping thousands of hits back is
+    one vectorised lookup (:meth:`spans`).
     """
 
     text: str
     original: str
-    segments: tuple[tuple[int, int, int, bool], ...] = ()
-    starts: tuple[int, ...] = ()  # segments' normalised starts, for the bisect (filled by normalize())
+    seg_norm: Any = None
+    seg_orig: Any = None
+    seg_end: Any = None
+    seg_linear: Any = None
+
+    @classmethod
+    def from_segments(cls, text: str, original: str, segments: list[tuple[int, int, int, bool]]) -> Normalized:
+        """Build from ``(norm_start, orig_start, orig_end, linear)`` tuples (the reference path's output)."""
+        import numpy as np
+
+        if not segments:
+            return cls(text, original)
+        cols = list(zip(*segments, strict=True))
+        return cls(
+            text,
+            original,
+            np.asarray(cols[0], dtype=np.int64),
+            np.asarray(cols[1], dtype=np.int64),
+            np.asarray(cols[2], dtype=np.int64),
+            np.asarray(cols[3], dtype=bool),
+        )
+
+    @property
+    def segments(self) -> list[tuple[int, int, int, bool]]:
+        """The map as ``(norm_start, orig_start, orig_end, linear)`` tuples (empty for the identity)."""
+        if self.seg_norm is None:
+            return []
+        return list(
+            zip(
+                self.seg_norm.tolist(), self.seg_orig.tolist(), self.seg_end.tolist(), self.seg_linear.tolist(),
+                strict=True,
+            )
+        )  # fmt: skip
 
     def orig_index(self, i: int) -> tuple[int, int]:
         """Original span ``[a, b)`` of normalised character ``i``."""
-        if not self.segments:
-            return i, i + 1
-        starts = self.starts or tuple(seg[0] for seg in self.segments)
-        k = bisect.bisect_right(starts, i) - 1
-        n0, o0, o1, linear = self.segments[k]
-        if linear:
-            return o0 + (i - n0), o0 + (i - n0) + 1
-        return o0, o1
+        (a,), (b,) = self._map([i], [i + 1])
+        return a, b
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """Original ``[a, b)`` covering normalised ``[start, end)`` (``end > start``).
 
         Deleted separators *inside* the match are covered too (``五.星@红#旗`` maps to all seven characters).
         """
-        a, _ = self.orig_index(start)
-        _, b = self.orig_index(end - 1)
+        (a,), (b,) = self._map([start], [end])
         return a, b
+
+    def spans(self, starts: list[int], ends: list[int]) -> list[tuple[int, int]]:
+        """:meth:`span` for many matches at once."""
+        a, b = self._map(starts, ends)
+        return list(zip(a, b, strict=True))
+
+    def _map(self, starts: list[int], ends: list[int]) -> tuple[list[int], list[int]]:
+        if self.seg_norm is None:
+            return list(starts), list(ends)
+        import numpy as np
+
+        s = np.asarray(starts, dtype=np.int64)
+        last = np.asarray(ends, dtype=np.int64) - 1
+        k0 = np.searchsorted(self.seg_norm, s, side="right") - 1
+        k1 = np.searchsorted(self.seg_norm, last, side="right") - 1
+        a = np.where(self.seg_linear[k0], self.seg_orig[k0] + (s - self.seg_norm[k0]), self.seg_orig[k0])
+        b = np.where(self.seg_linear[k1], self.seg_orig[k1] + (last - self.seg_norm[k1]) + 1, self.seg_end[k1])
+        return a.tolist(), b.tolist()
 
     def norm_indices(self, origs: list[int]) -> list[int]:
         """Normalised indices of original characters ``origs``, each of which must have been kept.
 
         Used to cut a normalised batch back into its texts at the line breaks that join them.
         """
-        if not self.segments:
+        if self.seg_norm is None:
             return list(origs)
-        seg_orig = [seg[1] for seg in self.segments]
-        out: list[int] = []
-        for orig in origs:
-            n0, o0, _, linear = self.segments[bisect.bisect_right(seg_orig, orig) - 1]
-            out.append(n0 + (orig - o0) if linear else n0)
-        return out
+        import numpy as np
+
+        o = np.asarray(origs, dtype=np.int64)
+        k = np.searchsorted(self.seg_orig, o, side="right") - 1
+        return np.where(self.seg_linear[k], self.seg_norm[k] + (o - self.seg_orig[k]), self.seg_norm[k]).tolist()
 
     @property
     def identity(self) -> bool:
         """True when no character was deleted or expanded (offsets are the same in both texts)."""
-        return not self.segments
+        return self.seg_norm is None
 
 
 def _digit_runs(m: str) -> str:
@@ -317,7 +359,7 @@ def _normalize_str(text: str) -> Normalized:
     if last < len(m):
         pieces.append(m[last:])
         segments.append((npos, last, len(m), True))
-    return Normalized("".join(pieces), text, tuple(segments), tuple(seg[0] for seg in segments))
+    return Normalized.from_segments("".join(pieces), text, segments)
 
 
 @lru_cache(maxsize=1)
@@ -433,8 +475,7 @@ def _normalize_vector(text: str) -> Normalized | None:
     seg_start = np.flatnonzero(edges == 1)
     seg_end = np.flatnonzero(edges == -1)
     npos = np.concatenate(([0], np.cumsum(seg_end - seg_start)[:-1]))
-    segments = tuple((int(p), int(a), int(b), True) for p, a, b in zip(npos, seg_start, seg_end, strict=True))
-    return Normalized(out, text, segments, tuple(int(p) for p in npos))
+    return Normalized(out, text, npos, seg_start, seg_end, np.ones(len(npos), dtype=bool))
 
 
 def normalize_term(term: str) -> str:
@@ -555,32 +596,58 @@ def term_pinyin(term: str) -> str | None:
     return "".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
+@lru_cache(maxsize=1)
+def _pinyin_arrays() -> tuple[dict[int, str], Any]:
+    """``str.translate`` table ideograph → pinyin, and the pinyin length of every code point (1 for others)."""
+    import numpy as np
+
+    table = _pinyin_table()
+    trans = {ord(ch): py for ch, py in table.items()}
+    lengths = np.ones(0x110000, dtype=np.int64)
+    cjk = re.compile(rf"[{_CJK}]")
+    for cp in range(0x3400, 0x30000):
+        if cjk.match(chr(cp)):
+            py = trans.get(cp, "")
+            trans[cp] = py  # ideographs without a reading vanish from the view
+            lengths[cp] = len(py)
+    return trans, lengths
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class PinyinView:
     """Pinyin of the windows around Latin letters that touch ideographs.
 
     The view is a sequence of *pieces*: one per source character (its pinyin syllable, or the letter itself),
-    plus a single-space piece between windows so no match spans two windows. ``bounds[k]`` is where piece ``k``
-    starts in ``text``; ``src[k]`` is the normalised index it came from (-1 for a window break); ``latin[k]``
-    tells whether it was typed as a letter. Everything per match is looked up lazily with a bisect.
+    plus a single-space piece after each window so no match spans two windows. ``bounds[k]`` is where piece
+    ``k`` starts in ``text``; ``src[k]`` is the normalised index it came from (-1 for a window break);
+    ``latin[k]`` tells whether it was typed as a letter. Built with numpy; looked up per match with a bisect.
     """
 
     text: str
-    bounds: list[int]
-    src: list[int]
-    latin: list[bool]
+    bounds: Any
+    src: Any
+    latin: Any
 
     def piece_at(self, pos: int) -> int:
-        """Index of the piece that starts exactly at ``pos``, or -1 if ``pos`` falls inside a piece."""
-        k = bisect.bisect_right(self.bounds, pos) - 1
-        return k if k >= 0 and self.bounds[k] == pos else -1
+        """Index of the (last) piece that starts exactly at ``pos``, or -1 if ``pos`` falls inside a piece."""
+        import numpy as np
+
+        k = int(np.searchsorted(self.bounds, pos, side="right")) - 1
+        return k if k >= 0 and int(self.bounds[k]) == pos else -1
 
     def source_span(self, start: int, end: int) -> tuple[int, int] | None:
         """Normalised span of a pinyin match ``[start, end)``, or ``None`` if it does not respect syllable edges
         or contains no letter typed as such (pure-ideograph sound matches are left to the homophone table)."""
+        import numpy as np
+
         k0 = self.piece_at(start)
-        k1 = self.piece_at(end) if end < len(self.text) else len(self.bounds)
-        if k0 < 0 or k1 < 0 or k1 <= k0:
+        if k0 < 0:
+            return None
+        k0 = int(np.searchsorted(self.bounds, start, side="left"))  # first piece at start (skip empty ones)
+        k1 = int(np.searchsorted(self.bounds, end, side="left"))
+        if end < len(self.text) and (k1 >= len(self.bounds) or int(self.bounds[k1]) != end):
+            return None
+        if k1 <= k0:
             return None
         latin, src = self.latin, self.src
         # A Latin run may be entered only at its first letter and left only after its last one.
@@ -588,9 +655,9 @@ class PinyinView:
             return None
         if latin[k1 - 1] and k1 < len(latin) and latin[k1]:
             return None
-        if not any(latin[k0:k1]) or -1 in src[k0:k1]:
+        if not latin[k0:k1].any() or (src[k0:k1] < 0).any():
             return None
-        return src[k0], src[k1 - 1] + 1
+        return int(src[k0]), int(src[k1 - 1]) + 1
 
 
 def pinyin_view(norm_text: str) -> PinyinView | None:
@@ -599,23 +666,18 @@ def pinyin_view(norm_text: str) -> PinyinView | None:
     Pure-ideograph text is left out on purpose: matching every Chinese text by sound alone flags ordinary
     words (草拟 reads like an insult); explicit homophones cover the common cases instead.
     """
+    import numpy as np
+
     if not (_HAS_LATIN_RE.search(norm_text) and _HAS_CJK_RE.search(norm_text)):
         return None
-    table = _pinyin_table()
-    pieces: list[str] = []
-    src: list[int] = []
-    latin: list[bool] = []
-    for start, end in _latin_windows(norm_text):
-        chunk = norm_text[start:end]
-        for j, ch in enumerate(chunk):
-            is_latin = "a" <= ch <= "z"
-            pieces.append(ch if is_latin else table.get(ch, ""))
-            src.append(start + j)
-            latin.append(is_latin)
-        pieces.append(" ")
-        src.append(-1)
-        latin.append(False)
-    if not pieces:
+    windows = _latin_windows(norm_text)
+    if not windows:
         return None
-    bounds = [0, *itertools.accumulate(map(len, pieces))][:-1]
-    return PinyinView("".join(pieces), bounds, src, latin)
+    trans, lengths = _pinyin_arrays()
+    joined = "".join(norm_text[a:b] + " " for a, b in windows)
+    cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    piece_len = lengths[cps]
+    bounds = np.cumsum(piece_len) - piece_len
+    src = np.concatenate([np.append(np.arange(a, b, dtype=np.int64), -1) for a, b in windows])
+    latin = (cps >= ord("a")) & (cps <= ord("z"))
+    return PinyinView(joined.translate(trans), bounds, src, latin)

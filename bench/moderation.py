@@ -1,0 +1,307 @@
+"""Benchmark of the moderation rules engine: ``python -m bench.moderation [--quality] [--all]``.
+
+Throughput (pinned to one CPU core, best of ``--repeat`` runs, chars/s of ORIGINAL text):
+
+* raw Aho–Corasick over the un-normalised text, no hit objects — pyahocorasick and ahocorasick_rs;
+* the normaliser alone, text by text and batched (texts joined by line breaks, as ``screen_batch`` does);
+* normaliser + lexicon (homophone and pinyin views, allow-list, offset mapping, ``Hit`` objects) with each
+  backend, on the ≥ 60k-term ``extended`` lexicon and on the curated ``default`` one;
+* the whole rules screen (``screen_batch`` with the classifier off: + personal data + policy + verdicts).
+
+``--quality`` adds the false-positive rate on harmless text (COLD dev rows labelled 0, the union-news sets in
+``tests/data``), lexicon recall on COLD dev offensive rows, and recall on disguised text relative to the plain
+text. ``--all`` also runs ``bench.classifier.main()`` when that module exists.
+
+The corpus is COLD (``../shared/datasets/COLD``) when present, else the union-news sentences repeated;
+``--corpus FILE`` (one text per line) overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+NEWS = [ROOT / "tests" / "data" / f"moderation_union_news_{s}.txt" for s in ("dev", "test")]
+console = Console()
+
+
+def pin_one_core() -> str:
+    """Pin this process to one CPU so figures are per core; returns a description."""
+    try:
+        cpu = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+        return f"pinned to CPU {cpu}"
+    except (AttributeError, OSError):
+        return "not pinned (no sched_setaffinity)"
+
+
+def read_lines(path: Path) -> list[str]:
+    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and ln[0] != "#"]
+
+
+def read_cold(split: str) -> list[tuple[int, str]]:
+    path = SHARED / "COLD" / f"{split}.csv"
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        return [(int(r["label"]), r["TEXT"]) for r in csv.DictReader(fh)]
+
+
+def load_corpus(path: Path | None, target_chars: int) -> tuple[list[str], str]:
+    if path is not None:
+        texts, name = read_lines(path), path.name
+    else:
+        cold = read_cold("train") + read_cold("dev")
+        if cold:
+            texts, name = [t for _, t in cold], "COLD train+dev"
+        else:
+            texts, name = [t for p in NEWS for t in read_lines(p)], "union news (COLD not found)"
+    out: list[str] = []
+    total = 0
+    while total < target_chars:
+        for t in texts:
+            out.append(t)
+            total += len(t)
+            if total >= target_chars:
+                break
+    return out, name
+
+
+def best_of(repeat: int, fn: Callable[[], object]) -> float:
+    """Best wall time of ``repeat`` runs (the least disturbed by the other processes on the machine)."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def batches(texts: list[str], size: int) -> list[list[str]]:
+    return [texts[i : i + size] for i in range(0, len(texts), size)]
+
+
+def throughput(args: argparse.Namespace) -> None:
+    import ahocorasick
+    import ahocorasick_rs
+
+    from moderation.engine import Screener
+    from moderation.lexicon import BACKENDS, DATA_DIR, Lexicon, read_tsv
+    from moderation.normalize import normalize, normalize_term
+
+    texts, corpus_name = load_corpus(args.corpus, args.chars)
+    chars = sum(len(t) for t in texts)
+    joined_batches = ["\n".join(b) for b in batches(texts, args.batch)]
+    console.print(
+        f"corpus: {corpus_name}, {len(texts):,} texts, {chars:,} chars (mean {chars / len(texts):.0f}); "
+        f"batch {args.batch}; {pin_one_core()}; {platform.machine()} {platform.python_version()}"
+    )
+    rows: list[tuple[str, str, str, float, str]] = []
+
+    def add(what: str, lexicon: str, backend: str, seconds: float, note: str = "") -> None:
+        rows.append((what, lexicon, backend, chars / seconds, note))
+
+    ext_entries = read_tsv(DATA_DIR / "extended.tsv")
+    patterns = sorted({p for p in (normalize_term(e.term) for e in ext_entries) if p})
+    # Raw automata: the ceiling, no normalisation and no hit objects.
+    auto = ahocorasick.Automaton()
+    for i, p in enumerate(patterns):
+        auto.add_word(p, i)
+    auto.make_automaton()
+    rs = ahocorasick_rs.AhoCorasick(patterns, matchkind=ahocorasick_rs.MATCHKIND_STANDARD)
+    n_py = 0
+
+    def raw_py() -> None:
+        nonlocal n_py
+        n_py = sum(1 for b in joined_batches for _ in auto.iter(b))
+
+    def raw_rs() -> None:
+        for b in joined_batches:
+            rs.find_matches_as_indexes(b, overlapping=True)
+
+    ext_label = f"extended ({len(patterns):,})"
+    add("raw Aho-Corasick, no normalisation", ext_label, "pyahocorasick", best_of(args.repeat, raw_py))
+    add("raw Aho-Corasick, no normalisation", ext_label, "ahocorasick_rs", best_of(args.repeat, raw_rs))
+    add("normaliser only, text by text", "-", "-", best_of(args.repeat, lambda: [normalize(t) for t in texts]))
+    add("normaliser only, batched", "-", "-", best_of(args.repeat, lambda: [normalize(b) for b in joined_batches]))
+    norm_batches = [normalize(b) for b in joined_batches]
+    hits_per_mchar: dict[str, float] = {}
+    for lex_name, entries in (("extended", ext_entries), ("default", read_tsv(DATA_DIR / "default.tsv"))):
+        from moderation.lexicon import load_allow
+
+        for backend in BACKENDS:
+            lex = Lexicon(entries, load_allow(), backend=backend)
+            label = f"{lex_name} ({len(lex):,})"
+            count = sum(len(lex.match(nb)) for nb in norm_batches)
+            hits_per_mchar[lex_name] = count / chars * 1e6
+            add(
+                "normaliser + lexicon, batched",
+                label,
+                backend,
+                best_of(args.repeat, lambda lex=lex: [lex.match(normalize(b)) for b in joined_batches]),
+                f"{count / chars * 1e6:,.0f} hits/M chars",
+            )
+            if backend == "ahocorasick_rs":
+                few = texts[: max(1, len(texts) // 4)]
+                few_chars = sum(len(t) for t in few)
+                sec = best_of(args.repeat, lambda lex=lex, few=few: [lex.match(normalize(t)) for t in few])
+                rows.append(("normaliser + lexicon, text by text", label, backend, few_chars / sec, ""))
+            if lex_name == "default" and backend == "ahocorasick_rs":
+                screener = Screener(lexicon=lex, classifier=None)
+                sec = best_of(args.repeat, lambda s=screener: [s.screen_batch(b) for b in batches(texts, args.batch)])
+                add("rules screen (screen_batch: + PII, policy, verdicts)", label, backend, sec,
+                    f"{len(texts) / sec:,.0f} texts/s")  # fmt: skip
+
+    table = Table(title="moderation rules engine throughput, one core (chars/s of original text)")
+    for col in ("what", "lexicon", "Aho-Corasick", "chars/s", "note"):
+        table.add_column(col, justify="right" if col == "chars/s" else "left")
+    for what, lex_label, backend, cps, note in rows:
+        table.add_row(what, lex_label, backend, f"{cps / 1e6:.1f} M", note)
+    console.print(table)
+
+
+# --------------------------------------------------------------------------------------------------------------
+_DISGUISES: list[tuple[str, Callable[[str, random.Random], str]]] = []
+
+
+def disguise(name: str) -> Callable[[Callable[[str, random.Random], str]], Callable[[str, random.Random], str]]:
+    def register(fn: Callable[[str, random.Random], str]) -> Callable[[str, random.Random], str]:
+        _DISGUISES.append((name, fn))
+        return fn
+
+    return register
+
+
+def _is_cjk(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff"
+
+
+@disguise("symbols between characters")
+def _symbols(text: str, rng: random.Random) -> str:
+    return "".join(ch + (rng.choice(".@#*_-~ ") if _is_cjk(ch) and rng.random() < 0.5 else "") for ch in text)
+
+
+@disguise("zero-width characters")
+def _zero_width(text: str, rng: random.Random) -> str:
+    return "".join(ch + ("\u200b" if rng.random() < 0.5 else "") for ch in text)
+
+
+@disguise("traditional characters")
+def _traditional(text: str, rng: random.Random) -> str:
+    import opencc
+
+    return opencc.OpenCC("s2t").convert(text)
+
+
+@disguise("full-width / upper-case Latin")
+def _fullwidth(text: str, rng: random.Random) -> str:
+    return "".join(chr(ord(c.upper()) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in text)
+
+
+@disguise("repeated characters")
+def _repeat(text: str, rng: random.Random) -> str:
+    return "".join(ch * (3 if _is_cjk(ch) and rng.random() < 0.3 else 1) for ch in text)
+
+
+@disguise("homophone spellings")
+def _homophone(text: str, rng: random.Random) -> str:
+    from moderation.normalize import HOMOPHONES
+
+    for variant, canonical in HOMOPHONES.items():
+        if canonical != variant and canonical in text and len(canonical) == len(variant):
+            text = text.replace(canonical, variant)
+    return text
+
+
+def quality(args: argparse.Namespace) -> None:
+    import moderation
+    from moderation.engine import Screener
+
+    os.environ["MATRIX_MODERATION_CLASSIFIER"] = "0"
+    screener = Screener(classifier=None)
+
+    def flagged(texts: list[str]) -> tuple[float, float]:
+        verdicts = screener.screen_batch(texts)
+        any_hit = sum(1 for v in verdicts if v.decision != "pass") / max(1, len(texts))
+        rejected = sum(1 for v in verdicts if v.decision == "reject") / max(1, len(texts))
+        return any_hit, rejected
+
+    table = Table(title="rules-only quality (default lexicon, classifier off)")
+    for col in ("set", "texts", "flagged (review or reject)", "rejected"):
+        table.add_column(col)
+    dev = read_cold("dev")
+    sets: list[tuple[str, list[str]]] = []
+    if dev:
+        sets.append(("COLD dev, harmless rows (false positives)", [t for y, t in dev if y == 0]))
+        sets.append(("COLD dev, offensive rows (lexicon recall)", [t for y, t in dev if y == 1]))
+    for p in NEWS:
+        sets.append((f"union news {p.stem.rsplit('_', 1)[-1]} (false positives)", read_lines(p)))
+    for name, texts in sets:
+        a, r = flagged(texts)
+        table.add_row(name, f"{len(texts):,}", f"{a:.2%}", f"{r:.2%}")
+    console.print(table)
+
+    # Disguise robustness: texts the lexicon catches in plain form, disguised; share still caught.
+    plain_texts = [t for y, t in dev if y == 1] if dev else []
+    seed_terms = [
+        "你就是个傻逼", "操你妈的", "这个婊子", "法轮功好", "加微信领取彩金", "网上博彩平台", "出售仿真枪",
+        "约炮吗", "黑鬼滚出去", "你妈逼的", "死全家吧", "代开发票",
+    ]  # fmt: skip
+    rng = random.Random(11)
+    caught_plain = [t for t, v in zip(plain_texts, screener.screen_batch(plain_texts), strict=True)
+                    if any(h.source == "lexicon" for h in v.hits)] + seed_terms  # fmt: skip
+    dt = Table(title=f"recall on disguised text relative to plain ({len(caught_plain):,} texts caught when plain)")
+    dt.add_column("disguise")
+    dt.add_column("still caught")
+    dt.add_column("same term, offsets on the disguised characters")
+    for name, fn in _DISGUISES:
+        disguised = [fn(t, rng) for t in caught_plain]
+        verdicts = screener.screen_batch(disguised)
+        still = sum(1 for v in verdicts if any(h.source == "lexicon" for h in v.hits))
+        exact = sum(
+            1 for d, v in zip(disguised, verdicts, strict=True)
+            if v.hits and all(d[h.start : h.end] == h.text for h in v.hits)
+        )  # fmt: skip
+        dt.add_row(name, f"{still / len(disguised):.1%}", f"{exact / len(disguised):.1%}")
+    console.print(dt)
+    del moderation
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; see the module docstring."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, default=None, help="one text per line (default: COLD train+dev)")
+    ap.add_argument("--chars", type=int, default=2_000_000, help="corpus size in characters")
+    ap.add_argument("--batch", type=int, default=256, help="texts per screen_batch")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per measurement (best is reported)")
+    ap.add_argument("--quality", action="store_true", help="also false-positive rates and disguise recall")
+    ap.add_argument("--all", action="store_true", help="everything, plus bench.classifier.main() if present")
+    args = ap.parse_args(argv)
+    throughput(args)
+    if args.quality or args.all:
+        quality(args)
+    if args.all:
+        if importlib.util.find_spec("bench.classifier") is not None:
+            from bench import classifier
+
+            classifier.main()
+        else:
+            console.print("bench.classifier not present: classifier part skipped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
