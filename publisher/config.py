@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         description="Where converted encoder models are cached (the e5-small conversion, ~470 MB).",
     )
     worker_concurrency: int = 2
+    clock_offset_s: float = Field(
+        0.0, description="Shifts the service's clock (drills against a sandbox's fake clock). Keep 0 in production."
+    )
     queue: str = Field("matrix", description="Celery queue name (lets several installations share one broker).")
 
     @model_validator(mode="after")

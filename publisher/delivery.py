@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from channels.base import AccountInfo, Channel, DeliveryContext, PostContent, PublishResult, get_channel_class
@@ -131,8 +131,13 @@ def _context(d: Delivery, version: PostVersion, depends_url: str | None = None) 
 # -------------------------------------------------------------------------------------- dispatch
 
 
-def dispatch_due(limit: int = 1000) -> list[int]:
+def dispatch_due(limit: int = 1000, *, requeue_stale: bool = True) -> list[int]:
     """Turn due schedules into deliveries and return the ids of deliveries that should run now.
+
+    A delivery already sent to the broker is marked ``queued``; it is returned again only when
+    ``requeue_stale`` and the mark is older than ``MATRIX_REQUEUE_AFTER_S`` (its message was probably lost,
+    e.g. prefetched by a worker that died). The caller passes ``requeue_stale=False`` while the queue still
+    holds messages, so a long backlog is not flooded with duplicate wake-ups.
 
     Idempotent and safe to run concurrently: schedules are taken with SKIP LOCKED and deliveries are
     unique per (schedule, account).
@@ -150,6 +155,7 @@ def dispatch_due(limit: int = 1000) -> list[int]:
             q = q.with_for_update(skip_locked=True, of=Schedule)
         for schedule in s.scalars(q).all():
             _expand_schedule(s, schedule)
+    t = now()  # after the expansion: the deliveries just made are due now, not on the next tick
     with session_scope() as s:
         q = (
             select(Delivery.id)
@@ -159,7 +165,9 @@ def dispatch_due(limit: int = 1000) -> list[int]:
                 or_(
                     Delivery.claimed_by.is_(None),
                     Delivery.claimed_by != "queued",
-                    Delivery.updated_at < t - timedelta(seconds=get_settings().requeue_after_s),
+                    Delivery.updated_at < t - timedelta(seconds=get_settings().requeue_after_s)
+                    if requeue_stale
+                    else false(),
                 ),
             )
             .order_by(Delivery.next_attempt_at)
@@ -279,7 +287,9 @@ def _claim(delivery_id: int) -> Claim | None:
         d.claimed_at, d.claimed_by = t, WORKER_ID
         version = s.get(PostVersion, d.version_id)
         audit(s, WORKER_ID, "delivery.attempt", d, attempt=d.attempts)
-        needs_lookup = d.attempts > 1 or d.outcome_unknown or bool(d.progress)
+        # Look before posting only when an earlier attempt's outcome is unknown (answer lost, worker died);
+        # after a definitive refusal the adapter resumes from the ids in ``progress`` instead.
+        needs_lookup = d.outcome_unknown
         s.flush()
         return Claim(d.id, account_info(account), (d, version, depends_url), needs_lookup)
 
@@ -368,6 +378,8 @@ def _record(delivery_id: int, *, ok: PublishResult | None = None, error: Channel
             lifecycle.transition("delivery", d, "failed")
             d.last_error = str(error)
         if error is not None:
+            # the platform answered (a refusal is an answer): the next attempt need not look first
+            d.outcome_unknown = isinstance(error, OutcomeUnknown)
             audit(s, WORKER_ID, "delivery.error", d, error=type(error).__name__, message=str(error))
         _settle_post(s, post)
         return d.state
@@ -540,10 +552,10 @@ def collect_metrics(max_age_days: int = 30) -> int:
         infos = {d.account_id: account_info(d.account) for d in rows}
     taken = 0
     for account_id, items in by_account.items():
-        info = infos[account_id]
-        if not get_channel_class(info.kind).supports_metrics:
+        channel = make_channel(infos[account_id])
+        if not channel.supports_metrics:
+            channel.close()
             continue
-        channel = make_channel(info)
         try:
             numbers = channel.metrics([_context(d, v) for d, v in items])
         except ChannelError as exc:
@@ -606,10 +618,11 @@ def retract_delivery(delivery_id: int, actor: str = "system") -> dict[str, Any]:
         version = s.get(PostVersion, d.version_id)
         info = account_info(d.account)
         ctx = _context(d, version)
-    cls = get_channel_class(info.kind)
-    if not cls.supports_retract:
-        return {**line, "outcome": "manual", "detail": f"{cls.display_name or info.kind}: delete it by hand"}
-    channel = make_channel(info)
+    channel = make_channel(info)  # the instance decides: an assisted account of an API platform has no API
+    if not channel.supports_retract:
+        channel.close()
+        name = channel.display_name or info.kind
+        return {**line, "outcome": "manual", "detail": f"{name}: delete it by hand"}
     try:
         channel.retract(ctx)
     except ChannelError as exc:

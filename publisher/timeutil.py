@@ -11,8 +11,9 @@ _FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%
 
 
 def now() -> datetime:
-    """Aware UTC now."""
-    return datetime.now(UTC)
+    """Aware UTC now, shifted by ``MATRIX_CLOCK_OFFSET_S`` (0 except in drills on a sandbox's fake clock)."""
+    offset = get_settings().clock_offset_s
+    return datetime.now(UTC) + timedelta(seconds=offset) if offset else datetime.now(UTC)
 
 
 def parse_local(text: str, *, allow_past: bool = False, grace_s: float = 60.0) -> datetime:

@@ -74,8 +74,8 @@ def create_pg_database() -> tuple[str, Callable[[], None]]:
 class Stack:
     """Environment, sandbox, worker and beat for one backend."""
 
-    def __init__(self, backend: str, tmp: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.backend, self.tmp = backend, tmp
+    def __init__(self, backend: str, tmp: Path, extra_env: dict[str, str] | None = None, concurrency: int = 2) -> None:
+        self.backend, self.tmp, self.concurrency = backend, tmp, concurrency
         self.procs: dict[str, subprocess.Popen] = {}
         self._drop_db: Callable[[], None] | None = None
         self.env: dict[str, str] = {}
@@ -123,7 +123,7 @@ class Stack:
         get_settings.cache_clear()
 
     def start_process(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.tmp / f"{name}.log", "ab")  # closed when the process ends
         proc = subprocess.Popen(
             [sys.executable, "-m", "publisher.cli", *args],
             cwd=REPO,
@@ -138,7 +138,7 @@ class Stack:
     def start_worker(self, timeout: float = 60) -> None:
         log_path = self.tmp / "worker.log"
         start_size = log_path.stat().st_size if log_path.exists() else 0
-        self.start_process("worker", ["worker", "-c", "2", "--loglevel", "info"])
+        self.start_process("worker", ["worker", "-c", str(self.concurrency), "--loglevel", "info"])
         deadline = time.time() + timeout
         while time.time() < deadline:
             if log_path.exists() and b"ready." in log_path.read_bytes()[start_size:]:
@@ -153,6 +153,23 @@ class Stack:
         proc = self.procs.pop("worker")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+    def restart_processes(self, **env: str) -> None:
+        """Stop worker and beat, change their environment (and this process's), start them again."""
+        for name in ("worker", "beat"):
+            proc = self.procs.pop(name, None)
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:  # a warm shutdown that hangs: the DB state survives a kill
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+        self.env.update(env)
+        os.environ.update(env)
+        self.refresh_settings()
+        self.start_worker()
+        self.start_process("beat", ["beat", "--loglevel", "warning"])
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -185,7 +202,9 @@ class Stack:
     def website_account(self, site: str) -> int:
         """Register a site on the WordPress sandbox and the matching account on our side; returns its id."""
         password = "abcd efgh ijkl mnop qrst uvwx"
-        self.sandbox_call("POST", "/wp/_sandbox/accounts", json={"site": site, "username": "editor", "app_password": password})
+        self.sandbox_call(
+            "POST", "/wp/_sandbox/accounts", json={"site": site, "username": "editor", "app_password": password}
+        )
         from publisher import services
         from publisher.db import session_scope
 
@@ -224,7 +243,9 @@ class Stack:
         with session_scope() as s:
             return services.post_summary(s, services.get(s, Post, post_id))
 
-    def publish(self, accounts: list[int], title: str = "职工技能大赛开幕", body: str = "本届职工技能大赛共有12个工种。") -> int:
+    def publish(
+        self, accounts: list[int], title: str = "职工技能大赛开幕", body: str = "本届职工技能大赛共有12个工种。"
+    ) -> int:
         """Create, (auto-)approve via the worker's screening, and schedule a post now; returns its id."""
         from publisher import services
         from publisher.db import session_scope

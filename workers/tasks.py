@@ -14,7 +14,7 @@ from celery import group
 from publisher import delivery as engine
 from publisher import services
 from publisher.db import session_scope
-from workers.app import celery_app
+from workers.app import QUEUE, celery_app
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,21 @@ def screen_version(version_id: int) -> str | None:
 @celery_app.task(name="matrix.dispatch_due")
 def dispatch_due() -> int:
     """Beat: turn due schedules into deliveries and fan out one ``deliver`` per ready delivery."""
-    ids = engine.dispatch_due()
+    ids = engine.dispatch_due(requeue_stale=_queue_is_empty())
     if ids:
         group(deliver.si(i) for i in ids).apply_async()
     return len(ids)
+
+
+def _queue_is_empty() -> bool:
+    """True when no message waits in our queue: only then can a delivery marked queued have lost its message."""
+    try:
+        with celery_app.connection_for_write() as conn:
+            _name, count, _consumers = conn.default_channel.queue_declare(queue=QUEUE, passive=True)
+        return count == 0
+    except Exception:  # cannot tell: requeue (duplicates are harmless, the claim stops them)
+        log.warning("cannot read the queue depth; requeueing stale deliveries", exc_info=True)
+        return True
 
 
 @celery_app.task(name="matrix.deliver")
