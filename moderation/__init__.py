@@ -44,11 +44,23 @@ __all__ = [
     "PolicyError",
     "Screener",
     "Verdict",
+    "default_policy",
     "get_screener",
     "reset_screener",
     "screen",
     "screen_batch",
 ]
+
+
+def default_policy() -> Policy:
+    """The process-wide default policy (with the classifier's own review thresholds once it is loaded).
+
+    Layer organisation and channel overrides on top of this one:
+    ``default_policy().with_overrides(org).with_overrides(channel)``.
+    """
+    screener = get_screener()
+    _ = screener.classifier  # loading the model may adopt its thresholds
+    return screener.policy
 
 
 def screen(text: str, *, policy: Policy | None = None, org: OrgLists | None = None) -> Verdict:

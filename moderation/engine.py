@@ -74,6 +74,16 @@ def _load_classifier() -> Classifier | None:
         return None
 
 
+def _with_model_thresholds(policy: Policy, clf: Classifier) -> Policy:
+    """``policy`` with review thresholds taken from ``clf.thresholds`` where it has any (and they fit 0..reject)."""
+    overrides: dict[str, dict[str, float]] = {}
+    for cat, value in dict(getattr(clf, "thresholds", None) or {}).items():
+        reject = policy.thresholds.get(cat, (None, None))[1] if cat in CATEGORIES else None
+        if cat in CATEGORIES and 0.0 < float(value) <= (reject if reject is not None else 1.0):
+            overrides[cat] = {"review": float(value)}
+    return policy.with_overrides({"thresholds": overrides}) if overrides else policy
+
+
 class Screener:
     """Screens texts. Thread-safe once built; build one per process (see :func:`get_screener`)."""
 
@@ -87,6 +97,9 @@ class Screener:
         """``classifier="auto"`` loads ``moderation.classifier`` lazily on first use (if settings allow)."""
         self.lexicon = lexicon if lexicon is not None else load_builtin("default", backend)
         self.policy = policy or Policy.default()
+        # The default policy takes the classifier's own per-category thresholds (picked for max F1 when it was
+        # trained) as review thresholds; a policy passed in explicitly is used as it is.
+        self._adopt_model_thresholds = policy is None
         self.backend = backend
         self._classifier: Classifier | str | None = classifier
         self._lock = threading.Lock()
@@ -99,11 +112,15 @@ class Screener:
         if isinstance(self._classifier, str):
             with self._lock:
                 if isinstance(self._classifier, str):
-                    self._classifier = _load_classifier()
+                    clf = _load_classifier()
+                    if clf is not None and self._adopt_model_thresholds:
+                        self.policy = _with_model_thresholds(self.policy, clf)
+                    self._classifier = clf
         return self._classifier  # type: ignore[return-value]
 
     @property
     def model_version(self) -> str:
+        """The classifier's version, or ``"none"`` when screening with rules only."""
         clf = self.classifier
         return str(getattr(clf, "version", "unknown")) if clf is not None else "none"
 

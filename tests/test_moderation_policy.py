@@ -113,3 +113,16 @@ def test_verdict_from_bad_dict() -> None:
         Verdict.from_dict({"decision": "maybe"})
     with pytest.raises(ModerationError):
         moderation.screen(123)  # type: ignore[arg-type]
+
+
+def test_default_policy_adopts_model_thresholds() -> None:
+    clf = FakeClassifier()
+    clf.thresholds = {"porn": 0.3, "abuse": 0.99, "unknown": 0.2}  # type: ignore[attr-defined]
+    from moderation.engine import _with_model_thresholds
+
+    p = _with_model_thresholds(Policy.default(), clf)  # type: ignore[arg-type]
+    assert p.thresholds["porn"] == (0.3, 0.9)
+    assert p.thresholds["abuse"] == (0.5, 0.9)  # above the reject threshold: not adopted
+    explicit = Screener(lexicon=Lexicon([], version="t"), classifier=clf, policy=Policy.default())
+    assert explicit.policy.thresholds["porn"] == (0.5, 0.9)
+    assert moderation.default_policy().thresholds == Policy.default().thresholds  # rules only: defaults
