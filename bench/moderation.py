@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         if importlib.util.find_spec("bench.classifier") is not None:
             from bench import classifier
 
-            classifier.main()
+            classifier.main([])
         else:
             console.print("bench.classifier not present: classifier part skipped")
     return 0
