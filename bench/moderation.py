@@ -216,6 +216,11 @@ def _repeat(text: str, rng: random.Random) -> str:
     return "".join(ch * (3 if _is_cjk(ch) and rng.random() < 0.3 else 1) for ch in text)
 
 
+@disguise("all of the above at once")
+def _combined(text: str, rng: random.Random) -> str:
+    return _zero_width(_symbols(_fullwidth(_traditional(_repeat(text, rng), rng), rng), rng), rng)
+
+
 @disguise("homophone spellings")
 def _homophone(text: str, rng: random.Random) -> str:
     from moderation.normalize import HOMOPHONES
@@ -227,7 +232,6 @@ def _homophone(text: str, rng: random.Random) -> str:
 
 
 def quality(args: argparse.Namespace) -> None:
-    import moderation
     from moderation.engine import Screener
 
     os.environ["MATRIX_MODERATION_CLASSIFIER"] = "0"
@@ -247,6 +251,11 @@ def quality(args: argparse.Namespace) -> None:
     if dev:
         sets.append(("COLD dev, harmless rows (false positives)", [t for y, t in dev if y == 0]))
         sets.append(("COLD dev, offensive rows (lexicon recall)", [t for y, t in dev if y == 1]))
+    swsr = SHARED / "SWSR" / "SexComment.csv"
+    if swsr.is_file():
+        with swsr.open(encoding="utf-8-sig", newline="") as fh:
+            harmless = [r["comment_text"] for r in csv.DictReader(fh) if r["label"].strip() == "0"]
+        sets.append(("SWSR comments labelled not sexist (flag rate)", harmless))
     for p in NEWS:
         sets.append((f"union news {p.stem.rsplit('_', 1)[-1]} (false positives)", read_lines(p)))
     for name, texts in sets:
@@ -261,23 +270,39 @@ def quality(args: argparse.Namespace) -> None:
         "约炮吗", "黑鬼滚出去", "你妈逼的", "死全家吧", "代开发票",
     ]  # fmt: skip
     rng = random.Random(11)
-    caught_plain = [t for t, v in zip(plain_texts, screener.screen_batch(plain_texts), strict=True)
-                    if any(h.source == "lexicon" for h in v.hits)] + seed_terms  # fmt: skip
+    plain_verdicts = screener.screen_batch(plain_texts + seed_terms)
+    caught = [(t, v) for t, v in zip(plain_texts + seed_terms, plain_verdicts, strict=True)
+              if any(h.source == "lexicon" for h in v.hits)]  # fmt: skip
+    caught_plain = [t for t, _ in caught]
     dt = Table(title=f"recall on disguised text relative to plain ({len(caught_plain):,} texts caught when plain)")
     dt.add_column("disguise")
+    dt.add_column("texts changed by it")
     dt.add_column("still caught")
-    dt.add_column("same term, offsets on the disguised characters")
-    for name, fn in _DISGUISES:
-        disguised = [fn(t, rng) for t in caught_plain]
+    dt.add_column("offsets exact")
+    cases: list[tuple[str, list[str]]] = [(name, [fn(t, rng) for t in caught_plain]) for name, fn in _DISGUISES]
+    # One character of the matched term written in pinyin (sha逼): needs the plain hit's position.
+    from moderation.normalize import char_pinyin
+    from moderation.types import Verdict
+
+    def pinyin_one(text: str, verdict: Verdict) -> str:
+        h = next(h for h in verdict.hits if h.source == "lexicon")
+        for i in range(h.start, h.end):
+            if char_pinyin(text[i]):
+                return text[:i] + char_pinyin(text[i]) + text[i + 1 :]
+        return text
+
+    cases.append(("one character of the term in pinyin", [pinyin_one(t, v) for t, v in caught]))
+    for name, disguised in cases:
         verdicts = screener.screen_batch(disguised)
+        changed = sum(1 for a, b in zip(caught_plain, disguised, strict=True) if a != b)
         still = sum(1 for v in verdicts if any(h.source == "lexicon" for h in v.hits))
         exact = sum(
             1 for d, v in zip(disguised, verdicts, strict=True)
             if v.hits and all(d[h.start : h.end] == h.text for h in v.hits)
         )  # fmt: skip
-        dt.add_row(name, f"{still / len(disguised):.1%}", f"{exact / len(disguised):.1%}")
+        n = len(disguised)
+        dt.add_row(name, f"{changed / n:.1%}", f"{still / n:.1%}", f"{exact / n:.1%}")
     console.print(dt)
-    del moderation
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement (best is reported)")
     ap.add_argument("--quality", action="store_true", help="also false-positive rates and disguise recall")
     ap.add_argument("--all", action="store_true", help="everything, plus bench.classifier.main() if present")
+    ap.add_argument("--no-throughput", action="store_true", help="skip the throughput part")
     args = ap.parse_args(argv)
-    throughput(args)
+    if not args.no_throughput:
+        throughput(args)
     if args.quality or args.all:
         quality(args)
     if args.all:

@@ -71,7 +71,12 @@ MIXED = [
 # dominant theme of the mixed lists).
 RULES: list[tuple[str, str, re.Pattern[str]]] = [
     # Mild profanity first: the porn files hold 卧槽/真他妈, which are swearing, not pornography.
-    ("abuse", "review", re.compile(r"^(真|去|我|卧)?(他妈|槽|操)(的)?$|^卧槽")),
+    # Plain insults there (白痴, 混蛋) are abuse too.
+    (
+        "abuse",
+        "review",
+        re.compile(r"^(真|去|我|卧)?(他妈|槽|操)(的)?$|^卧槽|^(白痴|混蛋|脑残|智障|弱智|人渣|畜生|贱人|蠢货)$"),
+    ),
     (
         "porn",
         "block",
