@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from publisher import services
-from publisher.errors import InvalidInput, PublisherError
+from publisher.errors import InvalidInput, NotFound, PublisherError
 from publisher.models import Account, Post
 from publisher.timeutil import parse_local
 
@@ -300,6 +300,35 @@ def add_term(org_id: int, body: TermIn, session: Session = Depends(db)) -> dict[
         session, org_id, body.term, list_=body.list, category=body.category, severity=body.severity
     )
     return {"term": entry.term, "list": entry.list}
+
+
+@app.get("/notifications")
+def notifications(
+    user: str = Query(..., description="User name"), unread: bool = True, session: Session = Depends(db)
+) -> list[dict[str, Any]]:
+    """A person's notifications (their post's account needs re-authorisation, a delivery failed…)."""
+    from publisher.models import Notification, User
+
+    found = session.scalar(select(User).where(User.name == user))
+    if found is None:
+        raise NotFound(f"user {user!r} not found")
+    q = select(Notification).where(Notification.user_id == found.id).order_by(Notification.id.desc()).limit(200)
+    if unread:
+        q = q.where(Notification.read_at.is_(None))
+    return [
+        {"id": n.id, "kind": n.kind, "post": n.post_id, "message": n.message, "created_at": n.created_at.isoformat()}
+        for n in session.scalars(q).all()
+    ]
+
+
+@app.post("/notifications/{notification_id}/read")
+def read_notification(notification_id: int, session: Session = Depends(db)) -> dict[str, Any]:
+    from publisher.models import Notification
+    from publisher.timeutil import now
+
+    n = services.get(session, Notification, notification_id)
+    n.read_at = n.read_at or now()
+    return {"id": n.id, "read_at": n.read_at.isoformat()}
 
 
 @app.post("/screen")

@@ -476,6 +476,30 @@ def delivery_package(delivery_id: int, output: Path = typer.Option(..., "--outpu
     console.print(f"wrote {output} ({len(data)} bytes)")
 
 
+@app.command("notifications")
+def notifications_cmd(
+    user: str = typer.Option("editor", "--user", "-u"), all_: bool = typer.Option(False, "--all")
+) -> None:
+    """Show a person's unread notifications (and mark them read)."""
+    from sqlalchemy import select
+
+    from publisher.models import Notification, User
+    from publisher.timeutil import format_local, now
+
+    with _session() as session:
+        found = session.scalar(select(User).where(User.name == user))
+        if found is None:
+            fail(f"user {user!r} not found")
+        q = select(Notification).where(Notification.user_id == found.id).order_by(Notification.id)
+        if not all_:
+            q = q.where(Notification.read_at.is_(None))
+        table = Table("when", "kind", "post", "message", title=f"notifications for {user}")
+        for n in session.scalars(q).all():
+            table.add_row(format_local(n.created_at), n.kind, str(n.post_id or ""), n.message)
+            n.read_at = n.read_at or now()
+        console.print(table)
+
+
 # ------------------------------------------------------------------------------------------ terms
 
 

@@ -42,7 +42,7 @@ from publisher.crypto import decrypt_credentials
 from publisher.db import get_engine, session_scope
 from publisher.errors import Conflict, NotFound
 from publisher.models import Account, Delivery, MetricSnapshot, Post, PostVersion, Schedule
-from publisher.services import audit, get
+from publisher.services import audit, get, notify_owner
 from publisher.timeutil import now
 from publisher.wakeups import after_commit, enqueue
 
@@ -373,10 +373,18 @@ def _record(delivery_id: int, *, ok: PublishResult | None = None, error: Channel
             d.last_error = str(error)
             account.status, account.status_reason = "needs_reauth", str(error)
             audit(s, WORKER_ID, "account.needs_reauth", account, reason=str(error), post=post.id)
+            notify_owner(
+                s,
+                post,
+                "needs_reauth",
+                f"post {post.id}: account {account.name} ({account.kind}) needs re-authorisation: {error}. "
+                f"Its deliveries wait; run `matrix account reauth {account.id}` once it is re-authorised.",
+            )
         else:  # PermanentError and any other platform refusal: never retried
             assert isinstance(error, (PermanentError, ChannelError))
             lifecycle.transition("delivery", d, "failed")
             d.last_error = str(error)
+            notify_owner(s, post, "delivery_failed", f"post {post.id} on {account.name}: {error}")
         if error is not None:
             # the platform answered (a refusal is an answer): the next attempt need not look first
             d.outcome_unknown = isinstance(error, OutcomeUnknown)
@@ -529,9 +537,11 @@ def _resolve_awaiting(delivery_id: int) -> None:
         elif status.state == "failed":
             lifecycle.transition("delivery", d, "failed")
             d.last_error = status.reason or "the platform refused the post"
+            notify_owner(s, post, "delivery_failed", f"post {post.id} on {d.account.name}: {d.last_error}")
         elif status.state == "retracted":
             lifecycle.transition("delivery", d, "retracted")
             d.last_error = status.reason or "removed on the platform"
+            notify_owner(s, post, "removed_by_platform", f"post {post.id} on {d.account.name}: {d.last_error}")
         else:
             return
         audit(s, "reconcile", f"delivery.{d.state}", d, reason=status.reason, url=status.url)

@@ -54,6 +54,18 @@ def audit(session: Session, actor: str, action: str, obj: Any, **detail: Any) ->
     )
 
 
+def notify_owner(session: Session, post: Post, kind: str, message: str) -> None:
+    """Tell the post's author (or, without one, every admin) about something that needs them."""
+    from publisher.models import Notification
+
+    if post.author_id is not None:
+        recipients = [post.author_id]
+    else:
+        recipients = list(session.scalars(select(User.id).where(User.role == "admin")).all()) or [None]
+    for user_id in recipients:
+        session.add(Notification(user_id=user_id, post_id=post.id, kind=kind, message=message))
+
+
 def get(session: Session, model: type, obj_id: int, *, lock: bool = False):
     """Load one row by id or raise :class:`NotFound` naming it."""
     if lock:

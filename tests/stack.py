@@ -159,7 +159,7 @@ class Stack:
         for name in ("worker", "beat"):
             proc = self.procs.pop(name, None)
             if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGQUIT)  # Celery's cold shutdown: no waiting for the pool
                 try:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:  # a warm shutdown that hangs: the DB state survives a kill

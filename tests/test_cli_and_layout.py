@@ -26,8 +26,16 @@ def env(tmp_path, monkeypatch):
     migrate.upgrade()
     result = runner.invoke(
         app,
-        ["account", "add", "website", "site-a", "--credentials", '{"username": "u", "app_password": "p"}',
-         "--config", '{"base_url": "http://127.0.0.1:1/wp/a"}'],
+        [
+            "account",
+            "add",
+            "website",
+            "site-a",
+            "--credentials",
+            '{"username": "u", "app_password": "p"}',
+            "--config",
+            '{"base_url": "http://127.0.0.1:1/wp/a"}',
+        ],
     )
     assert result.exit_code == 0, result.output
     yield tmp_path
@@ -44,7 +52,9 @@ def _one_line_error(result, *fragments: str) -> None:
 
 def test_compose_services_use_existing_cli_commands() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    commands = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands} | {
+        g.name for g in app.registered_groups
+    }
     checked = 0
     for name, service in compose["services"].items():
         command = service.get("command")
@@ -64,8 +74,14 @@ def test_compose_services_use_existing_cli_commands() -> None:
     [
         (["post", "create", "-t", "标题", "--body", "正文", "-a", "nosuch"], ["account 'nosuch' not found"]),
         (["post", "create", "-t", "标题", "--body", "   ", "-a", "site-a"], ["body is empty"]),
-        (["post", "create", "-t", "标题", "--body", "正文", "-a", "site-a", "--at", "2020-01-01 09:00"], ["in the past"]),
-        (["post", "create", "-t", "标题", "--body", "正文", "-a", "site-a", "--at", "next tuesday"], ["cannot read time"]),
+        (
+            ["post", "create", "-t", "标题", "--body", "正文", "-a", "site-a", "--at", "2020-01-01 09:00"],
+            ["in the past"],
+        ),
+        (
+            ["post", "create", "-t", "标题", "--body", "正文", "-a", "site-a", "--at", "next tuesday"],
+            ["cannot read time"],
+        ),
         (["post", "create", "-t", "标题", "--body", "x" * 200_001, "-a", "site-a"], ["at most 200000"]),
         (["post", "create", "-t", "标题", "-f", "/nonexistent/file.md", "-a", "site-a"], ["cannot read"]),
         (["post", "show", "999"], ["post 999 not found"]),
@@ -87,3 +103,16 @@ def test_bad_input_loses_nothing(env) -> None:
     runner.invoke(app, ["post", "create", "-t", "标题", "--body", "正文", "-a", "site-a", "--at", "2020-01-01"])
     with session_scope() as s:
         assert s.scalar(select(func.count(Post.id))) == 0  # nothing half-created
+
+
+def test_migrations_match_the_models(tmp_path, monkeypatch) -> None:
+    from alembic import command
+
+    from publisher import migrate
+    from publisher.config import get_settings
+
+    monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    migrate.upgrade()
+    command.check(migrate.alembic_config())  # raises if the models have changes no migration covers
+    get_settings.cache_clear()

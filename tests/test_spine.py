@@ -70,7 +70,9 @@ def test_schedule_publishes_on_every_account(stack: Stack) -> None:
 def test_503_twice_then_success_posts_once_with_three_attempts(stack: Stack) -> None:
     account = stack.website_account("t503")
     stack.sandbox_call(
-        "POST", "/wp/_sandbox/faults", json={"path": "t503/wp-json/wp/v2/posts", "method": "POST", "status": 503, "times": 2}
+        "POST",
+        "/wp/_sandbox/faults",
+        json={"path": "t503/wp-json/wp/v2/posts", "method": "POST", "status": 503, "times": 2},
     )
     post_id = stack.publish([account])
     info = stack.wait_for(_settled(stack, post_id), what="published after two 503s")
@@ -80,7 +82,9 @@ def test_503_twice_then_success_posts_once_with_three_attempts(stack: Stack) -> 
 
 def test_401_needs_reauth_without_retry(stack: Stack) -> None:
     account = stack.website_account("t401")
-    stack.sandbox_call("POST", "/wp/_sandbox/faults", json={"path": "t401/wp-json/wp/v2/posts", "status": 401, "times": -1})
+    stack.sandbox_call(
+        "POST", "/wp/_sandbox/faults", json={"path": "t401/wp-json/wp/v2/posts", "status": 401, "times": -1}
+    )
     try:
         post_id = stack.publish([account])
         info = stack.wait_for(_settled(stack, post_id, "failed"), what="needs_reauth")
@@ -89,10 +93,15 @@ def test_401_needs_reauth_without_retry(stack: Stack) -> None:
         time.sleep(3)  # several beat ticks: still no second attempt
         assert _deliveries(stack, post_id)[0]["attempts"] == 1
         from publisher.db import session_scope
-        from publisher.models import Account
+        from publisher.models import Account, Notification, User
 
         with session_scope() as s:
             assert s.get(Account, account).status == "needs_reauth"
+            editor = s.scalar(select(User).where(User.name == "editor"))
+            told = s.scalars(
+                select(Notification).where(Notification.user_id == editor.id, Notification.post_id == post_id)
+            ).all()
+            assert [n.kind for n in told] == ["needs_reauth"]  # the post's owner is told
     finally:
         stack.sandbox_call("POST", "/wp/_sandbox/faults", json={"clear": True})
     assert stack.wp_posts("t401") == []
@@ -128,9 +137,7 @@ def test_answer_lost_after_commit_is_reconciled_to_one_post(stack: Stack) -> Non
     from publisher.models import AuditEvent
 
     with session_scope() as s:
-        actions = s.scalars(
-            select(AuditEvent.action).where(AuditEvent.object_id == info["deliveries"][0]["id"])
-        ).all()
+        actions = s.scalars(select(AuditEvent.action).where(AuditEvent.object_id == info["deliveries"][0]["id"])).all()
     assert "delivery.error" in actions  # the lost answer was seen (OutcomeUnknown -> unconfirmed) …
     assert "delivery.reconciled" in actions  # … and resolved by looking on the platform
 
@@ -138,7 +145,9 @@ def test_answer_lost_after_commit_is_reconciled_to_one_post(stack: Stack) -> Non
 def test_worker_killed_mid_delivery_publishes_each_exactly_once(stack: Stack) -> None:
     sites = [f"kill{i}" for i in range(4)]
     accounts = [stack.website_account(site) for site in sites]
-    stack.sandbox_call("POST", "/wp/_sandbox/faults", json={"path": "/kill", "method": "POST", "latency_ms": 2500, "times": -1})
+    stack.sandbox_call(
+        "POST", "/wp/_sandbox/faults", json={"path": "/kill", "method": "POST", "latency_ms": 2500, "times": -1}
+    )
     try:
         post_id = stack.publish(accounts)
         stack.wait_for(
