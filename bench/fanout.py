@@ -3,6 +3,7 @@
     python bench/fanout.py                       # PostgreSQL + Redis, 1,000 accounts, 2 worker processes
     python bench/fanout.py --backend embedded    # SQLite + the SQLite broker
     python bench/fanout.py --accounts 200 --workers 2 --concurrency 4
+    python bench/fanout.py --mix --faults     # website + WeChat + Weibo + Toutiao, random 5xx + lost answers
 
 Prints deliveries/s (first due → last published) and p50/p95 of due → published per delivery, and checks
 that every site got exactly one post. The sandbox runs in this process on a real socket; workers and beat
@@ -30,6 +31,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (each `matrix worker -c C`)")
     parser.add_argument("--concurrency", type=int, default=1, help="pool size C of each worker")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--mix", action="store_true", help="spread the accounts over all four channels")
+    parser.add_argument("--faults", action="store_true", help="inject 5%% random 5xx and lost answers everywhere")
     args = parser.parse_args()
     if args.backend == "services":
         require_services()
@@ -56,25 +59,22 @@ def _run(stack: Stack, args: argparse.Namespace) -> None:
     from publisher.models import Account, Delivery, Post
     from publisher.timeutil import now
 
-    password = "abcd efgh ijkl mnop qrst uvwx"
     t0 = time.time()
-    for i in range(args.accounts):
-        stack.sandbox_call(
-            "POST", "/wp/_sandbox/accounts", json={"site": f"b{i}", "username": "editor", "app_password": password}
-        )
+    kinds = ["website", "wechat", "weibo", "toutiao"] if args.mix else ["website"]
     with session_scope() as s:
         org = services.ensure_organization(s, "bench union")
-        blob = encrypt_credentials({"username": "editor", "app_password": password})
-        s.add_all(
-            Account(
-                organization_id=org.id,
-                kind="website",
-                name=f"bench {i}",
-                credentials_enc=blob,
-                config={"base_url": "{sandbox}/wp/" + f"b{i}"},
+        for i in range(args.accounts):
+            kind = kinds[i % len(kinds)]
+            credentials, config = _sandbox_account(stack, kind, i)
+            s.add(
+                Account(
+                    organization_id=org.id,
+                    kind=kind,
+                    name=f"bench {kind} {i}",
+                    credentials_enc=encrypt_credentials(credentials),
+                    config=config,
+                )
             )
-            for i in range(args.accounts)
-        )
         s.flush()
         ids = list(s.scalars(select(Account.id).where(Account.organization_id == org.id)).all())
         post = services.create_post(s, title="全省职工运动会开幕", body="全省职工运动会今天开幕。", accounts=ids)
@@ -82,6 +82,8 @@ def _run(stack: Stack, args: argparse.Namespace) -> None:
         post_id = post.id
     print(f"setup: {args.accounts} sites and accounts in {time.time() - t0:.1f} s")
     stack.wait_for(lambda: stack.post(post_id)["state"] == "approved", timeout=120, what="screening")
+    if args.faults:
+        _inject_faults(stack)
     with session_scope() as s:
         services.schedule_post(s, post_id, now())
     start = time.time()
@@ -102,8 +104,7 @@ def _run(stack: Stack, args: argparse.Namespace) -> None:
     first_due = min(d for d, _, _ in rows)
     last_pub = max(p for _, p, _ in rows)
     span = (last_pub - first_due).total_seconds()
-    posts = stack.sandbox_call("GET", "/wp/_sandbox/state")["sites"]
-    per_site = [len(posts.get(f"b{i}", {}).get("posts", [])) for i in range(args.accounts)]
+    per_site = _posts_per_account(stack, args.accounts, kinds)
     print(f"backend={args.backend} accounts={args.accounts} workers={args.workers}x{args.concurrency} post={state}")
     print(f"deliveries/s (first due -> last published): {len(rows) / span:.1f}   (wall {wall:.1f} s)")
     print(
@@ -111,9 +112,79 @@ def _run(stack: Stack, args: argparse.Namespace) -> None:
         f"p95 {latencies[int(0.95 * (len(latencies) - 1))]:.2f} s, max {latencies[-1]:.2f} s"
     )
     print(f"attempts: {sum(a for _, _, a in rows)} for {len(rows)} deliveries")
-    print(f"posts per site: min {min(per_site)} max {max(per_site)} (must be exactly 1)")
+    print(f"posts per account: min {min(per_site)} max {max(per_site)} (must be exactly 1)")
     if min(per_site) != 1 or max(per_site) != 1:
         raise SystemExit("FAILED: a site did not get exactly one post")
+
+
+PASSWORD = "abcd efgh ijkl mnop qrst uvwx"
+
+
+def _sandbox_account(stack: Stack, kind: str, i: int) -> tuple[dict, dict]:
+    """Register account ``i`` on its platform's sandbox; returns our credentials and config for it."""
+    if kind == "website":
+        stack.sandbox_call(
+            "POST", "/wp/_sandbox/accounts", json={"site": f"b{i}", "username": "editor", "app_password": PASSWORD}
+        )
+        return {"username": "editor", "app_password": PASSWORD}, {"base_url": "{sandbox}/wp/" + f"b{i}"}
+    if kind == "wechat":
+        appid = f"wxbench{i:010d}"
+        stack.sandbox_call("POST", "/wechat/_sandbox/accounts", json={"appid": appid, "secret": "s", "settle_s": 0})
+        return {"appid": appid, "secret": "s"}, {"base_url": "{sandbox}/wechat", "source_url": "{sandbox}/"}
+    if kind == "weibo":
+        uid, token = str(7_000_000_000 + i), f"bench-weibo-{i}"
+        stack.sandbox_call("POST", "/weibo/_sandbox/accounts", json={"uid": uid, "access_token": token})
+        return {"access_token": token, "uid": uid}, {
+            "base_url": "{sandbox}/weibo",
+            "safe_domain": "127.0.0.1",
+            "rip": "127.0.0.1",
+        }
+    session = f"bench-toutiao-{i}"
+    stack.sandbox_call(
+        "POST",
+        "/toutiao/_sandbox/accounts",
+        json={"user_id": str(8_000_000_000 + i), "sessionid": session, "review_s": 0},
+    )
+    return {"sessionid": session, "expires_at": "2099-01-01T00:00:00+00:00"}, {
+        "base_url": "{sandbox}/toutiao",
+        "mode": "session",
+    }
+
+
+def _inject_faults(stack: Stack) -> None:
+    """5% random 5xx on every platform call, plus answers lost after the platform committed the post."""
+    lost = {
+        "wp": "wp/v2/posts",
+        "wechat": "freepublish/submit",
+        "weibo": "statuses/share",
+        "toutiao": "article/publish",
+    }
+    for prefix, path in lost.items():
+        stack.sandbox_call(
+            "POST",
+            f"/{prefix}/_sandbox/faults",
+            json={"error_rate": 0.05, "seed": 7, "faults": [{"path": path, "drop_after_commit": True, "times": 10}]},
+        )
+
+
+def _posts_per_account(stack: Stack, n: int, kinds: list[str]) -> list[int]:
+    """How many live posts each account has on its platform's sandbox."""
+    counts: list[int] = []
+    wp = stack.sandbox_call("GET", "/wp/_sandbox/state")["sites"] if "website" in kinds else {}
+    wx = stack.sandbox_call("GET", "/wechat/_sandbox/state")["apps"] if "wechat" in kinds else {}
+    wb = stack.sandbox_call("GET", "/weibo/_sandbox/state")["statuses"] if "weibo" in kinds else []
+    tt = stack.sandbox_call("GET", "/toutiao/_sandbox/state")["articles"] if "toutiao" in kinds else []
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        if kind == "website":
+            counts.append(sum(p["status"] == "publish" for p in wp.get(f"b{i}", {}).get("posts", [])))
+        elif kind == "wechat":
+            counts.append(len(wx.get(f"wxbench{i:010d}", {}).get("articles", [])))
+        elif kind == "weibo":
+            counts.append(sum(st["uid"] == str(7_000_000_000 + i) and not st["deleted"] for st in wb))
+        else:
+            counts.append(sum(str(a.get("user_id")) == str(8_000_000_000 + i) for a in tt))
+    return counts
 
 
 if __name__ == "__main__":

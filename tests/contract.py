@@ -91,9 +91,7 @@ class SandboxControl:
         self.http.close()
 
 
-def run_case(
-    adapter_factory: AdapterFactory, case: ContractCase, sandbox: SandboxControl | None = None
-) -> Any:
+def run_case(adapter_factory: AdapterFactory, case: ContractCase, sandbox: SandboxControl | None = None) -> Any:
     """Run one case: reset the sandbox, apply ``setup``, build the adapter, call, check ``expect``.
 
     Returns the call's result (or the raised exception) so a test may check more.
@@ -125,16 +123,13 @@ _ids = itertools.count(1)
 DEFAULT_CONTENT = PostContent(title="测试标题 Test", body="# 你好\n\n正文 **body**.", summary="摘要")
 
 
-def make_ctx(
-    content: PostContent | None = None, delivery_id: int | None = None, **kwargs: Any
-) -> DeliveryContext:
+def make_ctx(content: PostContent | None = None, delivery_id: int | None = None, **kwargs: Any) -> DeliveryContext:
     """A fresh delivery context with a unique id and key ``mm-<id>`` (as the publisher makes them)."""
     did = delivery_id if delivery_id is not None else next(_ids)
     return DeliveryContext(
         delivery_id=did,
         idempotency_key=f"mm-{did}",
-        content=content
-        or PostContent(title="测试标题 Test", body="# 你好\n\n正文 **body**.", summary="摘要"),
+        content=content or PostContent(title="测试标题 Test", body="# 你好\n\n正文 **body**.", summary="摘要"),
         **kwargs,
     )
 

@@ -142,7 +142,7 @@ def test_package_texts(package: zipfile.ZipFile) -> None:
     text = package.read("article.txt").decode()
     assert "为落实安全生产责任，现通知如下。" in text and "<" not in text and "alert" not in text
     page = package.read("article.html").decode()
-    assert "<meta charset=\"utf-8\">" in page and "<strong>安全生产</strong>" in page
+    assert '<meta charset="utf-8">' in page and "<strong>安全生产</strong>" in page
     assert "<script" not in page  # sanitised
     # images point at the packaged copies; the one that could not be fetched keeps its address
     assert 'src="images/01.png"' in page and 'src="images/02.jpg"' in page

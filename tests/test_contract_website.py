@@ -28,9 +28,7 @@ COVER = "{wp}/_sandbox/sample-cover.png"
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def as_user(
-    ch: Channel, username: str, password: str | None = None, site: str | None = None
-) -> WebsiteChannel:
+def as_user(ch: Channel, username: str, password: str | None = None, site: str | None = None) -> WebsiteChannel:
     """The same site (or another one) with another user's credentials."""
     base = ch.account.config["base_url"]
     if site is not None:
@@ -235,9 +233,7 @@ CASES: list[ContractCase] = [
     ),
     ContractCase(
         "Authorization header stripped by the web server",
-        inject(
-            path="users/me", status=401, code="rest_not_logged_in", message="You are not currently logged in."
-        ),
+        inject(path="users/me", status=401, code="rest_not_logged_in", message="You are not currently logged in."),
         lambda ch, sb: ch.check_credentials(),
         NeedsReauth,
         code="rest_not_logged_in",
@@ -395,9 +391,7 @@ CASES: list[ContractCase] = [
         "featured media id no longer exists",
         None,
         lambda ch, sb: ch.publish(
-            make_ctx(
-                PostContent(title="t", body="b", cover_url="http://x/c.png"), progress={"media_id": 9999}
-            )
+            make_ctx(PostContent(title="t", body="b", cover_url="http://x/c.png"), progress={"media_id": 9999})
         ),
         InvalidRequest,
         code="rest_invalid_featured_media",
@@ -438,9 +432,7 @@ CASES: list[ContractCase] = [
     ContractCase(
         "cover URL gone",
         None,
-        lambda ch, sb: ch.publish(
-            make_ctx(PostContent(title="t", body="b", cover_url=f"{sb.url}/nosite/x.png"))
-        ),
+        lambda ch, sb: ch.publish(make_ctx(PostContent(title="t", body="b", cover_url=f"{sb.url}/nosite/x.png"))),
         InvalidRequest,
         code=404,
     ),
@@ -478,9 +470,7 @@ CASES: list[ContractCase] = [
         NeedsReauth,
         code="rest_forbidden_status",
     ),
-    ContractCase(
-        "status of a published post", None, status_of, lambda st, sb: st.state == "published" and st.url
-    ),
+    ContractCase("status of a published post", None, status_of, lambda st, sb: st.state == "published" and st.url),
     ContractCase(
         "status of a deleted post",
         None,
@@ -489,12 +479,8 @@ CASES: list[ContractCase] = [
         code="rest_post_invalid_id",
     ),
     # --- retract / metrics
-    ContractCase(
-        "retract twice", None, retract_twice, lambda ok, sb: ok is True, code="rest_already_trashed"
-    ),
-    ContractCase(
-        "retract, answer lost, retract again", None, retract_by_lookup_after_lost_reply, lambda ok, sb: ok
-    ),
+    ContractCase("retract twice", None, retract_twice, lambda ok, sb: ok is True, code="rest_already_trashed"),
+    ContractCase("retract, answer lost, retract again", None, retract_by_lookup_after_lost_reply, lambda ok, sb: ok),
     ContractCase(
         "retract a post that is gone",
         None,
@@ -601,9 +587,7 @@ def test_exceptions_survive_pickling(wp: SandboxControl) -> None:
         wp,
     )
     again = pickle.loads(pickle.dumps(exc))
-    assert (
-        type(again) is RateLimited and again.code == 429 and again.retry_after == 3 and str(again) == str(exc)
-    )
+    assert type(again) is RateLimited and again.code == 429 and again.retry_after == 3 and str(again) == str(exc)
 
 
 def test_cover_fetch_sends_no_credentials(wp: SandboxControl) -> None:
@@ -625,12 +609,8 @@ def test_cover_fetch_sends_no_credentials(wp: SandboxControl) -> None:
 
 
 def test_render_limits_and_sanitises() -> None:
-    ch = WebsiteChannel(
-        AccountInfo(1, "website", "x", {"username": "u", "app_password": "p"}, {"base_url": ""})
-    )
-    out = ch.render(
-        PostContent(title="标" * 300, body="![i](https://a/b.png)\n\n<script>x()</script>正文" * 1)
-    )
+    ch = WebsiteChannel(AccountInfo(1, "website", "x", {"username": "u", "app_password": "p"}, {"base_url": ""}))
+    out = ch.render(PostContent(title="标" * 300, body="![i](https://a/b.png)\n\n<script>x()</script>正文" * 1))
     assert len(out.title) == WebsiteChannel.title_maxlen and out.title.endswith("…")
     assert "<script" not in out.html and out.images == ("https://a/b.png",)
     assert out.summary == "正文"

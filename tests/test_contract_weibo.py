@@ -71,9 +71,7 @@ def as_account(ch: Channel, token: str, uid: str, **config: Any) -> Weibo:
 
 def article_channel(ch: Channel, sb: SandboxControl | None) -> Weibo:
     assert sb is not None
-    return as_account(
-        ch, ARTICLE_TOKEN, ARTICLE_UID, long_article=True, default_cover=f"{sb.url}/static/cover.png"
-    )
+    return as_account(ch, ARTICLE_TOKEN, ARTICLE_UID, long_article=True, default_cover=f"{sb.url}/static/cover.png")
 
 
 def inject(**fault: Any):
@@ -224,8 +222,12 @@ def metrics_after_an_hour(ch: Channel, sb: SandboxControl | None) -> dict[str, A
         ctx.remote_id = ch.publish(ctx).remote_id
     ch.retract(gone)
     sb.advance(3600)
-    return {"live": live.delivery_id, "gone": gone.delivery_id, "never": never.delivery_id,
-            "m": ch.metrics([live, gone, never])}
+    return {
+        "live": live.delivery_id,
+        "gone": gone.delivery_id,
+        "never": never.delivery_id,
+        "m": ch.metrics([live, gone, never]),
+    }
 
 
 # ------------------------------------------------------------------------------------ recorded replies
@@ -293,36 +295,55 @@ CASES: list[ContractCase] = [
     ContractCase("credentials ok", None, lambda ch, sb: ch.check_credentials(), is_none),
     ContractCase("token expired on the fake clock", None, expired_token, NeedsReauth, code=21327),
     ContractCase("token revoked", None, revoked_token, NeedsReauth, code=21332),
-    ContractCase("expired token (recorded)", None, publish_call, NeedsReauth, code=21327,
-                 transport=recorded_expired_token),
+    ContractCase(
+        "expired token (recorded)", None, publish_call, NeedsReauth, code=21327, transport=recorded_expired_token
+    ),
     ContractCase("auth failed", share_injected(21301, 401), publish_call, NeedsReauth, code=21301),
     ContractCase("OAuth1 token used", share_injected(21314, 401), publish_call, NeedsReauth, code=21314),
     ContractCase("OAuth1 token expired", share_injected(21315, 401), publish_call, NeedsReauth, code=21315),
     ContractCase("OAuth1 token revoked", share_injected(21316, 401), publish_call, NeedsReauth, code=21316),
     ContractCase("OAuth1 token rejected", share_injected(21317, 401), publish_call, NeedsReauth, code=21317),
-    ContractCase("authorisation removed by the user", share_injected(21319, 401), publish_call, NeedsReauth,
-                 code=21319),
+    ContractCase(
+        "authorisation removed by the user", share_injected(21319, 401), publish_call, NeedsReauth, code=21319
+    ),
     ContractCase("invalid weibo user", share_injected(10013, 403), publish_call, NeedsReauth, code=10013),
     # --- publish
     ContractCase("publish ok", None, publish_call, one_status_with_link),
-    ContractCase("publish ok (recorded reply)", None, publish_call,
-                 lambda r, sb: r.remote_id == "3504803600502730" and r.url.endswith("/5000000001/3504803600502730"),
-                 transport=recorded_share_ok),
+    ContractCase(
+        "publish ok (recorded reply)",
+        None,
+        publish_call,
+        lambda r, sb: r.remote_id == "3504803600502730" and r.url.endswith("/5000000001/3504803600502730"),
+        transport=recorded_share_ok,
+    ),
     ContractCase("no website URL yet", None, lambda ch, sb: ch.publish(make_ctx()), InvalidRequest),
-    ContractCase("link off the safe domain (our check)", None,
-                 lambda ch, sb: ch.publish(make_ctx(depends_on_url="https://elsewhere.example.com/p/1")),
-                 InvalidRequest, code=10017),
-    ContractCase("link off the safe domain (platform)", None, off_safe_domain_at_platform, InvalidRequest,
-                 code=10017),
+    ContractCase(
+        "link off the safe domain (our check)",
+        None,
+        lambda ch, sb: ch.publish(make_ctx(depends_on_url="https://elsewhere.example.com/p/1")),
+        InvalidRequest,
+        code=10017,
+    ),
+    ContractCase("link off the safe domain (platform)", None, off_safe_domain_at_platform, InvalidRequest, code=10017),
     ContractCase("past the hourly posting limit", None, past_hourly_limit, RateLimited, code=10024),
     ContractCase("IP rate limit", share_injected(10022, 403), publish_call, RateLimited, code=10022),
     ContractCase("user rate limit", share_injected(10023, 403), publish_call, RateLimited, code=10023),
     ContractCase("posting too often", share_injected(20016), publish_call, RateLimited, code=20016),
     ContractCase("repeat content, not ours", None, republish_elsewhere_repeat, ContentRejected, code=20019),
-    ContractCase("repeat content, code as a string (recorded)", None, publish_call, ContentRejected, code=20019,
-                 transport=recorded_error_code_as_string),
-    ContractCase("repeat after our own lost answer: recognised", None, republish_after_lost_answer,
-                 lambda r, sb: r.state == "published" and len(statuses(sb)) == 1),
+    ContractCase(
+        "repeat content, code as a string (recorded)",
+        None,
+        publish_call,
+        ContentRejected,
+        code=20019,
+        transport=recorded_error_code_as_string,
+    ),
+    ContractCase(
+        "repeat after our own lost answer: recognised",
+        None,
+        republish_after_lost_answer,
+        lambda r, sb: r.state == "published" and len(statuses(sb)) == 1,
+    ),
     ContractCase("similar content", share_injected(20017), publish_call, ContentRejected, code=20017),
     ContractCase("illegal website", share_injected(20018), publish_call, ContentRejected, code=20018),
     ContractCase("advertising", share_injected(20020), publish_call, ContentRejected, code=20020),
@@ -333,46 +354,64 @@ CASES: list[ContractCase] = [
     ContractCase("parameter error", share_injected(10008), publish_call, InvalidRequest, code=10008),
     ContractCase("illegal request", share_injected(10012), publish_call, InvalidRequest, code=10012),
     ContractCase("missing parameter", share_injected(10016), publish_call, InvalidRequest, code=10016),
-    ContractCase("Urls is null (not an auth error)", share_injected(21501), publish_call, InvalidRequest,
-                 code=21501),
+    ContractCase("Urls is null (not an auth error)", share_injected(21501), publish_call, InvalidRequest, code=21501),
     ContractCase("unknown 4xx code", share_injected(29999), publish_call, InvalidRequest, code=29999),
     ContractCase("system error", share_injected(10001, 500), publish_call, Unavailable, code=10001),
     ContractCase("service unavailable", share_injected(10002, 503), publish_call, Unavailable, code=10002),
     ContractCase("remote service error", share_injected(10003, 500), publish_call, Unavailable, code=10003),
     ContractCase("system busy", share_injected(10009, 503), publish_call, Unavailable, code=10009),
     ContractCase("RPC error", share_injected(10011, 500), publish_call, Unavailable, code=10011),
-    ContractCase("job expired: may have posted", share_injected(10010, 500), publish_call, OutcomeUnknown,
-                 code=10010),
-    ContractCase("gateway 502 (HTML)", None, publish_call, Unavailable, code=502,
-                 transport=recorded_html_gateway_error),
-    ContractCase("status posted, answer lost", inject(path="/2/statuses/share.json", drop_after_commit=True),
-                 publish_call, OutcomeUnknown),
-    ContractCase("status posted, answer lost: lookup finds exactly it", None, lost_answer_then_lookup,
-                 lambda found, sb: found.state == "published" and len(statuses(sb)) == 1),
+    ContractCase("job expired: may have posted", share_injected(10010, 500), publish_call, OutcomeUnknown, code=10010),
+    ContractCase(
+        "gateway 502 (HTML)", None, publish_call, Unavailable, code=502, transport=recorded_html_gateway_error
+    ),
+    ContractCase(
+        "status posted, answer lost",
+        inject(path="/2/statuses/share.json", drop_after_commit=True),
+        publish_call,
+        OutcomeUnknown,
+    ),
+    ContractCase(
+        "status posted, answer lost: lookup finds exactly it",
+        None,
+        lost_answer_then_lookup,
+        lambda found, sb: found.state == "published" and len(statuses(sb)) == 1,
+    ),
     # --- long articles (头条文章)
     ContractCase("long article ok", None, article_call, article_published),
-    ContractCase("long article ok (recorded reply)", None, article_call,
-                 lambda r, sb: r.remote_id == "4521012345678901" and "ttarticle" in r.url,
-                 transport=recorded_article_ok),
-    ContractCase("long articles not enabled for the account", None, article_not_enabled, InvalidRequest,
-                 code=10014),
+    ContractCase(
+        "long article ok (recorded reply)",
+        None,
+        article_call,
+        lambda r, sb: r.remote_id == "4521012345678901" and "ttarticle" in r.url,
+        transport=recorded_article_ok,
+    ),
+    ContractCase("long articles not enabled for the account", None, article_not_enabled, InvalidRequest, code=10014),
     ContractCase("long article posted too often", None, article_too_often, RateLimited, code=11001),
     ContractCase("long article: system error", article_injected("10001"), article_call, Unavailable, code=10001),
-    ContractCase("long article: parameter invalid", article_injected("10008"), article_call, InvalidRequest,
-                 code=10008),
-    ContractCase("long article: bound status not created", article_injected("11002"), article_call, Unavailable,
-                 code=11002),
-    ContractCase("long article: binding failed", article_injected("11003"), article_call, OutcomeUnknown,
-                 code=11003),
+    ContractCase(
+        "long article: parameter invalid", article_injected("10008"), article_call, InvalidRequest, code=10008
+    ),
+    ContractCase(
+        "long article: bound status not created", article_injected("11002"), article_call, Unavailable, code=11002
+    ),
+    ContractCase("long article: binding failed", article_injected("11003"), article_call, OutcomeUnknown, code=11003),
     # --- lookup / status / retract / metrics
     ContractCase("lookup of a status never posted", None, lambda ch, sb: ch.lookup(ctx_for(sb)), is_none),
-    ContractCase("status after retraction", None, status_after_retract,
-                 lambda st, sb: st.state == "retracted"),
+    ContractCase("status after retraction", None, status_after_retract, lambda st, sb: st.state == "retracted"),
     ContractCase("retract twice", None, retract_twice, lambda ok, sb: ok is True, code=20101),
     ContractCase("retract someone else's status", None, retract_someone_elses, InvalidRequest, code=20102),
-    ContractCase("counts after an hour; deleted ids silently missing", None, metrics_after_an_hour,
-                 lambda out, sb: (out["m"][out["live"]].comments > 0 and out["m"][out["live"]].reads is None
-                                  and out["gone"] not in out["m"] and out["never"] not in out["m"])),
+    ContractCase(
+        "counts after an hour; deleted ids silently missing",
+        None,
+        metrics_after_an_hour,
+        lambda out, sb: (
+            out["m"][out["live"]].comments > 0
+            and out["m"][out["live"]].reads is None
+            and out["gone"] not in out["m"]
+            and out["never"] not in out["m"]
+        ),
+    ),
 ]
 
 

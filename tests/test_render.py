@@ -41,9 +41,7 @@ def test_sanitiser_removes_active_content(dangerous: str) -> None:
 
 
 def test_sanitiser_keeps_links_and_images() -> None:
-    html = markdown_to_html(
-        '[官网](https://gov.example.cn/a?x=1&y=2 "t") ![图](https://img.example.cn/a.png)'
-    )
+    html = markdown_to_html('[官网](https://gov.example.cn/a?x=1&y=2 "t") ![图](https://img.example.cn/a.png)')
     assert 'href="https://gov.example.cn/a?x=1&amp;y=2"' in html
     assert 'rel="noopener noreferrer"' in html
     assert '<img src="https://img.example.cn/a.png" alt="图">' in html
@@ -54,10 +52,7 @@ def test_narrower_tag_list() -> None:
 
 
 def test_plain_text_keeps_block_breaks_and_decodes_entities() -> None:
-    assert (
-        html_to_text("<h1>A &amp; B</h1><p>第一段</p><p>第二段<br>下一行</p>")
-        == "A & B\n\n第一段\n\n第二段\n下一行"
-    )
+    assert html_to_text("<h1>A &amp; B</h1><p>第一段</p><p>第二段<br>下一行</p>") == "A & B\n\n第一段\n\n第二段\n下一行"
     assert markdown_to_text("**粗体** 与 `代码`") == "粗体 与 代码"
 
 

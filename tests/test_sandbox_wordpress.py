@@ -104,9 +104,7 @@ def test_create_validation(api: httpx.Client) -> None:
     garbled = api.post("/posts", content=b"{not json", headers={"Content-Type": "application/json"})
     assert garbled.json()["code"] == "rest_invalid_json"
     created = create(api, meta={"mm_delivery": "mm-1", "unregistered": "x"})
-    assert created.status_code == 201 and created.headers["location"].endswith(
-        f"/posts/{created.json()['id']}"
-    )
+    assert created.status_code == 201 and created.headers["location"].endswith(f"/posts/{created.json()['id']}")
     assert created.json()["meta"] == {"mm_delivery": "mm-1"}  # unregistered meta keys are ignored
 
 
@@ -204,9 +202,7 @@ def test_scripted_faults_count_down_and_match_method(sb: SandboxControl, api: ht
 
 
 def test_fault_renderings(sb: SandboxControl, api: httpx.Client) -> None:
-    sb.faults(
-        faults=[{"path": "/posts", "status": 429, "retry_after": 2.5}, {"path": "/posts", "status": 502}]
-    )
+    sb.faults(faults=[{"path": "/posts", "status": 429, "retry_after": 2.5}, {"path": "/posts", "status": 502}])
     limited = api.get("/posts")
     assert limited.status_code == 429 and limited.headers["retry-after"] == "3"  # rounded up
     assert limited.headers["content-type"].startswith("text/html")

@@ -155,8 +155,11 @@ def test_lookup_by_title_and_time_where_the_list_has_no_title_id(server: Running
         return httpx.Response(200, json={"err_no": 0, "data": {"list": [item], "has_more": False}})
 
     account = AccountInfo(8, "toutiao", "t", {"sessionid": "s"}, {"base_url": "https://mp.toutiao.com"})
-    ch = Toutiao(account, httpx.Client(base_url=Toutiao.base_url(account), transport=httpx.MockTransport(console)),
-                 limiter=NoWait())
+    ch = Toutiao(
+        account,
+        httpx.Client(base_url=Toutiao.base_url(account), transport=httpx.MockTransport(console)),
+        limiter=NoWait(),
+    )
     ours = article(5)
     ours.progress.update(title="第5篇测试文章的标题", attempted_at=created - 2, title_id="1_2")
     found = ch.lookup(ours)
