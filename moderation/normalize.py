@@ -508,7 +508,14 @@ def _homophones() -> tuple[dict[str, str], re.Pattern[str]]:
         # Identity entries document the canonical form; length changes would break the offset map.
         if nk != nv and len(nk) == len(nv):
             table[nk] = nv
-    pattern = re.compile("|".join(sorted(map(re.escape, table), key=len, reverse=True)))
+
+    def alternative(key: str) -> str:
+        # A Latin edge needs a word boundary: "jb" must not fire inside "jboss".
+        left = "(?<![a-z0-9])" if key[0].isascii() and key[0].isalnum() else ""
+        right = "(?![a-z0-9])" if key[-1].isascii() and key[-1].isalnum() else ""
+        return left + re.escape(key) + right
+
+    pattern = re.compile("|".join(alternative(k) for k in sorted(table, key=len, reverse=True)))
     return table, pattern
 
 

@@ -89,6 +89,8 @@ def test_homophones_same_length() -> None:
     alt = apply_homophones(normalize("你个沙比草泥马").text)
     assert alt == "你个傻逼操你妈"
     assert apply_homophones("今天开会") is None
+    assert apply_homophones("jboss 服务器") is None  # a Latin homophone needs word boundaries
+    assert apply_homophones("你个jb") == "你个鸡巴"
 
 
 def test_pinyin_view_only_for_mixed_runs() -> None:
