@@ -225,7 +225,7 @@ class Lexicon:
         found = [self._boundary_ok(_as_array(self._main.find(text)), text)]
         changed = homophone_spans(text)
         if changed:
-            alt = apply_homophones(text) or text
+            alt = apply_homophones(text, changed) or text
             # Only windows around the replaced spellings need a second look; a match must overlap one of them.
             for cs, ce in _merge_windows(changed, n, _HOMOPHONE_WINDOW):
                 m = _as_array(self._main.find(alt[cs:ce]))

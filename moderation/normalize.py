@@ -500,40 +500,74 @@ HOMOPHONES: dict[str, str] = {
 
 
 @lru_cache(maxsize=1)
-def _homophones() -> tuple[dict[str, str], re.Pattern[str]]:
-    """Normalised homophone → canonical map (same length only) and its alternation regex, built on first use."""
+def _homophones() -> tuple[dict[str, str], dict[str, list[str]], re.Pattern[str]]:
+    """Normalised homophone → canonical map (same length only), keys by first character (longest first), and
+    a one-character-class regex that finds candidate positions (a plain class scans at C speed; an alternation
+    with lookarounds did not)."""
     table: dict[str, str] = {}
     for k, v in HOMOPHONES.items():
         nk, nv = normalize_term(k), normalize_term(v)
         # Identity entries document the canonical form; length changes would break the offset map.
         if nk != nv and len(nk) == len(nv):
             table[nk] = nv
-
-    def alternative(key: str) -> str:
-        # A Latin edge needs a word boundary: "jb" must not fire inside "jboss".
-        left = "(?<![a-z0-9])" if key[0].isascii() and key[0].isalnum() else ""
-        right = "(?![a-z0-9])" if key[-1].isascii() and key[-1].isalnum() else ""
-        return left + re.escape(key) + right
-
-    pattern = re.compile("|".join(alternative(k) for k in sorted(table, key=len, reverse=True)))
-    return table, pattern
+    by_first: dict[str, list[str]] = {}
+    for key in sorted(table, key=len, reverse=True):
+        by_first.setdefault(key[0], []).append(key)
+    first = re.compile("[" + "".join(re.escape(c) for c in sorted(by_first)) + "]")
+    return table, by_first, first
 
 
-def apply_homophones(norm_text: str) -> str | None:
-    """The normalised text with homophone spellings replaced by canonical ones (same length), or ``None``.
-
-    ``None`` means no homophone occurred, so the caller can skip a second matching pass.
-    """
-    table, pattern = _homophones()
-    if not pattern.search(norm_text):
-        return None
-    return pattern.sub(lambda m: table[m.group()], norm_text)
+def _is_ascii_alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
 
 
 def homophone_spans(norm_text: str) -> list[tuple[int, int]]:
-    """Normalised spans where :func:`apply_homophones` changes the text (so a matcher can look only there)."""
-    _, pattern = _homophones()
-    return [m.span() for m in pattern.finditer(norm_text)]
+    """Normalised spans where :func:`apply_homophones` changes the text (so a matcher can look only there).
+
+    Leftmost-longest, non-overlapping. A key with a Latin edge needs a word boundary there ("jb" must not fire
+    inside "jboss").
+    """
+    _, by_first, first = _homophones()
+    spans: list[tuple[int, int]] = []
+    end = 0
+    n = len(norm_text)
+    for m in first.finditer(norm_text):
+        i = m.start()
+        if i < end:
+            continue
+        for key in by_first[norm_text[i]]:
+            j = i + len(key)
+            if not norm_text.startswith(key, i):
+                continue
+            if _is_ascii_alnum(key[0]) and i > 0 and _is_ascii_alnum(norm_text[i - 1]):
+                continue
+            if _is_ascii_alnum(key[-1]) and j < n and _is_ascii_alnum(norm_text[j]):
+                continue
+            spans.append((i, j))
+            end = j
+            break
+    return spans
+
+
+def apply_homophones(norm_text: str, spans: list[tuple[int, int]] | None = None) -> str | None:
+    """The normalised text with homophone spellings replaced by canonical ones (same length), or ``None``.
+
+    ``None`` means no homophone occurred, so the caller can skip a second matching pass. ``spans`` may pass
+    the result of :func:`homophone_spans` when the caller already has it.
+    """
+    if spans is None:
+        spans = homophone_spans(norm_text)
+    if not spans:
+        return None
+    table = _homophones()[0]
+    out: list[str] = []
+    last = 0
+    for s, e in spans:
+        out.append(norm_text[last:s])
+        out.append(table[norm_text[s:e]])
+        last = e
+    out.append(norm_text[last:])
+    return "".join(out)
 
 
 # --------------------------------------------------------------------------------------------------------------
