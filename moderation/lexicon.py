@@ -76,7 +76,10 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 _PINYIN_CATEGORIES = frozenset({"abuse", "porn", "politics", "gambling", "violence", "fraud", "custom"})
 # Latin-only full-pinyin variants (``shabi``) are added for these categories when at least this long.
 _LATIN_PINYIN_CATEGORIES = frozenset({"abuse", "porn"})
+# Hand-curated core terms from 5 letters (shabi); list terms only from 8, because short pinyin strings are
+# also names and words in Latin text (suyang, junai, piyan all come from porn terms of the raw lists).
 _LATIN_PINYIN_MIN = 5
+_LATIN_PINYIN_MIN_LISTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,11 +195,16 @@ class Lexicon:
             if pinyin and e.category in _PINYIN_CATEGORIES and _CJK.search(norm) and len(norm) >= 2:
                 py = term_pinyin(norm)
                 if py and len(py) >= 4:
-                    pinyin_texts.setdefault(py, patterns[norm])
+                    old = pinyin_texts.get(py)
+                    # One pattern per pinyin string: the hand-curated core spelling wins (it is the one a
+                    # reviewer should see, and the one allowed a short Latin-only variant).
+                    if old is None or (pat.list == "core" and self._patterns[old].list != "core"):
+                        pinyin_texts[py] = patterns[norm]
         # Latin-only pinyin variants ("shabi") live in the main automaton with the same boundary rule.
         for py, idx in list(pinyin_texts.items()):
             pat = self._patterns[idx]
-            if pat.category in _LATIN_PINYIN_CATEGORIES and len(py) >= _LATIN_PINYIN_MIN and py not in patterns:
+            shortest = _LATIN_PINYIN_MIN if pat.list == "core" else _LATIN_PINYIN_MIN_LISTS
+            if pat.category in _LATIN_PINYIN_CATEGORIES and len(py) >= shortest and py not in patterns:
                 patterns[py] = len(self._patterns)
                 pattern_texts.append(py)
                 self._patterns.append(_Pattern(pat.term, pat.category, pat.severity, pat.list, True, True))

@@ -37,6 +37,7 @@ def lexicon_hits(text: str) -> list[moderation.Hit]:
         ("你就是个沙比吧", "傻逼", "沙比"),  # homophone
         ("你就是个sha逼吧", "傻逼", "sha逼"),  # mixed pinyin
         ("you are shabi ok", "傻逼", "shabi"),  # full pinyin
+        ("caonima", "操你妈", "caonima"),  # full pinyin of a core term (shown with its core spelling)
         ("你就是个sb吧", "sb", "sb"),  # initials
         ("草泥马", "操你妈", "草泥马"),  # homophone phrase
         ("卖法.轮.功资料", "法轮功", "法.轮.功"),
@@ -52,6 +53,11 @@ def test_disguise_caught_with_original_offsets(text: str, term: str, span_text: 
     assert found, f"{term} not found in {text!r}: {hits}"
     h = found[0]
     assert h.text == text[h.start : h.end] == span_text
+
+
+def test_short_pinyin_of_list_terms_is_not_matched_in_latin_text() -> None:
+    # "suyang" is the pinyin of a porn term from the raw lists, and also a name
+    assert lexicon_hits("I met suyang today") == []
 
 
 def test_latin_term_needs_word_boundaries() -> None:
