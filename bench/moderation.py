@@ -35,6 +35,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 NEWS = [ROOT / "tests" / "data" / f"moderation_union_news_{s}.txt" for s in ("dev", "test")]
+ORDINARY = ROOT / "tests" / "data" / "moderation_ordinary_test.txt"
 console = Console()
 
 
@@ -258,6 +259,7 @@ def quality(args: argparse.Namespace) -> None:
         sets.append(("SWSR comments labelled not sexist (flag rate)", harmless))
     for p in NEWS:
         sets.append((f"union news {p.stem.rsplit('_', 1)[-1]} (false positives)", read_lines(p)))
+    sets.append(("ordinary text of many kinds, held out (false positives)", read_lines(ORDINARY)))
     for name, texts in sets:
         a, r = flagged(texts)
         table.add_row(name, f"{len(texts):,}", f"{a:.2%}", f"{r:.2%}")
