@@ -72,12 +72,11 @@ def _parse_line(raw: bytes, lineno: int) -> tuple[Any, str]:
 
 def _flush(batch: list[tuple[Any, str]], out: IO[str], policy: Any) -> None:
     from moderation import screen_batch
+    from moderation.engine import verdict_summary
 
     verdicts = screen_batch([t for _, t in batch], policy=policy)
     for (item_id, _), v in zip(batch, verdicts, strict=True):
-        d = v.to_dict()
-        record = {"id": item_id, "decision": d["decision"], "categories": d["categories"], "hits": d["hits"]}
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.write(json.dumps({"id": item_id, **verdict_summary(v)}, ensure_ascii=False) + "\n")
     batch.clear()
 
 

@@ -14,13 +14,15 @@ Pure (no IO). What it undoes, in the order applied:
 3. **Deletions**, one regular expression: invisible characters anywhere; up to three symbols/spaces inserted
    between two word characters when one of them is a CJK ideograph (``五.星@红#旗`` → ``五星红旗``) — except the
    CJK sentence punctuation ``，。！？；：、`` and line breaks, which real sentences use and which therefore stay
-   hard boundaries; repeated ideographs (``傻傻傻逼`` → ``傻逼``; lexicon terms go through the same function so
-   ``习大大`` still matches).
+   hard boundaries; repeated ideographs (``傻傻傻逼`` → ``傻逼``, but an ordinary pair such as 妈妈 or 谢谢 is
+   kept; lexicon terms go through the same function).
 
-Every normalised character maps to a span of the original: the result keeps a list of segments, and
-:meth:`Normalized.span` turns a normalised ``[start, end)`` into original offsets with a bisect, so no per-char
-offset array is built. Clean text (no deletions, no expansions) takes the fast path: one ``translate`` and one
-regex scan, identity offsets.
+Every normalised character maps to a span of the original: the result keeps a list of segments (numpy arrays),
+and :meth:`Normalized.spans` turns many normalised ``[start, end)`` into original offsets in one vectorised
+lookup, so no per-character offset array is built. Two implementations give identical results (a test checks
+it): the reference one (``str.translate`` + two regexes) for short texts, whose fixed cost is lowest, and a
+numpy one for texts of :data:`VECTOR_MIN_CHARS` or more — including every batch, since ``screen_batch`` joins
+its texts with line breaks (hard boundaries, so nothing crosses from one text to the next).
 
 The pinyin view (:func:`pinyin_view`) and the homophone table (:func:`apply_homophones`) are separate, used by
 the lexicon matcher only where they can matter.
