@@ -228,7 +228,7 @@ def train_variant(
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            total += float(loss) * len(batch)
+            total += float(loss.detach()) * len(batch)
             step += 1
             if step % 200 == 0:
                 log(f"{name} epoch {epoch + 1} step {step}/{steps} loss {float(loss):.4f} ({time.time() - t0:.0f}s)")
@@ -377,6 +377,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         cache1 = derive_cache(cache2, [encoder.encoder.layer[n_layers - 2]], encoder.config, c1_path)
 
+    # ... and the last layer frozen once more gives the final states, so the frozen variant trains a head only.
+    c0_path = args.work_dir / f"L{n_layers}-{key}"
+    if "frozen" in args.variants.split(","):
+        if c0_path.with_suffix(".npy").is_file():
+            cache0 = load_cache(c0_path)
+        else:
+            cache0 = derive_cache(cache1, [encoder.encoder.layer[n_layers - 1]], encoder.config, c0_path)
+
     targets = np.array([e.target() for e in used], dtype=np.float32)
     train_idx = np.arange(len(train_ex))
     sel_idx = np.arange(len(train_ex), len(used))
@@ -389,28 +397,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     models: dict[str, TopModel] = {}
     layers = encoder.encoder.layer
     plan = {
-        "frozen": (cache1, [layers[n_layers - 1]], 0, 6, 0.0, 2e-3),
+        "frozen": (cache0 if "frozen" in args.variants else None, [], 0, 6, 0.0, 2e-3),
         "top1": (cache1, [layers[n_layers - 1]], 1, args.epochs, 4e-5, 1e-3),
         "top2": (cache2, [layers[n_layers - 2], layers[n_layers - 1]], 2, args.epochs, 4e-5, 1e-3),
     }
     import copy
 
     for variant in args.variants.split(","):
+        if variant not in plan:
+            raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(plan)}")
         cache, src_layers, n_tuned, epochs, lr_l, lr_h = plan[variant]
         torch.manual_seed(SEED)
         model = TopModel(copy.deepcopy(src_layers), encoder.config, encoder.config.hidden_size, len(MODEL_CATEGORIES))
         for i, layer in enumerate(model.layers):
-            # frozen: the last layer runs but does not learn; topN: the last N layers learn
             layer.requires_grad_(i >= len(model.layers) - n_tuned)
-        if n_tuned == 0:
-            model.layers.eval()
+        # A finished variant is checkpointed, so an interrupted run resumes without retraining it.
+        ckpt = args.work_dir / f"{variant}-e{epochs}-{key}.pt"
         t0 = time.time()
-        model = train_variant(variant, model, cache, targets, train_idx, epochs, lr_l, lr_h, 32, SEED, pos_weight)
+        if ckpt.is_file():
+            saved = torch.load(ckpt, weights_only=True)
+            model.load_state_dict(saved["state"])
+            t0 -= saved["seconds"]
+            log(f"{variant}: reusing checkpoint {ckpt}")
+        else:
+            model = train_variant(variant, model, cache, targets, train_idx, epochs, lr_l, lr_h, 32, SEED, pos_weight)
+            torch.save({"state": model.state_dict(), "seconds": time.time() - t0}, ckpt)
         scores = predict_cache(model, cache, sel_idx)
         thresholds = best_thresholds(targets[sel_idx].astype(np.int64), scores)
         rep = selection_report(select_ex, scores, {c: 0.5 for c in MODEL_CATEGORIES})
         rep_t = selection_report(select_ex, scores, thresholds)
         results[variant] = {
+            "epochs": epochs,
             "train_seconds": round(time.time() - t0, 1),
             "select_at_0.5": rep,
             "select_tuned": rep_t,
@@ -423,8 +440,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     best = max(results, key=lambda v: results[v]["select_at_0.5"]["score"])
     log(f"best variant: {best}")
     chosen = models[best]
-    if results[best]["tuned_layers"] == 0:
-        chosen.layers = nn.ModuleList()  # the frozen last layer comes from the base encoder
     tmp = args.out.with_name(args.out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     if args.out.is_dir():
