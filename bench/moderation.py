@@ -156,6 +156,13 @@ def throughput(args: argparse.Namespace) -> None:
                 f"{count / chars * 1e6:,.0f} hits/M chars",
             )
             if backend == "ahocorasick_rs":
+                # The same work without building Hit objects: shows what evidence construction costs.
+                add(
+                    "normaliser + lexicon, batched, match spans only (no Hit objects)",
+                    label,
+                    backend,
+                    best_of(args.repeat, lambda lex=lex: [lex.raw_spans(normalize(b)) for b in joined_batches]),
+                )
                 few = texts[: max(1, len(texts) // 4)]
                 few_chars = sum(len(t) for t in few)
                 sec = best_of(args.repeat, lambda lex=lex, few=few: [lex.match(normalize(t)) for t in few])
