@@ -79,8 +79,15 @@ _CN_DIGIT_TABLE = str.maketrans(_CN_DIGITS)
 #   2. a run of invisible characters anywhere (e.g. inside a Latin word);
 #   3. an expanding character;
 #   4. a repeated ideograph, possibly with separators between the repeats (group 1 is the ideograph).
+# Separators between two *isolated* Latin letters ("s b", "f.u.c.k"): a single letter, then up to three
+# separators, then another single letter. Words ("is bad", "www.qq.com") are never joined.
+# "@" never counts here: it would glue the parts of an e-mail address such as a.b@x.com.
+_SEP_NOT_AT = rf"(?:[^\w@{_HARD}]|[_{_DEL}])"
+_SPACED_LATIN = rf"(?<=[a-z])(?<![a-z]{{2}}){_SEP_NOT_AT}{{1,3}}(?=[a-z](?![a-z]))"
+_SPACED_LATIN_RE = re.compile(_SPACED_LATIN)
 _DELETE_RE = re.compile(
-    rf"(?<=[{_CJK}]){_SEP}{{1,3}}(?={_WORD})"
+    rf"{_SPACED_LATIN}"
+    rf"|(?<=[{_CJK}]){_SEP}{{1,3}}(?={_WORD})"
     rf"|(?<={_WORD}){_SEP}{{1,3}}(?=[{_CJK}])"
     rf"|{_DEL}+"
     rf"|{_EXP}"
@@ -318,9 +325,10 @@ VECTOR_MIN_CHARS = 400
 def normalize(text: str) -> Normalized:
     """Normalise ``text`` for matching; see the module docstring for what is undone."""
     if text.isascii():
-        # ASCII fast path: only case (no CJK → nothing to delete, no folding beyond lower case).
+        # ASCII fast path: only case (no CJK → nothing to delete, no folding beyond lower case), unless
+        # isolated letters are spaced out ("s b"), which the reference path joins.
         m = text.lower()
-        if "\x00" not in m and "\x01" not in m:
+        if "\x00" not in m and "\x01" not in m and not _SPACED_LATIN_RE.search(m):
             return Normalized(m, text)
     elif len(text) >= VECTOR_MIN_CHARS:
         out = _normalize_vector(text)
@@ -449,7 +457,17 @@ def _normalize_vector(text: str) -> Normalized | None:
         ok = (prev >= 0) & (ends < n) & (ends - starts <= 3)
         prev_c = np.where(ok, prev, 0)
         next_c = np.where(ok, np.minimum(ends, n - 1), 0)
-        ok &= word[prev_c] & word[next_c] & (cjk[prev_c] | cjk[next_c])
+        between_words = word[prev_c] & word[next_c] & (cjk[prev_c] | cjk[next_c])
+        # ... or between two isolated Latin letters ("s b"): letter before and after, no letter beyond them.
+        latin = (m >= 97) & (m <= 122)
+        before2 = np.where(prev_c >= 1, prev_c - 1, 0)
+        after2 = np.minimum(next_c + 1, n - 1)
+        isolated = (
+            latin[prev_c] & ((prev_c == 0) | ~latin[before2]) & latin[next_c] & ((next_c + 1 >= n) | ~latin[after2])
+        )
+        at_count = np.concatenate(([0], np.cumsum(m == ord("@"))))
+        isolated &= at_count[ends] == at_count[starts]  # no "@" inside the run (e-mail addresses)
+        ok &= between_words | isolated
         if ok.any():
             delta = np.zeros(n + 1, dtype=np.int32)
             np.add.at(delta, starts[ok], 1)

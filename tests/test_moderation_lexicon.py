@@ -39,6 +39,7 @@ def lexicon_hits(text: str) -> list[moderation.Hit]:
         ("you are shabi ok", "傻逼", "shabi"),  # full pinyin
         ("caonima", "操你妈", "caonima"),  # full pinyin of a core term (shown with its core spelling)
         ("你就是个sb吧", "sb", "sb"),  # initials
+        ("你就是个 S B 吧", "sb", "S B"),  # spaced-out initials
         ("草泥马", "操你妈", "草泥马"),  # homophone phrase
         ("卖法.轮.功资料", "法轮功", "法.轮.功"),
         ("法輪功", "法轮功", "法輪功"),  # traditional

@@ -27,6 +27,9 @@ from moderation.normalize import apply_homophones, normalize, normalize_term, pi
         ("⑴⑵", "12"),  # parenthesised digits
         ("一三八零零一三八零零零", "13800138000"),  # Chinese numerals inside a digit run
         ("壹叁捌零零壹叁捌零零零", "13800138000"),  # financial numerals
+        ("S B", "sb"),  # spaced-out single letters
+        ("f.u.c.k", "fuck"),
+        ("n m s l", "nmsl"),
     ],
 )
 def test_disguises_are_undone(text: str, expected: str) -> None:
@@ -41,6 +44,9 @@ def test_disguises_are_undone(text: str, expected: str) -> None:
         "谢谢大家",
         "一个人",  # a lone numeral is a word, not a digit
         "南京市长江大桥",
+        "this is bad",  # Latin words are never joined
+        "www.qq.com",
+        "x @ y",
     ],
 )
 def test_ordinary_text_is_kept(text: str) -> None:
@@ -125,6 +131,8 @@ def test_vector_path_equals_reference_path() -> None:
         "哈哈哈哈😀😀傻😀逼",
         "ＦＵＣＫ you sha逼",
         "工会 2024年会议 · 第3期",
+        "S B f.u.c.k is bad",
+        "a.b@x.com ",
         "\n\n",
     ]
     rng = random.Random(7)

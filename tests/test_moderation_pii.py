@@ -71,6 +71,7 @@ def test_checksums() -> None:
         ),
         ("邮箱 Zhang.San@Example.com 联系", "email", "Zhang.San@Example.com"),
         ("邮箱 ｚｈａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ", "email", "ｚｈａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ"),
+        ("写信给 a.b@x.com 吧", "email", "a.b@x.com"),
         ("加微信 abc_123456 详聊", "wechat", "abc_123456"),
         ("vx：wxid8888", "wechat", "wxid8888"),
         ("扣扣 12345678", "qq", "12345678"),
