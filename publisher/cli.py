@@ -156,12 +156,12 @@ def up(demo: bool = typer.Option(True, help="Seed demo organisation, accounts an
         nonlocal stopping
         stopping = True
 
+    # Explicit handlers: a process started in the background inherits SIGINT ignored, so Ctrl-C / kill -INT
+    # would otherwise leave the children running.
     signal.signal(signal.SIGTERM, stop)
-    try:
-        while not stopping and all(c.poll() is None for c in children):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    signal.signal(signal.SIGINT, stop)
+    while not stopping and all(c.poll() is None for c in children):
+        time.sleep(0.5)
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGINT if os.name != "nt" else signal.SIGTERM)
