@@ -301,9 +301,33 @@ def quality(args: argparse.Namespace) -> None:
         return text
 
     cases.append(("one character of the term in pinyin", [pinyin_one(t, v) for t, v in caught]))
+
+    # One character of the term replaced by another with the same toneless pinyin (沙币 for 傻逼); only for the
+    # terms matched by sound (data/lexicons/sound.txt), the others being left to the homophone table.
+    from moderation.lexicon import DATA_DIR, load_allow
+    from moderation.normalize import _pinyin_table
+
+    sound_terms = set(load_allow(DATA_DIR / "sound.txt"))
+    by_sound: dict[str, list[str]] = {}
+    for ch, py in _pinyin_table().items():
+        if "\u4e00" <= ch <= "\u9fff":
+            by_sound.setdefault(py, []).append(ch)
+    sound_rng = random.Random(5)
+    originals, swapped = [], []
+    for t, v in caught:
+        h = next((h for h in v.hits if h.source == "lexicon" and h.term in sound_terms), None)
+        if h is None or not char_pinyin(t[h.start]):
+            continue
+        others = [c for c in by_sound[char_pinyin(t[h.start])][:200] if c != t[h.start]]
+        if others:
+            originals.append(t)
+            swapped.append(t[: h.start] + sound_rng.choice(others) + t[h.start + 1 :])
+    if swapped:
+        cases.append((f"a same-sound character in a sound-list term ({len(swapped)} texts)", swapped))
     for name, disguised in cases:
         verdicts = screener.screen_batch(disguised)
-        changed = sum(1 for a, b in zip(caught_plain, disguised, strict=True) if a != b)
+        base = originals if name.startswith("a same-sound") else caught_plain
+        changed = sum(1 for a, b in zip(base, disguised, strict=True) if a != b)
         still = sum(1 for v in verdicts if any(h.source == "lexicon" for h in v.hits))
         exact = sum(
             1 for d, v in zip(disguised, verdicts, strict=True)

@@ -40,6 +40,7 @@ from moderation.normalize import (
     homophone_spans,
     normalize_term,
     pinyin_view,
+    sound_view,
     term_pinyin,
 )
 from moderation.types import CATEGORIES, SEVERITIES, Hit, LexiconError
@@ -169,7 +170,11 @@ class Lexicon:
         version: str = "",
         backend: str = DEFAULT_BACKEND,
         pinyin: bool = True,
+        sound: Iterable[str] = (),
+        common_bigrams: Iterable[str] = (),
     ) -> None:
+        """``sound`` lists terms (already in ``entries``) that are also matched by sound, as review;
+        ``common_bigrams`` are ordinary two-character words that veto a sound-alike match at its edges."""
         self.version = version
         self.list_name = list_name
         self.backend = backend
@@ -216,6 +221,16 @@ class Lexicon:
         self._pinyin_keys = list(pinyin_texts)
         self._pinyin_idx = [pinyin_texts[k] for k in self._pinyin_keys]
         self._pinyin = _matcher(self._pinyin_keys, backend) if self._pinyin_keys else None
+        sound_texts: dict[str, int] = {}
+        for term in sound:
+            norm = normalize_term(term)
+            py = term_pinyin(norm) if norm in patterns else None
+            if py:
+                sound_texts.setdefault(py, patterns[norm])
+        self._sound_keys = list(sound_texts)
+        self._sound_idx = [sound_texts[k] for k in self._sound_keys]
+        self._sound = _matcher(self._sound_keys, backend) if self._sound_keys else None
+        self._common_bigrams = frozenset(common_bigrams)
         allow_norm = sorted({a for a in (normalize_term(t) for t in allow) if a})
         self._allow = _matcher(allow_norm, backend) if allow_norm else None
 
@@ -224,9 +239,10 @@ class Lexicon:
 
     # -- matching ------------------------------------------------------------------------------------------
     def raw_spans(self, norm: Normalized) -> np.ndarray:
-        """``(pattern_index, start, end)`` rows in normalised coordinates, before allow-list and folding.
+        """``(pattern_index, start, end, by_sound)`` rows in normalised coordinates, before allow-list and folding.
 
         Vectorised: a dense lexicon finds a match every dozen characters, so per-match Python would dominate.
+        ``by_sound`` is 1 for a sound-alike match (沙币 for 傻逼) that is not also a spelled match.
         """
         text = norm.text
         n = len(text)
@@ -235,12 +251,12 @@ class Lexicon:
         if changed:
             alt = apply_homophones(text, changed) or text
             # Only windows around the replaced spellings need a second look; a match must overlap one of them.
+            hs = np.array([h[0] for h in changed])
+            he = np.array([h[1] for h in changed])
             for cs, ce in _merge_windows(changed, n, _HOMOPHONE_WINDOW):
                 m = _as_array(self._main.find(alt[cs:ce]))
                 m[:, 1:] += cs
                 m = self._boundary_ok(m, alt)
-                hs = np.array([h[0] for h in changed])
-                he = np.array([h[1] for h in changed])
                 overlaps = (hs[None, :] < m[:, 2:3]) & (m[:, 1:2] < he[None, :])
                 found.append(m[overlaps.any(axis=1)])
         if self._pinyin is not None:
@@ -252,8 +268,32 @@ class Lexicon:
                     if span is not None:
                         rows.append((self._pinyin_idx[k], span[0], span[1]))
                 found.append(_as_array(rows))
-        out = np.concatenate(found) if len(found) > 1 else found[0]
-        return np.unique(out, axis=0) if len(found) > 1 and len(out) else out
+        spelled = np.concatenate(found) if len(found) > 1 else found[0]
+        if len(found) > 1 and len(spelled):
+            spelled = np.unique(spelled, axis=0)
+        out = np.column_stack((spelled, np.zeros(len(spelled), dtype=np.int64)))
+        if self._sound is not None:
+            sview = sound_view(text)
+            if sview is not None:
+                rows = []
+                common = self._common_bigrams
+                for k, s, e in self._sound.find(sview.text):
+                    span = sview.source_span(s, e)
+                    if span is None:
+                        continue
+                    a, b = span
+                    # 啥比较 is 啥 + 比较, not 傻逼: an edge character that forms a common word with its
+                    # neighbour outside the match means the sound-alike is an accident of an ordinary word.
+                    if (a > 0 and text[a - 1 : a + 1] in common) or (b < n and text[b - 1 : b + 1] in common):
+                        continue
+                    rows.append((self._sound_idx[k], a, b))
+                if rows:
+                    heard = _as_array(rows)
+                    known = {tuple(r) for r in spelled.tolist()}
+                    heard = np.array([r for r in heard.tolist() if tuple(r) not in known], dtype=np.int64)
+                    if len(heard):
+                        out = np.concatenate((out, np.column_stack((heard, np.ones(len(heard), dtype=np.int64)))))
+        return out
 
     def _boundary_ok(self, m: np.ndarray, text: str) -> np.ndarray:
         """Drop matches of Latin/digit-edged terms that touch another Latin letter or digit (sb in usb)."""
@@ -284,9 +324,10 @@ class Lexicon:
 
     def to_hits(self, norm: Normalized, spans: np.ndarray, allow: Sequence[tuple[int, int]]) -> list[Hit]:
         """Turn raw spans into :class:`Hit` objects (allow-list, folding, offset mapping)."""
-        idx, s, e = spans[:, 0], spans[:, 1], spans[:, 2]
-        order = np.lexsort((s - e, s))  # by start, longest first
-        idx, s, e = idx[order], s[order], e[order]
+        idx, s, e, heard = spans[:, 0], spans[:, 1], spans[:, 2], spans[:, 3]
+        # by start, longest first, a spelled match before a sound-alike one of the same span
+        order = np.lexsort((heard, s - e, s))
+        idx, s, e, heard = idx[order], s[order], e[order], heard[order]
         keep = np.ones(len(idx), dtype=bool)
         if allow:
             # Inside an allow span: among allow spans starting at or before s, the furthest end reaches e.
@@ -296,20 +337,34 @@ class Lexicon:
             keep &= ~((k >= 0) & (maxend[np.maximum(k, 0)] >= e))
         # Folding: a hit inside an earlier (same start or earlier, longer) hit of the same category is dropped;
         # containment is transitive, so comparing with the running furthest end of the category is enough.
+        # Spelled and sound-alike hits fold separately, so a sound-alike review hit never swallows a spelled
+        # block hit; a sound-alike hit inside a spelled one of its category is dropped afterwards.
         cats = self._cat_code[idx]
         for c in np.unique(cats[keep]):
-            sel = np.flatnonzero(keep & (cats == c))
-            ends = e[sel]
-            prev = np.concatenate(([-1], np.maximum.accumulate(ends)[:-1]))
-            keep[sel[prev >= ends]] = False
-        idx, s, e = idx[keep], s[keep], e[keep]
+            for by_sound in (0, 1):
+                sel = np.flatnonzero(keep & (cats == c) & (heard == by_sound))
+                ends = e[sel]
+                prev = np.concatenate(([-1], np.maximum.accumulate(ends)[:-1]))
+                keep[sel[prev >= ends]] = False
+            spelled = np.flatnonzero(keep & (cats == c) & (heard == 0))
+            sounded = np.flatnonzero(keep & (cats == c) & (heard == 1))
+            if len(spelled) and len(sounded):
+                reach = np.maximum.accumulate(e[spelled])  # spelled hits are already in start order
+                k = np.searchsorted(s[spelled], s[sounded], side="right") - 1
+                inside = (k >= 0) & (reach[np.maximum(k, 0)] >= e[sounded])
+                keep[sounded[inside]] = False
+        idx, s, e, heard = idx[keep], s[keep], e[keep], heard[keep]
         mapped = norm.spans(s.tolist(), e.tolist())
         pats = self._patterns
         original = norm.original
         hits: list[Hit] = []
-        for i, (a, b) in zip(idx.tolist(), mapped, strict=True):
+        for i, by_sound, (a, b) in zip(idx.tolist(), heard.tolist(), mapped, strict=True):
             p = pats[i]
-            hits.append(Hit(p.category, "lexicon", p.term, p.list, a, b, original[a:b], p.severity))  # type: ignore[arg-type]
+            if by_sound:
+                # Sounds like the term but is spelled otherwise: evidence for a person to weigh, never a block.
+                hits.append(Hit(p.category, "lexicon", p.term, f"{p.list}~sound", a, b, original[a:b], "review"))
+            else:
+                hits.append(Hit(p.category, "lexicon", p.term, p.list, a, b, original[a:b], p.severity))  # type: ignore[arg-type]
         return hits
 
 
@@ -407,4 +462,15 @@ def load_builtin(name: str = "default", backend: str = DEFAULT_BACKEND) -> Lexic
     except OSError as exc:
         raise LexiconError(f"lexicon VERSION missing in {DATA_DIR}; run python -m moderation.build_lexicon") from exc
     entries = read_tsv(DATA_DIR / f"{name}.tsv")
-    return Lexicon(entries, load_allow(), list_name=name, version=version, backend=backend)
+    sound_path, bigram_path = DATA_DIR / "sound.txt", DATA_DIR / "common_bigrams.txt"
+    sound = load_allow(sound_path) if sound_path.is_file() else []
+    bigrams = load_allow(bigram_path) if bigram_path.is_file() else []
+    return Lexicon(
+        entries,
+        load_allow(),
+        list_name=name,
+        version=version,
+        backend=backend,
+        sound=sound,
+        common_bigrams=bigrams,
+    )

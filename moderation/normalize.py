@@ -46,6 +46,7 @@ __all__ = [
     "normalize",
     "normalize_term",
     "pinyin_view",
+    "sound_view",
 ]
 
 # Markers written by the translate table (never produced by NFKC of real text: they are C0 controls, which the
@@ -658,20 +659,25 @@ def term_pinyin(term: str) -> str | None:
 
 
 @lru_cache(maxsize=1)
-def _pinyin_arrays() -> tuple[dict[int, str], Any]:
-    """``str.translate`` table ideograph → pinyin, and the pinyin length of every code point (1 for others)."""
+def _pinyin_arrays() -> tuple[dict[int, str], Any, Any]:
+    """``str.translate`` table ideograph → pinyin, the pinyin length of every code point (1 for others), and
+    which code points are ideographs with a reading."""
     import numpy as np
 
     table = _pinyin_table()
     trans = {ord(ch): py for ch, py in table.items()}
     lengths = np.ones(0x110000, dtype=np.int64)
+    has_reading = np.zeros(0x110000, dtype=bool)
     cjk = re.compile(rf"[{_CJK}]")
     for cp in range(0x3400, 0x30000):
-        if cjk.match(chr(cp)):
-            py = trans.get(cp, "")
-            trans[cp] = py  # ideographs without a reading vanish from the view
-            lengths[cp] = len(py)
-    return trans, lengths
+        if cjk.match(chr(cp)) and cp not in trans:
+            trans[cp] = ""  # ideographs without a reading vanish from the view
+    # Lengths must agree with the translate table for every entry, including pypinyin's characters outside the
+    # blocks above (extensions C-F): one disagreement would shift every later offset of the view.
+    for cp, py in trans.items():
+        lengths[cp] = len(py)
+        has_reading[cp] = bool(py)
+    return trans, lengths, has_reading
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -721,6 +727,46 @@ class PinyinView:
         return int(src[k0]), int(src[k1 - 1]) + 1
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class SoundView:
+    """The whole normalised text with every ideograph replaced by its toneless pinyin (other characters kept).
+
+    Piece ``k`` is normalised character ``k``; ``bounds[k]`` is where it starts in ``text``; ``cjk[k]`` tells
+    whether it was an ideograph with a reading. Used to find sound-alike spellings (沙币 for 傻逼).
+    """
+
+    text: str
+    bounds: Any
+    cjk: Any
+
+    def source_span(self, start: int, end: int) -> tuple[int, int] | None:
+        """Normalised span of a match ``[start, end)`` made only of whole ideograph syllables, else ``None``."""
+        import numpy as np
+
+        k0 = int(np.searchsorted(self.bounds, start, side="left"))
+        k1 = int(np.searchsorted(self.bounds, end, side="left"))
+        if k0 >= len(self.bounds) or int(self.bounds[k0]) != start:
+            return None
+        if end < len(self.text) and (k1 >= len(self.bounds) or int(self.bounds[k1]) != end):
+            return None
+        if k1 <= k0 or not self.cjk[k0:k1].all():
+            return None
+        return k0, k1
+
+
+def sound_view(norm_text: str) -> SoundView | None:
+    """Build the :class:`SoundView` of ``norm_text``; ``None`` if it has no ideograph."""
+    import numpy as np
+
+    if not _HAS_CJK_RE.search(norm_text):
+        return None
+    trans, lengths, has_reading = _pinyin_arrays()
+    cps = np.frombuffer(norm_text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    piece_len = lengths[cps]
+    bounds = np.cumsum(piece_len) - piece_len
+    return SoundView(norm_text.translate(trans), bounds, has_reading[cps])
+
+
 def pinyin_view(norm_text: str) -> PinyinView | None:
     """Build the pinyin view around Latin letters that touch ideographs; ``None`` if there are none.
 
@@ -734,7 +780,7 @@ def pinyin_view(norm_text: str) -> PinyinView | None:
     windows = _latin_windows(norm_text)
     if not windows:
         return None
-    trans, lengths = _pinyin_arrays()
+    trans, lengths, _ = _pinyin_arrays()
     joined = "".join(norm_text[a:b] + " " for a, b in windows)
     cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
     piece_len = lengths[cps]

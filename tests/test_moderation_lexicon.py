@@ -175,3 +175,31 @@ def test_ordinary_text_sets_mostly_pass() -> None:
     verdicts = moderation.screen_batch(texts)
     flagged = [t for t, v in zip(texts, verdicts, strict=True) if v.decision != "pass"]
     assert len(flagged) <= 2, flagged  # a regression guard: 0 at the time of writing
+
+
+@pytest.mark.parametrize(
+    ("text", "term", "shown"),
+    [("你是沙币吗", "傻逼", "沙币"), ("你个杀笔", "傻逼", "杀笔"), ("黑龟滚出去", "黑鬼", "黑龟")],
+)
+def test_sound_alike_spelling_goes_to_review(text: str, term: str, shown: str) -> None:
+    v = moderation.screen(text)
+    (h,) = [h for h in v.hits if h.term == term]
+    assert h.text == shown == text[h.start : h.end]
+    assert h.list.endswith("~sound") and h.severity == "review" and v.decision == "review"
+
+
+@pytest.mark.parametrize("text", ["啥比较好", "春节祝福送给大家", "自己老了", "推销日本货"])
+def test_sound_alike_inside_ordinary_words_is_vetoed(text: str) -> None:
+    assert moderation.screen(text).decision == "pass"
+
+
+def test_spelled_block_hit_is_not_weakened_by_a_sound_alike() -> None:
+    v = moderation.screen("草你妈逼")
+    assert v.decision == "reject"
+    assert moderation.screen("傻逼").hits[0].list == "core"  # spelled: the real list and severity
+
+
+def test_sound_alike_found_in_a_batch_after_rare_ideographs() -> None:
+    texts = ["麻烦您不要頔域黑加歧视。", "s一下畑园女权eas"]
+    hits = [[h.text for h in v.hits] for v in moderation.screen_batch(texts)]
+    assert hits == [["頔域黑"], ["畑园女权"]]

@@ -143,3 +143,21 @@ def test_vector_path_equals_reference_path() -> None:
         assert vec.text == ref.text
         assert [vec.orig_index(i) for i in range(len(vec.text))] == [ref.orig_index(i) for i in range(len(ref.text))]
     assert _normalize_vector("x⑽" * 300) is None  # expansions go to the reference path
+
+
+def test_sound_and_pinyin_views_stay_aligned_after_rare_ideographs() -> None:
+    from moderation.normalize import sound_view
+
+    # 𬱖 (CJK extension E) has a reading in pypinyin; the view's piece lengths must agree with its text,
+    # or every later offset shifts (a bug found by the benchmark).
+    text = "麻烦您不要𬱖域黑加歧视。\ns一下畑园女权 sha逼"
+    sv = sound_view(text)
+    assert sv is not None
+    lengths = [*(int(b) for b in sv.bounds[1:]), len(sv.text)]
+    assert all(b >= a for a, b in zip(sv.bounds.tolist(), lengths, strict=True))
+    i = sv.text.index("tianyuannvquan")
+    assert sv.source_span(i, i + len("tianyuannvquan")) == (text.index("畑"), text.index("畑") + 4)
+    pv = pinyin_view(text)
+    assert pv is not None
+    j = pv.text.index("shabi")
+    assert pv.source_span(j, j + 5) == (text.index("sha逼"), text.index("sha逼") + 4)
