@@ -40,6 +40,7 @@ from moderation.normalize import (
     homophone_spans,
     normalize_term,
     pinyin_view,
+    sound_key,
     sound_view,
     term_pinyin,
 )
@@ -224,9 +225,9 @@ class Lexicon:
         sound_texts: dict[str, int] = {}
         for term in sound:
             norm = normalize_term(term)
-            py = term_pinyin(norm) if norm in patterns else None
-            if py:
-                sound_texts.setdefault(py, patterns[norm])
+            key = sound_key(norm) if norm in patterns else None
+            if key:
+                sound_texts.setdefault(key, patterns[norm])
         self._sound_keys = list(sound_texts)
         self._sound_idx = [sound_texts[k] for k in self._sound_keys]
         self._sound = _matcher(self._sound_keys, backend) if self._sound_keys else None
@@ -273,15 +274,11 @@ class Lexicon:
             spelled = np.unique(spelled, axis=0)
         out = np.column_stack((spelled, np.zeros(len(spelled), dtype=np.int64)))
         if self._sound is not None:
-            sview = sound_view(text)
-            if sview is not None:
+            heard_text = sound_view(text)
+            if heard_text is not None:
                 rows = []
                 common = self._common_bigrams
-                for k, s, e in self._sound.find(sview.text):
-                    span = sview.source_span(s, e)
-                    if span is None:
-                        continue
-                    a, b = span
+                for k, a, b in self._sound.find(heard_text):
                     # 啥比较 is 啥 + 比较, not 傻逼: an edge character that forms a common word with its
                     # neighbour outside the match means the sound-alike is an accident of an ordinary word.
                     if (a > 0 and text[a - 1 : a + 1] in common) or (b < n and text[b - 1 : b + 1] in common):
@@ -292,7 +289,8 @@ class Lexicon:
                     known = {tuple(r) for r in spelled.tolist()}
                     heard = np.array([r for r in heard.tolist() if tuple(r) not in known], dtype=np.int64)
                     if len(heard):
-                        out = np.concatenate((out, np.column_stack((heard, np.ones(len(heard), dtype=np.int64)))))
+                        flags = np.ones(len(heard), dtype=np.int64)
+                        out = np.concatenate((out, np.column_stack((heard.reshape(-1, 3), flags))))
         return out
 
     def _boundary_ok(self, m: np.ndarray, text: str) -> np.ndarray:

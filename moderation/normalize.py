@@ -46,6 +46,7 @@ __all__ = [
     "normalize",
     "normalize_term",
     "pinyin_view",
+    "sound_key",
     "sound_view",
 ]
 
@@ -727,44 +728,48 @@ class PinyinView:
         return int(src[k0]), int(src[k1 - 1]) + 1
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class SoundView:
-    """The whole normalised text with every ideograph replaced by its toneless pinyin (other characters kept).
+_SYLLABLE_BASE = 0xF0000  # Supplementary Private Use Area-A: one code point per toneless syllable
+_SOUND_BARRIER = 0x0  # every character without a reading
 
-    Piece ``k`` is normalised character ``k``; ``bounds[k]`` is where it starts in ``text``; ``cjk[k]`` tells
-    whether it was an ideograph with a reading. Used to find sound-alike spellings (沙币 for 傻逼).
+
+@lru_cache(maxsize=1)
+def _sound_lut() -> tuple[Any, dict[str, str]]:
+    """Code point → syllable code (or the barrier), and toneless pinyin syllable → its code character."""
+    import numpy as np
+
+    codes: dict[str, str] = {}
+    lut = np.full(0x110000, _SOUND_BARRIER, dtype=np.uint32)
+    for ch, py in _pinyin_table().items():
+        code = codes.setdefault(py, chr(_SYLLABLE_BASE + len(codes)))
+        lut[ord(ch)] = ord(code)
+    return lut, codes
+
+
+def sound_key(term: str) -> str | None:
+    """A normalised ideograph term as syllable codes (what :func:`sound_view` produces), or ``None``."""
+    _, codes = _sound_lut()
+    out = []
+    for ch in term:
+        py = char_pinyin(ch)
+        if not py:
+            return None
+        out.append(codes[py])
+    return "".join(out)
+
+
+def sound_view(norm_text: str) -> str | None:
+    """The normalised text with every ideograph replaced by ONE code for its toneless syllable (1:1, so offsets
+    are unchanged) and every other character by a barrier; ``None`` if the text has no ideograph.
+
+    Matching :func:`sound_key` forms against it finds sound-alike spellings (沙币 for 傻逼) at C speed.
     """
-
-    text: str
-    bounds: Any
-    cjk: Any
-
-    def source_span(self, start: int, end: int) -> tuple[int, int] | None:
-        """Normalised span of a match ``[start, end)`` made only of whole ideograph syllables, else ``None``."""
-        import numpy as np
-
-        k0 = int(np.searchsorted(self.bounds, start, side="left"))
-        k1 = int(np.searchsorted(self.bounds, end, side="left"))
-        if k0 >= len(self.bounds) or int(self.bounds[k0]) != start:
-            return None
-        if end < len(self.text) and (k1 >= len(self.bounds) or int(self.bounds[k1]) != end):
-            return None
-        if k1 <= k0 or not self.cjk[k0:k1].all():
-            return None
-        return k0, k1
-
-
-def sound_view(norm_text: str) -> SoundView | None:
-    """Build the :class:`SoundView` of ``norm_text``; ``None`` if it has no ideograph."""
     import numpy as np
 
     if not _HAS_CJK_RE.search(norm_text):
         return None
-    trans, lengths, has_reading = _pinyin_arrays()
+    lut, _ = _sound_lut()
     cps = np.frombuffer(norm_text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    piece_len = lengths[cps]
-    bounds = np.cumsum(piece_len) - piece_len
-    return SoundView(norm_text.translate(trans), bounds, has_reading[cps])
+    return lut[cps].tobytes().decode("utf-32-le")
 
 
 def pinyin_view(norm_text: str) -> PinyinView | None:

@@ -146,17 +146,16 @@ def test_vector_path_equals_reference_path() -> None:
 
 
 def test_sound_and_pinyin_views_stay_aligned_after_rare_ideographs() -> None:
-    from moderation.normalize import sound_view
+    from moderation.normalize import sound_key, sound_view
 
-    # 𬱖 (CJK extension E) has a reading in pypinyin; the view's piece lengths must agree with its text,
-    # or every later offset shifts (a bug found by the benchmark).
+    # 𬱖 (CJK extension E) has a reading in pypinyin; the views must stay aligned after it (a bug the
+    # benchmark found in an earlier version).
     text = "麻烦您不要𬱖域黑加歧视。\ns一下畑园女权 sha逼"
-    sv = sound_view(text)
-    assert sv is not None
-    lengths = [*(int(b) for b in sv.bounds[1:]), len(sv.text)]
-    assert all(b >= a for a, b in zip(sv.bounds.tolist(), lengths, strict=True))
-    i = sv.text.index("tianyuannvquan")
-    assert sv.source_span(i, i + len("tianyuannvquan")) == (text.index("畑"), text.index("畑") + 4)
+    heard = sound_view(text)
+    assert heard is not None and len(heard) == len(text)  # one code per character
+    key = sound_key("田园女权")
+    assert key is not None
+    assert heard.index(key) == text.index("畑")
     pv = pinyin_view(text)
     assert pv is not None
     j = pv.text.index("shabi")
