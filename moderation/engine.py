@@ -27,7 +27,15 @@ from moderation.pii import detect as detect_pii
 from moderation.policy import Policy
 from moderation.types import CATEGORIES, Hit, ModerationError, Verdict
 
-__all__ = ["Classifier", "Screener", "classifier_view", "get_screener", "reset_screener", "verdict_summary"]
+__all__ = [
+    "Classifier",
+    "Screener",
+    "classifier_view",
+    "get_screener",
+    "model_text",
+    "reset_screener",
+    "verdict_summary",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,25 @@ def classifier_view(norm_text: str) -> str:
     close to its recall on the plain spelling.
     """
     return apply_homophones(norm_text) or norm_text
+
+
+def model_text(original: str, norm_text: str, hits: Sequence[Hit]) -> str:
+    """What the classifier reads for one text: :func:`classifier_view`, and where the lexicon recognised a
+    disguised spelling (``沙币``, ``sha逼``, ``法輪功``), the term's plain spelling in its place, so the model
+    judges the text as if it had been written plainly. Offsets do not matter here; lengths may change.
+    """
+    disguised = sorted((h for h in hits if h.source == "lexicon" and h.text != h.term), key=lambda h: (h.start, -h.end))
+    if not disguised:
+        return classifier_view(norm_text)
+    pieces: list[str] = []
+    last = 0
+    for h in disguised:
+        if h.start < last:
+            continue  # overlapping evidence: the first (longest) spelling wins
+        pieces += [original[last : h.start], h.term]
+        last = h.end
+    pieces.append(original[last:])
+    return classifier_view(normalize("".join(pieces)).text)
 
 
 def _load_classifier() -> Classifier | None:
@@ -222,7 +249,7 @@ class Screener:
         clf = self.classifier
         model_scores: list[dict[str, float]] = [{} for _ in texts]
         if clf is not None and texts:
-            views = [classifier_view(norm_text) for norm_text, _ in evidence]
+            views = [model_text(text, norm_text, hits) for text, (norm_text, hits) in zip(texts, evidence, strict=True)]
             for i in range(0, len(views), batch_size):
                 chunk = clf.predict(views[i : i + batch_size])
                 if len(chunk) != len(views[i : i + batch_size]):

@@ -97,6 +97,10 @@ def test_engine_combines_model_and_rules() -> None:
     assert (v1.decision, v2.decision, v3.decision, v4.decision) == ("reject", "review", "reject", "pass")
     assert v1.model_version == "fake-1" and v1.lexicon_version == "t1"
     assert "你这个蠢货" in clf.seen  # the model sees the normalised text (disguise removed)
+    # with a lexicon that knows the term, sound-alike and pinyin spellings reach the model spelled plainly
+    s2 = Screener(lexicon=moderation.get_screener().lexicon, classifier=clf)
+    s2.screen_batch(["你是沙币吗", "你个sha逼"])
+    assert clf.seen[-2:] == ["你是傻逼吗", "你个傻逼"]
     (model_hit,) = [h for h in v2.hits if h.source == "model"]
     assert model_hit.category == "porn" and model_hit.text == "有点暧昧"
     assert v3.categories["custom"] == 1.0
