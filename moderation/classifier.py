@@ -182,9 +182,9 @@ class Classifier:
             quantize = bool(meta.get("quantize", False))
         if quantize:
             encoder = quantize_encoder(encoder)
-        return cls(
-            tokenizer, encoder, head, categories, str(meta["version"]), meta.get("thresholds"), quantized=quantize
-        )
+        # int8 shifts scores slightly, so training picks thresholds for each mode on the selection slice
+        thresholds = meta.get("thresholds_int8" if quantize else "thresholds_fp32") or meta.get("thresholds")
+        return cls(tokenizer, encoder, head, categories, str(meta["version"]), thresholds, quantized=quantize)
 
     def _score_windows(self, windows: list[list[int]]) -> torch.Tensor:
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))  # similar lengths pad less
@@ -205,16 +205,23 @@ class Classifier:
             win = make_windows(self.tokenizer, texts)
             scores = self._score_windows(win.ids)
             per_text = torch.zeros((len(texts), len(self.categories)))
-            owner = torch.tensor(win.owner)
-            per_text.index_reduce_(0, owner, scores, "amax", include_self=False)
+            for row, owner in enumerate(win.owner):  # max over each text's windows
+                torch.maximum(per_text[owner], scores[row], out=per_text[owner])
         return [{c: round(float(v), 6) for c, v in zip(self.categories, row, strict=True)} for row in per_text.tolist()]
 
 
 def quantize_encoder(encoder: nn.Module) -> nn.Module:
-    """int8 dynamic quantisation of every ``nn.Linear`` (weights int8, activations quantised per batch)."""
-    from torch.ao.quantization import quantize_dynamic
+    """int8 dynamic quantisation of every ``nn.Linear`` (weights int8 per channel, activations per batch)."""
+    import warnings
 
-    return quantize_dynamic(encoder, {nn.Linear}, dtype=torch.qint8)
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    # Per-channel weight scales: measured closer to fp32 than per-tensor (mean |score diff| 0.050 vs 0.058 on
+    # 800 COLD select texts) at the same speed. The eager API is deprecated in favour of torchao; it still
+    # works in torch 2.13 and needs no extra dependency.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return quantize_dynamic(encoder, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 
 _instance: Classifier | None = None

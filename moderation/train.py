@@ -337,7 +337,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--variants", default="frozen,top1,top2")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-only", action="store_true", help="stop after building the activation cache")
+    ap.add_argument("--calibrate-only", action="store_true", help="only redo the fp32/int8 check of --out")
     args = ap.parse_args(argv)
+    if args.calibrate_only:
+        torch.set_num_threads(args.threads)
+        calibrate(args.out, by_split(all_examples(args.data_root), "select"))
+        return
 
     torch.set_num_threads(args.threads)
     random.seed(SEED)
@@ -455,20 +460,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     save_model(tmp, chosen, best, results[best]["tuned_layers"], meta, base_dir, encoder)
 
-    # int8 check on the real pipeline (windows, full encoder) over the selection slice.
-    texts = [e.text for e in select_ex]
-    clf = Classifier.load(tmp, quantize=False)
-    s_fp32 = np.array([[r[c] for c in MODEL_CATEGORIES] for r in clf.predict(texts)])
-    clf_q = Classifier.load(tmp, quantize=True)
-    s_int8 = np.array([[r[c] for c in MODEL_CATEGORIES] for r in clf_q.predict(texts)])
-    thr = results[best]["thresholds"]
-    r32 = selection_report(select_ex, s_fp32, thr)
-    r8 = selection_report(select_ex, s_int8, thr)
-    meta["pipeline_select_fp32"] = r32
-    meta["pipeline_select_int8"] = r8
-    meta["quantize"] = bool(r8["score"] >= r32["score"] - 0.005)
-    log(f"pipeline select fp32 {r32['score']:.4f} int8 {r8['score']:.4f} -> quantize={meta['quantize']}")
-    save_model(tmp, chosen, best, results[best]["tuned_layers"], meta, base_dir, encoder)
+    calibrate(tmp, select_ex)
     if args.out.is_dir():
         for f in (WEIGHTS_FILE, CONFIG_FILE):
             (args.out / f).unlink(missing_ok=True)
@@ -477,6 +469,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         (tmp / f).replace(args.out / f)
     shutil.rmtree(tmp, ignore_errors=True)
     log(f"wrote {args.out}")
+
+
+def calibrate(model_dir: Path, select_ex: Sequence[Example], tolerance: float = 0.01) -> dict:
+    """Score the selection slice through the real pipeline in fp32 and int8; pick thresholds for each.
+
+    Thresholds are re-chosen for int8 because quantisation shifts scores a little, and thresholds near 0.9
+    are sensitive to that. int8 becomes the default (``"quantize": true``) only if its selection score, with
+    its own thresholds, is within ``tolerance`` of fp32's. Rewrites ``classifier.json``; weights untouched.
+    """
+    texts = [e.text for e in select_ex]
+    y = np.array([e.target() for e in select_ex], dtype=np.int64)
+    meta = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    for mode in ("fp32", "int8"):
+        clf = Classifier.load(model_dir, quantize=mode == "int8")
+        scores = np.array([[r[c] for c in MODEL_CATEGORIES] for r in clf.predict(texts)])
+        thresholds = best_thresholds(y, scores)
+        meta[f"thresholds_{mode}"] = thresholds
+        meta[f"pipeline_select_{mode}"] = selection_report(select_ex, scores, thresholds)
+        del clf
+    s32, s8 = meta["pipeline_select_fp32"]["score"], meta["pipeline_select_int8"]["score"]
+    meta["quantize"] = bool(s8 >= s32 - tolerance)
+    meta["thresholds"] = meta["thresholds_int8" if meta["quantize"] else "thresholds_fp32"]
+    log(f"pipeline select score fp32 {s32:.4f} int8 {s8:.4f} -> quantize={meta['quantize']}")
+    (model_dir / CONFIG_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return meta
 
 
 def derive_cache(src: TokenCache, layers: Sequence[nn.Module], config: object, path: Path) -> TokenCache:
