@@ -105,8 +105,10 @@ def _with_model_thresholds(policy: Policy, clf: Classifier) -> Policy:
     """``policy`` with review thresholds taken from ``clf.thresholds`` where it has any (and they fit 0..reject)."""
     overrides: dict[str, dict[str, float]] = {}
     for cat, value in dict(getattr(clf, "thresholds", None) or {}).items():
-        reject = policy.thresholds.get(cat, (None, None))[1] if cat in CATEGORIES else None
-        if cat in CATEGORIES and 0.0 < float(value) <= (reject if reject is not None else 1.0):
+        if cat not in CATEGORIES or isinstance(value, bool) or not isinstance(value, int | float):
+            continue  # a shape we do not know is ignored rather than trusted
+        reject = policy.thresholds.get(cat, (None, None))[1]
+        if 0.0 < float(value) <= (reject if reject is not None else 1.0):
             overrides[cat] = {"review": float(value)}
     return policy.with_overrides({"thresholds": overrides}) if overrides else policy
 

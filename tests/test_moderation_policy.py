@@ -121,12 +121,13 @@ def test_verdict_from_bad_dict() -> None:
 
 def test_default_policy_adopts_model_thresholds() -> None:
     clf = FakeClassifier()
-    clf.thresholds = {"porn": 0.3, "abuse": 0.99, "unknown": 0.2}  # type: ignore[attr-defined]
+    clf.thresholds = {"porn": 0.3, "abuse": 0.99, "unknown": 0.2, "ads": {"fp32": 0.4}}  # type: ignore[attr-defined]
     from moderation.engine import _with_model_thresholds
 
     p = _with_model_thresholds(Policy.default(), clf)  # type: ignore[arg-type]
     assert p.thresholds["porn"] == (0.3, 0.9)
     assert p.thresholds["abuse"] == (0.5, 0.9)  # above the reject threshold: not adopted
+    assert p.thresholds["ads"] == (0.6, None)  # not a number: ignored
     explicit = Screener(lexicon=Lexicon([], version="t"), classifier=clf, policy=Policy.default())
     assert explicit.policy.thresholds["porn"] == (0.5, 0.9)
     assert moderation.default_policy().thresholds == Policy.default().thresholds  # rules only: defaults
