@@ -7,12 +7,15 @@ Measures, for fp32 and int8 dynamic quantisation, on 1 and 2 torch threads:
 * throughput in texts/s for batches of 60-character texts.
 
 Texts are built in here (no data set needed). Report the machine with the figures: they depend on it.
+Besides wall-clock latency, each case reports the process CPU time per call (``cpu_*``): on a machine
+shared with other work, it is what one call costs on an idle core (meaningful for the 1-thread rows).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -48,16 +51,21 @@ def one_window_text(clf: Classifier) -> str:
     return text_of(lo)
 
 
-def timings(fn: Callable[[], object], repeat: int, warmup: int = 3) -> list[float]:
-    """Wall-clock milliseconds of ``repeat`` calls after ``warmup`` calls."""
+def timings(fn: Callable[[], object], repeat: int, warmup: int = 3) -> tuple[list[float], list[float]]:
+    """Wall-clock and process-CPU milliseconds of ``repeat`` calls after ``warmup`` calls.
+
+    On a shared machine the wall clock includes time spent waiting for a core that another process holds;
+    with one torch thread the process CPU time is the latency the call would have on an idle core.
+    """
     for _ in range(warmup):
         fn()
-    out = []
+    wall, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
+        wall.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
+    return wall, cpu
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -82,9 +90,14 @@ def bench_model(clf: Classifier, repeat: int, batch_size: int) -> list[dict]:
         torch.set_num_threads(threads)
         row: dict = {"dtype": "int8" if clf.quantized else "fp32", "threads": threads}
         for name, text in cases:
-            ms = timings(lambda t=text: clf.predict([t]), repeat)
-            row[name] = {"p50_ms": round(pct(ms, 0.5), 2), "p95_ms": round(pct(ms, 0.95), 2)}
-        ms = timings(lambda: clf.predict(batch), max(5, repeat // 3), warmup=1)
+            ms, cpu = timings(lambda t=text: clf.predict([t]), repeat)
+            row[name] = {
+                "p50_ms": round(pct(ms, 0.5), 2),
+                "p95_ms": round(pct(ms, 0.95), 2),
+                "cpu_p50_ms": round(pct(cpu, 0.5), 2),
+                "cpu_p95_ms": round(pct(cpu, 0.95), 2),
+            }
+        ms, _ = timings(lambda: clf.predict(batch), max(5, repeat // 3), warmup=1)
         row[f"texts_per_s_60char_batch{batch_size}"] = round(batch_size / (statistics.median(ms) / 1000), 1)
         rows.append(row)
         print(json.dumps(row, ensure_ascii=False), flush=True)
@@ -100,10 +113,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    results = []
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}")
+    results: list[dict] = []
+    load = os.getloadavg()[0]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load {load:.2f}, torch {torch.__version__}")
     for quantize in (False, True):
         results += bench_model(Classifier.load(args.model_dir, quantize=quantize), args.repeat, args.batch)
+    print(f"load average after: {os.getloadavg()[0]:.2f} (other processes share these cores)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 

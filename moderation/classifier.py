@@ -221,6 +221,7 @@ def quantize_encoder(encoder: nn.Module) -> nn.Module:
     # works in torch 2.13 and needs no extra dependency.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         return quantize_dynamic(encoder, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 
