@@ -1,7 +1,7 @@
 """Training and evaluation data for the moderation classifier, derived reproducibly from the team's data.
 
-Sources (all read from ``MATRIX_MODERATION_DATA_ROOT``-free paths under ``/work/shared`` by default, or a
-``--data-root`` given to the train/evaluate commands; none of it is needed at run time):
+Sources (read from ``/work/shared`` by default, or the ``--data-root`` given to the train/evaluate commands;
+none of it is needed at run time):
 
 * **COLD** (thu-coai/COLDataset, Apache-2.0): train/dev, binary offensive label -> ``abuse``. A seeded 10 %
   of *train* is held out as the model-selection slice ("select"); COLD dev is only ever reported, never tuned on.
@@ -14,8 +14,9 @@ Sources (all read from ``MATRIX_MODERATION_DATA_ROOT``-free paths under ``/work/
   positive label: ordinary news sentences (with words such as 招聘, 兼职, 主席 that noisy lexicons flag),
   warnings and reports that *discuss* the same terms, and anti-bias statements that quote an insult in
   order to condemn it (the main error source on COLD; see the team's classifier notes). Terms are split
-  train/test by a stable hash, so the derived test set only has terms the model never saw; templates are
-  shared, so derived figures are an optimistic check that the labels were learnt, not a field estimate.
+  train / select / test (7 : 1 : 2) by a stable hash, so the derived test set only has terms the model
+  never saw; templates are shared, so derived figures are an optimistic check that the labels were learnt,
+  not a field estimate.
 
 ``privacy`` is left out of the model on purpose: personal data is found exactly by the PII detectors.
 """
