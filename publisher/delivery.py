@@ -336,15 +336,22 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
     return max(delay, retry_after or 0.0)
 
 
+def _lock_post_and_delivery(s: Session, delivery_id: int) -> tuple[Post, Delivery]:
+    """Lock the delivery's post, then the delivery: always in this order, so recording outcomes of one
+    post's deliveries is serialised (the post state derived from them never misses a concurrent change)."""
+    post_id = s.execute(select(Delivery.post_id).where(Delivery.id == delivery_id)).scalar_one_or_none()
+    if post_id is None:
+        raise NotFound(f"delivery {delivery_id} not found")
+    post = get(s, Post, post_id, lock=True)
+    d = s.execute(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).scalar_one()
+    return post, d
+
+
 def _record(delivery_id: int, *, ok: PublishResult | None = None, error: ChannelError | None = None) -> str:
     """Store the outcome of an attempt and move the post on. Wake-ups go out after commit."""
     settings = get_settings()
     with session_scope() as s:
-        d0 = s.get(Delivery, delivery_id)
-        assert d0 is not None
-        post = get(s, Post, d0.post_id, lock=True)  # post first: serialises the post-state derivation
-        d = s.execute(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).scalar_one()
-        s.refresh(d)
+        post, d = _lock_post_and_delivery(s, delivery_id)
         account = s.get(Account, d.account_id)
         t = now()
         if ok is not None:
@@ -502,8 +509,7 @@ def _resolve_unconfirmed(delivery_id: int) -> None:
     finally:
         channel.close()
     with session_scope() as s:
-        post = get(s, Post, s.get(Delivery, delivery_id).post_id, lock=True)
-        d = s.execute(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).scalar_one()
+        post, d = _lock_post_and_delivery(s, delivery_id)
         if d.state != "unconfirmed":
             return
         if found is not None:
@@ -526,8 +532,7 @@ def _resolve_awaiting(delivery_id: int) -> None:
     finally:
         channel.close()
     with session_scope() as s:
-        post = get(s, Post, s.get(Delivery, delivery_id).post_id, lock=True)
-        d = s.execute(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).scalar_one()
+        post, d = _lock_post_and_delivery(s, delivery_id)
         if d.state != "awaiting_confirmation":
             return
         if status.state == "published":
@@ -658,11 +663,7 @@ def confirm_manual(delivery_id: int, url: str, actor: str = "operator") -> Deliv
 
         raise InvalidInput(f"not a URL: {url!r}")
     with session_scope() as s:
-        d = s.get(Delivery, delivery_id)
-        if d is None:
-            raise NotFound(f"delivery {delivery_id} not found")
-        post = get(s, Post, d.post_id, lock=True)
-        d = get(s, Delivery, delivery_id, lock=True)
+        post, d = _lock_post_and_delivery(s, delivery_id)
         if d.state != "awaiting_manual":
             raise Conflict(f"delivery {d.id} is {d.state}; only an awaiting_manual delivery can be confirmed")
         _apply_result(s, d, PublishResult(remote_id=d.remote_id or idempotency_key(d.id), url=url), post)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import moderation
-from moderation import Policy, Verdict
+from moderation import Verdict
 from publisher.models import Account, ModerationTerm, Organization, Post
 
 _SEVERITY_ORDER = {"pass": 0, "review": 1, "reject": 2}
@@ -56,7 +56,7 @@ def org_lists(session: Session, org_id: int) -> moderation.OrgLists | None:
 def screen_post(session: Session, post: Post, text: str) -> Verdict:
     """The strictest verdict over the post's target accounts' policies."""
     org = session.get(Organization, post.organization_id)
-    base = Policy.default()
+    base = moderation.default_policy()  # carries the classifier's own thresholds
     for o in reversed(_chain(session, org.id)):  # ancestors first, the post's own organisation last
         base = base.with_overrides(o.moderation_policy or None)
     accounts = session.scalars(select(Account).where(Account.id.in_([t.account_id for t in post.targets]))).all()

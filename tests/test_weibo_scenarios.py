@@ -91,6 +91,8 @@ def test_weibo_expired_token_needs_reauth(stack: Stack) -> None:
 
     site = stack.website_account("wb2")
     weibo = weibo_account(stack, "6000000031", "wb-token-31", expires_in=1)
+    # expire it on the sandbox's clock now, rather than racing a 1-second lifetime against the website delivery
+    stack.sandbox_call("POST", "/weibo/_sandbox/clock/advance", json={"seconds": 5})
     post_id = stack.publish([site, weibo])
     info = stack.wait_for(settled(stack, post_id, "partially_published"), what="weibo needs_reauth")
     status = {d["kind"]: d for d in info["deliveries"]}["weibo"]
