@@ -36,9 +36,10 @@ def test_default_decisions() -> None:
     assert p.decide({}, [hit("privacy", source="pii")]) == "review"
     assert p.decide({"abuse": 0.49}, []) == "pass"
     assert p.decide({"abuse": 0.5}, []) == "review"
-    assert p.decide({"abuse": 0.95}, []) == "reject"
+    assert p.decide({"abuse": 0.95}, []) == "review"  # abuse never rejects on a score alone: a person decides
+    assert p.decide({"porn": 0.95}, []) == "reject"
     assert p.decide({"ads": 0.99}, []) == "review"  # ads never reject on a score alone
-    assert p.decide({"abuse": 0.95}, [hit("privacy", source="pii")]) == "reject"  # strictest wins
+    assert p.decide({"porn": 0.95}, [hit("privacy", source="pii")]) == "reject"  # strictest wins
 
 
 def test_overrides_layer_org_then_channel() -> None:
@@ -53,7 +54,7 @@ def test_overrides_layer_org_then_channel() -> None:
     assert channel.decide({}, [hit("ads", severity="review")]) == "review"
     assert channel.thresholds["abuse"] == (0.3, 0.6)
     # the original is untouched (immutable)
-    assert Policy.default().thresholds["abuse"] == (0.5, 0.9)
+    assert Policy.default().thresholds["abuse"] == (0.5, None)
     soft = Policy.default().with_overrides({"block_action": "review"})
     assert soft.decide({}, [hit("porn", severity="block")]) == "review"
     never = Policy.default().with_overrides({"thresholds": {"politics": {"reject": None}}})
@@ -94,7 +95,8 @@ def test_engine_combines_model_and_rules() -> None:
     clf = FakeClassifier()
     s = Screener(lexicon=Lexicon([Entry("坏词", "custom", "block")], version="t1"), classifier=clf)
     v1, v2, v3, v4 = s.screen_batch(["你这个蠢.货", "有点暧昧", "坏词", "今天开会"])
-    assert (v1.decision, v2.decision, v3.decision, v4.decision) == ("reject", "review", "reject", "pass")
+    # a model-only abuse score goes to a person; a block-severity lexicon hit rejects
+    assert (v1.decision, v2.decision, v3.decision, v4.decision) == ("review", "review", "reject", "pass")
     assert v1.model_version == "fake-1" and v1.lexicon_version == "t1"
     assert "你这个蠢货" in clf.seen  # the model sees the normalised text (disguise removed)
     # with a lexicon that knows the term, sound-alike and pinyin spellings reach the model spelled plainly
@@ -121,12 +123,12 @@ def test_verdict_from_bad_dict() -> None:
 
 def test_default_policy_adopts_model_thresholds() -> None:
     clf = FakeClassifier()
-    clf.thresholds = {"porn": 0.3, "abuse": 0.99, "unknown": 0.2, "ads": {"fp32": 0.4}}  # type: ignore[attr-defined]
+    clf.thresholds = {"porn": 0.3, "violence": 0.99, "unknown": 0.2, "ads": {"fp32": 0.4}}  # type: ignore[attr-defined]
     from moderation.engine import _with_model_thresholds
 
     p = _with_model_thresholds(Policy.default(), clf)  # type: ignore[arg-type]
     assert p.thresholds["porn"] == (0.3, 0.9)
-    assert p.thresholds["abuse"] == (0.5, 0.9)  # above the reject threshold: not adopted
+    assert p.thresholds["violence"] == (0.5, 0.9)  # above the reject threshold: not adopted
     assert p.thresholds["ads"] == (0.6, None)  # not a number: ignored
     explicit = Screener(lexicon=Lexicon([], version="t"), classifier=clf, policy=Policy.default())
     assert explicit.policy.thresholds["porn"] == (0.5, 0.9)
