@@ -1,0 +1,92 @@
+"""The claim step holds back what the platform would refuse: Weibo's 30 posts/hour per account, paused accounts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from publisher import delivery as engine
+from publisher import services
+from publisher.db import session_scope
+from publisher.models import Account, Delivery, Post
+from publisher.timeutil import now
+
+
+@pytest.fixture()
+def db(tmp_path, monkeypatch):
+    from publisher import migrate
+    from publisher.config import get_settings
+
+    monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    migrate.upgrade()
+    yield
+    get_settings.cache_clear()
+
+
+def _weibo_with_history(sent_in_last_hour: int) -> tuple[int, int]:
+    """A Weibo account with that many posts claimed in the last hour, and one more delivery pending."""
+    with session_scope() as s:
+        account = services.add_account(
+            s,
+            kind="weibo",
+            name="微博",
+            credentials={"access_token": "t", "uid": "1"},
+            config={"base_url": "http://127.0.0.1:9/weibo", "safe_domain": "127.0.0.1", "rip": "127.0.0.1"},
+        )
+        post = services.create_post(s, title="t", body="b", accounts=[account.id], submit=False)
+        post.state = "publishing"
+        s.flush()
+        t = now()
+        for i in range(sent_in_last_hour):
+            s.add(
+                Delivery(
+                    post_id=post.id,
+                    version_id=post.current_version_id,
+                    account_id=account.id,
+                    state="published",
+                    claimed_at=t - timedelta(minutes=50 - i),
+                )
+            )
+        pending = Delivery(
+            post_id=post.id,
+            version_id=post.current_version_id,
+            account_id=account.id,
+            state="pending",
+            next_attempt_at=t,
+        )
+        s.add(pending)
+        s.flush()
+        return account.id, pending.id
+
+
+def test_the_31st_weibo_post_in_an_hour_waits_instead_of_being_sent(db) -> None:
+    _account, delivery_id = _weibo_with_history(30)
+    assert engine._claim(delivery_id) is None  # not sent: no platform call is made
+    with session_scope() as s:
+        d = s.get(Delivery, delivery_id)
+        assert d.state == "retry_wait" and "30 posts/hour" in d.last_error
+        # it waits until the oldest of the 30 is an hour old (claimed 50 minutes ago)
+        assert timedelta(minutes=9) < d.next_attempt_at - now() < timedelta(minutes=11)
+
+
+def test_under_the_limit_the_delivery_is_claimed(db) -> None:
+    _account, delivery_id = _weibo_with_history(29)
+    claim = engine._claim(delivery_id)
+    assert claim is not None
+    with session_scope() as s:
+        assert s.get(Delivery, delivery_id).state == "sending"
+
+
+def test_a_paused_account_holds_its_deliveries_until_the_pause_ends(db) -> None:
+    account_id, delivery_id = _weibo_with_history(0)
+    until = now() + timedelta(hours=3)
+    with session_scope() as s:
+        account = s.get(Account, account_id)
+        account.status, account.paused_until = "paused", until
+    assert engine._claim(delivery_id) is None
+    with session_scope() as s:
+        d = s.get(Delivery, delivery_id)
+        assert d.state == "retry_wait" and d.next_attempt_at == until and d.attempts == 0
+        assert s.get(Post, d.post_id).state == "publishing"  # waiting is not failing
