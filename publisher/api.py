@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from publisher import services
 from publisher.errors import InvalidInput, NotFound, PublisherError
 from publisher.models import Account, Post
-from publisher.timeutil import parse_local
+from publisher.timeutil import iso_local, parse_local
 
 app = FastAPI(title="media-matrix", version="0.1.0", description="Draft once, screen, review, publish to the matrix.")
 
@@ -132,7 +132,7 @@ def list_accounts(session: Session = Depends(db)) -> list[dict[str, Any]]:
             "organization": a.organization.name,
             "status": a.status,
             "status_reason": a.status_reason,
-            "paused_until": a.paused_until.isoformat() if a.paused_until else None,
+            "paused_until": iso_local(a.paused_until),
         }
         for a in session.scalars(select(Account).order_by(Account.id)).all()
     ]
@@ -202,7 +202,7 @@ def show_post(post_id: int, session: Session = Depends(db)) -> dict[str, Any]:
                 "likes": m.likes,
                 "shares": m.shares,
                 "comments": m.comments,
-                "taken_at": m.taken_at.isoformat(),
+                "taken_at": iso_local(m.taken_at),
             }
             if m
             else None
@@ -316,7 +316,7 @@ def notifications(
     if unread:
         q = q.where(Notification.read_at.is_(None))
     return [
-        {"id": n.id, "kind": n.kind, "post": n.post_id, "message": n.message, "created_at": n.created_at.isoformat()}
+        {"id": n.id, "kind": n.kind, "post": n.post_id, "message": n.message, "created_at": iso_local(n.created_at)}
         for n in session.scalars(q).all()
     ]
 
@@ -328,7 +328,7 @@ def read_notification(notification_id: int, session: Session = Depends(db)) -> d
 
     n = services.get(session, Notification, notification_id)
     n.read_at = n.read_at or now()
-    return {"id": n.id, "read_at": n.read_at.isoformat()}
+    return {"id": n.id, "read_at": iso_local(n.read_at)}
 
 
 @app.post("/screen")

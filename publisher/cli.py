@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -403,6 +404,7 @@ def post_show(post_id: int, as_json: bool = typer.Option(False, "--json")) -> No
     """A post's state, screening and per-delivery state, remote URL, attempts and last error."""
     from publisher import services
     from publisher.models import Post
+    from publisher.timeutil import format_local
 
     with user_errors(), _session() as session:
         post = services.get(session, Post, post_id)
@@ -417,8 +419,11 @@ def post_show(post_id: int, as_json: bool = typer.Option(False, "--json")) -> No
         for hit in s.get("hits", [])[:10]:
             console.print(f"  {hit['category']} ({hit['source']}): {hit['text']!r} at {hit['start']}-{hit['end']}")
     if info["schedule"]:
-        console.print(f"schedule: {info['schedule']['due_at']} ({info['schedule']['state']})")
+        due = datetime.fromisoformat(info["schedule"]["due_at"])
+        console.print(f"schedule: {format_local(due)} ({info['schedule']['state']})")
     table = Table("delivery", "account", "kind", "state", "attempts", "remote URL", "last error")
+    # A URL is copied, not read: fold it over lines rather than cut it with an ellipsis on a narrow terminal.
+    table.columns[5].overflow = "fold"
     for d in info["deliveries"]:
         table.add_row(
             str(d["id"]),

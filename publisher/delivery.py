@@ -43,7 +43,7 @@ from publisher.db import get_engine, session_scope
 from publisher.errors import Conflict, NotFound
 from publisher.models import Account, Delivery, MetricSnapshot, Post, PostVersion, Schedule
 from publisher.services import audit, get, notify_owner
-from publisher.timeutil import now
+from publisher.timeutil import format_local, now
 from publisher.wakeups import after_commit, enqueue
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ def _claim(delivery_id: int) -> Claim | None:
             _settle_post(s, post)
             return None
         if account.paused_until and account.paused_until > t:
-            _wait(d, "retry_wait", account.paused_until, f"account paused until {account.paused_until.isoformat()}")
+            _wait(d, "retry_wait", account.paused_until, f"account paused until {format_local(account.paused_until)}")
             return None
         if account.status == "paused":
             account.status, account.paused_until, account.status_reason = "active", None, None

@@ -13,9 +13,8 @@ from publisher.timeutil import now
 PROVINCE = "省总工会"
 CITIES = ("市总工会", "区总工会")
 
-DEMO_BODY = """## 网上职工之家正式上线
-
-为更好服务广大职工，省总工会"网上职工之家"今天正式上线。职工可在线办理会员服务、
+# The title is rendered by each platform on its own, so the body does not repeat it as a heading.
+DEMO_BODY = """为更好服务广大职工，省总工会"网上职工之家"今天正式上线。职工可在线办理会员服务、
 参加技能培训、申请困难帮扶，并第一时间了解各级工会的工作动态。
 
 欢迎各位职工朋友关注、转发！

@@ -32,7 +32,7 @@ from publisher.models import (
     Screening,
     User,
 )
-from publisher.timeutil import now
+from publisher.timeutil import iso_local, now
 from publisher.wakeups import after_commit, enqueue
 
 TITLE_MAX = 200
@@ -453,7 +453,7 @@ def post_summary(session: Session, post: Post) -> dict[str, Any]:
         "summary": version.summary if version else None,
         "targets": [t.account_id for t in post.targets],
         "screening": screening.verdict if screening else None,
-        "schedule": ({"due_at": schedule.due_at.isoformat(), "state": schedule.state} if schedule else None),
+        "schedule": ({"due_at": iso_local(schedule.due_at), "state": schedule.state} if schedule else None),
         "deliveries": [delivery_summary(d) for d in deliveries_of(session, post.id)],
     }
 
@@ -470,8 +470,8 @@ def delivery_summary(d: Delivery) -> dict[str, Any]:
         "remote_id": d.remote_id,
         "remote_url": d.remote_url,
         "last_error": d.last_error,
-        "next_attempt_at": d.next_attempt_at.isoformat() if d.next_attempt_at else None,
-        "published_at": d.published_at.isoformat() if d.published_at else None,
+        "next_attempt_at": iso_local(d.next_attempt_at),
+        "published_at": iso_local(d.published_at),
     }
 
 

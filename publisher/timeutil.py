@@ -51,3 +51,11 @@ def format_local(value: datetime | None) -> str:
     if value is None:
         return "-"
     return value.astimezone(get_settings().tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def iso_local(value: datetime | None) -> str | None:
+    """ISO 8601 in the configured zone with its offset (``2026-12-01T09:00:00+08:00``), for API answers.
+
+    The instant is the same as the stored UTC value; people reading the answer see their own clock.
+    """
+    return value.astimezone(get_settings().tz).isoformat() if value is not None else None

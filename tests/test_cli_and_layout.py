@@ -116,3 +116,21 @@ def test_migrations_match_the_models(tmp_path, monkeypatch) -> None:
     migrate.upgrade()
     command.check(migrate.alembic_config())  # raises if the models have changes no migration covers
     get_settings.cache_clear()
+
+
+def test_times_are_shown_in_the_configured_zone(env) -> None:
+    """Stored in UTC; `post show` and the API show MATRIX_TIMEZONE (Asia/Shanghai by default)."""
+    from publisher.db import session_scope
+    from publisher.models import Post
+    from publisher.services import post_summary
+
+    created = runner.invoke(
+        app, ["post", "create", "-t", "标题", "--body", "正文", "-a", "site-a", "--at", "2099-12-01 09:00"]
+    )
+    assert created.exit_code == 0, created.output
+    shown = runner.invoke(app, ["post", "show", "1"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "schedule: 2099-12-01 09:00:00 CST" in shown.output, shown.output
+    with session_scope() as s:
+        info = post_summary(s, s.get(Post, 1))
+    assert info["schedule"]["due_at"] == "2099-12-01T09:00:00+08:00"
