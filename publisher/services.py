@@ -179,6 +179,12 @@ def reauthorize_account(session: Session, account_id: int, credentials: dict[str
     for delivery in waiting:
         lifecycle.transition("delivery", delivery, "pending")
         delivery.next_attempt_at = now()
+    # A post whose only unsettled deliveries waited for this account was settled as failed (or partially
+    # published); with them released it is publishing again, so their outcome can still settle it.
+    for post_id in sorted({d.post_id for d in waiting}):
+        post = get(session, Post, post_id, lock=True)
+        if post.state in ("failed", "partially_published"):
+            lifecycle.transition("post", post, "publishing")
     audit(session, actor, "account.reauthorize", account, released=len(waiting))
     if waiting:
         after_commit(session, enqueue, "matrix.dispatch_due")

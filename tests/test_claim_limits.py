@@ -90,3 +90,28 @@ def test_a_paused_account_holds_its_deliveries_until_the_pause_ends(db) -> None:
         d = s.get(Delivery, delivery_id)
         assert d.state == "retry_wait" and d.next_attempt_at == until and d.attempts == 0
         assert s.get(Post, d.post_id).state == "publishing"  # waiting is not failing
+
+
+def test_reauthorising_an_account_reopens_the_post_its_deliveries_waited_for(db) -> None:
+    """needs_reauth settles the post as failed; once the account is re-authorised, the post is publishing
+    again, and when the released delivery is published the post becomes published (not stuck in failed)."""
+    account_id, delivery_id = _weibo_with_history(0)
+    with session_scope() as s:
+        s.get(Account, account_id).status = "needs_reauth"
+    assert engine._claim(delivery_id) is None
+    with session_scope() as s:
+        d = s.get(Delivery, delivery_id)
+        assert d.state == "needs_reauth" and s.get(Post, d.post_id).state == "failed"
+        post_id = d.post_id
+    with session_scope() as s:
+        services.reauthorize_account(s, account_id, {"access_token": "new", "uid": "1"}, actor="admin")
+    with session_scope() as s:
+        assert s.get(Delivery, delivery_id).state == "pending"
+        assert s.get(Post, post_id).state == "publishing"
+    assert engine._claim(delivery_id) is not None
+    with session_scope() as s:
+        d = s.get(Delivery, delivery_id)
+        d.state, d.remote_id = "published", "4900000000000001"
+        engine._settle_post(s, s.get(Post, post_id))
+    with session_scope() as s:
+        assert s.get(Post, post_id).state == "published"
