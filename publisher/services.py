@@ -275,7 +275,9 @@ def edit_post(
     """Make a new version. Past draft, the post goes back to screening: no approval carries to new content."""
     post = get(session, Post, post_id, lock=True)
     if post.state not in lifecycle.EDITABLE:
-        raise Conflict(f"post {post.id} is {post.state}; it can no longer be edited (retract it instead)")
+        # Published content is not changed in place on the platforms: retract it and post a corrected one.
+        hint = "" if post.state == "retracted" else " (retract it and create a corrected post)"
+        raise Conflict(f"post {post.id} is {post.state}; it can no longer be edited{hint}")
     old = post.current_version
     assert old is not None
     new_title, new_body = _validate_content(
