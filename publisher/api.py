@@ -296,10 +296,11 @@ def confirm_delivery(delivery_id: int, body: ConfirmIn) -> dict[str, Any]:
 
 @app.post("/organizations/{org_id}/terms", status_code=201)
 def add_term(org_id: int, body: TermIn, session: Session = Depends(db)) -> dict[str, Any]:
-    entry = services.add_moderation_term(
+    entry, created = services.add_moderation_term(
         session, org_id, body.term, list_=body.list, category=body.category, severity=body.severity
     )
-    return {"term": entry.term, "list": entry.list}
+    return {"term": entry.term, "list": entry.list, "category": entry.category, "severity": entry.severity,
+            "created": created}  # fmt: skip
 
 
 @app.get("/notifications")

@@ -526,8 +526,11 @@ def terms_add(
         found = session.scalar(select(Organization).where(Organization.name == org))
         if found is None:
             fail(f"organisation {org!r} not found")
-        services.add_moderation_term(session, found.id, term, list_=list_, category=category, severity=severity)
-        console.print(f"{list_}-list of {org}: added {term!r}")
+        _entry, created = services.add_moderation_term(
+            session, found.id, term, list_=list_, category=category, severity=severity
+        )
+    done = "added" if created else "updated"
+    console.print(f"{list_}-list of {org}: {done} {term!r} ({category}, {severity})")
 
 
 # ------------------------------------------------------------------------------------------- demo

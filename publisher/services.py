@@ -7,7 +7,7 @@ it commits (:mod:`publisher.wakeups`). Errors are :mod:`publisher.errors`, one l
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -17,6 +17,7 @@ from channels.base import channel_kinds, get_channel_class
 from publisher import lifecycle
 from publisher.config import get_settings
 from publisher.crypto import encrypt_credentials
+from publisher.db import session_scope
 from publisher.errors import Conflict, InvalidInput, NotFound
 from publisher.models import (
     Account,
@@ -36,6 +37,7 @@ from publisher.timeutil import iso_local, now
 from publisher.wakeups import after_commit, enqueue
 
 TITLE_MAX = 200
+TERM_MAX = 200  # moderation_terms.term is VARCHAR(200)
 
 
 # ------------------------------------------------------------------------------------------ audit
@@ -102,20 +104,57 @@ def ensure_user(session: Session, name: str, role: str, org: Organization | None
 
 def add_moderation_term(
     session: Session, org_id: int, term: str, *, list_: str, category: str = "custom", severity: str = "review"
-) -> ModerationTerm:
-    """Add a deny- or allow-list term for an organisation; bumps its list version (reloaded without restart)."""
+) -> tuple[ModerationTerm, bool]:
+    """Add a deny- or allow-list term for an organisation, or update the category and severity of one already
+    there; bumps its list version (reloaded without a restart). Returns the entry and whether it is new.
+
+    Everything is checked here, before it is stored: a bad row would stop every screening of the organisation.
+    """
+    from moderation.types import CATEGORIES
+
     if list_ not in ("deny", "allow"):
         raise InvalidInput("list must be 'deny' or 'allow'")
     if severity not in ("block", "review"):
         raise InvalidInput("severity must be 'block' or 'review'")
+    if category not in CATEGORIES:
+        raise InvalidInput(f"unknown category {category!r}; choose from {', '.join(CATEGORIES)}")
     term = term.strip()
     if not term:
         raise InvalidInput("empty term")
-    org = get(session, Organization, org_id)
-    entry = ModerationTerm(organization_id=org.id, list=list_, term=term, category=category, severity=severity)
-    session.add(entry)
+    if len(term) > TERM_MAX:
+        raise InvalidInput(f"term is {len(term)} characters; at most {TERM_MAX}")
+    org = get(session, Organization, org_id, lock=True)
+    entry = session.scalar(
+        select(ModerationTerm).where(
+            ModerationTerm.organization_id == org.id, ModerationTerm.list == list_, ModerationTerm.term == term
+        )
+    )
+    created = entry is None
+    if entry is None:
+        entry = ModerationTerm(organization_id=org.id, list=list_, term=term, category=category, severity=severity)
+        session.add(entry)
+    else:
+        entry.category, entry.severity = category, severity
     org.lists_version += 1
-    return entry
+    return entry, created
+
+
+def requeue_stale_screenings(older_than_s: float = 60.0, limit: int = 200) -> int:
+    """Wake up screening again for posts left in ``screening`` without a result (a lost or failed message).
+
+    Broker messages are only wake-ups: the database says which versions still wait for their screening.
+    """
+    cutoff = now() - timedelta(seconds=older_than_s)
+    with session_scope() as session:
+        waiting = session.scalars(
+            select(Post.current_version_id)
+            .outerjoin(Screening, Screening.version_id == Post.current_version_id)
+            .where(Post.state == "screening", Post.updated_at < cutoff, Screening.id.is_(None))
+            .limit(limit)
+        ).all()
+    for version_id in waiting:
+        enqueue("matrix.screen_version", version_id)
+    return len(waiting)
 
 
 # --------------------------------------------------------------------------------------- accounts

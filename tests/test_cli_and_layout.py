@@ -134,3 +134,77 @@ def test_times_are_shown_in_the_configured_zone(env) -> None:
     with session_scope() as s:
         info = post_summary(s, s.get(Post, 1))
     assert info["schedule"]["due_at"] == "2099-12-01T09:00:00+08:00"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["terms", "add", "省总工会", "蓝鲸", "--category", "nonsense"], ["unknown category 'nonsense'"]),
+        (["terms", "add", "省总工会", "蓝鲸", "--severity", "maybe"], ["severity must be"]),
+        (["terms", "add", "省总工会", "蓝鲸", "--list", "grey"], ["list must be"]),
+        (["terms", "add", "无此单位", "蓝鲸"], ["organisation '无此单位' not found"]),
+        (["terms", "add", "省总工会", "x" * 201], ["at most 200"]),
+    ],
+)
+def test_bad_terms_are_refused_before_they_can_break_screening(env, args, fragments) -> None:
+    from publisher.db import session_scope
+    from publisher.services import ensure_organization
+
+    with session_scope() as s:
+        ensure_organization(s, "省总工会")
+    _one_line_error(runner.invoke(app, args), *fragments)
+
+
+def test_an_organisation_term_added_twice_is_updated_and_screens_posts(env) -> None:
+    """The second `terms add` of a term changes its severity (no crash on the unique key), and the next
+    screening of the organisation's post uses the list at once."""
+    from publisher import services
+    from publisher.db import session_scope
+    from publisher.models import Organization, Post
+
+    with session_scope() as s:
+        org = services.ensure_organization(s, "省总工会")
+        org_id = org.id
+    first = runner.invoke(app, ["terms", "add", "省总工会", "蓝鲸"])
+    assert first.exit_code == 0 and "added '蓝鲸' (custom, review)" in first.output, first.output
+    again = runner.invoke(app, ["terms", "add", "省总工会", "蓝鲸", "--severity", "block"])
+    assert again.exit_code == 0 and "updated '蓝鲸' (custom, block)" in again.output, again.output
+    with session_scope() as s:
+        assert s.get(Organization, org_id).lists_version == 2
+        body = "内部代号蓝鲸的项目进展顺利。"
+        post = services.create_post(s, title="项目进展", body=body, accounts=[1], submit=False)
+        post.organization_id = org_id
+        services.submit_post(s, post.id)
+        post_id, version_id = post.id, post.current_version_id
+    with session_scope() as s:
+        screening = services.screen_version(s, version_id)
+        assert screening.decision == "reject"
+        assert s.get(Post, post_id).state == "rejected"
+
+
+def test_a_post_whose_screening_message_was_lost_is_screened_again(env, monkeypatch) -> None:
+    """The database says which versions wait for screening; reconcile wakes them up again."""
+    from datetime import timedelta
+
+    from publisher import services
+    from publisher.db import session_scope
+    from publisher.models import Post
+    from publisher.timeutil import now
+
+    sent: list[tuple] = []
+    monkeypatch.setattr(services, "enqueue", lambda name, *args: sent.append((name, *args)))
+    with session_scope() as s:
+        post = services.create_post(s, title="标题", body="正文", accounts=[1], submit=False)
+        post_id = post.id
+        services.submit_post(s, post_id)  # its wake-up is lost (the stub above swallows it)
+    assert services.requeue_stale_screenings(older_than_s=60) == 0  # too recent: its message may be on its way
+    with session_scope() as s:
+        p = s.get(Post, post_id)
+        p.updated_at = now() - timedelta(minutes=5)
+        version_id = p.current_version_id
+    sent.clear()
+    assert services.requeue_stale_screenings(older_than_s=60) == 1
+    assert sent == [("matrix.screen_version", version_id)]
+    with session_scope() as s:
+        services.screen_version(s, version_id)
+    assert services.requeue_stale_screenings(older_than_s=60) == 0  # screened: nothing waits any more

@@ -55,8 +55,11 @@ def deliver(delivery_id: int) -> str:
 
 @celery_app.task(name="matrix.reconcile")
 def reconcile() -> dict[str, int]:
-    """Beat: resolve deliveries stuck in sending / unconfirmed / awaiting_confirmation."""
-    return engine.reconcile()
+    """Beat: resolve deliveries stuck in sending / unconfirmed / awaiting_confirmation, and wake up the
+    screening of posts whose screening message was lost."""
+    counts = engine.reconcile()
+    counts["screenings"] = services.requeue_stale_screenings()
+    return counts
 
 
 @celery_app.task(name="matrix.collect_metrics")
