@@ -256,11 +256,13 @@ def _claim(delivery_id: int) -> Claim | None:
         depends_url = None
         if d.depends_on_id:
             dep = s.get(Delivery, d.depends_on_id)
-            if dep is None or dep.state in ("failed", "cancelled", "retracted", "needs_reauth"):
+            if dep is None or dep.state in ("failed", "cancelled", "retracted"):
                 _fail_unsent(d, "the website copy this post links to was not published")
                 _settle_post(s, post)
                 return None
             if dep.state != "published" or not dep.remote_url:
+                if dep.state == "needs_reauth":  # recoverable: it waits, it does not fail
+                    d.last_error = "waits for the website copy, whose account needs re-authorisation"
                 # Woken again when the website delivery publishes; the poller checks now and then too.
                 d.next_attempt_at, d.claimed_by = t + timedelta(seconds=30), None
                 return None

@@ -115,3 +115,52 @@ def test_reauthorising_an_account_reopens_the_post_its_deliveries_waited_for(db)
         engine._settle_post(s, s.get(Post, post_id))
     with session_scope() as s:
         assert s.get(Post, post_id).state == "published"
+
+
+def _weibo_waiting_for_website(website_state: str) -> tuple[int, int]:
+    """A post with a website delivery in ``website_state`` and a Weibo delivery that links to its copy."""
+    with session_scope() as s:
+        site = services.add_account(
+            s,
+            kind="website",
+            name="官网",
+            credentials={"username": "u", "app_password": "p"},
+            config={"base_url": "http://127.0.0.1:9/wp/a"},
+        )
+        weibo = services.add_account(
+            s,
+            kind="weibo",
+            name="微博",
+            credentials={"access_token": "t", "uid": "1"},
+            config={"base_url": "http://127.0.0.1:9/weibo", "safe_domain": "127.0.0.1", "rip": "127.0.0.1"},
+        )
+        post = services.create_post(s, title="t", body="b", accounts=[site.id], submit=False)
+        post.state = "publishing"
+        s.flush()
+        common = {"post_id": post.id, "version_id": post.current_version_id}
+        website = Delivery(account_id=site.id, state=website_state, **common)
+        s.add(website)
+        s.flush()
+        linked = Delivery(
+            account_id=weibo.id, state="pending", next_attempt_at=now(), depends_on_id=website.id, **common
+        )
+        s.add(linked)
+        s.flush()
+        return post.id, linked.id
+
+
+def test_a_weibo_delivery_waits_while_its_website_copy_needs_reauthorisation(db) -> None:
+    post_id, delivery_id = _weibo_waiting_for_website("needs_reauth")
+    assert engine._claim(delivery_id) is None  # no platform call
+    with session_scope() as s:
+        d = s.get(Delivery, delivery_id)
+        assert d.state == "pending" and "re-authorisation" in d.last_error and d.next_attempt_at > now()
+        assert s.get(Post, post_id).state == "publishing"  # recoverable: nothing failed yet
+
+
+def test_a_weibo_delivery_fails_when_its_website_copy_failed(db) -> None:
+    _post_id, delivery_id = _weibo_waiting_for_website("failed")
+    assert engine._claim(delivery_id) is None
+    with session_scope() as s:
+        d = s.get(Delivery, delivery_id)
+        assert d.state == "failed" and "website copy" in d.last_error
