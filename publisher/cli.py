@@ -126,6 +126,14 @@ def up(demo: bool = typer.Option(True, help="Seed demo organisation, accounts an
     from publisher import migrate
 
     settings = get_settings()
+    # Checked before anything starts: with a port taken (another `matrix up`, say) the readiness checks below
+    # would be answered by the other instance.
+    for what, host, port, var in (
+        ("API", settings.api_host, settings.api_port, "MATRIX_API_PORT"),
+        ("sandboxes", settings.sandbox_host, settings.sandbox_port, "MATRIX_SANDBOX_PORT"),
+    ):
+        if not _port_free(host, port):
+            fail(f"{host}:{port} ({what}) is in use, by another `matrix up` perhaps; stop it or set {var}")
     fresh = migrate.current() is None
     migrate.upgrade()
     children: list[subprocess.Popen] = []
@@ -163,6 +171,7 @@ def up(demo: bool = typer.Option(True, help="Seed demo organisation, accounts an
     signal.signal(signal.SIGINT, stop)
     while not stopping and all(c.poll() is None for c in children):
         time.sleep(0.5)
+    died = [c for c in children if c.poll() is not None] if not stopping else []
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGINT if os.name != "nt" else signal.SIGTERM)
@@ -172,7 +181,25 @@ def up(demo: bool = typer.Option(True, help="Seed demo organisation, accounts an
             child.wait(max(0.1, deadline - time.time()))
         except subprocess.TimeoutExpired:
             child.kill()
+    if died:
+        names = ", ".join(f"`matrix {c.args[3]}` (exit {c.returncode})" for c in died)
+        err.print(f"[red]error:[/red] {names} stopped on its own; everything was stopped (see its log above)")
+        raise typer.Exit(1)
     console.print("stopped.")
+
+
+def _port_free(host: str, port: int) -> bool:
+    """True if a server could listen on ``host:port`` now (bound the way uvicorn binds it)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _wait_http(url: str, timeout: float) -> None:

@@ -208,3 +208,24 @@ def test_a_post_whose_screening_message_was_lost_is_screened_again(env, monkeypa
     with session_scope() as s:
         services.screen_version(s, version_id)
     assert services.requeue_stale_screenings(older_than_s=60) == 0  # screened: nothing waits any more
+
+
+def test_up_refuses_a_port_in_use_before_starting_anything(tmp_path, monkeypatch) -> None:
+    """Another `matrix up` on the same ports would otherwise answer this one's readiness checks."""
+    import socket
+
+    from publisher.config import get_settings
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("MATRIX_API_PORT", str(port))
+        get_settings.cache_clear()
+        try:
+            result = runner.invoke(app, ["up"])
+            _one_line_error(result, f"127.0.0.1:{port} (API) is in use", "MATRIX_API_PORT")
+        finally:
+            get_settings.cache_clear()
+    assert not (tmp_path / "matrix.db").exists()  # refused before migrating or starting anything
