@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from celery import group
+from celery import Celery, group
+from kombu.exceptions import ChannelError
 
 from publisher import delivery as engine
 from publisher import services
@@ -30,20 +31,23 @@ def screen_version(version_id: int) -> str | None:
 @celery_app.task(name="matrix.dispatch_due")
 def dispatch_due() -> int:
     """Beat: turn due schedules into deliveries and fan out one ``deliver`` per ready delivery."""
-    ids = engine.dispatch_due(requeue_stale=_queue_is_empty())
+    ids = engine.dispatch_due(requeue_stale=_queue_is_empty(celery_app, QUEUE))
     if ids:
         group(deliver.si(i) for i in ids).apply_async()
     return len(ids)
 
 
-def _queue_is_empty() -> bool:
+def _queue_is_empty(app: Celery, queue: str) -> bool:
     """True when no message waits in our queue: only then can a delivery marked queued have lost its message."""
     try:
-        with celery_app.connection_for_write() as conn:
-            _name, count, _consumers = conn.default_channel.queue_declare(queue=QUEUE, passive=True)
+        with app.connection_for_write() as conn:
+            _name, count, _consumers = conn.default_channel.queue_declare(queue=queue, passive=True)
         return count == 0
-    except Exception:  # cannot tell: requeue (duplicates are harmless, the claim stops them)
-        log.warning("cannot read the queue depth; requeueing stale deliveries", exc_info=True)
+    except Exception as exc:
+        # Redis keeps no key for an empty list, so an empty queue reads as "not found": that is an answer.
+        if not (isinstance(exc, ChannelError) and str(getattr(exc, "reply_code", "")) == "404"):
+            # cannot tell: requeue (duplicates are harmless, the claim stops them)
+            log.warning("cannot read the queue depth; requeueing stale deliveries", exc_info=True)
         return True
 
 
