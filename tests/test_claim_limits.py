@@ -25,16 +25,21 @@ def db(tmp_path, monkeypatch):
     get_settings.cache_clear()
 
 
+def _weibo_account(s) -> Account:
+    """A Weibo account whose platform is never reached (the claim step decides before any call)."""
+    return services.add_account(
+        s,
+        kind="weibo",
+        name="微博",
+        credentials={"access_token": "t", "uid": "1"},
+        config={"base_url": "http://127.0.0.1:9/weibo", "safe_domain": "127.0.0.1", "rip": "127.0.0.1"},
+    )
+
+
 def _weibo_with_history(sent_in_last_hour: int) -> tuple[int, int]:
     """A Weibo account with that many posts claimed in the last hour, and one more delivery pending."""
     with session_scope() as s:
-        account = services.add_account(
-            s,
-            kind="weibo",
-            name="微博",
-            credentials={"access_token": "t", "uid": "1"},
-            config={"base_url": "http://127.0.0.1:9/weibo", "safe_domain": "127.0.0.1", "rip": "127.0.0.1"},
-        )
+        account = _weibo_account(s)
         post = services.create_post(s, title="t", body="b", accounts=[account.id], submit=False)
         post.state = "publishing"
         s.flush()
@@ -127,13 +132,7 @@ def _weibo_waiting_for_website(website_state: str) -> tuple[int, int]:
             credentials={"username": "u", "app_password": "p"},
             config={"base_url": "http://127.0.0.1:9/wp/a"},
         )
-        weibo = services.add_account(
-            s,
-            kind="weibo",
-            name="微博",
-            credentials={"access_token": "t", "uid": "1"},
-            config={"base_url": "http://127.0.0.1:9/weibo", "safe_domain": "127.0.0.1", "rip": "127.0.0.1"},
-        )
+        weibo = _weibo_account(s)
         post = services.create_post(s, title="t", body="b", accounts=[site.id], submit=False)
         post.state = "publishing"
         s.flush()

@@ -62,7 +62,8 @@ def reconcile() -> dict[str, int]:
     """Beat: resolve deliveries stuck in sending / unconfirmed / awaiting_confirmation, and wake up the
     screening of posts whose screening message was lost."""
     counts = engine.reconcile()
-    counts["screenings"] = services.requeue_stale_screenings()
+    # Only when nothing waits in the queue: behind a backlog, a screening message is late, not lost.
+    counts["screenings"] = services.requeue_stale_screenings() if _queue_is_empty(celery_app, QUEUE) else 0
     return counts
 
 
