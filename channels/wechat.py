@@ -399,7 +399,14 @@ class WeChatChannel(Channel):
     # -- operations ------------------------------------------------------------------------------------
 
     def check_credentials(self) -> None:
-        """Fetch a token and make one authenticated call; 40125/40164/40013 raise :class:`NeedsReauth`."""
+        """A stable_token call with these very credentials, then one authenticated call; 40125/40164/40013
+        raise :class:`NeedsReauth`.
+
+        The first call bypasses the shared token cache: it may hold a token that other (older, right)
+        credentials of the same appid fetched, which would let a wrong secret pass. Without force_refresh,
+        stable_token invalidates nothing.
+        """
+        self._fetch_token(False, None)
         self._api("/cgi-bin/get_api_domain_ip", method="GET", idempotent=True)
 
     def render(self, content: PostContent, *, link: str | None = None) -> Rendered:

@@ -45,6 +45,7 @@ class AccountIn(BaseModel):
     credentials: dict[str, Any]
     config: dict[str, Any] = Field(default_factory=dict)
     organization: str = "default"
+    check: bool = True  # ask the platform whether the credentials work before storing them
 
 
 class PostIn(BaseModel):
@@ -140,6 +141,8 @@ def list_accounts(session: Session = Depends(db)) -> list[dict[str, Any]]:
 
 @app.post("/accounts", status_code=201)
 def add_account(body: AccountIn, session: Session = Depends(db)) -> dict[str, Any]:
+    if body.check:  # before the session's transaction begins (services.check_new_account)
+        services.check_new_account(body.kind, body.name, body.credentials, body.config)
     account = services.add_account(
         session,
         kind=body.kind,
@@ -153,7 +156,12 @@ def add_account(body: AccountIn, session: Session = Depends(db)) -> dict[str, An
 
 
 @app.post("/accounts/{account_id}/reauthorize")
-def reauthorize(account_id: int, credentials: dict[str, Any], session: Session = Depends(db)) -> dict[str, Any]:
+def reauthorize(
+    account_id: int, credentials: dict[str, Any], check: bool = True, session: Session = Depends(db)
+) -> dict[str, Any]:
+    """New credentials (the JSON body); ``?check=false`` stores them without asking the platform first."""
+    if check:  # before the session's transaction begins (services.check_new_account)
+        services.check_new_credentials(account_id, credentials)
     account = services.reauthorize_account(session, account_id, credentials, actor="api")
     return {"id": account.id, "status": account.status}
 

@@ -250,11 +250,15 @@ def account_add(
     credentials: str = typer.Option(..., help='JSON, e.g. \'{"username": "u", "app_password": "p"}\''),
     config: str = typer.Option(None, help='JSON, e.g. \'{"base_url": "https://example.org"}\''),
     org: str = typer.Option("default", help="Organisation name (created if new)."),
+    check: bool = typer.Option(True, help="Ask the platform whether the credentials work before storing them."),
 ) -> None:
-    """Register a platform account (credentials are encrypted at rest)."""
+    """Register a platform account (credentials are checked with the platform, then encrypted at rest)."""
     from publisher import services
 
     creds, conf = _json_option(credentials, "--credentials"), _json_option(config, "--config")
+    with user_errors():
+        if check:
+            services.check_new_account(kind, name, creds, conf)
     with user_errors(), _session() as session:
         account = services.add_account(session, kind=kind, name=name, credentials=creds, config=conf, organization=org)
         session.flush()
@@ -285,11 +289,18 @@ def account_list() -> None:
 
 
 @account_app.command("reauth")
-def account_reauth(account_id: int, credentials: str = typer.Option(..., help="New credentials as JSON.")) -> None:
+def account_reauth(
+    account_id: int,
+    credentials: str = typer.Option(..., help="New credentials as JSON."),
+    check: bool = typer.Option(True, help="Ask the platform whether the credentials work before storing them."),
+) -> None:
     """Store new credentials for an account that needs re-authorisation and release its deliveries."""
     from publisher import services
 
     creds = _json_option(credentials, "--credentials")
+    with user_errors():
+        if check:
+            services.check_new_credentials(account_id, creds)
     with user_errors(), _session() as session:
         account = services.reauthorize_account(session, account_id, creds, actor="cli")
         console.print(f"account {account.id} is active again")

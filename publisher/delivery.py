@@ -40,7 +40,7 @@ from publisher import lifecycle
 from publisher.config import get_settings
 from publisher.crypto import decrypt_credentials
 from publisher.db import get_engine, session_scope
-from publisher.errors import Conflict, NotFound
+from publisher.errors import Conflict, InvalidInput, NotFound
 from publisher.models import Account, Delivery, MetricSnapshot, Post, PostVersion, Schedule
 from publisher.services import audit, get, notify_owner
 from publisher.timeutil import format_local, now
@@ -66,15 +66,36 @@ def idempotency_key(delivery_id: int) -> str:
 
 def account_info(account: Account) -> AccountInfo:
     """The adapter's view of an account: decrypted credentials and config with the sandbox URL filled in."""
+    return _info(account.id, account.kind, account.name, decrypt_credentials(account.credentials_enc), account.config)
+
+
+def _info(account_id: int, kind: str, name: str, credentials: Any, config: dict[str, Any]) -> AccountInfo:
     sandbox = get_settings().sandbox_url
-    config = {k: (v.replace("{sandbox}", sandbox) if isinstance(v, str) else v) for k, v in account.config.items()}
-    return AccountInfo(
-        id=account.id,
-        kind=account.kind,
-        name=account.name,
-        credentials=decrypt_credentials(account.credentials_enc),
-        config=config,
-    )
+    config = {k: (v.replace("{sandbox}", sandbox) if isinstance(v, str) else v) for k, v in config.items()}
+    return AccountInfo(id=account_id, kind=kind, name=name, credentials=credentials, config=config)
+
+
+def check_credentials(
+    kind: str, name: str, credentials: dict[str, Any], config: dict[str, Any], account_id: int = 0
+) -> None:
+    """Ask the platform whether these credentials work, before anyone stores them.
+
+    Raises :class:`InvalidInput` with the platform's reason when it refuses them, or when it cannot be asked
+    now (unreachable, rate-limited), so a typo in a password is found when the account is added, not at the
+    first post.
+    """
+    info = _info(account_id, kind, name, credentials, config)
+    if not get_channel_class(kind).base_url(info):
+        raise InvalidInput(f"a {kind} account needs config.base_url (its address)")
+    channel = make_channel(info)
+    try:
+        channel.check_credentials()
+    except (NeedsReauth, PermanentError) as exc:
+        raise InvalidInput(f"{kind} refused these credentials: {exc}") from exc
+    except ChannelError as exc:
+        raise InvalidInput(f"cannot check the credentials with {kind} now: {exc} (or skip the check)") from exc
+    finally:
+        channel.close()
 
 
 _token_cache: Any = None

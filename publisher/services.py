@@ -170,7 +170,7 @@ def add_account(
     organization: str | int | None = None,
     actor: str = "admin",
 ) -> Account:
-    """Register a platform account; credentials are encrypted at rest."""
+    """Register a platform account; credentials are encrypted at rest (see :func:`check_new_account`)."""
     if kind not in channel_kinds():
         raise InvalidInput(f"unknown channel kind {kind!r}; known: {', '.join(channel_kinds())}")
     name = name.strip()
@@ -205,6 +205,28 @@ def find_account(session: Session, ref: str | int) -> Account:
     if len(matches) > 1:
         raise InvalidInput(f"account name {ref!r} is ambiguous; use its id")
     return matches[0]
+
+
+# Asking the platform happens before the caller's own transaction: a platform call inside it would hold the
+# database (on SQLite, its write lock) for the length of a network call, and the token cache that some
+# adapters use needs the database too.
+def check_new_account(kind: str, name: str, credentials: dict[str, Any], config: dict[str, Any] | None) -> None:
+    """Ask the platform whether a new account's credentials work; :class:`InvalidInput` with its reason if not."""
+    from publisher.delivery import check_credentials
+
+    if kind not in channel_kinds():
+        raise InvalidInput(f"unknown channel kind {kind!r}; known: {', '.join(channel_kinds())}")
+    check_credentials(kind, name.strip(), credentials, dict(config or {}))
+
+
+def check_new_credentials(account_id: int, credentials: dict[str, Any]) -> None:
+    """Ask the platform whether new credentials for an existing account work (before re-authorising it)."""
+    from publisher.delivery import check_credentials
+
+    with session_scope() as session:
+        account = get(session, Account, account_id)
+        kind, name, config = account.kind, account.name, dict(account.config)
+    check_credentials(kind, name, credentials, config, account_id=account_id)
 
 
 def reauthorize_account(session: Session, account_id: int, credentials: dict[str, Any], actor: str) -> Account:

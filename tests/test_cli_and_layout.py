@@ -35,6 +35,7 @@ def env(tmp_path, monkeypatch):
             '{"username": "u", "app_password": "p"}',
             "--config",
             '{"base_url": "http://127.0.0.1:1/wp/a"}',
+            "--no-check",  # no platform runs here
         ],
     )
     assert result.exit_code == 0, result.output
@@ -229,3 +230,33 @@ def test_up_refuses_a_port_in_use_before_starting_anything(tmp_path, monkeypatch
         finally:
             get_settings.cache_clear()
     assert not (tmp_path / "matrix.db").exists()  # refused before migrating or starting anything
+
+
+def test_account_add_and_reauth_check_the_credentials_with_the_platform(env) -> None:
+    """A wrong password is found when the account is added, not at its first post; nothing is stored then."""
+    import json
+
+    from sqlalchemy import func, select
+
+    from channels.sandbox.wordpress import DEMO_PASSWORD
+    from publisher.db import session_scope
+    from publisher.models import Account
+    from tests.contract import shared_sandbox
+
+    def add(password: str) -> object:
+        creds = json.dumps({"username": "editor", "app_password": password})
+        config = json.dumps({"base_url": f"{shared_sandbox().url}/wp/demo"})
+        return runner.invoke(app, ["account", "add", "website", "官网", "--credentials", creds, "--config", config])
+
+    _one_line_error(add("wrong password"), "website refused these credentials", "incorrect_password")
+    with session_scope() as s:
+        assert s.scalar(select(func.count(Account.id))) == 1  # only the fixture's account
+    added = add(DEMO_PASSWORD)
+    assert added.exit_code == 0 and "added: website 官网" in added.output, added.output
+
+    # The fixture's account points at a port where nothing listens: the check cannot be made, and says so.
+    new = json.dumps({"username": "u", "app_password": "q"})
+    refused = runner.invoke(app, ["account", "reauth", "1", "--credentials", new])
+    _one_line_error(refused, "cannot check the credentials")
+    unchecked = runner.invoke(app, ["account", "reauth", "1", "--credentials", new, "--no-check"])
+    assert unchecked.exit_code == 0, unchecked.output

@@ -26,6 +26,7 @@ from channels.errors import (
     Unavailable,
 )
 from channels.sandbox.server import RunningServer
+from channels.tokens import MemoryTokenCache
 from channels.wechat import TokenRejected, WeChatChannel
 from tests.contract import ContractCase, SandboxControl, make_ctx, run_case
 from tests.test_wechat_support import APPID, app_state, factory, settings, wx, wx_server  # noqa: F401
@@ -104,11 +105,20 @@ def _token_refreshed_once(result: Any, sb: SandboxControl | None) -> bool:
 
 def _expired_token_refreshed(ch: WeChatChannel, sb: SandboxControl | None) -> bool:
     assert sb is not None
-    ch.check_credentials()
+    ch.check_credentials()  # leaves a token in the shared cache
+    before = app_state(sb)["token_calls"]["stable_token"]
     sb.advance(7300)  # past the 2 h lifetime: the platform answers 42001
     result = ch.publish(make_ctx())
     calls = app_state(sb)["token_calls"]
-    return result.state == "awaiting_confirmation" and calls["stable_token"] == 2 and calls["forced"] == 0
+    return result.state == "awaiting_confirmation" and calls["stable_token"] == before + 1 and calls["forced"] == 0
+
+
+def _wrong_secret_with_a_cached_token(ch: WeChatChannel, sb: SandboxControl | None) -> None:
+    """A credential check must ask the platform with the credentials given, not reuse a cached token."""
+    assert _server is not None
+    cache = MemoryTokenCache()
+    factory(_server, cache=cache)(None).check_credentials()  # the right secret fills the shared cache
+    factory(_server, cache=cache, secret="wrong")(None).check_credentials()
 
 
 def _status_after(outcome: int, state: str) -> Callable[[WeChatChannel, SandboxControl | None], bool]:
@@ -193,6 +203,8 @@ CASES: list[ContractCase] = [
                  NeedsReauth, code=40013),
     ContractCase("40125 wrong secret: needs reauth", None,
                  lambda ch, sb: factory_for_other(ch, secret="wrong").check_credentials(), NeedsReauth, code=40125),
+    ContractCase("40125 wrong secret: refused though the shared cache holds a token for the appid", None,
+                 _wrong_secret_with_a_cached_token, NeedsReauth, code=40125),
     ContractCase("40164 IP not whitelisted: needs reauth", fault(path="stable_token", errcode=40164), publish,
                  NeedsReauth, code=40164),
     # -- quotas and availability ---------------------------------------------------------------------
