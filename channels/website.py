@@ -163,6 +163,8 @@ class WebsiteChannel(Channel):
 
     def check_credentials(self) -> None:
         """``GET /users/me``: the password must work and the user must be allowed to publish."""
+        if not self.base_url(self.account):
+            raise InvalidRequest("no config.base_url: the site's address is needed", code="no_base_url")
         me = self._json(self._wp("GET", "/users/me", params={"context": "edit"}))
         if not isinstance(me, dict) or "id" not in me:
             raise InvalidRequest("unexpected /users/me reply: is this a WordPress site?")

@@ -84,14 +84,13 @@ def check_credentials(
     now (unreachable, rate-limited), so a typo in a password is found when the account is added, not at the
     first post.
     """
-    info = _info(account_id, kind, name, credentials, config)
-    if not get_channel_class(kind).base_url(info):
-        raise InvalidInput(f"a {kind} account needs config.base_url (its address)")
-    channel = make_channel(info)
+    channel = make_channel(_info(account_id, kind, name, credentials, config))
     try:
         channel.check_credentials()
-    except (NeedsReauth, PermanentError) as exc:
+    except NeedsReauth as exc:
         raise InvalidInput(f"{kind} refused these credentials: {exc}") from exc
+    except PermanentError as exc:
+        raise InvalidInput(f"{kind} account not usable: {exc}") from exc
     except ChannelError as exc:
         raise InvalidInput(f"cannot check the credentials with {kind} now: {exc} (or skip the check)") from exc
     finally:

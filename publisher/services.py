@@ -171,8 +171,7 @@ def add_account(
     actor: str = "admin",
 ) -> Account:
     """Register a platform account; credentials are encrypted at rest (see :func:`check_new_account`)."""
-    if kind not in channel_kinds():
-        raise InvalidInput(f"unknown channel kind {kind!r}; known: {', '.join(channel_kinds())}")
+    _require_kind(kind)
     name = name.strip()
     if not name:
         raise InvalidInput("account name is empty")
@@ -195,6 +194,11 @@ def add_account(
     return account
 
 
+def _require_kind(kind: str) -> None:
+    if kind not in channel_kinds():
+        raise InvalidInput(f"unknown channel kind {kind!r}; known: {', '.join(channel_kinds())}")
+
+
 def find_account(session: Session, ref: str | int) -> Account:
     """An account by id or by name (names are unique per kind; an ambiguous name is an error)."""
     if isinstance(ref, int) or str(ref).isdigit():
@@ -214,8 +218,7 @@ def check_new_account(kind: str, name: str, credentials: dict[str, Any], config:
     """Ask the platform whether a new account's credentials work; :class:`InvalidInput` with its reason if not."""
     from publisher.delivery import check_credentials
 
-    if kind not in channel_kinds():
-        raise InvalidInput(f"unknown channel kind {kind!r}; known: {', '.join(channel_kinds())}")
+    _require_kind(kind)
     check_credentials(kind, name.strip(), credentials, dict(config or {}))
 
 

@@ -260,3 +260,8 @@ def test_account_add_and_reauth_check_the_credentials_with_the_platform(env) -> 
     _one_line_error(refused, "cannot check the credentials")
     unchecked = runner.invoke(app, ["account", "reauth", "1", "--credentials", new, "--no-check"])
     assert unchecked.exit_code == 0, unchecked.output
+
+    no_address = runner.invoke(app, ["account", "add", "website", "站", "--credentials", new])
+    _one_line_error(no_address, "website account not usable", "config.base_url")
+    manual = runner.invoke(app, ["account", "add", "manual", "手工", "--credentials", "{}"])  # nothing to ask
+    assert manual.exit_code == 0, manual.output
