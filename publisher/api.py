@@ -302,6 +302,15 @@ def confirm_delivery(delivery_id: int, body: ConfirmIn) -> dict[str, Any]:
     return {"id": d.id, "state": d.state, "remote_url": d.remote_url}
 
 
+@app.post("/deliveries/{delivery_id}/removed")
+def delivery_removed(delivery_id: int) -> dict[str, Any]:
+    """An operator deleted by hand a delivery without a retraction API (its post was retracted)."""
+    from publisher.delivery import confirm_removed
+
+    d = confirm_removed(delivery_id, actor="api")
+    return {"id": d.id, "state": d.state, "remote_url": d.remote_url}
+
+
 @app.post("/organizations/{org_id}/terms", status_code=201)
 def add_term(org_id: int, body: TermIn, session: Session = Depends(db)) -> dict[str, Any]:
     entry, created = services.add_moderation_term(

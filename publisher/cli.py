@@ -508,6 +508,16 @@ def delivery_confirm(delivery_id: int, url: str = typer.Option(..., "--url")) ->
     console.print(f"delivery {d.id} published at {url}")
 
 
+@delivery_app.command("removed")
+def delivery_removed(delivery_id: int) -> None:
+    """Record that an assisted delivery was deleted by hand after its post was retracted."""
+    from publisher.delivery import confirm_removed
+
+    with user_errors():
+        d = confirm_removed(delivery_id, actor="cli")
+    console.print(f"delivery {d.id} recorded as removed ({d.remote_url})")
+
+
 @delivery_app.command("package")
 def delivery_package(delivery_id: int, output: Path = typer.Option(..., "--output", "-o")) -> None:
     """Download the ready-to-paste package (ZIP) of an assisted delivery."""

@@ -659,7 +659,11 @@ def retract_delivery(delivery_id: int, actor: str = "system") -> dict[str, Any]:
     if not channel.supports_retract:
         channel.close()
         name = channel.display_name or info.kind
-        return {**line, "outcome": "manual", "detail": f"{name}: delete it by hand"}
+        return {
+            **line,
+            "outcome": "manual",
+            "detail": f"{name}: delete it by hand, then `matrix delivery removed {delivery_id}`",
+        }
     try:
         channel.retract(ctx)
     except ChannelError as exc:
@@ -691,4 +695,17 @@ def confirm_manual(delivery_id: int, url: str, actor: str = "operator") -> Deliv
         _apply_result(s, d, PublishResult(remote_id=d.remote_id or idempotency_key(d.id), url=url), post)
         audit(s, actor, "delivery.confirmed", d, url=url)
         _settle_post(s, post)
+        return d
+
+
+def confirm_removed(delivery_id: int, actor: str = "operator") -> Delivery:
+    """An operator deleted by hand a delivery that has no retraction API (after its post was retracted)."""
+    with session_scope() as s:
+        post, d = _lock_post_and_delivery(s, delivery_id)
+        if post.state != "retracted":
+            raise Conflict(f"post {post.id} is {post.state}; retract the post first (`matrix post retract {post.id}`)")
+        if d.state != "published":
+            raise Conflict(f"delivery {d.id} is {d.state}; only a published delivery can be recorded as removed")
+        lifecycle.transition("delivery", d, "retracted")
+        audit(s, actor, "delivery.removed_by_hand", d, url=d.remote_url)
         return d

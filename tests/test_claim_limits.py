@@ -163,3 +163,28 @@ def test_a_weibo_delivery_fails_when_its_website_copy_failed(db) -> None:
     with session_scope() as s:
         d = s.get(Delivery, delivery_id)
         assert d.state == "failed" and "website copy" in d.last_error
+
+
+def test_an_assisted_delivery_deleted_by_hand_is_recorded_as_retracted(db) -> None:
+    """Retraction cannot reach a platform without an API: it asks for deletion by hand, then records it."""
+    from publisher.errors import Conflict
+
+    with session_scope() as s:
+        account = services.add_account(s, kind="manual", name="视频号", credentials={})
+        post = services.create_post(s, title="t", body="b", accounts=[account.id], submit=False)
+        post.state = "published"
+        s.flush()
+        d = Delivery(
+            post_id=post.id, version_id=post.current_version_id, account_id=account.id, state="published",
+            remote_id="mm-1", remote_url="https://channels.example/p/1",
+        )  # fmt: skip
+        s.add(d)
+        s.flush()
+        post_id, delivery_id = post.id, d.id
+    with pytest.raises(Conflict, match="retract the post first"):
+        engine.confirm_removed(delivery_id)
+    (line,) = engine.retract_post(post_id)
+    assert line["outcome"] == "manual" and f"matrix delivery removed {delivery_id}" in line["detail"]
+    assert engine.confirm_removed(delivery_id).state == "retracted"
+    with pytest.raises(Conflict, match="only a published delivery"):
+        engine.confirm_removed(delivery_id)  # recorded once
