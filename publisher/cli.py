@@ -19,6 +19,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from publisher.config import get_settings
@@ -455,7 +456,16 @@ def post_show(post_id: int, as_json: bool = typer.Option(False, "--json")) -> No
         s = info["screening"]
         console.print(f"screening: {s['decision']}  hits: {len(s.get('hits', []))}")
         for hit in s.get("hits", [])[:10]:
-            console.print(f"  {hit['category']} ({hit['source']}): {hit['text']!r} at {hit['start']}-{hit['end']}")
+            if hit["source"] == "model":  # the evidence is the whole text: show the score, not the text again
+                score = s.get("categories", {}).get(hit["category"], 0.0)
+                console.print(f"  {hit['category']} (model): score {score:.2f} for the whole post", highlight=False)
+                continue
+            w = hit["where"]
+            console.print(
+                f"  {hit['category']} ({hit['source']}, {escape(hit['term'])}) in the {w['field']}: "
+                f"…{escape(w['before'])}[bold red]{escape(hit['text'])}[/bold red]{escape(w['after'])}…",
+                highlight=False,
+            )
     if info["schedule"]:
         due = datetime.fromisoformat(info["schedule"]["due_at"])
         console.print(f"schedule: {format_local(due)} ({info['schedule']['state']})")

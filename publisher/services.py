@@ -370,8 +370,27 @@ def submit_post(session: Session, post_id: int, actor: str = "editor") -> Post:
     return post
 
 
+def _screen_parts(version: PostVersion) -> list[tuple[str, str]]:
+    return [(field, text) for field, text in (("title", version.title), ("summary", version.summary),
+                                                ("body", version.body)) if text]  # fmt: skip
+
+
 def _screen_text(version: PostVersion) -> str:
-    return "\n".join(part for part in (version.title, version.summary, version.body) if part)
+    return "\n".join(text for _field, text in _screen_parts(version))
+
+
+def hit_context(version: PostVersion, start: int, end: int, width: int = 12) -> dict[str, Any]:
+    """Where a screening hit is, for a reviewer: the field (title, summary, body), the offsets inside it, and
+    up to ``width`` characters either side (hit offsets index the screened text, the fields joined by
+    line breaks)."""
+    offset = 0
+    for field, text in _screen_parts(version):
+        if start < offset + len(text) + 1:
+            a, b = start - offset, min(end - offset, len(text))
+            return {"field": field, "start": a, "end": b, "before": text[max(0, a - width) : a],
+                    "after": text[b : b + width]}  # fmt: skip
+        offset += len(text) + 1
+    return {"field": "body", "start": start, "end": end, "before": "", "after": ""}
 
 
 def screen_version(session: Session, version_id: int) -> Screening | None:
@@ -511,6 +530,11 @@ def latest_screening(session: Session, version_id: int | None) -> Screening | No
     return session.scalar(select(Screening).where(Screening.version_id == version_id))
 
 
+def _with_context(verdict: dict[str, Any], version: PostVersion) -> dict[str, Any]:
+    hits = [{**h, "where": hit_context(version, h["start"], h["end"])} for h in verdict.get("hits", [])]
+    return {**verdict, "hits": hits}
+
+
 def post_summary(session: Session, post: Post) -> dict[str, Any]:
     """A JSON-able view of a post with its deliveries (for `post show` and the API)."""
     version = post.current_version
@@ -524,7 +548,7 @@ def post_summary(session: Session, post: Post) -> dict[str, Any]:
         "title": version.title if version else None,
         "summary": version.summary if version else None,
         "targets": [t.account_id for t in post.targets],
-        "screening": screening.verdict if screening else None,
+        "screening": _with_context(screening.verdict, version) if screening and version else None,
         "schedule": ({"due_at": iso_local(schedule.due_at), "state": schedule.state} if schedule else None),
         "deliveries": [delivery_summary(d) for d in deliveries_of(session, post.id)],
     }

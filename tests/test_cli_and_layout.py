@@ -265,3 +265,21 @@ def test_account_add_and_reauth_check_the_credentials_with_the_platform(env) -> 
     _one_line_error(no_address, "website account not usable", "config.base_url")
     manual = runner.invoke(app, ["account", "add", "manual", "手工", "--credentials", "{}"])  # nothing to ask
     assert manual.exit_code == 0, manual.output
+
+
+def test_post_show_says_where_each_hit_is(env) -> None:
+    """A reviewer sees the field and the words around each hit, not offsets into the joined text."""
+    from publisher import services
+    from publisher.db import session_scope
+    from publisher.models import Post
+
+    with session_scope() as s:
+        post = services.create_post(s, title="报名通知", body="报名请致电王老师 13800138000，谢谢。", accounts=[1])
+        version_id = post.current_version_id
+    with session_scope() as s:
+        services.screen_version(s, version_id)
+        info = services.post_summary(s, s.get(Post, 1))
+    (hit,) = info["screening"]["hits"]
+    assert hit["where"] == {"field": "body", "start": 9, "end": 20, "before": "报名请致电王老师 ", "after": "，谢谢。"}
+    shown = runner.invoke(app, ["post", "show", "1"], env={"COLUMNS": "200"})
+    assert "privacy (pii, mobile) in the body: …报名请致电王老师 13800138000，谢谢。…" in shown.output, shown.output
