@@ -89,6 +89,7 @@ def test_compose_services_use_existing_cli_commands() -> None:
         (["post", "approve", "999"], ["not found"]),
         (["account", "add", "myspace", "x", "--credentials", "{}"], ["unknown channel kind"]),
         (["account", "add", "website", "x", "--credentials", "{not json"], ["not valid JSON"]),
+        (["delivery", "removed", "999"], ["delivery 999 not found"]),
     ],
 )
 def test_bad_input_is_one_line_exit_2(env, args, fragments) -> None:
