@@ -1,26 +1,56 @@
 """The channel contract: one small base class per platform adapter, a registry, one HTTP client factory.
 
 An adapter turns a post into a platform's own protocol. The base class owns the HTTP call: it applies
-throttling, sends the request, and maps transport failures to the exception tree in
-:mod:`channels.errors`; subclasses build requests and parse replies (``_check`` maps a platform's error
-bodies). Adapters never touch the database: what they need arrives in a :class:`DeliveryContext`, and every
+throttling, sends the request, maps transport failures to the exception tree in :mod:`channels.errors`,
+and maps error replies to it too, from the adapter's tables. Subclasses build requests and parse replies.
+Adapters never touch the database: what they need arrives in a :class:`DeliveryContext`, and every
 remote id they obtain is handed to ``ctx.save_progress`` *before* the next call, so a crash between two
 calls never loses an id (the caller persists it at once).
+
+Error replies (:meth:`Channel._check`), driven by class attributes an adapter sets::
+
+    3xx ──────────────────────────► InvalidRequest (redirects are never followed: the address is wrong)
+    body envelope (ERROR_BODY_ON: "success" | "error" | "any" replies carry it)
+        code under ERROR_CODE_KEYS, text under ERROR_MESSAGE_KEYS; 0 / absent = no error
+        ──► ERROR_MAP[code]      unknown code: Unavailable on 5xx, else InvalidRequest
+    4xx / 5xx without a code ─────► STATUS_MAP[status], else HTTP's meaning: 429 RateLimited,
+                                    5xx Unavailable, other 4xx InvalidRequest
+
+Every transient error gets the reply's ``Retry-After`` (seconds or an HTTP date) as ``retry_after``;
+:class:`QuotaExhausted` gets ``paused_until`` = the next midnight in the platform's ``quota_timezone``.
+Where a platform's envelope genuinely differs, the adapter overrides one small hook
+(:meth:`Channel._error_fields`, :meth:`Channel._redirect_error`, :meth:`Channel._retry_after`), never
+the whole mapping.
+
+A channel closes the HTTP client it made itself (``with make(...) as channel:`` or :meth:`Channel.close`);
+a client passed in belongs to whoever passed it, who closes it.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import math
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from datetime import UTC, datetime, timedelta, tzinfo
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Literal, Protocol, Self
 
 import httpx
 
-from channels.errors import ChannelError, OutcomeUnknown, RateLimited, Unavailable
+from channels.errors import (
+    ChannelError,
+    InvalidRequest,
+    OutcomeUnknown,
+    QuotaExhausted,
+    RateLimited,
+    TransientError,
+    Unavailable,
+)
 
 USER_AGENT = "media-matrix/0.1 (+https://github.com/media-matrix)"
 
@@ -154,16 +184,82 @@ def _ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def make_client(base_url: str = "", *, timeout: float = 20.0, **kwargs: Any) -> httpx.Client:
-    """The one place that makes HTTP clients: timeouts, User-Agent, no implicit redirects to elsewhere."""
+def make_client(
+    base_url: str = "", *, timeout: float = 20.0, max_redirects: int | None = None, **kwargs: Any
+) -> httpx.Client:
+    """The one place that makes HTTP clients: timeouts, User-Agent, no implicit redirects to elsewhere.
+
+    ``max_redirects``: follow up to that many redirects (downloads of images, which CDNs redirect);
+    by default none are followed, because an API that redirects means a wrong address in the config.
+    """
     kwargs.setdefault("verify", _ssl_context())
+    if max_redirects is not None:
+        kwargs["max_redirects"] = max_redirects
     return httpx.Client(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         headers={"User-Agent": USER_AGENT},
-        follow_redirects=False,
+        follow_redirects=bool(max_redirects),
         **kwargs,
     )
+
+
+# ------------------------------------------------------------------------------------ error replies
+
+ErrorCode = int | str
+"""A platform's error code: a number (WeChat, Weibo, Toutiao) or a name (WordPress ``rest_…``)."""
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header in seconds from ``now``: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+
+    ``None`` when absent or unreadable; a date in the past gives 0. HTTP dates are parsed by the standard
+    library's ``email.utils`` (it reads the IMF-fixdate and both obsolete forms HTTP allows).
+    """
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000": HTTP dates are always GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def as_error_code(value: Any) -> ErrorCode | None:
+    """A code as a platform sent it, normalised: numbers (also ``"20019"``) as int, names as str; ``None``
+    for an absent or empty one. Codes are compared with :attr:`Channel.ERROR_MAP`'s keys in this form."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return int(value)  # bool too (JSON true), as int() reads it
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        return text or None
+
+
+def http_status_class(status: int) -> type[ChannelError]:
+    """What an HTTP error status means when a platform's tables say nothing more."""
+    if status == 429:
+        return RateLimited
+    return Unavailable if status >= 500 else InvalidRequest
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:  # not JSON, or not UTF-8
+        return None
 
 
 # ------------------------------------------------------------------------------------------ base
@@ -173,9 +269,8 @@ class Channel:
     """Base class of every platform adapter.
 
     Subclasses set the class attributes that describe the platform and implement the operations.
-    ``render`` is pure. Every network call goes through :meth:`request`, which throttles and translates
-    transport errors; subclasses override :meth:`_check` to turn a platform's error bodies into
-    :mod:`channels.errors` exceptions.
+    ``render`` is pure. Every network call goes through :meth:`request`, which throttles, translates
+    transport errors and maps error replies from the tables below (see the module docstring).
     """
 
     kind: ClassVar[str] = ""
@@ -189,6 +284,22 @@ class Channel:
     supports_retract: ClassVar[bool] = True
     supports_metrics: ClassVar[bool] = True
     needs_website_link: ClassVar[bool] = False  # a delivery waits for the post's website delivery URL
+    quota_timezone: ClassVar[tzinfo] = UTC  # where the platform's day (and its daily quotas) ends
+
+    # -- how the platform says "error": read by _check -------------------------------------------
+
+    ERROR_MAP: ClassVar[Mapping[ErrorCode, type[ChannelError]]] = {}
+    """The platform's own error codes (in the reply body) → exception class. Every entry has a contract case."""
+    STATUS_MAP: ClassVar[Mapping[int, type[ChannelError]]] = {}
+    """HTTP statuses whose meaning on this platform differs from :func:`http_status_class` (or is worth
+    stating), for error replies whose body names no code of ``ERROR_MAP``."""
+    ERROR_CODE_KEYS: ClassVar[tuple[str, ...]] = ()
+    """The envelope's JSON keys that hold the code; the first key present counts (its value 0: no error)."""
+    ERROR_MESSAGE_KEYS: ClassVar[tuple[str, ...]] = ()
+    """The envelope's JSON keys that hold the platform's words; the first non-empty one counts."""
+    ERROR_BODY_ON: ClassVar[Literal["success", "error", "any"]] = "error"
+    """Which replies carry the envelope: ``success`` (HTTP 2xx; an HTTP error status decides by itself),
+    ``error`` (HTTP 4xx/5xx) or ``any``."""
 
     def __init__(
         self,
@@ -197,9 +308,12 @@ class Channel:
         *,
         limiter: Limiter | None = None,
         token_cache: Any | None = None,
+        timeout: float = 20.0,
     ) -> None:
         self.account = account
-        self.client = client or make_client(self.base_url(account))
+        # A client passed in belongs to the caller (it may serve other channels): close() leaves it open.
+        self._owns_client = client is None
+        self.client = client or make_client(self.base_url(account), timeout=timeout)
         self.limiter = limiter or LocalLimiter()
         self.token_cache = token_cache
 
@@ -211,7 +325,7 @@ class Channel:
     # -- the one HTTP call ------------------------------------------------------------------------
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send one request: throttle, send, map transport failures, then let ``_check`` map bodies."""
+        """Send one request: throttle, send, map transport failures, then map error replies (``_check``)."""
         self.limiter.acquire(f"{self.kind}:{self.account.id}", self.rate_per_second)
         try:
             response = self.client.request(method, url, **kwargs)
@@ -227,11 +341,91 @@ class Channel:
         return response
 
     def _check(self, response: httpx.Response) -> None:
-        """Raise the matching :mod:`channels.errors` exception for an error reply. Override per platform."""
-        if response.status_code >= 500:
-            raise Unavailable(f"{self.kind} answered {response.status_code}", code=response.status_code)
-        if response.status_code >= 400:
-            raise ChannelError(f"{self.kind} answered {response.status_code}", code=response.status_code)
+        """Raise the :mod:`channels.errors` exception an error reply stands for (the module docstring's
+        table); return for a reply that is not an error."""
+        status = response.status_code
+        if 300 <= status < 400:
+            raise self._redirect_error(response)
+        failed = status >= 400
+        message = ""
+        if self.ERROR_BODY_ON == "any" or self.ERROR_BODY_ON == ("error" if failed else "success"):
+            code, message = self._error_fields(response, _json_or_none(response))
+            if code is not None:
+                raise self.error_for(code, message, response=response)
+        if failed:
+            raise self.status_error(response, message)
+
+    def _error_fields(self, response: httpx.Response, body: Any) -> tuple[ErrorCode | None, str]:
+        """The envelope's (code, message) of a reply whose parsed JSON is ``body`` (``None``: not JSON).
+
+        Code ``None`` means the body reports no error. Hook: override where a platform's envelope is
+        more than :attr:`ERROR_CODE_KEYS` and :attr:`ERROR_MESSAGE_KEYS`.
+        """
+        if not isinstance(body, Mapping):
+            return None, ""
+        message = next((str(body[k]) for k in self.ERROR_MESSAGE_KEYS if body.get(k)), "")
+        key = next((k for k in self.ERROR_CODE_KEYS if k in body), None)
+        code = as_error_code(body[key]) if key is not None else None
+        return (None if code == 0 else code), message
+
+    def _redirect_error(self, response: httpx.Response) -> ChannelError:
+        """The error for a 3xx reply (hook: a platform whose redirect means more, e.g. to its login page)."""
+        where = response.headers.get("location") or "elsewhere"
+        return InvalidRequest(
+            f"{self.kind} redirected to {where}: fix the address in the account's config", code=response.status_code
+        )
+
+    def error_for(self, code: ErrorCode, message: str = "", *, response: httpx.Response | None = None) -> ChannelError:
+        """The exception for a platform error code, from :attr:`ERROR_MAP`.
+
+        An unknown code is :class:`Unavailable` on an HTTP 5xx reply, else :class:`InvalidRequest` (never
+        retried: a code nobody mapped is not known to be transient).
+        """
+        status = response.status_code if response is not None else 200
+        cls = self.ERROR_MAP.get(code) or (Unavailable if status >= 500 else InvalidRequest)
+        return self.make_error(cls, self._error_text(message, code=code, status=status), code=code, response=response)
+
+    def status_error(self, response: httpx.Response, message: str = "") -> ChannelError:
+        """The exception for an HTTP error status: :attr:`STATUS_MAP`, else :func:`http_status_class`."""
+        status = response.status_code
+        cls = self.STATUS_MAP.get(status) or http_status_class(status)
+        return self.make_error(cls, self._error_text(message, code=None, status=status), code=status, response=response)
+
+    def make_error(
+        self,
+        cls: type[ChannelError],
+        message: str,
+        *,
+        code: ErrorCode | None,
+        response: httpx.Response | None = None,
+    ) -> ChannelError:
+        """Build ``cls`` with what its kind carries: ``retry_after`` for transient errors, ``paused_until``
+        for a spent quota."""
+        if issubclass(cls, QuotaExhausted):
+            return cls(message, code=code, paused_until=self.next_quota_reset())
+        if issubclass(cls, TransientError):
+            return cls(message, code=code, retry_after=self._retry_after(code, response))
+        return cls(message, code=code)
+
+    def _error_text(self, message: str, *, code: ErrorCode | None, status: int) -> str:
+        what = f"error {code}" if code is not None else f"answered HTTP {status}"
+        return f"{self.kind} {what}: {message}" if message else f"{self.kind} {what}"
+
+    def _retry_after(self, code: ErrorCode | None, response: httpx.Response | None) -> float | None:
+        """Seconds to wait before retrying: the reply's ``Retry-After`` (hook: a platform's own hints)."""
+        return parse_retry_after(response.headers.get("retry-after")) if response is not None else None
+
+    # -- the platform's clock ---------------------------------------------------------------------
+
+    def platform_now(self) -> float:
+        """The platform's current time (epoch seconds); ours unless an adapter knows better."""
+        return time.time()
+
+    def next_quota_reset(self) -> datetime:
+        """When daily quotas reset: the next 00:00 in :attr:`quota_timezone` on the platform's clock (aware UTC)."""
+        local = datetime.fromtimestamp(self.platform_now(), self.quota_timezone)
+        midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), self.quota_timezone)
+        return midnight.astimezone(UTC)
 
     # -- operations -------------------------------------------------------------------------------
 
@@ -263,8 +457,18 @@ class Channel:
         """Remove a published post from the platform (idempotent: gone already is success)."""
         raise NotImplementedError
 
+    # -- lifetime ---------------------------------------------------------------------------------
+
     def close(self) -> None:
-        self.client.close()
+        """Close the HTTP client this channel made; a client passed in is left to its owner."""
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc_info: object) -> None:
+        self.close()
 
 
 # -------------------------------------------------------------------------------------- registry
@@ -298,12 +502,16 @@ def channel_kinds() -> list[str]:
 
 
 def _load_builtin() -> None:
-    # Explicit list, not folder scanning: importing a module registers its adapter.
-    import importlib
-
+    # Explicit list, not folder scanning: importing a module registers its adapter. Imported on first
+    # use, not at the top: the adapter modules import this one.
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
 
 
-BUILTIN_MODULES: list[str] = ["channels.website", "channels.wechat", "channels.weibo", "channels.toutiao",
-                              "channels.manual"]
+BUILTIN_MODULES: list[str] = [
+    "channels.website",
+    "channels.wechat",
+    "channels.weibo",
+    "channels.toutiao",
+    "channels.manual",
+]

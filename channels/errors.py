@@ -64,9 +64,7 @@ class Unavailable(TransientError):
 class QuotaExhausted(TransientError):
     """A quota of the account is spent; the account is paused until ``paused_until`` (aware UTC)."""
 
-    def __init__(
-        self, message: str, *, code: str | int | None = None, paused_until: datetime | None = None
-    ) -> None:
+    def __init__(self, message: str, *, code: str | int | None = None, paused_until: datetime | None = None) -> None:
         super().__init__(message, code=code)
         self.paused_until = paused_until
 

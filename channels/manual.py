@@ -19,16 +19,14 @@ functions are shared with :mod:`channels.toutiao` (whose accounts may use this m
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import json
 import mimetypes
 import re
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from markdown_it import MarkdownIt
@@ -36,6 +34,7 @@ from markdown_it import MarkdownIt
 from channels.base import (
     Channel,
     DeliveryContext,
+    ErrorCode,
     Metrics,
     PostContent,
     PublishResult,
@@ -45,6 +44,7 @@ from channels.base import (
     register,
 )
 from channels.errors import ChannelError, InvalidRequest
+from channels.media import decode_data_uri, sniff_image
 from channels.render import (
     html_to_text,
     image_urls,
@@ -139,14 +139,6 @@ def _fetch_with_httpx(url: str) -> bytes:
         return response.content
 
 
-def _data_url_bytes(url: str) -> tuple[bytes, str]:
-    header, _, payload = url.partition(",")
-    mime = header[5:].split(";")[0] or "application/octet-stream"
-    if ";base64" in header:
-        return base64.b64decode(payload, validate=False), mime
-    return unquote_to_bytes(payload), mime
-
-
 def _extension(url: str, mime: str | None = None) -> str:
     if mime:
         guessed = mimetypes.guess_extension(mime)
@@ -159,9 +151,12 @@ def _extension(url: str, mime: str | None = None) -> str:
 def _load_image(url: str, fetch: Fetch) -> tuple[bytes, str]:
     """The image's bytes and a file extension; raises on any failure (the caller reports it)."""
     if url.startswith("data:"):
-        data, mime = _data_url_bytes(url)
-        return data, _extension(url, mime)
-    return fetch(url), _extension(url)
+        data, mime = decode_data_uri(url)
+    else:
+        data, mime = fetch(url), None
+    # The bytes say best what the file is (hosts mislabel images); the declared type and the URL come next.
+    kind = sniff_image(data)
+    return data, f".{kind.extension}" if kind else _extension(url, mime)
 
 
 def _zip_write(archive: zipfile.ZipFile, name: str, data: bytes | str) -> None:
@@ -204,7 +199,7 @@ def build_package(
         for index, url in enumerate(rendered.images, start=1):
             try:
                 data, ext = _load_image(url, fetch)
-            except (httpx.HTTPError, OSError, ValueError, binascii.Error, ChannelError) as exc:
+            except (httpx.HTTPError, OSError, ValueError, ChannelError) as exc:  # ValueError: a bad data: URI
                 missing.append(f"  image {index}: {url} ({exc.__class__.__name__})")
                 manifest["images"].append({"index": index, "source": url, "file": None})
                 continue
@@ -218,7 +213,7 @@ def build_package(
                 data, ext = _load_image(rendered.cover_url, fetch)
                 cover_name = f"cover{ext}"
                 _zip_write(archive, cover_name, data)
-            except (httpx.HTTPError, OSError, ValueError, binascii.Error, ChannelError) as exc:
+            except (httpx.HTTPError, OSError, ValueError, ChannelError) as exc:
                 missing.append(f"  cover: {rendered.cover_url} ({exc.__class__.__name__})")
             manifest["cover"] = {"source": rendered.cover_url, "file": cover_name}
         # The packaged page shows the packaged copies, so it works offline and matches images/.
@@ -242,9 +237,7 @@ def build_package(
             cover_line=f"  {cover_name:<14} the cover image\n" if cover_name else "",
             cover_hint=f" from {cover_name}" if cover_name else " (the post has none: pick one)",
             confirm=confirm,
-            missing=(
-                "\nNot included (fetch these by hand):\n" + "\n".join(missing) + "\n" if missing else ""
-            ),
+            missing=("\nNot included (fetch these by hand):\n" + "\n".join(missing) + "\n" if missing else ""),
         )
         _zip_write(archive, "README.txt", readme)
     return buffer.getvalue()
@@ -318,7 +311,7 @@ class Manual(Channel):
     supports_retract = False
     supports_metrics = False
     # No platform, hence no platform errors: the only code is our own, for what only a person can do.
-    ERROR_MAP: ClassVar[dict[int | str, type[ChannelError]]] = {MANUAL_ONLY: InvalidRequest}
+    ERROR_MAP: ClassVar[Mapping[ErrorCode, type[ChannelError]]] = {MANUAL_ONLY: InvalidRequest}
 
     def check_credentials(self) -> None:
         """Nothing to check: an assisted channel holds no credential."""

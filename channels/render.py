@@ -95,14 +95,7 @@ def html_to_text(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def markdown_to_text(markdown: str) -> str:
-    """Plain text of a Markdown body (for platforms that take no markup, and for summaries)."""
-    return html_to_text(markdown_to_html(markdown))
-
-
-def truncate(
-    text: str, limit: int, *, ellipsis: str = ELLIPSIS, measure: Callable[[str], float] = len
-) -> str:
+def truncate(text: str, limit: int, *, ellipsis: str = ELLIPSIS, measure: Callable[[str], float] = len) -> str:
     """Cut ``text`` so that ``measure(result) <= limit``, ending with ``ellipsis`` when anything was cut.
 
     ``measure`` defaults to characters (code points: one Chinese character counts one); a platform that

@@ -68,9 +68,7 @@ class _LockingTokenCache:
     the delivery is retried later rather than hammering the platform).
     """
 
-    def __init__(
-        self, *, wait_s: float = 15.0, lock_ttl_s: float = 30.0, clock: Callable[[], float] = time.time
-    ):
+    def __init__(self, *, wait_s: float = 15.0, lock_ttl_s: float = 30.0, clock: Callable[[], float] = time.time):
         self.wait_s = wait_s
         self.lock_ttl_s = lock_ttl_s
         self.clock = clock
@@ -90,17 +88,10 @@ class _LockingTokenCache:
     def _release(self, key: str, handle: Any) -> None:
         raise NotImplementedError
 
-    def _delete(self, key: str) -> None:
-        raise NotImplementedError
-
     # -- the algorithm ---------------------------------------------------------------------------
 
     def _usable(self, cached: CachedToken | None, stale: str | None) -> bool:
-        return (
-            cached is not None
-            and cached.token != stale
-            and cached.expires_at - EXPIRY_MARGIN_S > self.clock()
-        )
+        return cached is not None and cached.token != stale and cached.expires_at - EXPIRY_MARGIN_S > self.clock()
 
     def get(self, key: str, fetch: Fetch, *, stale: str | None = None) -> str:
         """The cached token for ``key``; refreshed once (across all callers) if missing, expired or stale."""
@@ -113,9 +104,7 @@ class _LockingTokenCache:
             cached = self._read(key)
             if self._usable(cached, stale):
                 return cached.token  # type: ignore[union-attr]
-            raise Unavailable(
-                f"token refresh for {key} is taking too long elsewhere", retry_after=self.wait_s
-            )
+            raise Unavailable(f"token refresh for {key} is taking too long elsewhere", retry_after=self.wait_s)
         try:
             # Re-read under the lock: the holder before us may have stored a fresh token while we waited.
             cached = self._read(key)
@@ -126,10 +115,6 @@ class _LockingTokenCache:
             return token
         finally:
             self._release(key, handle)
-
-    def invalidate(self, key: str) -> None:
-        """Forget the token of ``key`` (e.g. after its app's secret changed)."""
-        self._delete(key)
 
 
 class MemoryTokenCache(_LockingTokenCache):
@@ -146,9 +131,6 @@ class MemoryTokenCache(_LockingTokenCache):
 
     def _write(self, key: str, token: CachedToken) -> None:
         self._tokens[key] = token
-
-    def _delete(self, key: str) -> None:
-        self._tokens.pop(key, None)
 
     def _acquire(self, key: str, timeout: float) -> Any | None:
         with self._guard:
@@ -183,12 +165,7 @@ class RedisTokenCache(_LockingTokenCache):
 
     def _write(self, key: str, token: CachedToken) -> None:
         ttl_ms = max(1, int((token.expires_at - self.clock()) * 1000))
-        self.redis.set(
-            self._key(key), json.dumps({"token": token.token, "expires_at": token.expires_at}), px=ttl_ms
-        )
-
-    def _delete(self, key: str) -> None:
-        self.redis.delete(self._key(key))
+        self.redis.set(self._key(key), json.dumps({"token": token.token, "expires_at": token.expires_at}), px=ttl_ms)
 
     def _acquire(self, key: str, timeout: float) -> Any | None:
         lock = self.redis.lock(f"{self.prefix}token-lock:{key}", timeout=self.lock_ttl_s, sleep=0.02)
@@ -241,9 +218,7 @@ class SqlTokenCache(_LockingTokenCache):
     def _read(self, key: str) -> CachedToken | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(channel_tokens.c.token, channel_tokens.c.expires_at).where(
-                    channel_tokens.c.key == key
-                )
+                sa.select(channel_tokens.c.token, channel_tokens.c.expires_at).where(channel_tokens.c.key == key)
             ).first()
         if row is None or row.token is None or row.expires_at is None:
             return None
@@ -256,12 +231,6 @@ class SqlTokenCache(_LockingTokenCache):
                 channel_tokens.update()
                 .where(channel_tokens.c.key == key)
                 .values(token=token.token, expires_at=token.expires_at)
-            )
-
-    def _delete(self, key: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                channel_tokens.update().where(channel_tokens.c.key == key).values(token=None, expires_at=None)
             )
 
     def _try_lock(self, key: str, owner: str) -> bool:
@@ -283,9 +252,7 @@ class SqlTokenCache(_LockingTokenCache):
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    channel_tokens.insert().values(
-                        key=key, lock_owner=owner, lock_until=now + self.lock_ttl_s
-                    )
+                    channel_tokens.insert().values(key=key, lock_owner=owner, lock_until=now + self.lock_ttl_s)
                 )
             return True
         except IntegrityError:

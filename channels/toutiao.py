@@ -47,8 +47,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
@@ -58,6 +58,7 @@ from channels.base import (
     AccountInfo,
     Channel,
     DeliveryContext,
+    ErrorCode,
     Limiter,
     Metrics,
     PostContent,
@@ -74,7 +75,6 @@ from channels.errors import (
     OutcomeUnknown,
     QuotaExhausted,
     RateLimited,
-    TransientError,
     Unavailable,
 )
 from channels.manual import (
@@ -85,6 +85,7 @@ from channels.manual import (
     manual_unsupported,
     render_article,
 )
+from channels.media import sniff_image
 from channels.render import ALLOWED_TAGS, replace_image_urls
 
 API_ROOT = "https://mp.toutiao.com"
@@ -105,13 +106,6 @@ STATE_REVIEW, STATE_PUBLISHED, STATE_REJECTED, STATE_DELETED = 0, 1, 2, 3
 
 # The console strips outside links: keep their text only.
 TOUTIAO_TAGS = ALLOWED_TAGS - {"a"}
-
-
-def _next_midnight_shanghai(now: datetime | None = None) -> datetime:
-    """When a daily quota resets: the next 00:00 in Asia/Shanghai, as aware UTC."""
-    local = (now or datetime.now(UTC)).astimezone(SHANGHAI)
-    midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), SHANGHAI)
-    return midnight.astimezone(UTC)
 
 
 def _parse_expiry(value: Any) -> datetime | None:
@@ -136,7 +130,17 @@ class Toutiao(Channel):
     rate_per_second = 0.5  # a person's pace: the console is not an API and watches for bots
     asynchronous = True  # articles go through the platform's review before they are live
 
-    ERROR_MAP: ClassVar[dict[int | str, type[ChannelError]]] = {
+    quota_timezone = SHANGHAI  # the daily article quota resets at midnight in China
+    # The console answers HTTP 200 with the error in the body: {"err_no": N} on the article endpoints,
+    # {"code": N} on others. An HTTP error status comes from its gateway and is mapped by the status.
+    ERROR_BODY_ON = "success"
+    ERROR_CODE_KEYS = ("err_no", "code")
+    ERROR_MESSAGE_KEYS = ("message", "msg", "reason")
+    STATUS_MAP: ClassVar[Mapping[int, type[ChannelError]]] = {
+        401: NeedsReauth,  # the console refused the session
+        403: NeedsReauth,
+    }
+    ERROR_MAP: ClassVar[Mapping[ErrorCode, type[ChannelError]]] = {
         -1: Unavailable,  # 系统繁忙: the console is busy
         1001: NeedsReauth,  # 请先登录: the session expired or was logged out
         1002: NeedsReauth,  # 账号状态异常: the account is frozen or banned; a person must act
@@ -157,8 +161,9 @@ class Toutiao(Channel):
         *,
         limiter: Limiter | None = None,
         token_cache: Any | None = None,
+        timeout: float = 20.0,
     ) -> None:
-        super().__init__(account, client, limiter=limiter, token_cache=token_cache)
+        super().__init__(account, client, limiter=limiter, token_cache=token_cache, timeout=timeout)
         self.manual = str(account.config.get("mode", "session")).lower() == "manual"
         if self.manual:
             # Per account, not per class: the service must read these on the instance.
@@ -201,39 +206,11 @@ class Toutiao(Channel):
         body = _json(response)
         return body if isinstance(body, dict) else {}
 
-    def _check(self, response: httpx.Response) -> None:
-        """Map the console's answers: redirects to login, HTTP errors, and HTTP 200 with a body code."""
-        status = response.status_code
-        if 300 <= status < 400:
-            location = response.headers.get("location", "")
-            if "login" in location or "passport" in location:
-                raise NeedsReauth("the Toutiao console sent us to its login page: the session is gone")
-            raise InvalidRequest(f"toutiao redirected to {location or 'elsewhere'}", code=status)
-        if status in (401, 403):
-            raise NeedsReauth(f"the Toutiao console refused the session (HTTP {status})", code=status)
-        if status == 429:
-            raise RateLimited("toutiao answered 429", code=429, retry_after=_retry_after(response))
-        if status >= 500:
-            raise Unavailable(f"toutiao answered {status}", code=status)
-        if status >= 400:
-            raise InvalidRequest(f"toutiao answered {status}", code=status)
-        body = _json(response)
-        if not isinstance(body, dict):
-            return
-        code = body.get("err_no", body.get("code"))
-        if code in (None, 0, "0"):
-            return
-        try:
-            number: int | str = int(code)
-        except (TypeError, ValueError):
-            number = str(code)
-        message = str(body.get("message") or body.get("msg") or body.get("reason") or f"toutiao error {code}")
-        cls = self.ERROR_MAP.get(number, InvalidRequest)
-        if cls is QuotaExhausted:
-            raise QuotaExhausted(message, code=number, paused_until=_next_midnight_shanghai())
-        if issubclass(cls, TransientError):
-            raise cls(message, code=number, retry_after=_retry_after(response))
-        raise cls(message, code=number)
+    def _redirect_error(self, response: httpx.Response) -> ChannelError:
+        location = response.headers.get("location", "")
+        if "login" in location or "passport" in location:
+            return NeedsReauth("the Toutiao console sent us to its login page: the session is gone")
+        return super()._redirect_error(response)
 
     # -- render -----------------------------------------------------------------------------------
 
@@ -306,7 +283,7 @@ class Toutiao(Channel):
         return PublishResult(remote_id=str(new_id), state="awaiting_confirmation")
 
     def _fetch_image(self, url: str) -> tuple[bytes, str]:
-        """Download one of the post's images (a GET: retrying it is always safe)."""
+        """Download one of the post's images (a GET: retrying it is always safe): (bytes, MIME type)."""
         try:
             response = self.client.get(url, follow_redirects=True)
         except httpx.HTTPError as exc:
@@ -318,7 +295,10 @@ class Toutiao(Channel):
             raise InvalidRequest(f"the image {url} cannot be fetched (HTTP {status})", code=status)
         if len(response.content) > IMAGE_MAX_BYTES:
             raise InvalidRequest(f"the image {url} is larger than Toutiao's {IMAGE_MAX_BYTES // 2**20} MB")
-        return response.content, response.headers.get("content-type", "image/jpeg").split(";")[0].strip()
+        # The bytes first: the console's image store judges the file, not the host's Content-Type.
+        kind = sniff_image(response.content)
+        mime = kind.mime if kind else response.headers.get("content-type", "image/jpeg").split(";")[0].strip()
+        return response.content, mime
 
     def _upload_images(
         self, ctx: DeliveryContext, rendered: Rendered, headers: dict[str, str]
@@ -525,12 +505,4 @@ def _int(value: Any) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
-        return None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        value = response.headers.get("retry-after")
-        return float(value) if value is not None else None
-    except ValueError:
         return None

@@ -22,10 +22,8 @@ its duplicate and returns the original.
 
 from __future__ import annotations
 
-import email.utils
 import logging
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -35,11 +33,13 @@ from channels.base import (
     AccountInfo,
     Channel,
     DeliveryContext,
+    ErrorCode,
     Metrics,
     PostContent,
     PublishResult,
     Rendered,
     StatusResult,
+    parse_retry_after,
     register,
 )
 from channels.errors import (
@@ -48,15 +48,15 @@ from channels.errors import (
     NeedsReauth,
     OutcomeUnknown,
     RateLimited,
-    TransientError,
     Unavailable,
 )
+from channels.media import image_type_for, sniff_image
 from channels.render import html_to_text, image_urls, markdown_to_html, summarize, truncate
 
 log = logging.getLogger(__name__)
 
 API = "/wp-json/wp/v2"
-COVER_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
+COVER_TYPES = frozenset({"jpeg", "png", "gif", "webp"})  # what a WordPress site takes as an image upload
 PUBLISHING_ROLES = {"administrator", "editor", "author"}
 # Statuses a post can be in before it is public: publish() reports them as awaiting confirmation.
 PENDING_STATUSES = {"pending", "draft", "future"}
@@ -73,7 +73,11 @@ class WebsiteChannel(Channel):
     body_maxlen = 1_000_000  # well inside MySQL's default max_allowed_packet
     rate_per_second = 5.0
 
-    ERROR_MAP: ClassVar[dict[int | str, type[ChannelError]]] = {
+    # WordPress answers errors with an HTTP error status and {"code": "rest_…", "message": …}.
+    ERROR_BODY_ON = "error"
+    ERROR_CODE_KEYS = ("code",)
+    ERROR_MESSAGE_KEYS = ("message",)
+    ERROR_MAP: ClassVar[Mapping[ErrorCode, type[ChannelError]]] = {
         # The credential or the user's role does not allow it: a person must fix the account.
         "rest_not_logged_in": NeedsReauth,
         "incorrect_password": NeedsReauth,
@@ -96,7 +100,9 @@ class WebsiteChannel(Channel):
         "rest_no_route": InvalidRequest,  # REST API disabled, or base_url is not the site root
         # A PHP fatal error on the site: plugins get fixed, so retry later.
         "internal_server_error": Unavailable,
-        # By HTTP status, when the body carries no WordPress code we know.
+    }
+    # By HTTP status, when the body carries no WordPress code we know (a proxy's page, a plugin's code).
+    STATUS_MAP: ClassVar[Mapping[int, type[ChannelError]]] = {
         400: InvalidRequest,
         401: NeedsReauth,
         403: NeedsReauth,
@@ -124,28 +130,24 @@ class WebsiteChannel(Channel):
             raise NeedsReauth("website account has no username / application password", code="no_credentials")
         return self.request(method, API + path, auth=self._auth, **kwargs)
 
-    def _check(self, response: httpx.Response) -> None:
-        status = response.status_code
-        if status < 300:
-            return
-        if status < 400:  # follow_redirects is off: a redirect means base_url is not the final address
-            raise InvalidRequest(
-                f"WordPress redirected to {response.headers.get('location', '?')}: fix the site address",
-                code=status,
-            )
-        code, message = _error_fields(response)
-        if code in self.ERROR_MAP:
-            key: int | str = code
-        else:
-            key = status
-        cls = self.ERROR_MAP.get(key) or (Unavailable if status >= 500 else InvalidRequest)
-        text = f"WordPress {status} {code or response.reason_phrase}: {message}".rstrip(": ")
+    def _error_fields(self, response: httpx.Response, body: Any) -> tuple[ErrorCode | None, str]:
+        """WordPress's own codes only: a plugin's code (kept in the message) says less than the status."""
+        if not isinstance(body, Mapping):  # a web server's, proxy's or WAF's page: its words, briefly
+            return None, html_to_text(response.text)[:200] if body is None else str(body)[:200]
+        code, message = super()._error_fields(response, body)
+        message = html_to_text(message)[:500]
+        if code is None:
+            return None, message or str(body)[:200]
+        if code not in self.ERROR_MAP:
+            return None, f"{code}: {message}".rstrip(": ")
+        return code, message
+
+    def _error_text(self, message: str, *, code: ErrorCode | None, status: int) -> str:
+        text = super()._error_text(message, code=code, status=status)
         if status == 401 and code not in ("incorrect_password", "invalid_username"):
             # WordPress saw no credential at all: commonly the web server drops the Authorization header
             text += " (the web server may be stripping the Authorization header)"
-        if issubclass(cls, TransientError):
-            raise cls(text, code=key, retry_after=_retry_after(response))
-        raise cls(text, code=key)
+        return text
 
     @staticmethod
     def _json(response: httpx.Response, *, committed: bool = False) -> Any:
@@ -179,9 +181,7 @@ class WebsiteChannel(Channel):
         """Markdown to sanitised HTML; title and excerpt cut to the limits. Raises if the body is too big."""
         body_html = markdown_to_html(content.body)
         if len(body_html) > self.body_maxlen:
-            raise InvalidRequest(
-                f"post body is {len(body_html)} characters, the website takes {self.body_maxlen}"
-            )
+            raise InvalidRequest(f"post body is {len(body_html)} characters, the website takes {self.body_maxlen}")
         text = html_to_text(body_html)
         return Rendered(
             title=truncate(content.title.strip(), self.title_maxlen),
@@ -259,22 +259,24 @@ class WebsiteChannel(Channel):
         except httpx.HTTPError as exc:
             raise Unavailable(f"cannot fetch cover {url}: {exc.__class__.__name__}") from exc
         if reply.status_code >= 500 or reply.status_code == 429:
-            raise Unavailable(f"cover {url} answered {reply.status_code}", retry_after=_retry_after(reply))
+            raise Unavailable(
+                f"cover {url} answered {reply.status_code}",
+                retry_after=parse_retry_after(reply.headers.get("retry-after")),
+            )
         if reply.status_code >= 300:
             raise InvalidRequest(f"cover {url} answered {reply.status_code}", code=reply.status_code)
-        mime = reply.headers.get("content-type", "").split(";")[0].strip().lower()
-        if mime not in COVER_TYPES:
-            guessed = urlsplit(url).path.rsplit(".", 1)[-1].lower()
-            mime = next((m for m, e in COVER_TYPES.items() if e == guessed or guessed == "jpeg"), "")
-        if mime not in COVER_TYPES or not reply.content:
+        # The bytes first: image hosts often send application/octet-stream, or a type the file is not.
+        kind = sniff_image(reply.content)
+        if kind is None:  # bytes we do not know: go by what the host and the URL say (WordPress checks again)
+            named = (image_type_for(mime=reply.headers.get("content-type")), image_type_for(url=url))
+            kind = next((k for k in named if k is not None and k.name in COVER_TYPES), None)
+        if kind is None or kind.name not in COVER_TYPES or not reply.content:
             raise InvalidRequest(f"cover {url} is not a JPEG, PNG, GIF or WebP image")
-        return reply.content, mime, COVER_TYPES[mime]
+        return reply.content, kind.mime, kind.extension
 
     def _find(self, key: str) -> dict[str, Any] | None:
         """Our post by slug (any status but trash), oldest first; needs an editing user, as WP requires."""
-        reply = self._wp(
-            "GET", "/posts", params={"slug": key, "status": "any", "context": "edit", "per_page": 10}
-        )
+        reply = self._wp("GET", "/posts", params={"slug": key, "status": "any", "context": "edit", "per_page": 10})
         posts = self._json(reply)
         mine = [
             p
@@ -349,30 +351,3 @@ class WebsiteChannel(Channel):
 def _result(post: dict[str, Any]) -> PublishResult:
     state = "awaiting_confirmation" if post.get("status") in PENDING_STATUSES else "published"
     return PublishResult(remote_id=str(post["id"]), state=state, url=post.get("link"))
-
-
-def _error_fields(response: httpx.Response) -> tuple[str | None, str]:
-    """(WordPress error code, plain-text message) of an error reply; code is None for non-WP bodies."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None, html_to_text(response.text)[:200]
-    if isinstance(body, dict) and isinstance(body.get("code"), str):
-        return body["code"], html_to_text(str(body.get("message", "")))[:500]
-    return None, str(body)[:200]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date."""
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -33,16 +33,11 @@ Platform time: the sandbox runs a fake clock and real WeChat counts days in Asia
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import struct
 import time
-import zlib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from functools import lru_cache
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlencode, urlparse, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -54,6 +49,7 @@ from channels.base import (
     AccountInfo,
     Channel,
     DeliveryContext,
+    ErrorCode,
     Metrics,
     PostContent,
     PublishResult,
@@ -72,6 +68,7 @@ from channels.errors import (
     RateLimited,
     Unavailable,
 )
+from channels.media import asset_bytes, decode_data_uri, sniff_image
 from channels.tokens import TokenCache, default_token_cache
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -88,6 +85,9 @@ CONTENT_MAX_CHARS = 20_000
 CONTENT_MAX_BYTES = 1_000_000
 BODY_IMAGE_MAX_BYTES = 1_000_000
 COVER_MAX_BYTES = 10_000_000
+BODY_IMAGE_TYPES = frozenset({"png", "jpeg"})  # media/uploadimg
+COVER_TYPES = frozenset({"png", "jpeg", "gif", "bmp"})  # material/add_material?type=image
+IMAGE_MAX_REDIRECTS = 3  # image hosts and CDNs often redirect once; more is a loop or a tracker chain
 
 # freepublish/get publish_status → (our state, the platform's reason in words)
 PUBLISH_STATUS: dict[int, tuple[str, str | None]] = {
@@ -126,35 +126,13 @@ def markdown_to_wechat_html(markdown: str) -> str:
     return render.sanitize_html(render.markdown_to_html(markdown), tags=_ALLOWED_TAGS)
 
 
-@lru_cache(maxsize=1)
 def default_cover_png() -> bytes:
-    """A plain 900x383 PNG (WeChat's 2.35:1 cover ratio) for posts without a cover.
+    """A plain 900x383 PNG in WeChat green (the 2.35:1 cover ratio) for posts without a cover.
 
-    ``draft/add`` requires ``thumb_media_id``; generated here with zlib so no image file or imaging
-    library is needed.
+    ``draft/add`` requires ``thumb_media_id``. A static file shipped in the package
+    (``channels/assets/default_cover.png``), so no image library or encoder is needed.
     """
-    width, height, rgb = 900, 383, (0x07, 0xC1, 0x60)
-    row = b"\x00" + bytes(rgb) * width  # filter byte 0 + pixels
-    raw = zlib.compress(row * height, 9)
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
-
-
-def image_type(data: bytes) -> str | None:
-    """``png``/``jpeg``/``gif``/``bmp`` from the file's magic bytes, or None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data.startswith(b"BM"):
-        return "bmp"
-    return None
+    return asset_bytes("default_cover.png")
 
 
 def with_key(url: str, key: str) -> str:
@@ -207,7 +185,13 @@ class WeChatChannel(Channel):
     rate_per_second: ClassVar[float] = 10.0
     asynchronous: ClassVar[bool] = True
 
-    ERROR_MAP: ClassVar[dict[int | str, type[ChannelError]]] = {
+    # Every reply is HTTP 200; an error is {"errcode": N, "errmsg": "…"}. An HTTP error status comes from
+    # something in front of the API and is mapped by the status alone.
+    ERROR_BODY_ON = "success"
+    ERROR_CODE_KEYS = ("errcode",)
+    ERROR_MESSAGE_KEYS = ("errmsg",)
+    quota_timezone = SHANGHAI
+    ERROR_MAP: ClassVar[Mapping[ErrorCode, type[ChannelError]]] = {
         -1: Unavailable,  # system busy: retry
         40001: TokenRejected,  # access token invalid (e.g. a newer one was issued): refresh once
         40014: TokenRejected,  # access token not the latest: refresh once
@@ -241,8 +225,11 @@ class WeChatChannel(Channel):
         *,
         limiter: Any | None = None,
         token_cache: TokenCache | None = None,
+        timeout: float = 20.0,
     ) -> None:
-        super().__init__(account, client, limiter=limiter, token_cache=token_cache or default_token_cache())
+        super().__init__(
+            account, client, limiter=limiter, token_cache=token_cache or default_token_cache(), timeout=timeout
+        )
         self._platform_clock: tuple[float, float] | None = None  # (platform epoch, local monotonic) at last reply
         self._fetcher: httpx.Client | None = None
 
@@ -332,36 +319,23 @@ class WeChatChannel(Channel):
         raise AssertionError("unreachable")
 
     def _check(self, response: httpx.Response) -> None:
+        # Every reply, errors included, carries the platform's Date: note it before mapping.
         self._note_platform_time(response)
-        if response.status_code >= 500:
-            raise Unavailable(f"wechat answered HTTP {response.status_code}", code=response.status_code)
-        if response.status_code == 429:
-            raise RateLimited("wechat answered HTTP 429", code=429, retry_after=_retry_after(response))
-        if response.status_code >= 400:
-            raise InvalidRequest(f"wechat answered HTTP {response.status_code}", code=response.status_code)
-        try:
-            data = response.json()
-        except ValueError:
-            raise Unavailable("wechat answered with a body that is not JSON") from None
-        if not isinstance(data, dict):
-            raise Unavailable("wechat answered with JSON that is not an object")
-        errcode = data.get("errcode", 0)
-        if errcode in (0, None, "0"):
-            return
-        raise self.error_for(int(errcode), str(data.get("errmsg", "")))
+        super()._check(response)
 
-    def error_for(self, errcode: int, errmsg: str) -> ChannelError:
-        """The exception for a WeChat ``errcode`` (unknown codes: :class:`InvalidRequest`, never retried)."""
-        cls = self.ERROR_MAP.get(errcode, InvalidRequest)
-        message = f"wechat error {errcode}: {errmsg}".rstrip(": ")
-        if cls is QuotaExhausted:
-            return QuotaExhausted(message, code=errcode, paused_until=self.next_platform_midnight())
-        if cls is RateLimited:
-            # the per-minute quota frees up at the next minute
-            return RateLimited(message, code=errcode, retry_after=61.0 - self.platform_now() % 60)
-        if cls is Unavailable:
-            return Unavailable(message, code=errcode, retry_after=2.0)
-        return cls(message, code=errcode)
+    def _error_fields(self, response: httpx.Response, body: Any) -> tuple[ErrorCode | None, str]:
+        # The API always answers a JSON object; anything else came from something in between.
+        if not isinstance(body, Mapping):
+            raise Unavailable("wechat answered with a body that is not a JSON object")
+        return super()._error_fields(response, body)
+
+    def _retry_after(self, code: ErrorCode | None, response: httpx.Response | None) -> float | None:
+        if code == 45011:
+            # the per-minute quota frees up at the next minute (of the platform's clock)
+            return 61.0 - self.platform_now() % 60
+        if code == -1:
+            return 2.0  # -1 is "系统繁忙，请稍候再试": busy, try again in a moment
+        return super()._retry_after(code, response)
 
     # -- platform time ---------------------------------------------------------------------------------
 
@@ -389,12 +363,6 @@ class WeChatChannel(Channel):
             # get_api_domain_ip is cheap and harmless; any reply carries the platform's Date.
             self._api("/cgi-bin/get_api_domain_ip", method="GET", idempotent=True)
         return datetime.fromtimestamp(self.platform_now(), SHANGHAI).date()
-
-    def next_platform_midnight(self) -> datetime:
-        """The next 00:00 Asia/Shanghai on the platform's clock, as aware UTC (when daily quotas reset)."""
-        local = datetime.fromtimestamp(self.platform_now(), SHANGHAI)
-        midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), SHANGHAI)
-        return midnight.astimezone(UTC)
 
     # -- operations ------------------------------------------------------------------------------------
 
@@ -487,15 +455,19 @@ class WeChatChannel(Channel):
     def _download(self, src: str, limit: int) -> bytes:
         """The bytes of an image referenced by the post (http(s) URL or ``data:`` URI)."""
         if src.startswith("data:"):
-            head, _, payload = src.partition(",")
             try:
-                data = base64.b64decode(payload, validate=True) if ";base64" in head else payload.encode()
-            except binascii.Error:
-                raise InvalidRequest("an inline image of the post is not valid base64") from None
+                data, _ = decode_data_uri(src)
+            except ValueError:  # binascii.Error (bad base64) is one
+                raise InvalidRequest("an inline image of the post is not a valid data: URI") from None
         elif src.startswith(("http://", "https://")):
             if self._fetcher is None:
-                self._fetcher = make_client()
-            response = self._get_following_redirects(self._fetcher, src)
+                self._fetcher = make_client(max_redirects=IMAGE_MAX_REDIRECTS)
+            try:
+                response = self._fetcher.get(src)
+            except httpx.TooManyRedirects:
+                raise InvalidRequest(f"image {src} redirects too often") from None
+            except httpx.HTTPError as exc:
+                raise Unavailable(f"cannot download image {src}: {exc.__class__.__name__}") from exc
             if response.status_code >= 500:
                 raise Unavailable(f"image {src} answered HTTP {response.status_code}")
             if response.status_code != 200:
@@ -507,33 +479,21 @@ class WeChatChannel(Channel):
             raise InvalidRequest(f"image {src[:80]} is {len(data):,} bytes; WeChat takes at most {limit:,}")
         return data
 
-    @staticmethod
-    def _get_following_redirects(client: httpx.Client, url: str, hops: int = 3) -> httpx.Response:
-        # The client factory follows no redirects implicitly; image hosts and CDNs often redirect once.
-        for _ in range(hops + 1):
-            try:
-                response = client.get(url)
-            except httpx.HTTPError as exc:
-                raise Unavailable(f"cannot download image {url}: {exc.__class__.__name__}") from exc
-            if not response.is_redirect:
-                return response
-            url = str(response.next_request.url) if response.next_request else url
-        raise InvalidRequest(f"image {url} redirects too often")
-
     def _upload_body_image(self, src: str) -> str:
         data = self._download(src, BODY_IMAGE_MAX_BYTES)
-        kind = image_type(data)
-        if kind not in ("png", "jpeg"):
-            raise InvalidRequest(f"body image {src[:80]} is {kind or 'not an image'}; WeChat takes jpg/png")
-        files = {"media": (f"image.{'jpg' if kind == 'jpeg' else 'png'}", data, f"image/{kind}")}
+        kind = sniff_image(data)
+        if kind is None or kind.name not in BODY_IMAGE_TYPES:
+            name = kind.name if kind else "not an image"
+            raise InvalidRequest(f"body image {src[:80]} is {name}; WeChat takes jpg/png")
+        files = {"media": (f"image.{kind.extension}", data, kind.mime)}
         return str(self._api("/cgi-bin/media/uploadimg", files=files)["url"])
 
     def _upload_cover(self, cover_url: str | None) -> str:
         data = self._download(cover_url, COVER_MAX_BYTES) if cover_url else default_cover_png()
-        kind = image_type(data)
-        if kind is None:
+        kind = sniff_image(data)
+        if kind is None or kind.name not in COVER_TYPES:
             raise InvalidRequest(f"cover {cover_url} is not a png/jpeg/gif/bmp image")
-        files = {"media": (f"cover.{'jpg' if kind == 'jpeg' else kind}", data, f"image/{kind}")}
+        files = {"media": (f"cover.{kind.extension}", data, kind.mime)}
         result = self._api("/cgi-bin/material/add_material", params={"type": "image"}, files=files)
         return str(result["media_id"])
 
@@ -749,13 +709,6 @@ class WeChatChannel(Channel):
 
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return float(response.headers["retry-after"])
-    except (KeyError, ValueError):
-        return None
 
 
 def _dumps(body: Mapping[str, Any]) -> bytes:

@@ -44,11 +44,13 @@ import httpx
 from channels.base import (
     Channel,
     DeliveryContext,
+    ErrorCode,
     Metrics,
     PostContent,
     PublishResult,
     Rendered,
     StatusResult,
+    as_error_code,
     register,
 )
 from channels.errors import (
@@ -58,7 +60,6 @@ from channels.errors import (
     NeedsReauth,
     OutcomeUnknown,
     RateLimited,
-    TransientError,
     Unavailable,
 )
 from channels.manual import first_paragraph, render_article
@@ -74,6 +75,7 @@ ARTICLE_BODY_MAXLEN = 90_000
 SHORT_URL_UNITS = 20  # half-width units one t.cn link costs
 LONG_URL_THRESHOLD = 140  # half-width units of a link beyond which its excess counts too
 MARKER_PARAM = "mm"
+ARTICLE_PATH = "/proxy/article/publish.json"
 ARTICLE_OK = "100000"
 
 # A link runs until whitespace or CJK punctuation (Chinese text often follows a link without a space).
@@ -147,9 +149,14 @@ class Weibo(Channel):
     posts_per_hour = 30  # per user per app; enforced by the service before the platform refuses
     needs_website_link = True
 
+    # Errors are HTTP 4xx (or 5xx) with {"request", "error_code", "error"}; the long-article endpoint
+    # answers HTTP 200 with {"code", "msg"} instead (see _error_fields).
+    ERROR_BODY_ON = "any"
+    ERROR_CODE_KEYS = ("error_code",)
+    ERROR_MESSAGE_KEYS = ("error",)
     # Every error code we act on. Keys are Weibo's numbers (the long-article endpoint sends them as
     # strings; they are compared as ints). Anything unlisted: 5xx -> Unavailable, 4xx -> InvalidRequest.
-    ERROR_MAP: ClassVar[dict[int | str, type[ChannelError]]] = {
+    ERROR_MAP: ClassVar[Mapping[ErrorCode, type[ChannelError]]] = {
         # system level (1xxxx)
         10001: Unavailable,  # system error (also the long-article endpoint's)
         10002: Unavailable,  # service unavailable
@@ -217,37 +224,13 @@ class Weibo(Channel):
         base = self.base_url(self.account)
         return WEB_ROOT if base == API_ROOT else base
 
-    def _check(self, response: httpx.Response) -> None:
-        """Map Weibo's error envelopes (4xx ``error_code``; long articles: HTTP 200 ``code``)."""
-        body = _json(response)
-        code: Any = None
-        message = ""
-        if isinstance(body, dict):
-            if "error_code" in body:
-                code, message = body.get("error_code"), str(body.get("error") or "")
-            elif (
-                response.request.url.path.endswith("/proxy/article/publish.json")
-                and str(body.get("code", ARTICLE_OK)) != ARTICLE_OK
-            ):
-                code, message = body.get("code"), str(body.get("msg") or "")
-        if code is None and response.status_code < 400:
-            return
-        retry_after = _retry_after(response)
-        if code is not None:
-            try:
-                number = int(code)
-            except (TypeError, ValueError):
-                number = None
-            cls = self.ERROR_MAP.get(number) if number is not None else None
-            text = message or f"weibo error {code}"
-            if cls is None:
-                cls = Unavailable if response.status_code >= 500 else InvalidRequest
-            raise _make(cls, text, code=number if number is not None else code, retry_after=retry_after)
-        if response.status_code == 429:
-            raise RateLimited("weibo answered 429", code=429, retry_after=retry_after)
-        if response.status_code >= 500:
-            raise Unavailable(f"weibo answered {response.status_code}", code=response.status_code)
-        raise InvalidRequest(f"weibo answered {response.status_code}", code=response.status_code)
+    def _error_fields(self, response: httpx.Response, body: Any) -> tuple[ErrorCode | None, str]:
+        """``error_code``/``error``; on the long-article endpoint also ``code``/``msg`` other than 100000."""
+        code, message = super()._error_fields(response, body)
+        if code is None and isinstance(body, Mapping) and response.request.url.path.endswith(ARTICLE_PATH):
+            if str(body.get("code", ARTICLE_OK)) != ARTICLE_OK:
+                return as_error_code(body.get("code")), str(body.get("msg") or "")
+        return code, message
 
     def _rip(self) -> str:
         rip = str(self.account.config.get("rip") or "").strip()
@@ -269,12 +252,8 @@ class Weibo(Channel):
         without a link on the safe domain.
         """
         if not link:
-            raise InvalidRequest(
-                "a Weibo status needs the post's website URL (the delivery must wait for it)"
-            )
-        article = render_article(
-            content, title_maxlen=ARTICLE_TITLE_MAXLEN, summary_maxlen=self.summary_maxlen
-        )
+            raise InvalidRequest("a Weibo status needs the post's website URL (the delivery must wait for it)")
+        article = render_article(content, title_maxlen=ARTICLE_TITLE_MAXLEN, summary_maxlen=self.summary_maxlen)
         long_article = bool(self.account.config.get("long_article"))
         limit = ARTICLE_TEXT_MAXLEN if long_article else STATUS_MAXLEN
         title = _no_topics(" ".join(content.title.split()))
@@ -304,9 +283,7 @@ class Weibo(Channel):
         if done is not None:
             return done
         if not ctx.depends_on_url:
-            raise InvalidRequest(
-                "a Weibo status needs the post's website URL (the delivery must wait for it)"
-            )
+            raise InvalidRequest("a Weibo status needs the post's website URL (the delivery must wait for it)")
         link = with_marker(ctx.depends_on_url, ctx.idempotency_key)
         safe_domain = str(self.account.config.get("safe_domain") or "")
         if safe_domain and not on_safe_domain(link, safe_domain):
@@ -343,16 +320,14 @@ class Weibo(Channel):
 
     def _publish_article(self, ctx: DeliveryContext, rendered: Rendered, link: str) -> PublishResult:
         if not rendered.cover_url:
-            raise InvalidRequest(
-                "a Weibo long article needs a cover: give the post an image or set default_cover"
-            )
+            raise InvalidRequest("a Weibo long article needs a cover: give the post an image or set default_cover")
         if len(rendered.html) > ARTICLE_BODY_MAXLEN:
             raise InvalidRequest(f"the article is longer than Weibo's {ARTICLE_BODY_MAXLEN:,} characters")
         rip = self._rip()
         ctx.save(status_text=rendered.text, link=link)
         response = self.request(
             "POST",
-            "/proxy/article/publish.json",
+            ARTICLE_PATH,
             data={
                 "access_token": self._token,
                 "title": rendered.title,
@@ -369,9 +344,7 @@ class Weibo(Channel):
         if not mid:
             raise OutcomeUnknown("weibo accepted the article but its answer carries no status id")
         ctx.save(idstr=mid, mid=mid, object_id=str(data.get("object_id") or ""), article_url=data.get("url"))
-        return PublishResult(
-            remote_id=mid, state="published", url=str(data.get("url") or self.status_url(mid))
-        )
+        return PublishResult(remote_id=mid, state="published", url=str(data.get("url") or self.status_url(mid)))
 
     def _from_progress(self, ctx: DeliveryContext) -> PublishResult | None:
         idstr = ctx.progress.get("idstr")
@@ -386,9 +359,7 @@ class Weibo(Channel):
         if not status_id:
             return StatusResult(state="pending")
         try:
-            self.request(
-                "GET", "/2/statuses/show.json", params={"access_token": self._token, "id": status_id}
-            )
+            self.request("GET", "/2/statuses/show.json", params={"access_token": self._token, "id": status_id})
         except InvalidRequest as exc:
             if exc.code == 20101:
                 return StatusResult(state="retracted", reason="the status no longer exists on Weibo")
@@ -462,9 +433,7 @@ class Weibo(Channel):
         if not status_id:
             return
         try:
-            self.request(
-                "POST", "/2/statuses/destroy.json", data={"access_token": self._token, "id": status_id}
-            )
+            self.request("POST", "/2/statuses/destroy.json", data={"access_token": self._token, "id": status_id})
         except InvalidRequest as exc:
             if exc.code != 20101:
                 raise
@@ -510,17 +479,3 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _make(cls: type[ChannelError], message: str, *, code: Any, retry_after: float | None) -> ChannelError:
-    if issubclass(cls, TransientError):
-        return cls(message, code=code, retry_after=retry_after)
-    return cls(message, code=code)

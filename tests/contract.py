@@ -115,6 +115,8 @@ def run_case(adapter_factory: AdapterFactory, case: ContractCase, sandbox: Sandb
         return result
     finally:
         adapter.close()
+        # A channel closes only a client it made; one the factory passed in is the harness's to close.
+        adapter.client.close()
 
 
 # ---------------------------------------------------------------------------------------- helpers

@@ -175,3 +175,12 @@ def test_package_without_images_or_cover() -> None:
     archive = zipfile.ZipFile(io.BytesIO(build_package(plain, factory(None).render(plain), fetch=fake_fetch)))
     assert sorted(archive.namelist()) == ["README.txt", "article.html", "article.txt", "manifest.json", "title.txt"]
     assert "pick one" in archive.read("README.txt").decode()
+
+
+def test_package_cover_from_a_data_uri() -> None:
+    """A cover given inline (a ``data:`` URI, here with ``+`` percent-escaped) is packaged as the file it is."""
+    inline = "data:image/png;base64," + base64.b64encode(PNG).decode().replace("+", "%2B")
+    plain = PostContent(title="内嵌封面", body="正文。", cover_url=inline)
+    archive = zipfile.ZipFile(io.BytesIO(build_package(plain, factory(None).render(plain), fetch=fake_fetch)))
+    assert archive.read("cover.png") == PNG
+    assert json.loads(archive.read("manifest.json"))["cover"]["file"] == "cover.png"

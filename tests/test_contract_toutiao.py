@@ -1,9 +1,9 @@
 """Contract table of the Toutiao adapter (console session mode and assisted mode), against the sandbox.
 
-Every code in ``Toutiao.ERROR_MAP`` has a row (the meta-test checks it). The sandbox reproduces the
-console's own answers for expired sessions, frozen accounts, banned words, the daily quota, repeats and
-unknown articles; the rest is injected with fault knobs (HTTP 200 and the code in the body, as the
-console answers) or replayed from recorded replies.
+Every code in ``Toutiao.ERROR_MAP`` and ``Toutiao.STATUS_MAP`` has a row (the meta-test checks it). The
+sandbox reproduces the console's own answers for expired sessions, frozen accounts, banned words, the daily
+quota, repeats and unknown articles; the rest is injected with fault knobs (HTTP 200 and the code in the
+body, as the console answers) or replayed from recorded replies.
 """
 
 from __future__ import annotations
@@ -279,6 +279,10 @@ def recorded_forbidden(request: httpx.Request) -> httpx.Response:
     return httpx.Response(403, text="Forbidden")
 
 
+def recorded_unauthorized(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(401, json={"message": "unauthorized"})
+
+
 def recorded_gateway(request: httpx.Request) -> httpx.Response:
     return httpx.Response(504, html="<html>504 Gateway Time-out</html>")
 
@@ -305,6 +309,7 @@ CASES: list[ContractCase] = [
         "redirect to the login page (recorded)", None, publish_call, NeedsReauth, transport=recorded_login_redirect
     ),
     ContractCase("HTTP 403 (recorded)", None, publish_call, NeedsReauth, code=403, transport=recorded_forbidden),
+    ContractCase("HTTP 401 (recorded)", None, publish_call, NeedsReauth, code=401, transport=recorded_unauthorized),
     ContractCase("account frozen", None, frozen_account, NeedsReauth, code=1002),
     # --- publish
     ContractCase("publish: awaiting review", None, publish_call, awaiting_review),

@@ -1,9 +1,10 @@
 """Contract table of the website (WordPress) adapter, run against the WordPress sandbox over real HTTP.
 
-Every code in ``WebsiteChannel.ERROR_MAP`` has a row (the meta-test checks it). Where the sandbox
-reproduces WordPress's own behaviour the row uses it (wrong password, contributor, missing site …);
-where only a plugin, proxy or WAF in front of WordPress would produce the answer, the row injects it
-with the sandbox's fault knobs, in that component's own format (HTML for proxies).
+Every code in ``WebsiteChannel.ERROR_MAP`` and ``WebsiteChannel.STATUS_MAP`` has a row (the meta-test
+checks it). Where the sandbox reproduces WordPress's own behaviour the row uses it (wrong password,
+contributor, missing site …); where only a plugin, proxy or WAF in front of WordPress would produce the
+answer, the row injects it with the sandbox's fault knobs, in that component's own format (HTML for
+proxies).
 """
 
 from __future__ import annotations

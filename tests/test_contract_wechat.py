@@ -7,6 +7,7 @@ with ``transport`` replay a reply recorded in WeChat's own words through ``httpx
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from channels.base import PostContent
 from channels.errors import (
     ContentRejected,
     InvalidRequest,
@@ -29,7 +31,7 @@ from channels.sandbox.server import RunningServer
 from channels.tokens import MemoryTokenCache
 from channels.wechat import TokenRejected, WeChatChannel
 from tests.contract import ContractCase, SandboxControl, make_ctx, run_case
-from tests.test_wechat_support import APPID, app_state, factory, settings, wx, wx_server  # noqa: F401
+from tests.test_wechat_support import APPID, PNG, app_state, factory, settings, wx, wx_server  # noqa: F401
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -158,6 +160,31 @@ def _retract_twice(ch: WeChatChannel, sb: SandboxControl | None) -> bool:
     return ch.status(ctx).state == "retracted" and "删除" in page
 
 
+def _body_image_behind(hops: int) -> Callable[[WeChatChannel, SandboxControl | None], Any]:
+    def call(ch: WeChatChannel, sb: SandboxControl | None) -> Any:
+        assert _server is not None
+        ctx = make_ctx(PostContent(title="图", body=f"![x]({_server.url}/files/hop{hops}.png)"))
+        result = ch.publish(ctx)
+        return result, ctx
+
+    return call
+
+
+def _inline_cover(payload: str) -> Callable[[WeChatChannel, SandboxControl | None], Any]:
+    def call(ch: WeChatChannel, sb: SandboxControl | None) -> Any:
+        ctx = make_ctx(PostContent(title="内嵌封面", body="正文", cover_url=f"data:image/png;base64,{payload}"))
+        return ch.publish(ctx), ctx
+
+    return call
+
+
+def _too_many_redirects(ch: WeChatChannel, sb: SandboxControl | None) -> bool:
+    assert sb is not None
+    with pytest.raises(InvalidRequest, match="redirects too often"):
+        _body_image_behind(4)(ch, sb)
+    return "draft/add" not in app_state(sb)["calls"]
+
+
 def _metrics_t_plus_one(ch: WeChatChannel, sb: SandboxControl | None) -> bool:
     assert sb is not None
     ctx = published_ctx(ch, sb)
@@ -246,6 +273,13 @@ CASES: list[ContractCase] = [
                  InvalidRequest, code=40005),
     ContractCase("40009 image size refused", fault(path="material/add_material", errcode=40009), publish,
                  InvalidRequest, code=40009),
+    ContractCase("body image behind 3 redirects: followed and uploaded", None, _body_image_behind(3),
+                 lambda out, sb: out[0].state == "awaiting_confirmation" and len(out[1].progress["images"]) == 1),
+    ContractCase("body image behind 4 redirects: refused before any draft", None, _too_many_redirects,
+                 lambda ok, sb: ok),
+    ContractCase("cover given as a data: URI: uploaded", None, _inline_cover(base64.b64encode(PNG).decode()),
+                 lambda out, sb: out[0].state == "awaiting_confirmation" and out[1].progress["thumb_media_id"]),
+    ContractCase("cover given as a broken data: URI: refused", None, _inline_cover("not*base64"), InvalidRequest),
     ContractCase("41005 media missing", fault(path="material/add_material", errcode=41005), publish,
                  InvalidRequest, code=41005),
     ContractCase("61501 date range: metrics skip the day", None,

@@ -1,14 +1,17 @@
-"""Shared rendering helpers: sanitising, plain text, truncation, image URLs."""
+"""Shared rendering helpers: sanitising, plain text, truncation, image URLs; image bytes (channels.media)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 import pytest
 
+from channels.media import GIF, JPEG, PNG, WEBP, asset_bytes, decode_data_uri, image_type_for, sniff_image
 from channels.render import (
     html_to_text,
     image_urls,
     markdown_to_html,
-    markdown_to_text,
     replace_image_urls,
     sanitize_html,
     summarize,
@@ -53,7 +56,7 @@ def test_narrower_tag_list() -> None:
 
 def test_plain_text_keeps_block_breaks_and_decodes_entities() -> None:
     assert html_to_text("<h1>A &amp; B</h1><p>第一段</p><p>第二段<br>下一行</p>") == "A & B\n\n第一段\n\n第二段\n下一行"
-    assert markdown_to_text("**粗体** 与 `代码`") == "粗体 与 代码"
+    assert html_to_text(markdown_to_html("**粗体** 与 `代码`")) == "粗体 与 代码"
 
 
 @pytest.mark.parametrize(
@@ -96,3 +99,56 @@ def test_replace_image_urls_escapes_new_url() -> None:
 def test_summarize_prefers_editor_summary() -> None:
     assert summarize("  编者摘要 ", "正文", 10) == "编者摘要"
     assert summarize("", "正文  很长\n的内容", 5) == "正文 很…"
+
+
+# ---------------------------------------------------------------------------------- image bytes
+
+TINY_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (TINY_PNG, "png"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 16, "jpeg"),
+        (b"GIF89a" + b"\x00" * 8, "gif"),
+        (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "webp"),
+        (b"BM" + b"\x00" * 16, "bmp"),
+        (b"\xff\xd8jpeg-ish", None),  # SOI alone is not enough
+        (b"RIFF\x10\x00\x00\x00WAVEfmt ", None),
+        (b"<html>not found</html>", None),
+        (b"", None),
+    ],
+)
+def test_images_are_told_by_their_bytes(data: bytes, expected: str | None) -> None:
+    kind = sniff_image(data)
+    assert (kind.name if kind else None) == expected
+
+
+def test_image_type_from_content_type_or_url() -> None:
+    assert image_type_for(mime="image/png; charset=binary") is PNG
+    assert image_type_for(mime="application/octet-stream", url="https://cdn.example/a/b.JPEG?x=1") is JPEG
+    assert image_type_for(url="https://cdn.example/a.webp") is WEBP and image_type_for(url="https://x/b.gif") is GIF
+    assert image_type_for(url="https://cdn.example/photo") is None and image_type_for() is None
+    assert (JPEG.mime, JPEG.extension) == ("image/jpeg", "jpg")
+
+
+def test_data_uris_decode_to_bytes_and_type() -> None:
+    b64 = base64.b64encode(TINY_PNG).decode()
+    assert decode_data_uri(f"data:image/png;base64,{b64}") == (TINY_PNG, "image/png")
+    # percent-escaped base64 and whitespace are what editors paste; both decode
+    assert decode_data_uri(f"data:image/png;base64,{b64[:20]} {b64[20:].replace('+', '%2B')}")[0] == TINY_PNG
+    assert decode_data_uri("data:,A%20brief%20note") == (b"A brief note", "text/plain")
+    assert decode_data_uri("data:image/svg+xml,%3Csvg%2F%3E") == (b"<svg/>", "image/svg+xml")
+    with pytest.raises(binascii.Error):
+        decode_data_uri("data:image/png;base64,not*base64")
+    for bad in ("https://example.org/a.png", "data:image/png;base64"):
+        with pytest.raises(ValueError):
+            decode_data_uri(bad)
+
+
+def test_default_cover_is_shipped_as_a_file() -> None:
+    data = asset_bytes("default_cover.png")
+    assert sniff_image(data) is PNG and asset_bytes("default_cover.png") is data  # read once

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from channels.sandbox import SANDBOXES, create_app, demo_accounts
+from channels.sandbox.media import SAMPLE_PNG
 from channels.sandbox.server import serve_in_thread
-from channels.sandbox.wordpress import COMMENT_EVERY_S, DEMO_PASSWORD, SAMPLE_PNG
+from channels.sandbox.wordpress import COMMENT_EVERY_S, DEMO_PASSWORD
 from tests.contract import SandboxControl, shared_sandbox
 
 AUTH = ("editor", DEMO_PASSWORD)

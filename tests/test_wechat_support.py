@@ -31,6 +31,11 @@ GIF = b"GIF89a" + b"\x00" * 32
 
 def _files(request: Request) -> Response:
     name = request.path_params["name"]
+    if name.startswith("hop") and name != "hop0.png":
+        # hop<n>.png redirects to hop<n-1>.png: an image n redirects away (a CDN chain)
+        hops = int(name[3:].split(".")[0])
+        return Response(status_code=302, headers={"Location": f"/files/hop{hops - 1}.png"})
+    name = "pic.png" if name == "hop0.png" else name
     body = {"pic.png": PNG, "pic.jpg": JPEG, "anim.gif": GIF, "big.png": PNG + b"\x00" * 1_100_000}.get(name)
     if body is None:
         return Response(status_code=404)

@@ -11,6 +11,7 @@ import pytest
 
 from channels.base import AccountInfo, DeliveryContext, PostContent
 from channels.errors import NeedsReauth, RateLimited
+from channels.sandbox import weibo_rules
 from channels.sandbox.server import RunningServer, serve_in_thread
 from channels.sandbox.weibo import create_app
 from channels.weibo import Weibo, on_safe_domain, weibo_length, with_marker
@@ -75,16 +76,31 @@ def delivery(server: RunningServer, n: int = 0, **kwargs: Any) -> DeliveryContex
         ("http://e.cn/" + "a" * 200, 10 + 36),  # beyond 140 half-width units the excess counts too
     ],
 )
-def test_weibo_length(text: str, length: int) -> None:
-    assert weibo_length(text) == length
+@pytest.mark.parametrize(
+    "count",
+    [weibo_length, weibo_rules.status_length],
+    ids=["adapter", "sandbox"],  # written apart on purpose: the sandbox must not share the adapter's bugs
+)
+def test_weibo_length(count: Any, text: str, length: int) -> None:
+    assert count(text) == length
 
 
-def test_marker_and_safe_domain() -> None:
+@pytest.mark.parametrize("safe", [on_safe_domain, weibo_rules.on_safe_domain], ids=["adapter", "sandbox"])
+def test_marker_and_safe_domain(safe: Any) -> None:
     url = with_marker("https://www.example.gov.cn/a/?page=2&mm=old", "mm-9")
     assert url == "https://www.example.gov.cn/a/?page=2&mm=mm-9"
-    assert on_safe_domain(url, "example.gov.cn") and on_safe_domain(url, "https://www.example.gov.cn")
-    assert not on_safe_domain(url, "gov.cn.evil.com")
-    assert not on_safe_domain("https://badexample.gov.cn/", "example.gov.cn")
+    assert safe(url, "example.gov.cn") and safe(url, "https://www.example.gov.cn")
+    assert safe("http://EXAMPLE.gov.cn./x", "example.gov.cn")  # host names are case-insensitive
+    assert not safe(url, "gov.cn.evil.com")
+    assert not safe("https://badexample.gov.cn/", "example.gov.cn")
+    assert not safe("https://example.gov.cn.evil.com/", "example.gov.cn")
+
+
+def test_sandbox_finds_links_as_weibo_does() -> None:
+    """A link ends at the first character a URL cannot hold, so Chinese may follow it without a space."""
+    assert weibo_rules.links("见http://e.cn/a?b=1#c，详情https://x.cn/中文") == ["http://e.cn/a?b=1#c", "https://x.cn/"]
+    assert weibo_rules.status_length("看http://e.cn/a中文") == 13  # 看 + link + 中文: 2 + 20 + 4 units
+    assert weibo_rules.has_topic("#话题# 正文") and not weibo_rules.has_topic("见 http://e.cn/#a#b")
 
 
 def test_render_fits_and_keeps_the_link(server: RunningServer) -> None:

@@ -322,9 +322,7 @@ def knob_routes(faults: Faults, clock: FakeClock, on_reset: Callable[[], None] |
     ]
 
 
-def install_knobs(
-    app: Any, faults: Faults, clock: FakeClock, on_reset: Callable[[], None] | None = None
-) -> None:
+def install_knobs(app: Any, faults: Faults, clock: FakeClock, on_reset: Callable[[], None] | None = None) -> None:
     """Add the knob routes and the fault middleware to a Starlette or FastAPI app (before it serves)."""
     # First in the route list, so no platform route pattern (e.g. ``/{site}/``) can shadow them.
     app.router.routes[0:0] = knob_routes(faults, clock, on_reset)

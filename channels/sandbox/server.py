@@ -85,9 +85,7 @@ def serve_in_thread(
             raise ServerStartError(f"server on {host}:{port} did not start")
         time.sleep(0.01)
     bound_port = server.servers[0].sockets[0].getsockname()[1]
-    return RunningServer(
-        url=f"http://{host}:{bound_port}", host=host, port=bound_port, _server=server, _thread=thread
-    )
+    return RunningServer(url=f"http://{host}:{bound_port}", host=host, port=bound_port, _server=server, _thread=thread)
 
 
 def _run(server: uvicorn.Server) -> None:

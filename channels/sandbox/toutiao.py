@@ -23,11 +23,13 @@ Mounted under ``/toutiao``. What it reproduces:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
 import secrets
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,14 +40,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from channels.render import image_urls
 from channels.sandbox.faults import FakeClock, Fault, Faults, install_knobs
-from channels.sandbox.wordpress import SAMPLE_PNG  # a valid small PNG, built without an image library
+from channels.sandbox.media import GIF, JPEG, PNG, SAMPLE_PNG, WEBP, image_sources, image_type, png_size
 
 DAY = 86_400.0
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DEFAULT_SESSION_LIFETIME_S = 30 * DAY
 DEFAULT_REVIEW_S = 60.0
+UPLOAD_TYPES = (PNG, JPEG, GIF, WEBP)  # what the editor's image upload takes (others: 7020)
 
 MESSAGES: dict[int, str] = {
     -1: "系统繁忙，请稍后再试",
@@ -251,95 +253,148 @@ def render_fault(fault: Fault) -> Response:
     return JSONResponse({key: code, "message": str(fault.extra.get("message") or MESSAGES.get(code, "error"))})
 
 
-def create_app() -> Starlette:
-    """A fresh Toutiao console sandbox with its own state, clock and faults."""
-    clock = FakeClock()
-    state = ToutiaoState(clock)
-    faults = Faults(render_error=render_fault)
+def _ok(key: str, data: Any) -> JSONResponse:
+    return JSONResponse({key: 0, "message": "success", "data": data})
 
-    def ok(key: str, data: Any) -> JSONResponse:
-        return JSONResponse({key: 0, "message": "success", "data": data})
 
-    def fail(key: str, exc: ConsoleError) -> JSONResponse:
-        return JSONResponse({key: exc.code, "message": exc.message, "data": {}})
+def _fail(key: str, exc: ConsoleError) -> JSONResponse:
+    return JSONResponse({key: exc.code, "message": exc.message, "data": {}})
 
-    async def media_info(request: Request) -> Response:
-        state.count_call("media_info")
-        try:
-            account = state.session(request)
-        except ConsoleError as exc:
-            return fail("code", exc)
-        return ok("code", {"user": {"id": int(account.user_id), "screen_name": account.screen_name}})
 
-    async def publish(request: Request) -> Response:
-        state.count_call("publish")
-        try:
-            account = state.session(request)
-            form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-            title = form.get("title", "").strip()
-            content = form.get("content", "")
-            if not 5 <= len(title) <= 30 or not content.strip():
-                raise ConsoleError(7050)
-            own_images = f"{sandbox_root(request)}/img/"
-            with state.lock:
-                known = set(state.images)
-            if any(not src.startswith(own_images) for src in image_urls(content)):
-                raise ConsoleError(7050, "保存失败，正文图片需先上传")
+async def _control_body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        return {}
+
+
+# ---------------------------------------------------------------------------------------- the app
+
+Endpoint = Callable[["ToutiaoSandbox", Request], Awaitable[Response]]
+
+
+def _console(name: str, key: str) -> Callable[[Endpoint], Endpoint]:
+    """Mark a method as a console endpoint: count its calls as ``name``, answer a ConsoleError as
+    HTTP 200 with the code under ``key`` (``err_no`` on the article endpoints, ``code`` on the others)."""
+
+    def wrap(method: Endpoint) -> Endpoint:
+        @functools.wraps(method)
+        async def endpoint(self: ToutiaoSandbox, request: Request) -> Response:
+            self.state.count_call(name)
             try:
-                covers = json.loads(form.get("pgc_feed_covers") or "[]")
-            except ValueError:
-                raise ConsoleError(7050, "保存失败，封面格式错误") from None
-            if any(str(c.get("uri")) not in known for c in covers if isinstance(c, dict)):
-                raise ConsoleError(7050, "保存失败，封面需先上传")
-            if any(word in title or word in content for word in account.banned_words):
-                raise ConsoleError(7051)
-            with state.lock:
-                now = clock.now()
-                mine = [a for a in state.articles.values() if a.user_id == account.user_id]
-                today = [a for a in mine if a.created_at >= _shanghai_day_start(now)]
-                if account.daily_limit is not None and len(today) >= account.daily_limit:
-                    raise ConsoleError(7052)
-                if any(
-                    a.title == title and a.content == content and not a.deleted and now - a.created_at < DAY
-                    for a in mine
-                ):
-                    raise ConsoleError(7053)
-                state.last_id += 1
-                article = ArticleRecord(
-                    pgc_id=str(state.last_id),
-                    user_id=account.user_id,
-                    title=title,
-                    title_id=form.get("title_id", ""),
-                    content=content,
-                    covers=form.get("pgc_feed_covers", "[]"),
-                    created_at=now,
-                    review_ends_at=now + account.review_s,
-                    rejected=account.reject_review,
-                    reason=account.reject_reason if account.reject_review else "",
-                    form=form,
-                )
-                state.articles[article.pgc_id] = article
-        except ConsoleError as exc:
-            return fail("err_no", exc)
-        return ok("err_no", {"pgc_id": article.pgc_id})
+                return await method(self, request)
+            except ConsoleError as exc:
+                return _fail(key, exc)
 
-    async def upload_image(request: Request) -> Response:
-        state.count_call("image")
+        return endpoint
+
+    return wrap
+
+
+class ToutiaoSandbox:
+    """One Toutiao console sandbox: state, fake clock and faults, one method per endpoint (:meth:`routes`)."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.state = ToutiaoState(self.clock)
+        self.faults = Faults(render_error=render_fault)
+
+    def routes(self) -> list[Route]:
+        """Every URL the sandbox answers (the shared ``/_sandbox/`` knobs are added by :meth:`app`)."""
+        return [
+            Route("/_sandbox/accounts", self.control_accounts, methods=["POST"]),
+            Route("/_sandbox/sessions/expire", self.control_expire, methods=["POST"]),
+            Route("/_sandbox/state", self.control_state, methods=["GET"]),
+            Route("/mp/agw/media/get_media_info", self.media_info, methods=["GET"]),
+            Route("/mp/agw/article/publish", self.publish, methods=["POST"]),
+            Route("/mp/agw/article/list", self.article_list, methods=["GET"]),
+            Route("/spice/image", self.upload_image, methods=["POST"]),
+            Route("/img/{uri:path}", self.image, methods=["GET"]),
+            Route("/static/sample.png", self.sample, methods=["GET"]),
+            Route("/mp/agw/article/delete", self.delete, methods=["POST"]),
+            Route("/mp/agw/statistic/item_stat", self.item_stat, methods=["GET"]),
+            Route("/item/{pgc_id}/", self.item_page, methods=["GET"]),
+        ]
+
+    def app(self) -> Starlette:
+        """The sandbox as an ASGI app, knobs and fault middleware installed."""
+        app = Starlette(routes=self.routes())
+        install_knobs(app, self.faults, self.clock, on_reset=self.state.reset)
+        app.state.toutiao = self.state  # for in-process inspection
+        return app
+
+    # -- the console API ----------------------------------------------------------------------------
+
+    @_console("media_info", "code")
+    async def media_info(self, request: Request) -> Response:
+        """``GET /mp/agw/media/get_media_info``: who the session belongs to."""
+        account = self.state.session(request)
+        return _ok("code", {"user": {"id": int(account.user_id), "screen_name": account.screen_name}})
+
+    @_console("publish", "err_no")
+    async def publish(self, request: Request) -> Response:
+        """``POST /mp/agw/article/publish``: the editor's form; checks, quota, then review on the fake clock."""
+        account = self.state.session(request)
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        title = form.get("title", "").strip()
+        content = form.get("content", "")
+        if not 5 <= len(title) <= 30 or not content.strip():
+            raise ConsoleError(7050)
+        own_images = f"{sandbox_root(request)}/img/"
+        with self.state.lock:
+            known = set(self.state.images)
+        if any(not src.startswith(own_images) for src in image_sources(content)):
+            raise ConsoleError(7050, "保存失败，正文图片需先上传")
         try:
-            state.session(request)
-        except ConsoleError as exc:
-            return fail("code", exc)
+            covers = json.loads(form.get("pgc_feed_covers") or "[]")
+        except ValueError:
+            raise ConsoleError(7050, "保存失败，封面格式错误") from None
+        if any(str(c.get("uri")) not in known for c in covers if isinstance(c, dict)):
+            raise ConsoleError(7050, "保存失败，封面需先上传")
+        if any(word in title or word in content for word in account.banned_words):
+            raise ConsoleError(7051)
+        with self.state.lock:
+            now = self.clock.now()
+            mine = [a for a in self.state.articles.values() if a.user_id == account.user_id]
+            today = [a for a in mine if a.created_at >= _shanghai_day_start(now)]
+            if account.daily_limit is not None and len(today) >= account.daily_limit:
+                raise ConsoleError(7052)
+            if any(
+                a.title == title and a.content == content and not a.deleted and now - a.created_at < DAY for a in mine
+            ):
+                raise ConsoleError(7053)
+            self.state.last_id += 1
+            article = ArticleRecord(
+                pgc_id=str(self.state.last_id),
+                user_id=account.user_id,
+                title=title,
+                title_id=form.get("title_id", ""),
+                content=content,
+                covers=form.get("pgc_feed_covers", "[]"),
+                created_at=now,
+                review_ends_at=now + account.review_s,
+                rejected=account.reject_review,
+                reason=account.reject_reason if account.reject_review else "",
+                form=form,
+            )
+            self.state.articles[article.pgc_id] = article
+        return _ok("err_no", {"pgc_id": article.pgc_id})
+
+    @_console("image", "code")
+    async def upload_image(self, request: Request) -> Response:
+        """``POST /spice/image``: the editor's image upload (multipart ``image``; 7020 if not an image)."""
+        self.state.session(request)
         form = await request.form()
         upload = form.get("image")
         data = await upload.read() if hasattr(upload, "read") else b""
-        kind = _image_type(data)
-        if kind is None:
-            return fail("code", ConsoleError(7020))
+        kind = image_type(data)
+        if kind not in UPLOAD_TYPES:
+            raise ConsoleError(7020)
         uri = f"tos-cn-i-sandbox/{hashlib.sha1(data).hexdigest()}"
-        width, height = _png_size(data) if kind == "image/png" else (0, 0)
-        with state.lock:
-            state.images[uri] = (data, kind)
-        return ok(
+        width, height = png_size(data)
+        with self.state.lock:
+            self.state.images[uri] = (data, kind)
+        return _ok(
             "code",
             {
                 "image_uri": uri,
@@ -349,70 +404,69 @@ def create_app() -> Starlette:
             },
         )
 
-    async def image(request: Request) -> Response:
-        with state.lock:
-            stored = state.images.get(request.path_params["uri"])
-        if stored is None:
-            return Response(status_code=404)
-        return Response(stored[0], media_type=stored[1])
-
-    async def sample(request: Request) -> Response:
-        return Response(SAMPLE_PNG, media_type="image/png")
-
-    async def article_list(request: Request) -> Response:
-        state.count_call("list")
-        try:
-            account = state.session(request)
-        except ConsoleError as exc:
-            return fail("err_no", exc)
+    @_console("list", "err_no")
+    async def article_list(self, request: Request) -> Response:
+        """``GET /mp/agw/article/list``: the account's articles, newest first, with state and numbers."""
+        account = self.state.session(request)
         size = min(50, max(1, int(request.query_params.get("size") or 20)))
         page = max(1, int(request.query_params.get("page") or 1))
-        with state.lock:
+        with self.state.lock:
             mine = sorted(
-                (a for a in state.articles.values() if a.user_id == account.user_id),
+                (a for a in self.state.articles.values() if a.user_id == account.user_id),
                 key=lambda a: (a.created_at, a.pgc_id),
                 reverse=True,
             )
             chunk = mine[(page - 1) * size : page * size]
-            items = [state.item_json(a, sandbox_root(request)) for a in chunk]
-        return ok("err_no", {"list": items, "total": len(mine), "has_more": page * size < len(mine)})
+            items = [self.state.item_json(a, sandbox_root(request)) for a in chunk]
+        return _ok("err_no", {"list": items, "total": len(mine), "has_more": page * size < len(mine)})
 
-    async def delete(request: Request) -> Response:
-        state.count_call("delete")
-        try:
-            account = state.session(request)
-            form = await request.form()
-            pgc_id = str(form.get("pgc_id") or request.query_params.get("pgc_id") or "")
-            with state.lock:
-                article = state.articles.get(pgc_id)
-                if article is None or article.user_id != account.user_id or article.deleted:
-                    raise ConsoleError(7004)
-                article.deleted = True
-        except ConsoleError as exc:
-            return fail("err_no", exc)
-        return ok("err_no", {"pgc_id": pgc_id})
+    @_console("delete", "err_no")
+    async def delete(self, request: Request) -> Response:
+        """``POST /mp/agw/article/delete``: delete one of the account's articles (7004 when unknown)."""
+        account = self.state.session(request)
+        form = await request.form()
+        pgc_id = str(form.get("pgc_id") or request.query_params.get("pgc_id") or "")
+        with self.state.lock:
+            article = self.state.articles.get(pgc_id)
+            if article is None or article.user_id != account.user_id or article.deleted:
+                raise ConsoleError(7004)
+            article.deleted = True
+        return _ok("err_no", {"pgc_id": pgc_id})
 
-    async def item_stat(request: Request) -> Response:
-        state.count_call("stat")
-        try:
-            account = state.session(request)
-        except ConsoleError as exc:
-            return fail("code", exc)
+    @_console("stat", "code")
+    async def item_stat(self, request: Request) -> Response:
+        """``GET /mp/agw/statistic/item_stat?pgc_ids=``: reads and reactions of the account's articles."""
+        account = self.state.session(request)
         ids = [i for i in (request.query_params.get("pgc_ids") or "").split(",") if i]
         rows = []
-        with state.lock:
+        with self.state.lock:
             for pgc_id in ids:
-                article = state.articles.get(pgc_id)
+                article = self.state.articles.get(pgc_id)
                 if article is not None and article.user_id == account.user_id and not article.deleted:
-                    rows.append({"pgc_id": pgc_id, **state.engagement(article)})
-        return ok("code", {"stats": rows})
+                    rows.append({"pgc_id": pgc_id, **self.state.engagement(article)})
+        return _ok("code", {"stats": rows})
 
-    async def item_page(request: Request) -> Response:
-        with state.lock:
-            article = state.articles.get(request.path_params["pgc_id"])
-            current = state.state_of(article) if article else 3
-            counts = state.engagement(article) if article else {}
-            account = state.accounts.get(article.user_id) if article else None
+    # -- images and pages ---------------------------------------------------------------------------
+
+    async def image(self, request: Request) -> Response:
+        """``GET /img/<uri>``: an uploaded image."""
+        with self.state.lock:
+            stored = self.state.images.get(request.path_params["uri"])
+        if stored is None:
+            return Response(status_code=404)
+        return Response(stored[0], media_type=stored[1])
+
+    async def sample(self, request: Request) -> Response:
+        """``GET /static/sample.png``: stands in for an image hosted elsewhere."""
+        return Response(SAMPLE_PNG, media_type="image/png")
+
+    async def item_page(self, request: Request) -> Response:
+        """``GET /item/<pgc_id>/``: a published article's page (404 while in review, rejected or deleted)."""
+        with self.state.lock:
+            article = self.state.articles.get(request.path_params["pgc_id"])
+            current = self.state.state_of(article) if article else 3
+            counts = self.state.engagement(article) if article else {}
+            account = self.state.accounts.get(article.user_id) if article else None
         if article is None or current != 1:
             message = {0: "文章审核中", 2: "文章未通过审核"}.get(current, "文章不存在或已被删除")
             return HTMLResponse(_page("今日头条", f"<p>{message}</p>"), status_code=404)
@@ -426,71 +480,38 @@ def create_app() -> Starlette:
             )
         )
 
-    async def control_accounts(request: Request) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = {}
+    # -- control API --------------------------------------------------------------------------------
+
+    async def control_accounts(self, request: Request) -> Response:
+        """``POST /_sandbox/accounts``: register (or replace) an account and its session."""
+        body = await _control_body(request)
         if not isinstance(body, dict):
             return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
-        return JSONResponse(asdict(state.add(body)))
+        return JSONResponse(asdict(self.state.add(body)))
 
-    async def control_expire(request: Request) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
+    async def control_expire(self, request: Request) -> Response:
+        """``POST /_sandbox/sessions/expire``: end a session now, by ``sessionid`` or ``user_id``."""
+        body = await _control_body(request)
+        if not isinstance(body, dict):
             body = {}
         expired = []
-        with state.lock:
-            for account in state.accounts.values():
+        with self.state.lock:
+            for account in self.state.accounts.values():
                 if body.get("sessionid") == account.sessionid or str(body.get("user_id")) == account.user_id:
-                    account.session_expires_at = clock.now()
+                    account.session_expires_at = self.clock.now()
                     expired.append(account.user_id)
         if not expired:
             return JSONResponse({"error": "no such session"}, status_code=404)
         return JSONResponse({"expired": expired})
 
-    async def control_state(request: Request) -> Response:
-        return JSONResponse(state.snapshot())
-
-    app = Starlette(
-        routes=[
-            Route("/_sandbox/accounts", control_accounts, methods=["POST"]),
-            Route("/_sandbox/sessions/expire", control_expire, methods=["POST"]),
-            Route("/_sandbox/state", control_state, methods=["GET"]),
-            Route("/mp/agw/media/get_media_info", media_info, methods=["GET"]),
-            Route("/mp/agw/article/publish", publish, methods=["POST"]),
-            Route("/mp/agw/article/list", article_list, methods=["GET"]),
-            Route("/spice/image", upload_image, methods=["POST"]),
-            Route("/img/{uri:path}", image, methods=["GET"]),
-            Route("/static/sample.png", sample, methods=["GET"]),
-            Route("/mp/agw/article/delete", delete, methods=["POST"]),
-            Route("/mp/agw/statistic/item_stat", item_stat, methods=["GET"]),
-            Route("/item/{pgc_id}/", item_page, methods=["GET"]),
-        ]
-    )
-    install_knobs(app, faults, clock, on_reset=state.reset)
-    app.state.toutiao = state
-    return app
+    async def control_state(self, request: Request) -> Response:
+        """``GET /_sandbox/state``: everything the sandbox holds."""
+        return JSONResponse(self.state.snapshot())
 
 
-def _image_type(data: bytes) -> str | None:
-    """The image's content type by its magic bytes, or ``None`` if it is not an image the console takes."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-def _png_size(data: bytes) -> tuple[int, int]:
-    if len(data) < 24:
-        return 0, 0
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+def create_app() -> Starlette:
+    """A fresh Toutiao console sandbox with its own state, clock and faults."""
+    return ToutiaoSandbox().app()
 
 
 def _page(title: str, body: str) -> str:

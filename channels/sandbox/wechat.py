@@ -29,6 +29,7 @@ minute_quota, settle_s, publish_outcome}``, ``POST settings`` (the same knobs, f
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import html
 import itertools
@@ -36,6 +37,7 @@ import json
 import re
 import secrets
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from email.utils import formatdate
@@ -49,6 +51,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from channels.sandbox.faults import FakeClock, Fault, Faults, install_knobs
+from channels.sandbox.media import BMP, GIF, JPEG, PNG, image_type
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -70,6 +73,9 @@ DEMO_ACCOUNTS: list[dict[str, Any]] = [
 TOKEN_TTL_S = 7200
 STABLE_RENEW_S = 300  # stable_token hands out a new token in the old one's last 5 minutes
 FORCE_PER_DAY, FORCE_SPACING_S = 20, 30
+BODY_IMAGE_TYPES = {PNG, JPEG}  # media/uploadimg: jpg/png under 1 MB
+MATERIAL_IMAGE_TYPES = {PNG, JPEG, GIF, BMP}  # material/add_material?type=image: up to 10 MB
+_EXTENSIONS = {PNG: "png", JPEG: "jpg", GIF: "gif", BMP: "bmp"}
 
 ERRMSG = {
     -1: "system error",
@@ -248,6 +254,20 @@ class State:
             raise WeChatError(42001)
         return self.apps[appid]
 
+    def admit(self, token: str | None, path: str) -> App:
+        """Authenticate an API call, apply the per-minute quota (45011), count it and settle due submits."""
+        with self.lock:
+            app = self.app_for_token(token)
+            minute = int(self.clock.now() // 60)
+            count = app.minute[1] + 1 if app.minute[0] == minute else 1
+            if count > app.settings.minute_quota:
+                raise WeChatError(45011)
+            app.minute = (minute, count)
+            name = path.split("/cgi-bin/")[-1].split("/datacube/")[-1]
+            app.calls[name] = app.calls.get(name, 0) + 1
+            self.settle()
+            return app
+
     # -- asynchronous publishing -----------------------------------------------------------------------
 
     def settle(self) -> None:
@@ -321,156 +341,227 @@ def _news_item(article: dict[str, Any], *, url: str = "", no_content: bool = Fal
     return item
 
 
-def create_app() -> ASGIApp:
-    """The WeChat sandbox as an ASGI app (mounted by :func:`channels.sandbox.create_app` at ``/wechat``)."""
-    clock = FakeClock()
-    faults = Faults(render_error=render_fault)
-    state = State(clock)
+def _base(request: Request) -> str:
+    # The mount prefix (e.g. /wechat) is the scope's root_path; Starlette's base_url gives the root
+    # of the outermost app instead.
+    root = request.scope.get("root_path", "")
+    return str(request.url.replace(path=root or "/", query="")).rstrip("/")
 
-    def base(request: Request) -> str:
-        # The mount prefix (e.g. /wechat) is the scope's root_path; Starlette's base_url gives the root
-        # of the outermost app instead.
-        root = request.scope.get("root_path", "")
-        return str(request.url.replace(path=root or "/", query="")).rstrip("/")
 
-    def article_url(request: Request, art: Article, idx: int = 1) -> str:
-        biz = hashlib.sha256(art.appid.encode()).hexdigest()[:16]
-        return f"{base(request)}/s?__biz={biz}&mid={art.msg_data_id}&idx={idx}&sn={art.sn}"
+def _article_url(request: Request, art: Article, idx: int = 1) -> str:
+    biz = hashlib.sha256(art.appid.encode()).hexdigest()[:16]
+    return f"{_base(request)}/s?__biz={biz}&mid={art.msg_data_id}&idx={idx}&sn={art.sn}"
 
-    async def body_json(request: Request) -> dict[str, Any]:
-        raw = await request.body()
+
+def _news_of(request: Request, art: Article, no_content: bool = False) -> list[dict[str, Any]]:
+    return [
+        _news_item(a, url=_article_url(request, art, i), no_content=no_content, deleted=art.status != 0)
+        for i, a in enumerate(art.news, start=1)
+    ]
+
+
+async def _body_json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError:
+        raise WeChatError(47001) from None
+    if not isinstance(data, dict):
+        raise WeChatError(47001)
+    return data
+
+
+async def _read_media(request: Request, types: set[str], limit: int) -> tuple[bytes, str]:
+    """The multipart ``media`` file and its sniffed type (41005 missing, 40005 bad type, 40009 size)."""
+    try:
+        form = await request.form()
+    except Exception:
+        raise WeChatError(41005) from None
+    upload = form.get("media")
+    if upload is None or isinstance(upload, str):
+        raise WeChatError(41005)
+    data = await upload.read()
+    kind = image_type(data)
+    if kind is None or kind not in types:
+        raise WeChatError(40005)
+    if not data or len(data) > limit:
+        raise WeChatError(40009)
+    return data, kind
+
+
+def _page_rows(data: dict[str, Any], rows: list[Any]) -> tuple[list[Any], int]:
+    offset, count = int(data.get("offset", 0)), int(data.get("count", 20))
+    if not 1 <= count <= 20 or offset < 0:
+        raise WeChatError(47001)
+    return rows[offset : offset + count], len(rows)
+
+
+ApiEndpoint = Callable[["WeChatSandbox", Request, App], Awaitable[Response]]
+Endpoint = Callable[["WeChatSandbox", Request], Awaitable[Response]]
+
+
+def _api(method: ApiEndpoint) -> Endpoint:
+    """Mark a method as an API endpoint: authenticate by ``access_token``, count the call, apply the
+    per-minute quota, and answer a WeChatError in WeChat's envelope (HTTP 200)."""
+
+    @functools.wraps(method)
+    async def endpoint(self: WeChatSandbox, request: Request) -> Response:
         try:
-            data = json.loads(raw or b"{}")
-        except ValueError:
-            raise WeChatError(47001) from None
-        if not isinstance(data, dict):
-            raise WeChatError(47001)
-        return data
+            app = self.state.admit(request.query_params.get("access_token"), request.url.path)
+            return await method(self, request, app)
+        except WeChatError as exc:
+            return envelope(exc.errcode, exc.errmsg)
 
-    def api(handler: Any) -> Any:
-        """Authenticate by access_token, count calls, apply the per-minute quota, map WeChatError."""
+    return endpoint
 
-        async def endpoint(request: Request) -> Response:
-            try:
-                with state.lock:
-                    app = state.app_for_token(request.query_params.get("access_token"))
-                    minute = int(clock.now() // 60)
-                    count = app.minute[1] + 1 if app.minute[0] == minute else 1
-                    if count > app.settings.minute_quota:
-                        raise WeChatError(45011)
-                    app.minute = (minute, count)
-                    path = request.url.path.split("/cgi-bin/")[-1].split("/datacube/")[-1]
-                    app.calls[path] = app.calls.get(path, 0) + 1
-                    state.settle()
-                return await handler(request, app)
-            except WeChatError as exc:
-                return envelope(exc.errcode, exc.errmsg)
 
-        return endpoint
+def _envelope_errors(method: Endpoint) -> Endpoint:
+    """For the token endpoints, which take no access_token: answer a WeChatError in WeChat's envelope."""
+
+    @functools.wraps(method)
+    async def endpoint(self: WeChatSandbox, request: Request) -> Response:
+        try:
+            return await method(self, request)
+        except WeChatError as exc:
+            return envelope(exc.errcode, exc.errmsg)
+
+    return endpoint
+
+
+class WeChatSandbox:
+    """One WeChat sandbox: state, fake clock and faults, one method per endpoint (:meth:`routes`)."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.faults = Faults(render_error=render_fault)
+        self.state = State(self.clock)
+
+    def routes(self) -> list[Route]:
+        """Every URL the sandbox answers (the shared ``/_sandbox/`` knobs are added by :meth:`app`)."""
+        post = ["POST"]
+        return [
+            Route("/cgi-bin/token", self.token, methods=["GET"]),
+            Route("/cgi-bin/stable_token", self.stable_token, methods=post),
+            Route("/cgi-bin/get_api_domain_ip", self.api_domain_ip, methods=["GET"]),
+            Route("/cgi-bin/media/uploadimg", self.uploadimg, methods=post),
+            Route("/cgi-bin/material/add_material", self.add_material, methods=post),
+            Route("/cgi-bin/draft/add", self.draft_add, methods=post),
+            Route("/cgi-bin/draft/get", self.draft_get, methods=post),
+            Route("/cgi-bin/draft/batchget", self.draft_batchget, methods=post),
+            Route("/cgi-bin/freepublish/submit", self.submit, methods=post),
+            Route("/cgi-bin/freepublish/get", self.publish_get, methods=post),
+            Route("/cgi-bin/freepublish/batchget", self.publish_batchget, methods=post),
+            Route("/cgi-bin/freepublish/getarticle", self.getarticle, methods=post),
+            Route("/cgi-bin/freepublish/delete", self.publish_delete, methods=post),
+            Route("/datacube/getarticletotaldetail", self.article_total_detail, methods=post),
+            Route("/s", self.article_page, methods=["GET"]),
+            Route("/mmbiz/{name}", self.image, methods=["GET"]),
+            Route("/_sandbox/accounts", self.control_accounts, methods=post),
+            Route("/_sandbox/settings", self.control_settings, methods=post),
+            Route("/_sandbox/state", self.control_state, methods=["GET"]),
+            Route("/_sandbox/articles/{article_id}/ban", self.control_ban, methods=post),
+        ]
+
+    def app(self) -> ASGIApp:
+        """The sandbox as an ASGI app: knobs, fault middleware and the fake ``Date`` header installed."""
+        app = Starlette(routes=self.routes())
+        install_knobs(app, self.faults, self.clock, on_reset=self.state.clear)
+        app.state.sandbox = self.state  # for tests that run the app in-process
+        return _FakeDate(app, self.clock)
 
     # -- tokens ----------------------------------------------------------------------------------------
 
-    def credentials(appid: str | None, secret: str | None) -> App:
-        app = state.apps.get(appid or "")
+    def _credentials(self, appid: str | None, secret: str | None) -> App:
+        app = self.state.apps.get(appid or "")
         if app is None:
             raise WeChatError(40013)
         if secret != app.secret:
             raise WeChatError(40125)
         return app
 
-    async def token(request: Request) -> Response:
+    @_envelope_errors
+    async def token(self, request: Request) -> Response:
+        """``GET /cgi-bin/token``: a new token, which invalidates the app's previous one (40001 for its holders)."""
         q = request.query_params
-        try:
-            if q.get("grant_type") != "client_credential":
-                raise WeChatError(40002, "invalid grant_type")
-            with state.lock:
-                app = credentials(q.get("appid"), q.get("secret"))
-                app.token_calls["token"] += 1
-                if app.classic_token:  # a new token invalidates the previous one
-                    state.tokens.pop(app.classic_token, None)
-                app.classic_token, _ = state.issue(app)
-                return JSONResponse({"access_token": app.classic_token, "expires_in": TOKEN_TTL_S})
-        except WeChatError as exc:
-            return envelope(exc.errcode, exc.errmsg)
+        if q.get("grant_type") != "client_credential":
+            raise WeChatError(40002, "invalid grant_type")
+        with self.state.lock:
+            app = self._credentials(q.get("appid"), q.get("secret"))
+            app.token_calls["token"] += 1
+            if app.classic_token:  # a new token invalidates the previous one
+                self.state.tokens.pop(app.classic_token, None)
+            app.classic_token, _ = self.state.issue(app)
+            return JSONResponse({"access_token": app.classic_token, "expires_in": TOKEN_TTL_S})
 
-    async def stable_token(request: Request) -> Response:
-        try:
-            data = await body_json(request)
-            if data.get("grant_type") != "client_credential":
-                raise WeChatError(40002, "invalid grant_type")
-            with state.lock:
-                app = credentials(data.get("appid"), data.get("secret"))
-                now = clock.now()
-                app.token_calls["stable_token"] += 1
-                if data.get("force_refresh"):
-                    day_ago = [t for t in app.forced if t > now - 86400]
-                    if len(day_ago) >= FORCE_PER_DAY:
-                        raise WeChatError(45009)
-                    if day_ago and now - day_ago[-1] < FORCE_SPACING_S:
-                        raise WeChatError(45011)
-                    app.forced = [*day_ago, now]
-                    app.token_calls["forced"] += 1
-                    if app.stable_token:  # forcing invalidates the previous stable token
-                        state.tokens.pop(app.stable_token, None)
-                    app.stable_token, app.stable_expires = state.issue(app)
-                elif app.stable_token is None or app.stable_expires - now < STABLE_RENEW_S:
-                    # renewed early; the old one stays valid until it expires on its own
-                    app.stable_token, app.stable_expires = state.issue(app)
-                return JSONResponse({"access_token": app.stable_token, "expires_in": int(app.stable_expires - now)})
-        except WeChatError as exc:
-            return envelope(exc.errcode, exc.errmsg)
+    @_envelope_errors
+    async def stable_token(self, request: Request) -> Response:
+        """``POST /cgi-bin/stable_token``: the same token while valid; ``force_refresh`` 20 a day, 30 s apart."""
+        data = await _body_json(request)
+        if data.get("grant_type") != "client_credential":
+            raise WeChatError(40002, "invalid grant_type")
+        with self.state.lock:
+            app = self._credentials(data.get("appid"), data.get("secret"))
+            now = self.clock.now()
+            app.token_calls["stable_token"] += 1
+            if data.get("force_refresh"):
+                day_ago = [t for t in app.forced if t > now - 86400]
+                if len(day_ago) >= FORCE_PER_DAY:
+                    raise WeChatError(45009)
+                if day_ago and now - day_ago[-1] < FORCE_SPACING_S:
+                    raise WeChatError(45011)
+                app.forced = [*day_ago, now]
+                app.token_calls["forced"] += 1
+                if app.stable_token:  # forcing invalidates the previous stable token
+                    self.state.tokens.pop(app.stable_token, None)
+                app.stable_token, app.stable_expires = self.state.issue(app)
+            elif app.stable_token is None or app.stable_expires - now < STABLE_RENEW_S:
+                # renewed early; the old one stays valid until it expires on its own
+                app.stable_token, app.stable_expires = self.state.issue(app)
+            return JSONResponse({"access_token": app.stable_token, "expires_in": int(app.stable_expires - now)})
 
-    async def api_domain_ip(request: Request, app: App) -> Response:
+    @_api
+    async def api_domain_ip(self, request: Request, app: App) -> Response:
+        """``GET /cgi-bin/get_api_domain_ip``: the API's addresses (a cheap authenticated call)."""
         return JSONResponse({"ip_list": ["101.226.62.77", "101.226.62.78"]})
 
     # -- uploads ---------------------------------------------------------------------------------------
 
-    async def read_media(request: Request, types: set[str], limit: int) -> tuple[bytes, str]:
-        try:
-            form = await request.form()
-        except Exception:
-            raise WeChatError(41005) from None
-        upload = form.get("media")
-        if upload is None or isinstance(upload, str):
-            raise WeChatError(41005)
-        data = await upload.read()
-        kind = _image_kind(data)
-        if kind not in types:
-            raise WeChatError(40005)
-        if not data or len(data) > limit:
-            raise WeChatError(40009)
-        return data, kind
-
-    def store_image(data: bytes, kind: str) -> str:
-        name = f"{state.new_id('img_')}.{'jpg' if kind == 'jpeg' else kind}"
-        state.images[name] = (data, f"image/{kind}")
+    def _store_image(self, data: bytes, mime: str) -> str:
+        """Keep an uploaded image under a new name (call with the lock held); returns the name."""
+        name = f"{self.state.new_id('img_')}.{_EXTENSIONS[mime]}"
+        self.state.images[name] = (data, mime)
         return name
 
-    async def uploadimg(request: Request, app: App) -> Response:
-        data, kind = await read_media(request, {"png", "jpeg"}, 1_000_000)
-        with state.lock:
-            name = store_image(data, kind)
-        return JSONResponse({"url": f"{base(request)}/mmbiz/{name}"})
+    @_api
+    async def uploadimg(self, request: Request, app: App) -> Response:
+        """``POST /cgi-bin/media/uploadimg``: an image for an article body (jpg/png < 1 MB) → ``{url}``."""
+        data, kind = await _read_media(request, BODY_IMAGE_TYPES, 1_000_000)
+        with self.state.lock:
+            name = self._store_image(data, kind)
+        return JSONResponse({"url": f"{_base(request)}/mmbiz/{name}"})
 
-    async def add_material(request: Request, app: App) -> Response:
+    @_api
+    async def add_material(self, request: Request, app: App) -> Response:
+        """``POST /cgi-bin/material/add_material?type=image``: a permanent image → ``{media_id, url}``."""
         if request.query_params.get("type") != "image":
             raise WeChatError(40004, "invalid media type")
-        data, kind = await read_media(request, {"png", "jpeg", "gif", "bmp"}, 10_000_000)
-        with state.lock:
-            name = store_image(data, kind)
-            media_id = state.new_id("mat_")
-            state.materials[media_id] = name
-        return JSONResponse({"media_id": media_id, "url": f"{base(request)}/mmbiz/{name}"})
+        data, kind = await _read_media(request, MATERIAL_IMAGE_TYPES, 10_000_000)
+        with self.state.lock:
+            name = self._store_image(data, kind)
+            media_id = self.state.new_id("mat_")
+            self.state.materials[media_id] = name
+        return JSONResponse({"media_id": media_id, "url": f"{_base(request)}/mmbiz/{name}"})
 
-    async def image(request: Request) -> Response:
-        found = state.images.get(request.path_params["name"])
+    async def image(self, request: Request) -> Response:
+        """``GET /mmbiz/<name>``: an uploaded image, as WeChat's image host serves it."""
+        found = self.state.images.get(request.path_params["name"])
         if found is None:
             return Response(status_code=404)
         return Response(found[0], media_type=found[1])
 
     # -- drafts ----------------------------------------------------------------------------------------
 
-    def clean_article(request: Request, raw: Any) -> dict[str, Any]:
+    def _clean_article(self, request: Request, raw: Any) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise WeChatError(47001)
         title, content = str(raw.get("title") or ""), str(raw.get("content") or "")
@@ -485,9 +576,9 @@ def create_app() -> ASGIApp:
         if _SCRIPT.search(content):
             raise WeChatError(45166)
         thumb = raw.get("thumb_media_id")
-        if not thumb or thumb not in state.materials:
+        if not thumb or thumb not in self.state.materials:
             raise WeChatError(40007)
-        own = f"{base(request)}/mmbiz/"
+        own = f"{_base(request)}/mmbiz/"
         # WeChat keeps only images hosted by itself (uploaded with uploadimg); outside ones are dropped.
         content = _IMG.sub(lambda m: m.group(0) if m.group(1).startswith(own) else "", content)
         return {
@@ -497,40 +588,42 @@ def create_app() -> ASGIApp:
             "content": content,
             "content_source_url": str(raw.get("content_source_url") or ""),
             "thumb_media_id": thumb,
-            "thumb_url": f"{own}{state.materials[thumb]}",
+            "thumb_url": f"{own}{self.state.materials[thumb]}",
             "need_open_comment": int(raw.get("need_open_comment") or 0),
             "only_fans_can_comment": int(raw.get("only_fans_can_comment") or 0),
         }
 
-    async def draft_add(request: Request, app: App) -> Response:
-        data = await body_json(request)
+    @_api
+    async def draft_add(self, request: Request, app: App) -> Response:
+        """``POST /cgi-bin/draft/add``: validate and store a draft → ``{media_id}``."""
+        data = await _body_json(request)
         articles = data.get("articles")
         if not isinstance(articles, list) or not articles:
             raise WeChatError(44003)
-        with state.lock:
-            cleaned = [clean_article(request, a) for a in articles]
-            media_id = state.new_id("draft_")
-            state.drafts[media_id] = Draft(media_id, app.appid, cleaned, int(clock.now()))
+        with self.state.lock:
+            cleaned = [self._clean_article(request, a) for a in articles]
+            media_id = self.state.new_id("draft_")
+            self.state.drafts[media_id] = Draft(media_id, app.appid, cleaned, int(self.clock.now()))
         return JSONResponse({"media_id": media_id})
 
-    async def draft_get(request: Request, app: App) -> Response:
-        data = await body_json(request)
-        draft = state.drafts.get(str(data.get("media_id")))
+    @_api
+    async def draft_get(self, request: Request, app: App) -> Response:
+        """``POST /cgi-bin/draft/get``: one draft's articles."""
+        data = await _body_json(request)
+        draft = self.state.drafts.get(str(data.get("media_id")))
         if draft is None or draft.appid != app.appid:
             raise WeChatError(40007)
         return JSONResponse({"news_item": [_news_item(a) for a in draft.articles]})
 
-    def page(data: dict[str, Any], rows: list[Any]) -> tuple[list[Any], int]:
-        offset, count = int(data.get("offset", 0)), int(data.get("count", 20))
-        if not 1 <= count <= 20 or offset < 0:
-            raise WeChatError(47001)
-        return rows[offset : offset + count], len(rows)
-
-    async def draft_batchget(request: Request, app: App) -> Response:
-        data = await body_json(request)
-        with state.lock:
-            drafts = sorted((d for d in state.drafts.values() if d.appid == app.appid), key=lambda d: -d.update_time)
-            rows, total = page(data, [asdict(d) for d in drafts])
+    @_api
+    async def draft_batchget(self, request: Request, app: App) -> Response:
+        """``POST /cgi-bin/draft/batchget``: the app's drafts, newest first, paged."""
+        data = await _body_json(request)
+        with self.state.lock:
+            drafts = sorted(
+                (d for d in self.state.drafts.values() if d.appid == app.appid), key=lambda d: -d.update_time
+            )
+            rows, total = _page_rows(data, [asdict(d) for d in drafts])
         no_content = bool(data.get("no_content"))
         items = [
             {
@@ -544,21 +637,23 @@ def create_app() -> ASGIApp:
 
     # -- publishing ------------------------------------------------------------------------------------
 
-    async def submit(request: Request, app: App) -> Response:
-        data = await body_json(request)
-        with state.lock:
-            draft = state.drafts.get(str(data.get("media_id")))
+    @_api
+    async def submit(self, request: Request, app: App) -> Response:
+        """``POST /cgi-bin/freepublish/submit``: accept a draft for publishing (daily quota: 45009)."""
+        data = await _body_json(request)
+        with self.state.lock:
+            draft = self.state.drafts.get(str(data.get("media_id")))
             if draft is None or draft.appid != app.appid:
                 raise WeChatError(40007)
-            now = clock.now()
+            now = self.clock.now()
             today = datetime.fromtimestamp(now, SHANGHAI).date().isoformat()
             used = app.published[1] if app.published[0] == today else 0
             if used >= app.settings.publish_quota:
                 raise WeChatError(45009)
             app.published = (today, used + 1)
-            publish_id = str(2247480000 + next(state._ids))
-            msg_data_id = str(2650000000 + next(state._ids))
-            state.jobs[publish_id] = Job(
+            publish_id = str(2247480000 + next(self.state._ids))
+            msg_data_id = str(2650000000 + next(self.state._ids))
+            self.state.jobs[publish_id] = Job(
                 publish_id=publish_id,
                 msg_data_id=msg_data_id,
                 appid=app.appid,
@@ -568,62 +663,66 @@ def create_app() -> ASGIApp:
                 settle_at=now + app.settings.settle_s,
                 outcome=app.settings.publish_outcome,
             )
-            state.settle()  # settle_s may be 0
+            self.state.settle()  # settle_s may be 0
         return JSONResponse({"errcode": 0, "errmsg": "ok", "publish_id": publish_id, "msg_data_id": msg_data_id})
 
-    async def publish_get(request: Request, app: App) -> Response:
-        data = await body_json(request)
-        with state.lock:
-            job = state.jobs.get(str(data.get("publish_id")))
+    @_api
+    async def publish_get(self, request: Request, app: App) -> Response:
+        """``POST /cgi-bin/freepublish/get``: a submit's ``publish_status`` and, once published, its URLs."""
+        data = await _body_json(request)
+        with self.state.lock:
+            job = self.state.jobs.get(str(data.get("publish_id")))
             if job is None or job.appid != app.appid:
                 raise WeChatError(53502)
-            status = state.job_status(job)
+            status = self.state.job_status(job)
             reply: dict[str, Any] = {"publish_id": job.publish_id, "publish_status": status}
             if job.article_id:
-                art = state.articles[job.article_id]
+                art = self.state.articles[job.article_id]
                 reply["article_id"] = art.article_id
                 reply["article_detail"] = {
                     "count": len(art.news),
                     "item": [
-                        {"idx": i, "article_url": article_url(request, art, i)} for i in range(1, len(art.news) + 1)
+                        {"idx": i, "article_url": _article_url(request, art, i)} for i in range(1, len(art.news) + 1)
                     ],
                 }
             reply["fail_idx"] = list(range(1, len(job.articles) + 1)) if status in (2, 3, 4) else []
         return JSONResponse(reply)
 
-    def news_of(request: Request, art: Article, no_content: bool = False) -> list[dict[str, Any]]:
-        return [
-            _news_item(a, url=article_url(request, art, i), no_content=no_content, deleted=art.status != 0)
-            for i, a in enumerate(art.news, start=1)
-        ]
-
-    async def publish_batchget(request: Request, app: App) -> Response:
-        data = await body_json(request)
+    @_api
+    async def publish_batchget(self, request: Request, app: App) -> Response:
+        """``POST /cgi-bin/freepublish/batchget``: the app's published articles, newest first, paged."""
+        data = await _body_json(request)
         no_content = bool(data.get("no_content"))
-        with state.lock:
-            mine = sorted((a for a in state.articles.values() if a.appid == app.appid), key=lambda a: -a.published_at)
-            rows, total = page(data, mine)
+        with self.state.lock:
+            mine = sorted(
+                (a for a in self.state.articles.values() if a.appid == app.appid), key=lambda a: -a.published_at
+            )
+            rows, total = _page_rows(data, mine)
             items = [
                 {
                     "article_id": a.article_id,
-                    "content": {"news_item": news_of(request, a, no_content)},
+                    "content": {"news_item": _news_of(request, a, no_content)},
                     "update_time": int(a.published_at),
                 }
                 for a in rows
             ]
         return JSONResponse({"total_count": total, "item_count": len(items), "item": items})
 
-    async def getarticle(request: Request, app: App) -> Response:
-        data = await body_json(request)
-        art = state.articles.get(str(data.get("article_id")))
+    @_api
+    async def getarticle(self, request: Request, app: App) -> Response:
+        """``POST /cgi-bin/freepublish/getarticle``: one published article."""
+        data = await _body_json(request)
+        art = self.state.articles.get(str(data.get("article_id")))
         if art is None or art.appid != app.appid:
             raise WeChatError(53600)
-        return JSONResponse({"news_item": news_of(request, art)})
+        return JSONResponse({"news_item": _news_of(request, art)})
 
-    async def publish_delete(request: Request, app: App) -> Response:
-        data = await body_json(request)
-        with state.lock:
-            art = state.articles.get(str(data.get("article_id")))
+    @_api
+    async def publish_delete(self, request: Request, app: App) -> Response:
+        """``POST /cgi-bin/freepublish/delete``: retract a published article (status 5)."""
+        data = await _body_json(request)
+        with self.state.lock:
+            art = self.state.articles.get(str(data.get("article_id")))
             if art is None or art.appid != app.appid:
                 raise WeChatError(53600)
             if art.status == 0:
@@ -632,20 +731,22 @@ def create_app() -> ASGIApp:
 
     # -- statistics ------------------------------------------------------------------------------------
 
-    async def article_total_detail(request: Request, app: App) -> Response:
-        data = await body_json(request)
+    @_api
+    async def article_total_detail(self, request: Request, app: App) -> Response:
+        """``POST /datacube/getarticletotaldetail``: daily totals per article, T+1, up to 30 days."""
+        data = await _body_json(request)
         try:
             begin = date.fromisoformat(str(data.get("begin_date")))
             end = date.fromisoformat(str(data.get("end_date")))
         except ValueError:
             raise WeChatError(61500) from None
-        now = clock.now()
+        now = self.clock.now()
         yesterday = datetime.fromtimestamp(now, SHANGHAI).date() - timedelta(days=1)
         if end > yesterday or begin > end:  # T+1: nothing about today
             raise WeChatError(61501)
         out = []
-        with state.lock:
-            for art in sorted(state.articles.values(), key=lambda a: a.published_at):
+        with self.state.lock:
+            for art in sorted(self.state.articles.values(), key=lambda a: a.published_at):
                 ref = datetime.fromtimestamp(art.published_at, SHANGHAI).date()
                 if art.appid != app.appid or not begin <= ref <= end:
                     continue
@@ -669,10 +770,11 @@ def create_app() -> ASGIApp:
 
     # -- article pages ---------------------------------------------------------------------------------
 
-    async def article_page(request: Request) -> Response:
+    async def article_page(self, request: Request) -> Response:
+        """``GET /s?__biz=…&mid=…&idx=…&sn=…``: a published article's page, or the platform's notice."""
         q = request.query_params
-        with state.lock:
-            art = next((a for a in state.articles.values() if a.sn == q.get("sn")), None)
+        with self.state.lock:
+            art = next((a for a in self.state.articles.values() if a.sn == q.get("sn")), None)
         if art is None or art.msg_data_id != q.get("mid"):
             return HTMLResponse("<!doctype html><p>参数错误</p>", status_code=404)
         idx = int(q.get("idx") or 1)
@@ -685,7 +787,7 @@ def create_app() -> ASGIApp:
         elif art.status == 6:
             body = "<p class='notice'>此内容因违规无法查看</p>"
         else:
-            numbers = engagement(art, clock.now())
+            numbers = engagement(art, self.clock.now())
             body = (
                 f"<h1>{title}</h1><p class='meta'>{html.escape(news['author'])} · "
                 f"{datetime.fromtimestamp(art.published_at, SHANGHAI):%Y-%m-%d %H:%M}</p>"
@@ -700,59 +802,66 @@ def create_app() -> ASGIApp:
 
     # -- control API -----------------------------------------------------------------------------------
 
-    async def control_accounts(request: Request) -> Response:
+    async def control_accounts(self, request: Request) -> Response:
+        """``POST /_sandbox/accounts``: register (or update) an app and its knobs."""
         data = await request.json()
         try:
             knobs = {k: v for k, v in data.items() if k not in ("appid", "secret", "name")}
-            app = state.add_app(str(data["appid"]), str(data["secret"]), str(data.get("name", "")), **knobs)
+            app = self.state.add_app(str(data["appid"]), str(data["secret"]), str(data.get("name", "")), **knobs)
         except (KeyError, ValueError, TypeError) as exc:
             return JSONResponse({"error": f"bad account: {exc}"}, status_code=400)
         return JSONResponse({"appid": app.appid, "name": app.name, "settings": asdict(app.settings)})
 
-    async def control_settings(request: Request) -> Response:
+    async def control_settings(self, request: Request) -> Response:
+        """``POST /_sandbox/settings``: change the knobs of one ``appid`` or of every app."""
         data = dict(await request.json())
         appid = data.pop("appid", None)
-        with state.lock:
-            targets = [state.apps[appid]] if appid in state.apps else list(state.apps.values()) if not appid else []
+        with self.state.lock:
+            if appid:
+                targets = [self.state.apps[appid]] if appid in self.state.apps else []
+            else:
+                targets = list(self.state.apps.values())
             if not targets:
                 return JSONResponse({"error": f"unknown appid {appid}"}, status_code=404)
             try:
                 for app in targets:
-                    state.configure(app, data)
+                    self.state.configure(app, data)
             except (ValueError, TypeError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({a.appid: asdict(a.settings) for a in targets})
 
-    async def control_ban(request: Request) -> Response:
-        with state.lock:
-            art = state.articles.get(request.path_params["article_id"])
+    async def control_ban(self, request: Request) -> Response:
+        """``POST /_sandbox/articles/<article_id>/ban``: the platform bans an article (status 6)."""
+        with self.state.lock:
+            art = self.state.articles.get(request.path_params["article_id"])
             if art is None:
                 return JSONResponse({"error": "unknown article"}, status_code=404)
             art.status = 6
         return JSONResponse({"article_id": art.article_id, "status": 6})
 
-    async def control_state(request: Request) -> Response:
-        with state.lock:
-            state.settle()
+    async def control_state(self, request: Request) -> Response:
+        """``GET /_sandbox/state``: every app with its tokens' calls, drafts, jobs and articles."""
+        with self.state.lock:
+            self.state.settle()
             apps = {}
-            for app in state.apps.values():
+            for app in self.state.apps.values():
                 apps[app.appid] = {
                     "name": app.name,
                     "settings": asdict(app.settings),
                     "token_calls": dict(app.token_calls),
                     "calls": dict(app.calls),
                     "published_today": app.published[1],
-                    "drafts": [d.media_id for d in state.drafts.values() if d.appid == app.appid],
+                    "drafts": [d.media_id for d in self.state.drafts.values() if d.appid == app.appid],
                     "jobs": [
                         {
                             "publish_id": j.publish_id,
                             "msg_data_id": j.msg_data_id,
                             "media_id": j.media_id,
-                            "status": state.job_status(j),
+                            "status": self.state.job_status(j),
                             "article_id": j.article_id,
                             "title": j.articles[0]["title"],
                         }
-                        for j in state.jobs.values()
+                        for j in self.state.jobs.values()
                         if j.appid == app.appid
                     ],
                     "articles": [
@@ -762,51 +871,15 @@ def create_app() -> ASGIApp:
                             "status": a.status,
                             "title": a.news[0]["title"],
                             "content_source_url": a.news[0]["content_source_url"],
-                            "url": article_url(request, a),
+                            "url": _article_url(request, a),
                         }
-                        for a in state.articles.values()
+                        for a in self.state.articles.values()
                         if a.appid == app.appid
                     ],
                 }
-        return JSONResponse({"now": clock.now(), "apps": apps})
-
-    post = ["POST"]
-    app = Starlette(
-        routes=[
-            Route("/cgi-bin/token", token, methods=["GET"]),
-            Route("/cgi-bin/stable_token", stable_token, methods=post),
-            Route("/cgi-bin/get_api_domain_ip", api(api_domain_ip), methods=["GET"]),
-            Route("/cgi-bin/media/uploadimg", api(uploadimg), methods=post),
-            Route("/cgi-bin/material/add_material", api(add_material), methods=post),
-            Route("/cgi-bin/draft/add", api(draft_add), methods=post),
-            Route("/cgi-bin/draft/get", api(draft_get), methods=post),
-            Route("/cgi-bin/draft/batchget", api(draft_batchget), methods=post),
-            Route("/cgi-bin/freepublish/submit", api(submit), methods=post),
-            Route("/cgi-bin/freepublish/get", api(publish_get), methods=post),
-            Route("/cgi-bin/freepublish/batchget", api(publish_batchget), methods=post),
-            Route("/cgi-bin/freepublish/getarticle", api(getarticle), methods=post),
-            Route("/cgi-bin/freepublish/delete", api(publish_delete), methods=post),
-            Route("/datacube/getarticletotaldetail", api(article_total_detail), methods=post),
-            Route("/s", article_page, methods=["GET"]),
-            Route("/mmbiz/{name}", image, methods=["GET"]),
-            Route("/_sandbox/accounts", control_accounts, methods=post),
-            Route("/_sandbox/settings", control_settings, methods=post),
-            Route("/_sandbox/state", control_state, methods=["GET"]),
-            Route("/_sandbox/articles/{article_id}/ban", control_ban, methods=post),
-        ]
-    )
-    install_knobs(app, faults, clock, on_reset=state.clear)
-    app.state.sandbox = state  # for tests that run the app in-process
-    return _FakeDate(app, clock)
+        return JSONResponse({"now": self.clock.now(), "apps": apps})
 
 
-def _image_kind(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data.startswith(b"BM"):
-        return "bmp"
-    return None
+def create_app() -> ASGIApp:
+    """The WeChat sandbox as an ASGI app (mounted by :func:`channels.sandbox.create_app` at ``/wechat``)."""
+    return WeChatSandbox().app()

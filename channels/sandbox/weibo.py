@@ -8,7 +8,8 @@ Mounted under ``/weibo`` (so ``{sandbox}/weibo/2/statuses/share.json`` stands fo
 - OAuth2 tokens registered through the control API, expiring on the fake clock (21327) or revoked
   (21332); no refresh;
 - ``share.json``: ``rip`` required, at most 140 Chinese characters as Weibo counts them (20012), a link on
-  the account's safe domain (10017), no ``#topic#`` (10017), the same text again within a day (20019), more
+  the account's safe domain (10017), no ``#topic#`` (10017) (the counting and the link rules are the
+  sandbox's own, in :mod:`channels.sandbox.weibo_rules`), the same text again within a day (20019), more
   than ``hourly_limit`` posts (default 30) in the last hour of the fake clock (10024); links in the stored
   text are rewritten to ``http://t.cn/…`` addresses, as Weibo does;
 - ``user_timeline``, ``show``, ``destroy`` (20101 when gone, 20102 when not yours), ``count`` (≤ 100 ids,
@@ -22,6 +23,7 @@ Mounted under ``/weibo`` (so ``{sandbox}/weibo/2/statuses/share.json`` stands fo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import itertools
@@ -29,7 +31,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -40,16 +42,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from channels.sandbox import weibo_rules
 from channels.sandbox.faults import FakeClock, Fault, Faults, install_knobs
-from channels.sandbox.wordpress import SAMPLE_PNG  # a valid small PNG, built without an image library
-from channels.weibo import URL_RE, on_safe_domain, weibo_length
+from channels.sandbox.media import SAMPLE_PNG
 
-Handler = Callable[[Request], Awaitable[Response]]
 HOUR = 3600.0
 REPEAT_WINDOW_S = 24 * HOUR
 DEFAULT_TOKEN_LIFETIME_S = 30 * 24 * HOUR
 BEIJING = timezone(timedelta(hours=8))
-TOPIC_RE = re.compile(r"#[^#\s]+#")
 _BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # The messages Weibo sends with each code (open.weibo.com/wiki/Error_code), for injected faults too.
@@ -92,8 +92,15 @@ DEMO_ACCOUNTS: list[dict[str, Any]] = [
         },
     },
 ]
-# The demo website lives on the sandbox host; these are the safe domains its demo app registered.
-DEMO_SAFE_DOMAINS = sorted({"127.0.0.1", "localhost", os.environ.get("MATRIX_SANDBOX_HOST") or "127.0.0.1"})
+
+
+def demo_safe_domains() -> list[str]:
+    """The safe domains the demo app registered: the hosts the sandbox (and its demo website) answer on.
+
+    ``MATRIX_SANDBOX_HOST`` is the host name clients use for the sandbox (the service builds the demo
+    website's links from it), which is not necessarily the address the server binds to.
+    """
+    return sorted({"127.0.0.1", "localhost", os.environ.get("MATRIX_SANDBOX_HOST") or "127.0.0.1"})
 
 
 class WeiboError(Exception):
@@ -117,7 +124,7 @@ class Account:
     created_at: float
     revoked: bool = False
     long_article: bool = False
-    safe_domains: list[str] = field(default_factory=lambda: list(DEMO_SAFE_DOMAINS))
+    safe_domains: list[str] = field(default_factory=list)
     hourly_limit: int = 30
 
 
@@ -152,9 +159,11 @@ class Article:
 class WeiboState:
     """All of the sandbox's data, behind one lock (handlers never await while holding it)."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: FakeClock, safe_domains: Iterable[str] | None = None) -> None:
         self.clock = clock
         self.lock = threading.Lock()
+        # what an account registered without ``safe_domains`` gets (the demo accounts included)
+        self.default_safe_domains = list(safe_domains) if safe_domains is not None else demo_safe_domains()
         self.reset()
 
     def reset(self) -> None:
@@ -186,7 +195,7 @@ class WeiboState:
             expires_at=now + float(data.get("expires_in", DEFAULT_TOKEN_LIFETIME_S)),
             created_at=now,
             long_article=bool(data.get("long_article", False)),
-            safe_domains=[str(d) for d in data.get("safe_domains") or DEMO_SAFE_DOMAINS],
+            safe_domains=[str(d) for d in data.get("safe_domains") or self.default_safe_domains],
             hourly_limit=int(data.get("hourly_limit", 30)),
         )
         self.accounts[uid] = account
@@ -248,6 +257,55 @@ class WeiboState:
             "user": {"id": int(status.uid), "idstr": status.uid, "screen_name": account.screen_name if account else ""},
         }
 
+    def post_status(self, account: Account, text: str, *, interface: str, article_id: str | None = None) -> Status:
+        """Check the limits that apply to any new status and store it, atomically.
+
+        Raises 10024 past the hourly limit (counted on the fake clock, deleted statuses included: they
+        were posted) and 20019 for the same text again within a day. Links in the stored text become
+        ``t.cn`` addresses, as Weibo shows them.
+        """
+        with self.lock:
+            now = self.clock.now()
+            recent = [s for s in self.statuses.values() if s.uid == account.uid and now - s.created_at < HOUR]
+            if len(recent) >= account.hourly_limit:
+                raise WeiboError(10024, MESSAGES[10024].replace("%s", interface), status=403)
+            for other in self.statuses.values():
+                if (
+                    other.uid == account.uid
+                    and not other.deleted
+                    and other.sent_text == text
+                    and now - other.created_at < REPEAT_WINDOW_S
+                ):
+                    raise WeiboError(20019)
+            short_links: dict[str, str] = {}
+
+            def shorten(match: re.Match[str]) -> str:
+                short = f"http://t.cn/{_short_code(len(short_links) + 7 * len(self.statuses))}"
+                short_links[short] = match.group()
+                return short
+
+            status = Status(
+                id=self.next_id(),
+                uid=account.uid,
+                text=weibo_rules.LINK_RE.sub(shorten, text),
+                sent_text=text,
+                links=short_links,
+                created_at=now,
+                article_id=article_id,
+            )
+            self.statuses[status.id] = status
+            return status
+
+    def find_status(self, raw_id: str | None) -> Status:
+        """The live status with this id, or 20101 (call with the lock held)."""
+        try:
+            status = self.statuses.get(int(raw_id or ""))
+        except ValueError:
+            status = None
+        if status is None or status.deleted:
+            raise WeiboError(20101)
+        return status
+
     def snapshot(self) -> dict[str, Any]:
         """Everything, for ``GET /_sandbox/state``."""
         with self.lock:
@@ -291,140 +349,149 @@ def render_fault(fault: Fault) -> Response:
     return JSONResponse({"request": fault.path or "/2/", "error_code": code, "error": message}, status_code=status)
 
 
-def create_app() -> Starlette:
-    """A fresh Weibo sandbox with its own state, clock and faults."""
-    clock = FakeClock()
-    state = WeiboState(clock)
-    faults = Faults(render_error=render_fault)
+# ---------------------------------------------------------------------------------------- the app
 
-    def api(name: str) -> Callable[[Handler], Handler]:
-        """Wrap a handler: count the call, turn WeiboError into Weibo's envelope."""
+Endpoint = Callable[["WeiboSandbox", Request], Awaitable[Response]]
 
-        def wrap(handler: Handler) -> Handler:
-            async def endpoint(request: Request) -> Response:
-                state.count_call(name)
-                try:
-                    return await handler(request)
-                except WeiboError as exc:
-                    path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
-                    return _error_response(exc, path)
 
-            return endpoint
+def _api(name: str) -> Callable[[Endpoint], Endpoint]:
+    """Mark a method as an API endpoint: count its calls as ``name``, answer a WeiboError in Weibo's envelope."""
 
-        return wrap
+    def wrap(method: Endpoint) -> Endpoint:
+        @functools.wraps(method)
+        async def endpoint(self: WeiboSandbox, request: Request) -> Response:
+            self.state.count_call(name)
+            try:
+                return await method(self, request)
+            except WeiboError as exc:
+                path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
+                return _error_response(exc, path)
 
-    async def params(request: Request) -> dict[str, str]:
-        data = dict(request.query_params)
-        if request.method == "POST":
-            form = await request.form()
-            data.update({k: v for k, v in form.items() if isinstance(v, str)})
-        return data
+        return endpoint
 
-    def require(data: dict[str, str], name: str) -> str:
-        value = (data.get(name) or "").strip()
-        if not value:
-            raise WeiboError(10016, MESSAGES[10016].replace("%s", name))
-        return value
+    return wrap
 
-    def post_status(account: Account, text: str, *, interface: str, article_id: str | None = None) -> Status:
-        """Check the limits that apply to any new status and store it, atomically.
 
-        Raises 10024 past the hourly limit (counted on the fake clock, deleted statuses included: they
-        were posted) and 20019 for the same text again within a day.
-        """
-        with state.lock:
-            now = clock.now()
-            recent = [s for s in state.statuses.values() if s.uid == account.uid and now - s.created_at < HOUR]
-            if len(recent) >= account.hourly_limit:
-                raise WeiboError(10024, MESSAGES[10024].replace("%s", interface), status=403)
-            for other in state.statuses.values():
-                if (
-                    other.uid == account.uid
-                    and not other.deleted
-                    and other.sent_text == text
-                    and now - other.created_at < REPEAT_WINDOW_S
-                ):
-                    raise WeiboError(20019)
-            links: dict[str, str] = {}
+async def _params(request: Request) -> dict[str, str]:
+    """Query string and (for POST) form fields, the way Weibo reads either."""
+    data = dict(request.query_params)
+    if request.method == "POST":
+        form = await request.form()
+        data.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return data
 
-            def shorten(match: Any) -> str:
-                short = f"http://t.cn/{_short_code(len(links) + 7 * len(state.statuses))}"
-                links[short] = match.group()
-                return short
 
-            status = Status(
-                id=state.next_id(),
-                uid=account.uid,
-                text=URL_RE.sub(shorten, text),
-                sent_text=text,
-                links=links,
-                created_at=now,
-                article_id=article_id,
-            )
-            state.statuses[status.id] = status
-            return status
+def _require(data: dict[str, str], name: str) -> str:
+    value = (data.get(name) or "").strip()
+    if not value:
+        raise WeiboError(10016, MESSAGES[10016].replace("%s", name))
+    return value
 
-    def find_status(raw_id: str | None) -> Status:
-        try:
-            status = state.statuses.get(int(raw_id or ""))
-        except ValueError:
-            status = None
-        if status is None or status.deleted:
-            raise WeiboError(20101)
-        return status
+
+async def _control_body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        return {}
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        f"<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"</head><body>{body}</body></html>",
+        status_code=status,
+    )
+
+
+def _article_failure(code: str, message: str) -> Response:
+    # the long-article endpoint answers HTTP 200 with its own code, never Weibo's 4xx envelope
+    return JSONResponse({"code": code, "msg": message, "data": {}})
+
+
+class WeiboSandbox:
+    """One Weibo sandbox: its state, fake clock and faults, and one method per endpoint (:meth:`routes`)."""
+
+    def __init__(self, safe_domains: Iterable[str] | None = None) -> None:
+        self.clock = FakeClock()
+        self.state = WeiboState(self.clock, safe_domains)
+        self.faults = Faults(render_error=render_fault)
+
+    def routes(self) -> list[Route]:
+        """Every URL the sandbox answers (the shared ``/_sandbox/`` knobs are added by :meth:`app`)."""
+        return [
+            Route("/_sandbox/accounts", self.control_accounts, methods=["POST"]),
+            Route("/_sandbox/tokens/revoke", self.control_revoke, methods=["POST"]),
+            Route("/_sandbox/state", self.control_state, methods=["GET"]),
+            Route("/2/statuses/share.json", self.share, methods=["POST"]),
+            Route("/2/statuses/user_timeline.json", self.user_timeline, methods=["GET"]),
+            Route("/2/statuses/show.json", self.show, methods=["GET"]),
+            Route("/2/statuses/count.json", self.count, methods=["GET"]),
+            Route("/2/statuses/destroy.json", self.destroy, methods=["POST"]),
+            Route("/oauth2/get_token_info", self.token_info, methods=["POST"]),
+            Route("/proxy/article/publish.json", self.article_publish, methods=["POST"]),
+            Route("/ttarticle/p/show", self.article_page, methods=["GET"]),
+            Route("/static/cover.png", self.cover, methods=["GET"]),
+            # Last: weibo.com/<uid>/<id> pages must not shadow the API paths above.
+            Route("/{uid}/{sid}", self.status_page, methods=["GET"]),
+        ]
+
+    def app(self) -> Starlette:
+        """The sandbox as an ASGI app, knobs and fault middleware installed."""
+        app = Starlette(routes=self.routes())
+        install_knobs(app, self.faults, self.clock, on_reset=self.state.reset)
+        app.state.weibo = self.state  # for in-process inspection
+        return app
 
     # -- the API ------------------------------------------------------------------------------------
 
-    @api("share")
-    async def share(request: Request) -> Response:
-        data = await params(request)
-        account = state.authorise(data.get("access_token"))
-        text = require(data, "status")
-        require(data, "rip")
-        if weibo_length(text) > 140:
+    @_api("share")
+    async def share(self, request: Request) -> Response:
+        """``POST /2/statuses/share.json``: length, safe-domain link, no topic, then the posting limits."""
+        data = await _params(request)
+        account = self.state.authorise(data.get("access_token"))
+        text = _require(data, "status")
+        _require(data, "rip")
+        if weibo_rules.status_length(text) > weibo_rules.STATUS_MAX_CHARS:
             raise WeiboError(20012)
-        links = URL_RE.findall(text)
-        if not any(on_safe_domain(link, domain) for link in links for domain in account.safe_domains):
+        links = weibo_rules.links(text)
+        if not any(weibo_rules.on_safe_domain(link, domain) for link in links for domain in account.safe_domains):
             raise WeiboError(
                 10017,
                 MESSAGES[10017] % ("status", "a link on the app's safe domain", links[0] if links else "no link"),
             )
-        if TOPIC_RE.search(URL_RE.sub(" ", text)):
+        if weibo_rules.has_topic(text):
             raise WeiboError(10017, MESSAGES[10017] % ("status", "no #topic#", "a #topic#"))
-        status = post_status(account, text, interface="statuses/share")
-        with state.lock:
-            return JSONResponse(state.status_json(status))
+        status = self.state.post_status(account, text, interface="statuses/share")
+        with self.state.lock:
+            return JSONResponse(self.state.status_json(status))
 
-    @api("article")
-    async def article_publish(request: Request) -> Response:
-        data = await params(request)
-        account = state.authorise(data.get("access_token"))
+    @_api("article")
+    async def article_publish(self, request: Request) -> Response:
+        """``POST /proxy/article/publish.json``: a 头条文章 and its bound status (HTTP 200 + ``code``)."""
+        data = await _params(request)
+        account = self.state.authorise(data.get("access_token"))
         if not account.long_article:
             raise WeiboError(10014, status=403)
-
-        def fail(code: str, message: str) -> Response:
-            return JSONResponse({"code": code, "msg": message, "data": {}})
-
         title = data.get("title") or ""
         content = unquote(data.get("content") or "")
         text = data.get("text") or ""
         for name in ("title", "content", "cover", "text", "rip"):
             if not (data.get(name) or "").strip():
-                return fail("10008", f"param {name} invalid")
+                return _article_failure("10008", f"param {name} invalid")
         if len(title) > 32:
-            return fail("10008", "param title invalid")
+            return _article_failure("10008", "param title invalid")
         if len(content) > 90_000:
-            return fail("10008", "param content invalid")
-        if weibo_length(text) > 1900:
-            return fail("10008", "param text invalid")
-        with state.lock:
-            object_id = f"1022:{2_310_000_000_000_000 + len(state.articles) + 1}"
+            return _article_failure("10008", "param content invalid")
+        if weibo_rules.status_length(text) > 1900:
+            return _article_failure("10008", "param text invalid")
+        with self.state.lock:
+            object_id = f"1022:{2_310_000_000_000_000 + len(self.state.articles) + 1}"
         try:
-            status = post_status(account, text, interface="proxy/article/publish", article_id=object_id)
+            status = self.state.post_status(account, text, interface="proxy/article/publish", article_id=object_id)
         except WeiboError as exc:
             if exc.code == 10024:
-                return fail("11001", "sass check error")
-            return fail("11002", "create statuses error")
+                return _article_failure("11001", "sass check error")
+            return _article_failure("11002", "create statuses error")
         article = Article(
             object_id=object_id,
             uid=account.uid,
@@ -435,157 +502,158 @@ def create_app() -> Starlette:
             mid=str(status.id),
             created_at=status.created_at,
         )
-        with state.lock:
-            state.articles[object_id] = article
+        with self.state.lock:
+            self.state.articles[object_id] = article
         url = f"{sandbox_root(request)}/ttarticle/p/show?id={object_id}"
         return JSONResponse(
             {"code": "100000", "msg": "", "data": {"object_id": object_id, "url": url, "mid": article.mid}}
         )
 
-    @api("user_timeline")
-    async def user_timeline(request: Request) -> Response:
-        data = await params(request)
-        account = state.authorise(data.get("access_token"))
+    @_api("user_timeline")
+    async def user_timeline(self, request: Request) -> Response:
+        """``GET /2/statuses/user_timeline.json``: the user's live statuses, newest first, paged."""
+        data = await _params(request)
+        account = self.state.authorise(data.get("access_token"))
         uid = data.get("uid") or account.uid
         count = min(100, max(1, int(data.get("count") or 20)))
         page = max(1, int(data.get("page") or 1))
-        with state.lock:
+        with self.state.lock:
             mine = sorted(
-                (s for s in state.statuses.values() if s.uid == uid and not s.deleted),
+                (s for s in self.state.statuses.values() if s.uid == uid and not s.deleted),
                 key=lambda s: s.id,
                 reverse=True,
             )
             chunk = mine[(page - 1) * count : page * count]
             return JSONResponse(
-                {"statuses": [state.status_json(s) for s in chunk], "total_number": len(mine), "hasvisible": False}
+                {
+                    "statuses": [self.state.status_json(s) for s in chunk],
+                    "total_number": len(mine),
+                    "hasvisible": False,
+                }
             )
 
-    @api("show")
-    async def show(request: Request) -> Response:
-        data = await params(request)
-        state.authorise(data.get("access_token"))
-        with state.lock:
-            status = find_status(data.get("id"))
-            return JSONResponse(state.status_json(status))
+    @_api("show")
+    async def show(self, request: Request) -> Response:
+        """``GET /2/statuses/show.json``: one status (20101 when gone)."""
+        data = await _params(request)
+        self.state.authorise(data.get("access_token"))
+        with self.state.lock:
+            status = self.state.find_status(data.get("id"))
+            return JSONResponse(self.state.status_json(status))
 
-    @api("count")
-    async def count(request: Request) -> Response:
-        data = await params(request)
-        state.authorise(data.get("access_token"))
-        ids = [i for i in require(data, "ids").split(",") if i.strip()]
+    @_api("count")
+    async def count(self, request: Request) -> Response:
+        """``GET /2/statuses/count.json``: engagement of up to 100 ids; deleted ones silently missing."""
+        data = await _params(request)
+        self.state.authorise(data.get("access_token"))
+        ids = [i for i in _require(data, "ids").split(",") if i.strip()]
         if len(ids) > 100:
             raise WeiboError(20009)
         rows = []
-        with state.lock:
+        with self.state.lock:
             for raw in ids:
                 try:
-                    status = state.statuses.get(int(raw))
+                    status = self.state.statuses.get(int(raw))
                 except ValueError:
                     status = None
                 if status is None or status.deleted:
                     continue  # Weibo leaves deleted ids out without a word
-                counts = state.engagement(status)
-                rows.append({"id": status.id, **counts})
+                rows.append({"id": status.id, **self.state.engagement(status)})
         return JSONResponse(rows)
 
-    @api("destroy")
-    async def destroy(request: Request) -> Response:
-        data = await params(request)
-        account = state.authorise(data.get("access_token"))
-        with state.lock:
-            status = find_status(require(data, "id"))
+    @_api("destroy")
+    async def destroy(self, request: Request) -> Response:
+        """``POST /2/statuses/destroy.json``: delete one of the user's own statuses (20102 otherwise)."""
+        data = await _params(request)
+        account = self.state.authorise(data.get("access_token"))
+        with self.state.lock:
+            status = self.state.find_status(_require(data, "id"))
             if status.uid != account.uid:
                 raise WeiboError(20102, status=403)
             status.deleted = True
-            return JSONResponse(state.status_json(status))
+            return JSONResponse(self.state.status_json(status))
 
-    @api("token_info")
-    async def token_info(request: Request) -> Response:
-        data = await params(request)
-        account = state.authorise(data.get("access_token"))
+    @_api("token_info")
+    async def token_info(self, request: Request) -> Response:
+        """``POST /oauth2/get_token_info``: the token's user and remaining lifetime."""
+        data = await _params(request)
+        account = self.state.authorise(data.get("access_token"))
         return JSONResponse(
             {
                 "uid": int(account.uid),
                 "appkey": "media-matrix-sandbox",
                 "scope": "all",
                 "create_at": int(account.created_at),
-                "expire_in": int(account.expires_at - clock.now()),
+                "expire_in": int(account.expires_at - self.clock.now()),
             }
         )
 
     # -- pages --------------------------------------------------------------------------------------
 
-    def page(title: str, body: str, status: int = 200) -> HTMLResponse:
-        return HTMLResponse(
-            f"<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"</head><body>{body}</body></html>",
-            status_code=status,
-        )
-
-    async def status_page(request: Request) -> Response:
+    async def status_page(self, request: Request) -> Response:
+        """``GET /<uid>/<id>``: a status as weibo.com shows it, t.cn links pointing at the originals."""
         uid, sid = request.path_params["uid"], request.path_params["sid"]
-        with state.lock:
+        with self.state.lock:
             try:
-                status = state.statuses.get(int(sid))
+                status = self.state.statuses.get(int(sid))
             except ValueError:
                 status = None
             if status is None or status.uid != uid:
-                return page("微博", "<p>该微博不存在</p>", 404)
+                return _page("微博", "<p>该微博不存在</p>", 404)
             if status.deleted:
-                return page("微博", "<p>抱歉，此微博已被作者删除。</p>", 404)
-            account = state.accounts.get(status.uid)
-            counts = state.engagement(status)
+                return _page("微博", "<p>抱歉，此微博已被作者删除。</p>", 404)
+            account = self.state.accounts.get(status.uid)
+            counts = self.state.engagement(status)
             text = html.escape(status.text)
             for short, original in status.links.items():
                 text = text.replace(
                     html.escape(short), f"<a href='{html.escape(original, quote=True)}'>{html.escape(short)}</a>"
                 )
         name = html.escape(account.screen_name if account else uid)
-        return page(
+        return _page(
             f"{name}的微博",
             f"<article><h1>{name}</h1><p class='text'>{text}</p>"
             f"<p class='counts'>转发 {counts['reposts']} · 评论 {counts['comments']} · 赞 {counts['attitudes']}</p>"
             "</article>",
         )
 
-    async def article_page(request: Request) -> Response:
-        with state.lock:
-            article = state.articles.get(request.query_params.get("id", ""))
-            gone = article is None or state.statuses.get(int(article.mid), None) is None
+    async def article_page(self, request: Request) -> Response:
+        """``GET /ttarticle/p/show?id=``: a long article, gone once its bound status is deleted."""
+        with self.state.lock:
+            article = self.state.articles.get(request.query_params.get("id", ""))
+            gone = article is None or self.state.statuses.get(int(article.mid), None) is None
             if not gone and article is not None:
-                gone = state.statuses[int(article.mid)].deleted
+                gone = self.state.statuses[int(article.mid)].deleted
         if article is None or gone:
-            return page("头条文章", "<p>该文章不存在或已被删除</p>", 404)
+            return _page("头条文章", "<p>该文章不存在或已被删除</p>", 404)
         # The body was sanitised by the client; the sandbox shows it as Weibo would after its own filter.
-        return page(
+        return _page(
             article.title,
             f"<article><h1>{html.escape(article.title)}</h1><p><img src='{html.escape(article.cover, quote=True)}'"
             f" alt='cover'></p><p class='summary'>{html.escape(article.summary)}</p>{article.content}</article>",
         )
 
-    async def cover(request: Request) -> Response:
+    async def cover(self, request: Request) -> Response:
+        """``GET /static/cover.png``: an image to use as a long article's cover."""
         return Response(SAMPLE_PNG, media_type="image/png")
 
     # -- control API --------------------------------------------------------------------------------
 
-    async def control_accounts(request: Request) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = {}
+    async def control_accounts(self, request: Request) -> Response:
+        """``POST /_sandbox/accounts``: register (or replace) an authorised user."""
+        body = await _control_body(request)
         if not isinstance(body, dict):
             return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
-        account = state.add_account(body)
-        return JSONResponse(asdict(account))
+        return JSONResponse(asdict(self.state.add_account(body)))
 
-    async def control_revoke(request: Request) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
+    async def control_revoke(self, request: Request) -> Response:
+        """``POST /_sandbox/tokens/revoke``: revoke a token by ``access_token`` or ``uid`` (then 21332)."""
+        body = await _control_body(request)
+        if not isinstance(body, dict):
             body = {}
         revoked = []
-        with state.lock:
-            for account in state.accounts.values():
+        with self.state.lock:
+            for account in self.state.accounts.values():
                 if body.get("access_token") == account.access_token or str(body.get("uid")) == account.uid:
                     account.revoked = True
                     revoked.append(account.uid)
@@ -593,27 +661,14 @@ def create_app() -> Starlette:
             return JSONResponse({"error": "no such token or uid"}, status_code=404)
         return JSONResponse({"revoked": revoked})
 
-    async def control_state(request: Request) -> Response:
-        return JSONResponse(state.snapshot())
+    async def control_state(self, request: Request) -> Response:
+        """``GET /_sandbox/state``: everything the sandbox holds."""
+        return JSONResponse(self.state.snapshot())
 
-    app = Starlette(
-        routes=[
-            Route("/_sandbox/accounts", control_accounts, methods=["POST"]),
-            Route("/_sandbox/tokens/revoke", control_revoke, methods=["POST"]),
-            Route("/_sandbox/state", control_state, methods=["GET"]),
-            Route("/2/statuses/share.json", share, methods=["POST"]),
-            Route("/2/statuses/user_timeline.json", user_timeline, methods=["GET"]),
-            Route("/2/statuses/show.json", show, methods=["GET"]),
-            Route("/2/statuses/count.json", count, methods=["GET"]),
-            Route("/2/statuses/destroy.json", destroy, methods=["POST"]),
-            Route("/oauth2/get_token_info", token_info, methods=["POST"]),
-            Route("/proxy/article/publish.json", article_publish, methods=["POST"]),
-            Route("/ttarticle/p/show", article_page, methods=["GET"]),
-            Route("/static/cover.png", cover, methods=["GET"]),
-            # Last: weibo.com/<uid>/<id> pages must not shadow the API paths above.
-            Route("/{uid}/{sid}", status_page, methods=["GET"]),
-        ]
-    )
-    install_knobs(app, faults, clock, on_reset=state.reset)
-    app.state.weibo = state
-    return app
+
+def create_app(safe_domains: Iterable[str] | None = None) -> Starlette:
+    """A fresh Weibo sandbox with its own state, clock and faults.
+
+    ``safe_domains``: what accounts registered without their own get; by default :func:`demo_safe_domains`.
+    """
+    return WeiboSandbox(safe_domains).app()

@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import html
 import json
 import math
 import re
 import secrets
-import struct
 import threading
-import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from http import HTTPStatus
@@ -45,12 +45,13 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from channels.sandbox.faults import FakeClock, Fault, Faults, SandboxError, install_knobs
+from channels.sandbox.media import SAMPLE_PNG
 
 COMMENT_EVERY_S = 600  # one new comment per published post every 10 minutes of sandbox time
 SITE_TZ = timezone(timedelta(hours=8))  # the sites' "timezone_string" (Asia/Shanghai): ``date`` is local
@@ -174,6 +175,14 @@ class WordPressState:
                 creds = account["credentials"]
                 self.add_account(site, creds["username"], creds["app_password"], "editor", account["name"])
 
+    def site(self, name: str) -> Site:
+        """The site called ``name`` (call with the lock held); an unknown one answers WordPress's 404."""
+        site = self.sites.get(name)
+        if site is None:
+            # an unknown site is simply not a WordPress site: a plain 404
+            raise WPError("rest_no_route", "No route was found matching the URL and request method.", 404)
+        return site
+
     def add_account(self, site: str, username: str, password: str | None, role: str, name: str) -> dict:
         """Register (or update) a user with an application password; returns it, password included."""
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", site) or site.startswith("_"):
@@ -204,9 +213,7 @@ class WordPressState:
             return {
                 "sites": {
                     name: {
-                        "users": [
-                            {"id": u.id, "username": u.username, "role": u.role} for u in s.users.values()
-                        ],
+                        "users": [{"id": u.id, "username": u.username, "role": u.role} for u in s.users.values()],
                         "posts": [
                             {
                                 "id": p.id,
@@ -247,9 +254,7 @@ def _new_app_password() -> str:
 
 def wp_error(code: str, message: str, status: int, **data: Any) -> JSONResponse:
     """WordPress's REST error body."""
-    return JSONResponse(
-        {"code": code, "message": message, "data": {"status": status, **data}}, status_code=status
-    )
+    return JSONResponse({"code": code, "message": message, "data": {"status": status, **data}}, status_code=status)
 
 
 class WPError(SandboxError):
@@ -399,83 +404,145 @@ def _int_param(params: dict[str, Any], name: str, default: int, lo: int, hi: int
 # ---------------------------------------------------------------------------------------- the app
 
 
-def create_app() -> Starlette:
-    """The WordPress sandbox as an ASGI app (mounted at ``/wp`` by :func:`channels.sandbox.create_app`)."""
-    clock = FakeClock()
-    state = WordPressState(clock)
-    state.reset()
+# ---------------------------------------------------------------------------------- requests
 
-    def site_of(request: Request) -> Site:
-        site = state.sites.get(request.path_params["site"])
-        if site is None:
-            # an unknown site is simply not a WordPress site: a plain 404 page
-            raise WPError("rest_no_route", "No route was found matching the URL and request method.", 404)
-        return site
 
-    def current_user(request: Request, site: Site) -> User | None:
-        header = request.headers.get("authorization", "")
-        if not header.lower().startswith("basic "):
-            return None
+def _denied(user: User | None) -> int:
+    return 401 if user is None else 403  # rest_authorization_required_code()
+
+
+def _authenticate(request: Request, site: Site) -> User | None:
+    """The user of a Basic-auth application password, ``None`` when anonymous; a bad one fails the call."""
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        username, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise WPError("rest_not_logged_in", "You are not currently logged in.", 401) from None
+    user = site.users.get(username)
+    if user is None:
+        raise WPError("invalid_username", "Unknown username. Check again or try your email address.", 401)
+    if _normalize_password(password) not in user.passwords:
+        raise WPError("incorrect_password", "The provided password is an invalid application password.", 401)
+    return user
+
+
+async def _read_request(request: Request) -> tuple[dict[str, Any], bytes, FormData | None]:
+    """Parameters (query and body merged, body winning: WP_REST_Request::get_params), raw body, form."""
+    params: dict[str, Any] = dict(request.query_params)
+    body = await request.body()  # read first: Starlette then serves form() from the cached body
+    ctype = request.headers.get("content-type", "")
+    form = None
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form()
+        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        body = b""
+    elif ctype.startswith("application/json") and body.strip():
         try:
-            username, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise WPError("rest_not_logged_in", "You are not currently logged in.", 401) from None
-        user = site.users.get(username)
-        if user is None:
-            raise WPError("invalid_username", "Unknown username. Check again or try your email address.", 401)
-        if _normalize_password(password) not in user.passwords:
-            raise WPError(
-                "incorrect_password", "The provided password is an invalid application password.", 401
-            )
-        return user
+            data = json.loads(body)
+        except ValueError:
+            raise WPError("rest_invalid_json", "Invalid JSON body passed.", 400) from None
+        if isinstance(data, dict):
+            params.update(data)
+    elif ctype.startswith("application/x-www-form-urlencoded"):
+        params.update(parse_qsl(body.decode("utf-8", "replace")))
+    return params, body, form
 
-    def denied(user: User | None) -> int:
-        return 401 if user is None else 403  # rest_authorization_required_code()
 
-    async def read_request(request: Request) -> tuple[dict[str, Any], bytes, Any]:
-        """Parameters (query and body merged, body winning: WP_REST_Request::get_params), raw body, form."""
-        params: dict[str, Any] = dict(request.query_params)
-        body = await request.body()  # read first: Starlette then serves form() from the cached body
-        ctype = request.headers.get("content-type", "")
-        form = None
-        if ctype.startswith("multipart/form-data"):
-            form = await request.form()
-            params.update({k: v for k, v in form.items() if isinstance(v, str)})
-            body = b""
-        elif ctype.startswith("application/json") and body.strip():
+def _visible_post(site: Site, user: User | None, post_id: int) -> Post:
+    """A post the user may read (drafts only to editors and their authors), else WordPress's error."""
+    post = site.posts.get(post_id)
+    if post is None:
+        raise WPError("rest_post_invalid_id", "Invalid post ID.", 404)
+    if post.status != "publish" and (user is None or not (user.can("read_private") or post.author == user.id)):
+        raise WPError("rest_forbidden", "Sorry, you are not allowed to do that.", _denied(user))
+    return post
+
+
+@dataclass
+class Call:
+    """One REST request as a handler sees it: the site, the authenticated user and the merged parameters."""
+
+    request: Request
+    site: Site
+    user: User | None
+    params: dict[str, Any]
+    body: bytes
+    form: FormData | None
+
+
+RestHandler = Callable[["WordPressSandbox", Call], Response]
+Endpoint = Callable[["WordPressSandbox", Request], Awaitable[Response]]
+
+
+def _endpoint(name: str) -> Callable[[RestHandler], Endpoint]:
+    """Mark a method as a REST endpoint: read the request, find the site and user, count the call as
+    ``name``, run the handler under the state lock, and answer a :class:`WPError` with its body."""
+
+    def wrap(handler: RestHandler) -> Endpoint:
+        @functools.wraps(handler)
+        async def endpoint(self: WordPressSandbox, request: Request) -> Response:
             try:
-                data = json.loads(body)
-            except ValueError:
-                raise WPError("rest_invalid_json", "Invalid JSON body passed.", 400) from None
-            if isinstance(data, dict):
-                params.update(data)
-        elif ctype.startswith("application/x-www-form-urlencoded"):
-            params.update(parse_qsl(body.decode("utf-8", "replace")))
-        return params, body, form
+                params, body, form = await _read_request(request)
+                with self.state.lock:
+                    site = self.state.site(request.path_params["site"])
+                    site.calls[name] = site.calls.get(name, 0) + 1
+                    user = _authenticate(request, site)
+                    return handler(self, Call(request, site, user, params, body, form))
+            except WPError as exc:
+                return exc.response
 
-    def endpoint(name: str):
-        """Wrap a handler: count the call, hold the state lock, turn :class:`WPError` into its body."""
+        return endpoint
 
-        def deco(handler):
-            async def wrapped(request: Request) -> Response:
-                try:
-                    params, body, form = await read_request(request)
-                    with state.lock:
-                        site = site_of(request)
-                        site.calls[name] = site.calls.get(name, 0) + 1
-                        user = current_user(request, site)
-                        return handler(request, site, user, params, body, form)
-                except WPError as exc:
-                    return exc.response
+    return wrap
 
-            return wrapped
 
-        return deco
+# ---------------------------------------------------------------------------------------- the app
+
+
+class WordPressSandbox:
+    """Every WordPress site of one sandbox: state, fake clock and faults, one method per endpoint."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.state = WordPressState(self.clock)
+        self.state.reset()
+        self.faults = Faults(render_error=render_fault)
+
+    def routes(self) -> list[Route]:
+        """Every URL the sandbox answers (the shared ``/_sandbox/`` knobs are added by :meth:`app`)."""
+        rest = "/{site}/wp-json/wp/v2"
+        return [
+            Route("/_sandbox/accounts", self.add_account, methods=["POST"]),
+            Route("/_sandbox/state", self.get_state, methods=["GET"]),
+            Route("/_sandbox/sample-cover.png", self.sample_cover, methods=["GET"]),
+            Route(f"{rest}/users/me", self.users_me, methods=["GET"]),
+            Route(f"{rest}/posts", self.create_post, methods=["POST"]),
+            Route(f"{rest}/posts", self.list_posts, methods=["GET"]),
+            Route(f"{rest}/posts/{{id:int}}", self.get_post, methods=["GET"]),
+            Route(f"{rest}/posts/{{id:int}}", self.delete_post, methods=["DELETE"]),
+            Route(f"{rest}/media", self.create_media, methods=["POST"]),
+            Route(f"{rest}/media/{{id:int}}", self.get_media, methods=["GET"]),
+            Route(f"{rest}/comments", self.list_comments, methods=["GET"]),
+            Route("/{site}/wp-json/{rest:path}", self.no_route, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+            Route("/{site}/wp-content/uploads/{id:int}/{name}", self.upload_file, methods=["GET"]),
+            Route("/{site}/", self.site_page, methods=["GET"]),
+        ]
+
+    def app(self) -> Starlette:
+        """The sandbox as an ASGI app, knobs and fault middleware installed."""
+        app = Starlette(routes=self.routes())
+        app.state.wordpress = self.state  # for in-process inspection (benchmarks)
+        install_knobs(app, self.faults, self.clock, on_reset=self.state.reset)
+        return app
 
     # -- users -------------------------------------------------------------------------------------
 
-    @endpoint("users/me")
-    def users_me(request, site: Site, user: User | None, params, body, form) -> Response:
+    @_endpoint("users/me")
+    def users_me(self, call: Call) -> Response:
+        """``GET wp/v2/users/me``: the authenticated user (roles and username with ``context=edit``)."""
+        request, site, user, params = call.request, call.site, call.user, call.params
         if user is None:
             raise WPError("rest_not_logged_in", "You are not currently logged in.", 401)
         data = {
@@ -495,11 +562,13 @@ def create_app() -> Starlette:
 
     # -- posts -------------------------------------------------------------------------------------
 
-    @endpoint("posts.create")
-    def create_post(request, site: Site, user: User | None, params, body, form) -> Response:
+    @_endpoint("posts.create")
+    def create_post(self, call: Call) -> Response:
+        """``POST wp/v2/posts``: capabilities, validation, a unique slug for published posts → 201."""
+        request, site, user, params = call.request, call.site, call.user, call.params
         if user is None or not user.can("edit_posts"):
             raise WPError(
-                "rest_cannot_create", "Sorry, you are not allowed to create posts as this user.", denied(user)
+                "rest_cannot_create", "Sorry, you are not allowed to create posts as this user.", _denied(user)
             )
         if "id" in params:
             raise WPError("rest_post_exists", "Cannot create existing post.", 400)
@@ -512,9 +581,7 @@ def create_app() -> Starlette:
                 params={"status": f"status is not one of {', '.join(POST_STATUSES)}."},
             )
         if status in ("publish", "future", "private") and not user.can("publish_posts"):
-            raise WPError(
-                "rest_cannot_publish", "Sorry, you are not allowed to publish posts in this post type.", 403
-            )
+            raise WPError("rest_cannot_publish", "Sorry, you are not allowed to publish posts in this post type.", 403)
         title = _text_field(params.get("title"), "title")
         content = _text_field(params.get("content"), "content")
         excerpt = _text_field(params.get("excerpt"), "excerpt")
@@ -531,7 +598,7 @@ def create_app() -> Starlette:
                 400,
                 params={"meta": "meta is not of type object."},
             )
-        now = state.clock.now()
+        now = self.state.clock.now()
         post = Post(
             id=site.new_id(),
             slug="",
@@ -556,8 +623,10 @@ def create_app() -> Starlette:
             _post_json(request, site.name, post, "edit"), status_code=201, headers={"Location": location}
         )
 
-    @endpoint("posts.list")
-    def list_posts(request, site: Site, user: User | None, params, body, form) -> Response:
+    @_endpoint("posts.list")
+    def list_posts(self, call: Call) -> Response:
+        """``GET wp/v2/posts``: ``slug``/``status`` filters, newest first, ``X-WP-Total`` headers."""
+        request, site, user, params = call.request, call.site, call.user, call.params
         statuses = [s for s in str(params.get("status", "publish")).split(",") if s]
         for status in statuses:
             if status not in (*POST_STATUSES, "any", "trash"):
@@ -568,7 +637,7 @@ def create_app() -> Starlette:
                     params={"status": f"status[0] is not one of {', '.join(POST_STATUSES)}, trash, any."},
                 )
         if statuses != ["publish"] and (user is None or not user.can("edit_posts")):
-            raise WPError("rest_forbidden_status", "Status is forbidden.", denied(user))
+            raise WPError("rest_forbidden_status", "Status is forbidden.", _denied(user))
         per_page = _int_param(params, "per_page", 10, 1, 100)
         page = _int_param(params, "page", 1, 1)
         slugs = {_sanitize_slug(s) for s in str(params.get("slug", "")).split(",") if s.strip()}
@@ -594,33 +663,23 @@ def create_app() -> Starlette:
             headers={"X-WP-Total": str(total), "X-WP-TotalPages": str(pages)},
         )
 
-    def visible_post(site: Site, user: User | None, post_id: int) -> Post:
-        post = site.posts.get(post_id)
-        if post is None:
-            raise WPError("rest_post_invalid_id", "Invalid post ID.", 404)
-        if post.status != "publish" and (
-            user is None or not (user.can("read_private") or post.author == user.id)
-        ):
-            raise WPError("rest_forbidden", "Sorry, you are not allowed to do that.", denied(user))
-        return post
-
-    @endpoint("posts.get")
-    def get_post(request, site: Site, user: User | None, params, body, form) -> Response:
-        post = visible_post(site, user, request.path_params["id"])
+    @_endpoint("posts.get")
+    def get_post(self, call: Call) -> Response:
+        """``GET wp/v2/posts/<id>``: one post the user may read."""
+        request, site, user, params = call.request, call.site, call.user, call.params
+        post = _visible_post(site, user, request.path_params["id"])
         context = "edit" if params.get("context") == "edit" and user is not None else "view"
         return JSONResponse(_post_json(request, site.name, post, context))
 
-    @endpoint("posts.delete")
-    def delete_post(request, site: Site, user: User | None, params, body, form) -> Response:
+    @_endpoint("posts.delete")
+    def delete_post(self, call: Call) -> Response:
+        """``DELETE wp/v2/posts/<id>``: to the trash (410 the second time); ``force=true`` deletes."""
+        request, site, user, params = call.request, call.site, call.user, call.params
         post = site.posts.get(request.path_params["id"])
         if post is None:
             raise WPError("rest_post_invalid_id", "Invalid post ID.", 404)
-        if user is None or not (
-            user.can("delete_others_posts") or (post.author == user.id and user.can("edit_posts"))
-        ):
-            raise WPError(
-                "rest_cannot_delete", "Sorry, you are not allowed to delete this post.", denied(user)
-            )
+        if user is None or not (user.can("delete_others_posts") or (post.author == user.id and user.can("edit_posts"))):
+            raise WPError("rest_cannot_delete", "Sorry, you are not allowed to delete this post.", _denied(user))
         force = str(params.get("force", "")).lower() in ("1", "true")
         if force:
             previous = _post_json(request, site.name, post, "edit")
@@ -632,16 +691,18 @@ def create_app() -> Starlette:
         post.meta["_wp_trash_meta_status"] = post.status
         post.status = "trash"
         post.slug = f"{post.slug}__trashed" if post.slug else post.slug
-        post.modified = state.clock.now()
+        post.modified = self.state.clock.now()
         return JSONResponse(_post_json(request, site.name, post, "edit"))
 
     # -- media -------------------------------------------------------------------------------------
 
-    @endpoint("media.create")
-    def create_media(request, site: Site, user: User | None, params, body, form) -> Response:
+    @_endpoint("media.create")
+    def create_media(self, call: Call) -> Response:
+        """``POST wp/v2/media``: a raw body with Content-Disposition or multipart ``file`` → 201."""
+        request, site, user, body, form = call.request, call.site, call.user, call.body, call.form
         if user is None or not user.can("upload_files"):
             raise WPError(
-                "rest_cannot_create", "Sorry, you are not allowed to upload media on this site.", denied(user)
+                "rest_cannot_create", "Sorry, you are not allowed to upload media on this site.", _denied(user)
             )
         if form is not None:
             upload = form.get("file")
@@ -663,15 +724,15 @@ def create_app() -> Starlette:
         ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
         if ext not in UPLOAD_TYPES:
             # WordPress really answers 500 here (wp_handle_sideload's error): not a transient failure
-            raise WPError(
-                "rest_upload_sideload_error", "Sorry, you are not allowed to upload this file type.", 500
-            )
-        media = Media(site.new_id(), filename, UPLOAD_TYPES[ext], data, user.id, state.clock.now())
+            raise WPError("rest_upload_sideload_error", "Sorry, you are not allowed to upload this file type.", 500)
+        media = Media(site.new_id(), filename, UPLOAD_TYPES[ext], data, user.id, self.state.clock.now())
         site.media[media.id] = media
         return JSONResponse(_media_json(request, site.name, media), status_code=201)
 
-    @endpoint("media.get")
-    def get_media(request, site: Site, user: User | None, params, body, form) -> Response:
+    @_endpoint("media.get")
+    def get_media(self, call: Call) -> Response:
+        """``GET wp/v2/media/<id>``: one attachment."""
+        request, site = call.request, call.site
         media = site.media.get(request.path_params["id"])
         if media is None:
             raise WPError("rest_post_invalid_id", "Invalid post ID.", 404)
@@ -679,12 +740,14 @@ def create_app() -> Starlette:
 
     # -- comments ----------------------------------------------------------------------------------
 
-    @endpoint("comments.list")
-    def list_comments(request, site: Site, user: User | None, params, body, form) -> Response:
+    @_endpoint("comments.list")
+    def list_comments(self, call: Call) -> Response:
+        """``GET wp/v2/comments``: comments published posts gained on the fake clock, ``X-WP-Total``."""
+        site, params = call.site, call.params
         per_page = _int_param(params, "per_page", 10, 1, 100)
         page = _int_param(params, "page", 1, 1)
         wanted = {int(x) for x in str(params.get("post", "")).split(",") if x.strip().isdigit()}
-        now = state.clock.now()
+        now = self.state.clock.now()
         comments: list[dict[str, Any]] = []
         for post in site.posts.values():
             if (wanted and post.id not in wanted) or post.status != "publish" or post.published is None:
@@ -717,15 +780,17 @@ def create_app() -> Starlette:
             headers={"X-WP-Total": str(total), "X-WP-TotalPages": str(pages)},
         )
 
-    @endpoint("no_route")
-    def no_route(request, site: Site, user: User | None, params, body, form) -> Response:
+    @_endpoint("no_route")
+    def no_route(self, call: Call) -> Response:
+        """Any other ``wp-json`` path: ``rest_no_route`` 404, as WordPress answers."""
         raise WPError("rest_no_route", "No route was found matching the URL and request method.", 404)
 
     # -- the public site ---------------------------------------------------------------------------
 
-    async def site_page(request: Request) -> Response:
-        with state.lock:
-            site = state.sites.get(request.path_params["site"])
+    async def site_page(self, request: Request) -> Response:
+        """``GET /<site>/``: the site's front page, or a published post with ``?p=<id>``."""
+        with self.state.lock:
+            site = self.state.sites.get(request.path_params["site"])
             if site is None:
                 return HTMLResponse(_page("Not Found", "<p>No such site.</p>"), status_code=404)
             pid = request.query_params.get("p", "")
@@ -749,9 +814,10 @@ def create_app() -> Starlette:
             )
             return HTMLResponse(_page(site.name, f"<h1>{html.escape(site.name)}</h1><ul>{items}</ul>"))
 
-    async def upload_file(request: Request) -> Response:
-        with state.lock:
-            site = state.sites.get(request.path_params["site"])
+    async def upload_file(self, request: Request) -> Response:
+        """``GET /<site>/wp-content/uploads/<id>/<name>``: an uploaded file at its ``source_url``."""
+        with self.state.lock:
+            site = self.state.sites.get(request.path_params["site"])
             media = site.media.get(request.path_params["id"]) if site else None
             if media is None or media.filename != request.path_params["name"]:
                 return HTMLResponse(_page("Not Found", ""), status_code=404)
@@ -759,10 +825,11 @@ def create_app() -> Starlette:
 
     # -- control API -------------------------------------------------------------------------------
 
-    async def add_account(request: Request) -> Response:
+    async def add_account(self, request: Request) -> Response:
+        """``POST /_sandbox/accounts``: register (or update) a user with an application password."""
         try:
             data = await request.json()
-            account = state.add_account(
+            account = self.state.add_account(
                 str(data["site"]),
                 str(data["username"]),
                 data.get("app_password"),
@@ -773,33 +840,18 @@ def create_app() -> Starlette:
             return JSONResponse({"error": f"bad account: {exc}"}, status_code=400)
         return JSONResponse(account, status_code=201)
 
-    async def get_state(request: Request) -> Response:
-        return JSONResponse(state.snapshot())
+    async def get_state(self, request: Request) -> Response:
+        """``GET /_sandbox/state``: every site with its users, posts, media and call counts."""
+        return JSONResponse(self.state.snapshot())
 
-    async def sample_cover(request: Request) -> Response:
+    async def sample_cover(self, request: Request) -> Response:
+        """``GET /_sandbox/sample-cover.png``: an image to use as a cover."""
         return Response(SAMPLE_PNG, media_type="image/png")
 
-    rest = "/{site}/wp-json/wp/v2"
-    routes = [
-        Route("/_sandbox/accounts", add_account, methods=["POST"]),
-        Route("/_sandbox/state", get_state, methods=["GET"]),
-        Route("/_sandbox/sample-cover.png", sample_cover, methods=["GET"]),
-        Route(f"{rest}/users/me", users_me, methods=["GET"]),
-        Route(f"{rest}/posts", create_post, methods=["POST"]),
-        Route(f"{rest}/posts", list_posts, methods=["GET"]),
-        Route(f"{rest}/posts/{{id:int}}", get_post, methods=["GET"]),
-        Route(f"{rest}/posts/{{id:int}}", delete_post, methods=["DELETE"]),
-        Route(f"{rest}/media", create_media, methods=["POST"]),
-        Route(f"{rest}/media/{{id:int}}", get_media, methods=["GET"]),
-        Route(f"{rest}/comments", list_comments, methods=["GET"]),
-        Route("/{site}/wp-json/{rest:path}", no_route, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
-        Route("/{site}/wp-content/uploads/{id:int}/{name}", upload_file, methods=["GET"]),
-        Route("/{site}/", site_page, methods=["GET"]),
-    ]
-    app = Starlette(routes=routes)
-    app.state.wordpress = state  # for in-process inspection (benchmarks)
-    install_knobs(app, Faults(render_error=render_fault), clock, on_reset=state.reset)
-    return app
+
+def create_app() -> Starlette:
+    """The WordPress sandbox as an ASGI app (mounted at ``/wp`` by :func:`channels.sandbox.create_app`)."""
+    return WordPressSandbox().app()
 
 
 def _status_matches(status: str, wanted: list[str]) -> bool:
@@ -813,22 +865,3 @@ def _page(title: str, body: str) -> str:
         "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title></head><body>{body}</body></html>"
     )
-
-
-def _png(width: int = 8, height: int = 8, rgb: tuple[int, int, int] = (200, 30, 30)) -> bytes:
-    """A small solid-colour PNG, built with zlib so the sandbox needs no image library."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
-SAMPLE_PNG = _png()
