@@ -1,6 +1,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY publisher ./publisher
 COPY moderation ./moderation
 COPY channels ./channels

@@ -24,6 +24,9 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/vulture core publisher channels moderation workers --min-confidence 100
 
 bench-fanout: install
 	$(BIN)/python bench/fanout.py

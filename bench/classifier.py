@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from moderation import config as moderation_config
 from moderation.classifier import Classifier, make_windows
 
 # Ordinary news-like Chinese prose, written for this benchmark.
@@ -111,13 +112,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--json", type=Path, default=None)
+    moderation_config.add_arguments(ap)
     args = ap.parse_args(argv)
+    config = moderation_config.from_arguments(args)
 
     results: list[dict] = []
     load = os.getloadavg()[0]
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load {load:.2f}, torch {torch.__version__}")
     for quantize in (False, True):
-        results += bench_model(Classifier.load(args.model_dir, quantize=quantize), args.repeat, args.batch)
+        results += bench_model(
+            Classifier.load(args.model_dir, quantize=quantize, config=config), args.repeat, args.batch
+        )
     print(f"load average after: {os.getloadavg()[0]:.2f} (other processes share these cores)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

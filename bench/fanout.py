@@ -53,11 +53,11 @@ def main() -> None:
 def _run(stack: Stack, args: argparse.Namespace) -> None:
     from sqlalchemy import select
 
+    from core.clock import now
+    from core.crypto import encrypt_credentials
+    from core.db import session_scope
     from publisher import services
-    from publisher.crypto import encrypt_credentials
-    from publisher.db import session_scope
-    from publisher.models import Account, Delivery, Post
-    from publisher.timeutil import now
+    from publisher.domain.models import Account, Delivery, Post
 
     t0 = time.time()
     kinds = ["website", "wechat", "weibo", "toutiao"] if args.mix else ["website"]

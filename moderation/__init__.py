@@ -9,18 +9,27 @@ Public interface::
                                            key="org-7")
     v = screen("文本", policy=Policy.default().with_overrides({"thresholds": {"abuse": {"review": 0.4}}}), org=org)
 
+Configuration: the package reads no environment variables and imports no other package of the project. The
+application passes its knobs once at start-up::
+
+    configure(ModerationConfig(classifier=False))   # or model_dir=, base_model=, cache_dir=
+
+Without that call the defaults apply (:class:`ModerationConfig`): classifier on, shipped model, bundled
+e5-small. ``get_screener(config)`` gives a screener for another configuration without changing the default.
+
 Pieces (each importable on its own): :mod:`moderation.normalize` (disguise-undoing normaliser with offsets),
 :mod:`moderation.lexicon` (Aho–Corasick deny/allow lists), :mod:`moderation.pii` (personal data),
-:mod:`moderation.policy` (decisions), :mod:`moderation.engine` (the process-wide screener), the classifier in
-``moderation.classifier`` (optional: without it, or with ``MATRIX_MODERATION_CLASSIFIER=0``, rules only).
-Errors derive from :class:`moderation.types.ModerationError`.
+:mod:`moderation.policy` (decisions), :mod:`moderation.engine` (the process-wide screener),
+:mod:`moderation.config` (the knobs), the classifier in ``moderation.classifier`` (optional: without it, or with
+``ModerationConfig(classifier=False)``, rules only). Errors derive from :class:`moderation.types.ModerationError`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from moderation.engine import Screener, get_screener, reset_screener
+from moderation.config import ModerationConfig, current_config
+from moderation.engine import Screener, configure, get_screener, reset_screener
 from moderation.lexicon import OrgLists
 from moderation.policy import Policy
 from moderation.types import (
@@ -38,12 +47,15 @@ __all__ = [
     "ClassifierError",
     "Hit",
     "LexiconError",
+    "ModerationConfig",
     "ModerationError",
     "OrgLists",
     "Policy",
     "PolicyError",
     "Screener",
     "Verdict",
+    "configure",
+    "current_config",
     "default_policy",
     "get_screener",
     "reset_screener",

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from moderation.config import ModerationConfig, current_config
 from moderation.encoder import EncoderError, base_model_dir, load_encoder
 from moderation.types import ClassifierError
 
@@ -146,29 +147,34 @@ class Classifier:
         self._lock = threading.Lock()  # HF tokenizers' padding state and torch modules are not re-entrant
 
     @classmethod
-    def load(cls, model_dir: str | Path | None = None, quantize: bool | None = None) -> Classifier:
-        """Load the trained classifier from ``model_dir`` (default: settings, then the shipped model).
+    def load(
+        cls,
+        model_dir: str | Path | None = None,
+        quantize: bool | None = None,
+        *,
+        config: ModerationConfig | None = None,
+    ) -> Classifier:
+        """Load the trained classifier from ``model_dir``, on the base encoder that ``config`` names.
 
-        ``quantize`` applies int8 dynamic quantisation to the encoder's Linear layers (CPU); ``None`` uses what
-        the model directory recommends (``classifier.json: "quantize"``, chosen when it kept accuracy).
+        ``model_dir`` defaults to ``config.model_dir``, then the shipped model; ``config`` defaults to the
+        process default (:func:`moderation.config.current_config`). ``quantize`` applies int8 dynamic
+        quantisation to the encoder's Linear layers (CPU); ``None`` uses what the model directory recommends
+        (``classifier.json: "quantize"``, chosen when it kept accuracy).
         """
         from safetensors.torch import load_file
 
-        if model_dir is None:
-            from publisher.config import get_settings
-
-            model_dir = get_settings().moderation_model_dir or DEFAULT_MODEL_DIR
-        model_dir = Path(model_dir)
+        config = config if config is not None else current_config()
+        model_dir = Path(model_dir or config.model_dir or DEFAULT_MODEL_DIR).expanduser()
         try:
             meta = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
             weights = load_file(str(model_dir / WEIGHTS_FILE))
         except (OSError, ValueError) as exc:
             raise ModelFileError(f"cannot read the classifier in {model_dir}: {exc}") from exc
-        tokenizer, encoder = load_encoder(base_model_dir())
+        tokenizer, encoder = load_encoder(base_model_dir(config))
         if meta.get("base_fingerprint") and meta["base_fingerprint"] != encoder_fingerprint(encoder):
             raise ModelFileError(
                 f"{model_dir} was trained on another base encoder ({meta.get('base_model')}); "
-                "train one for MATRIX_MODERATION_BASE_MODEL or unset it"
+                "train one for ModerationConfig.base_model or leave it unset"
             )
         layer_state = {k[len("encoder.") :]: v.float() for k, v in weights.items() if k.startswith("encoder.")}
         _missing, unexpected = encoder.load_state_dict(layer_state, strict=False)
@@ -225,19 +231,25 @@ def quantize_encoder(encoder: nn.Module) -> nn.Module:
         return quantize_dynamic(encoder, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 
-_instance: Classifier | None = None
+# One loaded model per process, with the configuration fields it was loaded from. A single slot: a process
+# runs one configuration, and a screener keeps its own reference, so a reconfiguration does not keep the old
+# model alive here.
+_instance: tuple[tuple[Path | None, Path | None, Path], Classifier] | None = None
 _instance_lock = threading.Lock()
 
 
-def get_classifier() -> Classifier | None:
-    """The process-wide classifier, loaded once on first use; ``None`` when settings turn the model off."""
+def get_classifier(config: ModerationConfig | None = None) -> Classifier | None:
+    """The classifier ``config`` names (default: the process default), loaded once on first use and then
+    shared; ``None`` when ``config.classifier`` is off."""
     global _instance
-    from publisher.config import get_settings
-
-    if not get_settings().moderation_classifier:
+    config = config if config is not None else current_config()
+    if not config.classifier:
         return None
-    if _instance is None:
+    key = (config.model_dir, config.base_model, config.cache_dir)
+    cached = _instance
+    if cached is None or cached[0] != key:
         with _instance_lock:
-            if _instance is None:  # double-checked: only one thread pays the load
-                _instance = Classifier.load()
-    return _instance
+            cached = _instance
+            if cached is None or cached[0] != key:  # double-checked: only one thread pays the load
+                cached = _instance = (key, Classifier.load(config=config))
+    return cached[1]

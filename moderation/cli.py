@@ -1,6 +1,8 @@
 """``matrix screen``: screen one text (decision + highlighted hits) or a JSONL file, streaming.
 
 The lead mounts it with ``app.command("screen")(screen_command)``; ``python -m moderation.cli`` runs it alone.
+It screens with the process default configuration: whatever the application passed to
+:func:`moderation.configure` before invoking it, else the defaults of :class:`moderation.ModerationConfig`.
 
 JSONL mode reads lines ``{"id": ..., "text": "..."}`` and writes ``{"id", "decision", "categories", "hits"}``
 in input order. Memory stays constant whatever the file size: lines are read one at a time and screened in

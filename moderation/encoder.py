@@ -13,8 +13,9 @@ holds, in order (see ``e5.c`` in that package):
 Q4_0 packs 32 weights as an fp16 scale followed by 16 bytes whose low nibbles are weights 0..15 and high
 nibbles weights 16..31, each stored as ``q + 8``. We dequantise everything to fp32 once, write a
 ``BertModel`` (no pooler: e5 uses mean pooling) plus a Unigram tokenizer built with ``tokenizers`` into a
-cache directory, and from then on load it with ``from_pretrained`` like any other HF encoder. Setting
-``MATRIX_MODERATION_BASE_MODEL`` to another HF encoder directory skips the conversion entirely.
+cache directory (``ModerationConfig.cache_dir``), and from then on load it with ``from_pretrained`` like any
+other HF encoder. Setting ``ModerationConfig.base_model`` to another HF encoder directory skips the conversion
+entirely.
 
 Exceptions: this module raises :class:`EncoderError`, a subclass of the package's
 :class:`moderation.types.ClassifierError` (itself under ``ModerationError``).
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from moderation.config import ModerationConfig, current_config
 from moderation.types import ClassifierError
 
 # Never let transformers try the network: everything here is local. Set before transformers is imported.
@@ -287,11 +289,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def default_cache_dir() -> Path:
-    """The model cache directory from settings (``MATRIX_MODEL_CACHE_DIR``)."""
-    from publisher.config import get_settings
-
-    return Path(get_settings().model_cache_dir).expanduser()
+def default_cache_dir(config: ModerationConfig | None = None) -> Path:
+    """The model cache directory, ``config.cache_dir`` expanded (default config: the process default)."""
+    config = config if config is not None else current_config()
+    return config.cache_dir.expanduser()
 
 
 def cached_e5_dir(cache_dir: Path | None = None, convert: Callable[[Path, Path], Path] | None = None) -> Path:
@@ -326,21 +327,21 @@ def cached_e5_dir(cache_dir: Path | None = None, convert: Callable[[Path, Path],
     return target
 
 
-def base_model_dir() -> Path:
-    """The encoder directory to use: ``MATRIX_MODERATION_BASE_MODEL`` if set, else the converted e5-small."""
-    from publisher.config import get_settings
-
-    configured = get_settings().moderation_base_model
-    if configured:
-        path = Path(configured).expanduser()
+def base_model_dir(config: ModerationConfig | None = None) -> Path:
+    """The encoder directory to use: ``config.base_model`` if set, else the converted e5-small in
+    ``config.cache_dir`` (converted now if the cache lacks it). ``config`` defaults to the process default."""
+    config = config if config is not None else current_config()
+    if config.base_model is not None:
+        path = config.base_model.expanduser()
         if not (path / "config.json").is_file():
-            raise EncoderError(f"MATRIX_MODERATION_BASE_MODEL={configured!r} is not an HF model directory")
+            raise EncoderError(f"ModerationConfig.base_model={str(config.base_model)!r} is not an HF model directory")
         return path
-    return cached_e5_dir()
+    return cached_e5_dir(default_cache_dir(config))
 
 
 def load_encoder(path: Path | None = None) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
-    """Load tokenizer and encoder from a local HF directory, offline, in eval mode, fp32."""
+    """Load tokenizer and encoder from a local HF directory (default: :func:`base_model_dir` of the process
+    default config), offline, in eval mode, fp32."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 

@@ -1,9 +1,12 @@
 """The screener: normaliser + lexicons + personal-data detectors + (optional) classifier + policy.
 
 One :class:`Screener` per process is enough (``moderation.screen`` uses :func:`get_screener`): the default
-lexicon is compiled once, the classifier loaded once. Organisation lists are compiled on demand and cached by
-``(key, version)``, so when the lead bumps a list's version in the database the next screen uses the new list
-without a restart, and unchanged versions cost nothing.
+lexicon is compiled once, the classifier loaded once. What it loads comes from a
+:class:`moderation.config.ModerationConfig`, the process default unless one is passed; :func:`configure` sets
+that default (the application calls it once at start-up) and drops the screeners built under the old one.
+
+Organisation lists are compiled on demand and cached by ``(key, version)``, so when the lead bumps a list's
+version in the database the next screen uses the new list without a restart, and unchanged versions cost nothing.
 
 Scores in a verdict (``Verdict.categories``): the model's probability per category it covers, raised to 1.0 for
 a category with a block-severity lexicon hit, to at least 0.7 for a review-severity hit and to 1.0 for
@@ -21,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+from moderation.config import ModerationConfig, _install, current_config
 from moderation.lexicon import DEFAULT_BACKEND, Lexicon, OrgLists, load_builtin
 from moderation.normalize import Normalized, apply_homophones, normalize
 from moderation.pii import detect as detect_pii
@@ -31,6 +35,7 @@ __all__ = [
     "Classifier",
     "Screener",
     "classifier_view",
+    "configure",
     "get_screener",
     "model_text",
     "reset_screener",
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 _BLOCK_SCORE = 1.0
 _REVIEW_SCORE = 0.7
 _ORG_CACHE_SIZE = 256
+_SCREENER_CACHE_SIZE = 4  # screeners per distinct config; each may hold a loaded model (~100 MB)
 
 
 class Classifier(Protocol):
@@ -82,19 +88,19 @@ def model_text(original: str, norm_text: str, hits: Sequence[Hit]) -> str:
     return classifier_view(normalize("".join(pieces)).text)
 
 
-def _load_classifier() -> Classifier | None:
-    """The process's classifier, or ``None`` (settings off, module absent, or it failed to load)."""
-    from publisher.config import get_settings
-
-    if not get_settings().moderation_classifier:
-        return None
+def _load_classifier(config: ModerationConfig) -> Classifier | None:
+    """The classifier ``config`` asks for, or ``None`` (switched off, module absent, or it failed to load)."""
+    if not config.classifier:
+        return None  # before the import: a rules-only process never pays for importing torch
     try:
-        from moderation.classifier import get_classifier  # the classifier helper's module
+        # Imported here, not at the top: it pulls in torch and transformers (seconds), which rules-only
+        # screening never needs.
+        from moderation.classifier import get_classifier
     except ImportError:
         log.info("moderation.classifier not available: screening with rules only")
         return None
     try:
-        return get_classifier()
+        return get_classifier(config)
     except (ModerationError, OSError) as exc:
         # Fail open on the model only: rules still screen, and model_version "none" records the gap.
         log.warning("classifier failed to load, screening with rules only: %s", exc)
@@ -122,8 +128,11 @@ class Screener:
         classifier: Classifier | str | None = "auto",
         policy: Policy | None = None,
         backend: str = DEFAULT_BACKEND,
+        config: ModerationConfig | None = None,
     ) -> None:
-        """``classifier="auto"`` loads ``moderation.classifier`` lazily on first use (if settings allow)."""
+        """``classifier="auto"`` loads the classifier that ``config`` (default: the process default) names,
+        lazily on first use; pass a classifier object to use that one, or ``None`` for rules only."""
+        self.config = config if config is not None else current_config()
         self.lexicon = lexicon if lexicon is not None else load_builtin("default", backend)
         self.policy = policy or Policy.default()
         # The default policy takes the classifier's own per-category thresholds (picked for max F1 when it was
@@ -141,7 +150,7 @@ class Screener:
         if isinstance(self._classifier, str):
             with self._lock:
                 if isinstance(self._classifier, str):
-                    clf = _load_classifier()
+                    clf = _load_classifier(self.config)
                     if clf is not None and self._adopt_model_thresholds:
                         self.policy = _with_model_thresholds(self.policy, clf)
                     self._classifier = clf
@@ -288,25 +297,42 @@ class Screener:
         return Verdict(decision, scores, all_hits, model_version, lexicon_version)
 
 
-_screener: Screener | None = None
+_screeners: OrderedDict[ModerationConfig, Screener] = OrderedDict()
 _screener_lock = threading.Lock()
 
 
-def get_screener() -> Screener:
-    """The process-wide screener (built on first use: lexicon compiled, classifier loaded lazily)."""
-    global _screener
-    if _screener is None:
+def get_screener(config: ModerationConfig | None = None) -> Screener:
+    """The process-wide screener for ``config`` (default: the process default set by :func:`configure`).
+
+    Built on first use (lexicon compiled, classifier loaded lazily) and then reused: equal configurations
+    share one screener.
+    """
+    key = config if config is not None else current_config()
+    screener = _screeners.get(key)
+    if screener is None:
         with _screener_lock:
-            if _screener is None:
-                _screener = Screener()
-    return _screener
+            screener = _screeners.get(key)
+            if screener is None:
+                screener = _screeners[key] = Screener(config=key)
+                while len(_screeners) > _SCREENER_CACHE_SIZE:
+                    _screeners.popitem(last=False)
+    return screener
 
 
 def reset_screener() -> None:
-    """Forget the process-wide screener (tests, or after changing settings such as the classifier switch)."""
-    global _screener
+    """Forget the process-wide screeners; the next :func:`get_screener` builds a fresh one (tests use this)."""
     with _screener_lock:
-        _screener = None
+        _screeners.clear()
+
+
+def configure(config: ModerationConfig) -> None:
+    """Make ``config`` the process default and drop the screeners built so far.
+
+    The application calls this once at start-up (worker process, API), before the first screen; the
+    classifier it names is then loaded on first use (or eagerly through ``get_screener().classifier``).
+    """
+    _install(config)
+    reset_screener()
 
 
 def verdict_summary(verdict: Verdict) -> dict[str, Any]:

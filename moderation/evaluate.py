@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from moderation import config as moderation_config
 from moderation.classifier import MODEL_CATEGORIES, Classifier
+from moderation.config import ModerationConfig
 from moderation.dataset import DEFAULT_DATA_ROOT, Example, all_examples
 
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -111,10 +113,19 @@ def print_report(report: dict) -> None:
     print(f"\nCOLD dev 2-class macro-F1: {report['cold_dev_macro_f1']:.4f}")
 
 
-def run(model_dir: Path | None, data_root: Path, quantize: bool | None, threads: int) -> dict:
-    """Score every evaluation set and return the metrics as a JSON-ready dict."""
+def run(
+    model_dir: Path | None,
+    data_root: Path,
+    quantize: bool | None,
+    threads: int,
+    config: ModerationConfig | None = None,
+) -> dict:
+    """Score every evaluation set and return the metrics as a JSON-ready dict.
+
+    ``config`` names the base encoder (default: the process default).
+    """
     torch.set_num_threads(threads)
-    clf = Classifier.load(model_dir, quantize=quantize)
+    clf = Classifier.load(model_dir, quantize=quantize, config=config)
     examples = all_examples(data_root)
     sets = {
         "cold-dev": [e for e in examples if e.source == "cold" and e.split == "dev"],
@@ -146,8 +157,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     q.add_argument("--int8", dest="quantize", action="store_true", default=None)
     q.add_argument("--fp32", dest="quantize", action="store_false")
     ap.add_argument("--threads", type=int, default=2)
+    moderation_config.add_arguments(ap)
     args = ap.parse_args(argv)
-    report = run(args.model_dir, args.data_root, args.quantize, args.threads)
+    config = moderation_config.from_arguments(args)
+    report = run(args.model_dir, args.data_root, args.quantize, args.threads, config)
     print_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

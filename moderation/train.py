@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from moderation import config as moderation_config
 from moderation.classifier import (
     CONFIG_FILE,
     DEFAULT_MODEL_DIR,
@@ -44,6 +45,7 @@ from moderation.classifier import (
     make_windows,
     mean_pool,
 )
+from moderation.config import ModerationConfig
 from moderation.dataset import DEFAULT_DATA_ROOT, Example, all_examples, by_split
 from moderation.encoder import base_model_dir, load_encoder
 
@@ -338,10 +340,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-only", action="store_true", help="stop after building the activation cache")
     ap.add_argument("--calibrate-only", action="store_true", help="only redo the fp32/int8 check of --out")
+    moderation_config.add_arguments(ap)
     args = ap.parse_args(argv)
+    config = moderation_config.from_arguments(args)
     if args.calibrate_only:
         torch.set_num_threads(args.threads)
-        calibrate(args.out, by_split(all_examples(args.data_root), "select"))
+        calibrate(args.out, by_split(all_examples(args.data_root), "select"), config=config)
         return
 
     torch.set_num_threads(args.threads)
@@ -350,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
-    base_dir = base_model_dir()
+    base_dir = base_model_dir(config)
     tokenizer, encoder = load_encoder(base_dir)
     for p in encoder.parameters():
         p.requires_grad_(False)
@@ -460,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     save_model(tmp, chosen, best, results[best]["tuned_layers"], meta, base_dir, encoder)
 
-    calibrate(tmp, select_ex)
+    calibrate(tmp, select_ex, config=config)
     if args.out.is_dir():
         for f in (WEIGHTS_FILE, CONFIG_FILE):
             (args.out / f).unlink(missing_ok=True)
@@ -471,8 +475,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     log(f"wrote {args.out}")
 
 
-def calibrate(model_dir: Path, select_ex: Sequence[Example], tolerance: float = 0.01) -> dict:
+def calibrate(
+    model_dir: Path, select_ex: Sequence[Example], tolerance: float = 0.01, *, config: ModerationConfig | None = None
+) -> dict:
     """Score the selection slice through the real pipeline in fp32 and int8; pick thresholds for each.
+
+    ``config`` names the base encoder the model was trained on (default: the process default).
 
     Thresholds are re-chosen for int8 because quantisation shifts scores a little, and thresholds near 0.9
     are sensitive to that. int8 becomes the default (``"quantize": true``) only if its selection score, with
@@ -482,7 +490,7 @@ def calibrate(model_dir: Path, select_ex: Sequence[Example], tolerance: float = 
     y = np.array([e.target() for e in select_ex], dtype=np.int64)
     meta = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     for mode in ("fp32", "int8"):
-        clf = Classifier.load(model_dir, quantize=mode == "int8")
+        clf = Classifier.load(model_dir, quantize=mode == "int8", config=config)
         scores = np.array([[r[c] for c in MODEL_CATEGORIES] for r in clf.predict(texts)])
         thresholds = best_thresholds(y, scores)
         meta[f"thresholds_{mode}"] = thresholds

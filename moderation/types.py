@@ -34,7 +34,6 @@ Source = Literal["lexicon", "pii", "model"]
 Severity = Literal["block", "review"]
 
 DECISIONS: tuple[str, ...] = ("pass", "review", "reject")
-SOURCES: tuple[str, ...] = ("lexicon", "pii", "model")
 SEVERITIES: tuple[str, ...] = ("block", "review")
 
 
@@ -52,13 +51,6 @@ class PolicyError(ModerationError):
 
 class ClassifierError(ModerationError):
     """The transformer classifier could not be loaded or failed to score."""
-
-
-def check_category(category: str) -> str:
-    """Return ``category`` if it belongs to the taxonomy, else raise ``ModerationError``."""
-    if category not in CATEGORIES:
-        raise ModerationError(f"unknown category {category!r}; expected one of {', '.join(CATEGORIES)}")
-    return category
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +145,3 @@ class Verdict:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModerationError(f"malformed verdict: {data!r}") from exc
-
-    @property
-    def reasons(self) -> list[str]:
-        """Short human-readable reasons, one per distinct (category, term)."""
-        seen: dict[tuple[str, str], None] = {}
-        for h in self.hits:
-            seen.setdefault((h.category, h.term), None)
-        return [f"{c}:{t}" for c, t in seen]

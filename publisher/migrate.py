@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from publisher.config import get_settings
+from core.settings import get_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -29,7 +29,7 @@ def current(url: str | None = None) -> str | None:
     """The database's current revision, or None for a database never migrated."""
     from alembic.runtime.migration import MigrationContext
 
-    from publisher.db import engine_for
+    from core.db import engine_for
 
     with engine_for(url or get_settings().database_url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

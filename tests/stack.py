@@ -61,7 +61,7 @@ def create_pg_database() -> tuple[str, Callable[[], None]]:
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
     def drop() -> None:
-        from publisher.db import engine_for
+        from core.db import engine_for
 
         engine_for(url).dispose()
         with admin.connect() as conn:
@@ -118,14 +118,14 @@ class Stack:
         return self
 
     def refresh_settings(self) -> None:
-        from publisher.config import get_settings
+        from core.settings import get_settings
 
         get_settings.cache_clear()
 
     def start_process(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "ab")  # closed when the process ends
         proc = subprocess.Popen(
-            [sys.executable, "-m", "publisher.cli", *args],
+            [sys.executable, "-m", "publisher.interfaces.cli", *args],
             cwd=REPO,
             env={**os.environ, **self.env},
             stdout=log,
@@ -205,8 +205,8 @@ class Stack:
         self.sandbox_call(
             "POST", "/wp/_sandbox/accounts", json={"site": site, "username": "editor", "app_password": password}
         )
+        from core.db import session_scope
         from publisher import services
-        from publisher.db import session_scope
 
         with session_scope() as s:
             account = services.add_account(
@@ -236,9 +236,9 @@ class Stack:
         raise AssertionError(f"timed out waiting for {what}; last={last!r}\n{self.logs()}")
 
     def post(self, post_id: int) -> dict[str, Any]:
+        from core.db import session_scope
         from publisher import services
-        from publisher.db import session_scope
-        from publisher.models import Post
+        from publisher.domain.models import Post
 
         with session_scope() as s:
             return services.post_summary(s, services.get(s, Post, post_id))
@@ -247,9 +247,9 @@ class Stack:
         self, accounts: list[int], title: str = "职工技能大赛开幕", body: str = "本届职工技能大赛共有12个工种。"
     ) -> int:
         """Create, (auto-)approve via the worker's screening, and schedule a post now; returns its id."""
+        from core.clock import now
+        from core.db import session_scope
         from publisher import services
-        from publisher.db import session_scope
-        from publisher.timeutil import now
 
         with session_scope() as s:
             post = services.create_post(s, title=title, body=body, accounts=accounts)

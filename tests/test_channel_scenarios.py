@@ -28,8 +28,8 @@ def stack(request, tmp_path_factory):
 
 def _wechat_account(stack: Stack, **settings) -> tuple[int, str]:
     """A WeChat app on the sandbox (publishing settles at once unless told) and our account for it."""
+    from core.db import session_scope
     from publisher import services
-    from publisher.db import session_scope
 
     appid = "wx" + uuid.uuid4().hex[:16]
     stack.sandbox_call("POST", "/wechat/_sandbox/accounts", json={"appid": appid, "secret": "s3cret", "name": appid})
@@ -95,8 +95,8 @@ def test_quota_exhausted_pauses_and_resumes_next_day_without_failures(stack: Sta
         return d and d[0]["state"] == "retry_wait" and "45009" in (d[0]["last_error"] or "")
 
     stack.wait_for(paused, what="45009 pauses the delivery")
-    from publisher.db import session_scope
-    from publisher.models import Account
+    from core.db import session_scope
+    from publisher.domain.models import Account
 
     with session_scope() as s:
         acc = s.get(Account, account)
@@ -119,8 +119,8 @@ def test_quota_exhausted_pauses_and_resumes_next_day_without_failures(stack: Sta
 
 
 def test_weibo_delivery_waits_for_the_website_url(stack: Stack) -> None:
+    from core.db import session_scope
     from publisher import services
-    from publisher.db import session_scope
 
     site = "wbsite" + uuid.uuid4().hex[:6]
     website = stack.website_account(site)
@@ -162,10 +162,9 @@ def test_assisted_delivery_package_then_confirm(stack: Stack) -> None:
     import io
     import zipfile
 
+    from core.db import session_scope
     from publisher import services
-    from publisher.db import session_scope
-    from publisher.delivery import confirm_manual
-    from publisher.packages import package_for
+    from publisher.delivery.assisted import confirm_manual, package_for
 
     with session_scope() as s:
         account = services.add_account(

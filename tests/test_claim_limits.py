@@ -6,17 +6,17 @@ from datetime import timedelta
 
 import pytest
 
-from publisher import delivery as engine
+from core.clock import now
+from core.db import session_scope
 from publisher import services
-from publisher.db import session_scope
-from publisher.models import Account, Delivery, Post
-from publisher.timeutil import now
+from publisher.delivery import assisted, deliver, outcomes, retract
+from publisher.domain.models import Account, Delivery, Post
 
 
 @pytest.fixture()
 def db(tmp_path, monkeypatch):
+    from core.settings import get_settings
     from publisher import migrate
-    from publisher.config import get_settings
 
     monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()
@@ -68,7 +68,7 @@ def _weibo_with_history(sent_in_last_hour: int) -> tuple[int, int]:
 
 def test_the_31st_weibo_post_in_an_hour_waits_instead_of_being_sent(db) -> None:
     _account, delivery_id = _weibo_with_history(30)
-    assert engine._claim(delivery_id) is None  # not sent: no platform call is made
+    assert deliver._claim(delivery_id) is None  # not sent: no platform call is made
     with session_scope() as s:
         d = s.get(Delivery, delivery_id)
         assert d.state == "retry_wait" and "30 posts/hour" in d.last_error
@@ -78,7 +78,7 @@ def test_the_31st_weibo_post_in_an_hour_waits_instead_of_being_sent(db) -> None:
 
 def test_under_the_limit_the_delivery_is_claimed(db) -> None:
     _account, delivery_id = _weibo_with_history(29)
-    claim = engine._claim(delivery_id)
+    claim = deliver._claim(delivery_id)
     assert claim is not None
     with session_scope() as s:
         assert s.get(Delivery, delivery_id).state == "sending"
@@ -90,7 +90,7 @@ def test_a_paused_account_holds_its_deliveries_until_the_pause_ends(db) -> None:
     with session_scope() as s:
         account = s.get(Account, account_id)
         account.status, account.paused_until = "paused", until
-    assert engine._claim(delivery_id) is None
+    assert deliver._claim(delivery_id) is None
     with session_scope() as s:
         d = s.get(Delivery, delivery_id)
         assert d.state == "retry_wait" and d.next_attempt_at == until and d.attempts == 0
@@ -103,7 +103,7 @@ def test_reauthorising_an_account_reopens_the_post_its_deliveries_waited_for(db)
     account_id, delivery_id = _weibo_with_history(0)
     with session_scope() as s:
         s.get(Account, account_id).status = "needs_reauth"
-    assert engine._claim(delivery_id) is None
+    assert deliver._claim(delivery_id) is None
     with session_scope() as s:
         d = s.get(Delivery, delivery_id)
         assert d.state == "needs_reauth" and s.get(Post, d.post_id).state == "failed"
@@ -113,11 +113,11 @@ def test_reauthorising_an_account_reopens_the_post_its_deliveries_waited_for(db)
     with session_scope() as s:
         assert s.get(Delivery, delivery_id).state == "pending"
         assert s.get(Post, post_id).state == "publishing"
-    assert engine._claim(delivery_id) is not None
+    assert deliver._claim(delivery_id) is not None
     with session_scope() as s:
         d = s.get(Delivery, delivery_id)
         d.state, d.remote_id = "published", "4900000000000001"
-        engine._settle_post(s, s.get(Post, post_id))
+        outcomes.settle_post(s, s.get(Post, post_id))
     with session_scope() as s:
         assert s.get(Post, post_id).state == "published"
 
@@ -150,7 +150,7 @@ def _weibo_waiting_for_website(website_state: str) -> tuple[int, int]:
 
 def test_a_weibo_delivery_waits_while_its_website_copy_needs_reauthorisation(db) -> None:
     post_id, delivery_id = _weibo_waiting_for_website("needs_reauth")
-    assert engine._claim(delivery_id) is None  # no platform call
+    assert deliver._claim(delivery_id) is None  # no platform call
     with session_scope() as s:
         d = s.get(Delivery, delivery_id)
         assert d.state == "pending" and "re-authorisation" in d.last_error and d.next_attempt_at > now()
@@ -159,7 +159,7 @@ def test_a_weibo_delivery_waits_while_its_website_copy_needs_reauthorisation(db)
 
 def test_a_weibo_delivery_fails_when_its_website_copy_failed(db) -> None:
     _post_id, delivery_id = _weibo_waiting_for_website("failed")
-    assert engine._claim(delivery_id) is None
+    assert deliver._claim(delivery_id) is None
     with session_scope() as s:
         d = s.get(Delivery, delivery_id)
         assert d.state == "failed" and "website copy" in d.last_error
@@ -167,7 +167,7 @@ def test_a_weibo_delivery_fails_when_its_website_copy_failed(db) -> None:
 
 def test_an_assisted_delivery_deleted_by_hand_is_recorded_as_retracted(db) -> None:
     """Retraction cannot reach a platform without an API: it asks for deletion by hand, then records it."""
-    from publisher.errors import Conflict
+    from core.errors import Conflict
 
     with session_scope() as s:
         account = services.add_account(s, kind="manual", name="视频号", credentials={})
@@ -182,9 +182,9 @@ def test_an_assisted_delivery_deleted_by_hand_is_recorded_as_retracted(db) -> No
         s.flush()
         post_id, delivery_id = post.id, d.id
     with pytest.raises(Conflict, match="retract the post first"):
-        engine.confirm_removed(delivery_id)
-    (line,) = engine.retract_post(post_id)
+        assisted.confirm_removed(delivery_id)
+    (line,) = retract.retract_post(post_id)
     assert line["outcome"] == "manual" and f"matrix delivery removed {delivery_id}" in line["detail"]
-    assert engine.confirm_removed(delivery_id).state == "retracted"
+    assert assisted.confirm_removed(delivery_id).state == "retracted"
     with pytest.raises(Conflict, match="only a published delivery"):
-        engine.confirm_removed(delivery_id)  # recorded once
+        assisted.confirm_removed(delivery_id)  # recorded once

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from publisher.cli import app
+from publisher.interfaces.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -17,8 +17,8 @@ runner = CliRunner()
 
 @pytest.fixture()
 def env(tmp_path, monkeypatch):
+    from core.settings import get_settings
     from publisher import migrate
-    from publisher.config import get_settings
 
     monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("MATRIX_MODERATION_CLASSIFIER", "0")
@@ -99,8 +99,8 @@ def test_bad_input_is_one_line_exit_2(env, args, fragments) -> None:
 def test_bad_input_loses_nothing(env) -> None:
     from sqlalchemy import func, select
 
-    from publisher.db import session_scope
-    from publisher.models import Post
+    from core.db import session_scope
+    from publisher.domain.models import Post
 
     runner.invoke(app, ["post", "create", "-t", "标题", "--body", "正文", "-a", "site-a", "--at", "2020-01-01"])
     with session_scope() as s:
@@ -110,8 +110,8 @@ def test_bad_input_loses_nothing(env) -> None:
 def test_migrations_match_the_models(tmp_path, monkeypatch) -> None:
     from alembic import command
 
+    from core.settings import get_settings
     from publisher import migrate
-    from publisher.config import get_settings
 
     monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()
@@ -122,8 +122,8 @@ def test_migrations_match_the_models(tmp_path, monkeypatch) -> None:
 
 def test_times_are_shown_in_the_configured_zone(env) -> None:
     """Stored in UTC; `post show` and the API show MATRIX_TIMEZONE (Asia/Shanghai by default)."""
-    from publisher.db import session_scope
-    from publisher.models import Post
+    from core.db import session_scope
+    from publisher.domain.models import Post
     from publisher.services import post_summary
 
     created = runner.invoke(
@@ -149,7 +149,7 @@ def test_times_are_shown_in_the_configured_zone(env) -> None:
     ],
 )
 def test_bad_terms_are_refused_before_they_can_break_screening(env, args, fragments) -> None:
-    from publisher.db import session_scope
+    from core.db import session_scope
     from publisher.services import ensure_organization
 
     with session_scope() as s:
@@ -160,9 +160,9 @@ def test_bad_terms_are_refused_before_they_can_break_screening(env, args, fragme
 def test_an_organisation_term_added_twice_is_updated_and_screens_posts(env) -> None:
     """The second `terms add` of a term changes its severity (no crash on the unique key), and the next
     screening of the organisation's post uses the list at once."""
+    from core.db import session_scope
     from publisher import services
-    from publisher.db import session_scope
-    from publisher.models import Organization, Post
+    from publisher.domain.models import Organization, Post
 
     with session_scope() as s:
         org = services.ensure_organization(s, "省总工会")
@@ -188,13 +188,19 @@ def test_a_post_whose_screening_message_was_lost_is_screened_again(env, monkeypa
     """The database says which versions wait for screening; reconcile wakes them up again."""
     from datetime import timedelta
 
+    from core import broker
+    from core.clock import now
+    from core.db import session_scope
     from publisher import services
-    from publisher.db import session_scope
-    from publisher.models import Post
-    from publisher.timeutil import now
+    from publisher.domain.models import Post
 
     sent: list[tuple] = []
-    monkeypatch.setattr(services, "enqueue", lambda name, *args: sent.append((name, *args)))
+
+    class LostMessages:  # the broker end of enqueue: every message is recorded and goes nowhere
+        def send_task(self, name: str, args: list, **_options) -> None:
+            sent.append((name, *args))
+
+    monkeypatch.setattr(broker, "sender_app", LostMessages)
     with session_scope() as s:
         post = services.create_post(s, title="标题", body="正文", accounts=[1], submit=False)
         post_id = post.id
@@ -216,7 +222,7 @@ def test_up_refuses_a_port_in_use_before_starting_anything(tmp_path, monkeypatch
     """Another `matrix up` on the same ports would otherwise answer this one's readiness checks."""
     import socket
 
-    from publisher.config import get_settings
+    from core.settings import get_settings
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -240,8 +246,8 @@ def test_account_add_and_reauth_check_the_credentials_with_the_platform(env) -> 
     from sqlalchemy import func, select
 
     from channels.sandbox.wordpress import DEMO_PASSWORD
-    from publisher.db import session_scope
-    from publisher.models import Account
+    from core.db import session_scope
+    from publisher.domain.models import Account
     from tests.contract import shared_sandbox
 
     def add(password: str) -> object:
@@ -270,9 +276,9 @@ def test_account_add_and_reauth_check_the_credentials_with_the_platform(env) -> 
 
 def test_post_show_says_where_each_hit_is(env) -> None:
     """A reviewer sees the field and the words around each hit, not offsets into the joined text."""
+    from core.db import session_scope
     from publisher import services
-    from publisher.db import session_scope
-    from publisher.models import Post
+    from publisher.domain.models import Post
 
     with session_scope() as s:
         post = services.create_post(s, title="报名通知", body="报名请致电王老师 13800138000，谢谢。", accounts=[1])

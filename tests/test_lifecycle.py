@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from publisher import lifecycle
-from publisher.lifecycle import IllegalTransition, post_state_from_deliveries, transition
+from publisher.domain import lifecycle
+from publisher.domain.lifecycle import IllegalTransition, post_state_from_deliveries, transition
 
 
 def test_every_target_state_is_a_known_state() -> None:

@@ -10,10 +10,13 @@ import itertools
 import json
 import os
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import moderation
+from moderation import ModerationConfig
 from moderation.classifier import (
     MODEL_CATEGORIES,
     WINDOW_OVERLAP,
@@ -23,7 +26,7 @@ from moderation.classifier import (
     get_classifier,
     make_windows,
 )
-from moderation.encoder import _dequant_q4_0, cached_e5_dir
+from moderation.encoder import EncoderError, _dequant_q4_0, base_model_dir, cached_e5_dir, default_cache_dir
 from moderation.types import ClassifierError
 
 ABUSIVE = "你这个死黑鬼，滚回非洲去，你们这种人就是垃圾，恶心死了"
@@ -105,24 +108,33 @@ def test_missing_model_dir_is_a_classifier_error(tmp_path) -> None:
     with pytest.raises(ModelFileError) as err:
         Classifier.load(tmp_path)
     assert isinstance(err.value, ClassifierError)
+    # the same directory named by the configuration instead of the argument
+    with pytest.raises(ModelFileError, match=str(tmp_path)):
+        Classifier.load(config=ModerationConfig(model_dir=tmp_path))
 
 
-def test_classifier_off_in_settings(monkeypatch) -> None:
-    from publisher.config import get_settings
-
-    monkeypatch.setenv("MATRIX_MODERATION_CLASSIFIER", "0")
-    get_settings.cache_clear()
+def test_classifier_off_in_config() -> None:
+    assert get_classifier(ModerationConfig(classifier=False)) is None
+    before = moderation.current_config()
+    moderation.configure(ModerationConfig(classifier=False))
     try:
-        assert get_classifier() is None
+        assert get_classifier() is None  # the process default is what a bare call reads
     finally:
-        monkeypatch.delenv("MATRIX_MODERATION_CLASSIFIER")
-        get_settings.cache_clear()
+        moderation.configure(before)
+
+
+def test_base_model_and_cache_dir_come_from_config(tmp_path) -> None:
+    with pytest.raises(EncoderError, match="not an HF model directory"):
+        base_model_dir(ModerationConfig(base_model=tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    assert base_model_dir(ModerationConfig(base_model=str(tmp_path))) == tmp_path
+    assert default_cache_dir(ModerationConfig(cache_dir="~/models")) == Path.home() / "models"
 
 
 @pytest.fixture(scope="module")
 def clf() -> Classifier:
     os.environ["HF_HUB_OFFLINE"] = "1"  # loading must never need a hub
-    return Classifier.load()  # as shipped (int8 when classifier.json says so)
+    return Classifier.load(config=ModerationConfig())  # as shipped (int8 when classifier.json says so)
 
 
 @pytest.mark.slow

@@ -10,20 +10,18 @@ import pytest
 from typer.testing import CliRunner
 
 import moderation
+from moderation import ModerationConfig
 from moderation.cli import app
-from publisher.config import get_settings
 
 runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def _rules_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("MATRIX_MODERATION_CLASSIFIER", "0")
-    get_settings.cache_clear()
-    moderation.reset_screener()
+def _rules_only() -> Iterator[None]:
+    before = moderation.current_config()
+    moderation.configure(ModerationConfig(classifier=False))
     yield
-    get_settings.cache_clear()
-    moderation.reset_screener()
+    moderation.configure(before)
 
 
 def test_single_text_prints_decision_and_hits() -> None:

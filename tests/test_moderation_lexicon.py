@@ -7,20 +7,18 @@ from collections.abc import Iterator
 import pytest
 
 import moderation
+from moderation import ModerationConfig
 from moderation.lexicon import BACKENDS, DATA_DIR, Entry, Lexicon, load_builtin, read_tsv
 from moderation.normalize import normalize
 from moderation.types import LexiconError
-from publisher.config import get_settings
 
 
 @pytest.fixture(autouse=True)
-def _rules_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("MATRIX_MODERATION_CLASSIFIER", "0")
-    get_settings.cache_clear()
-    moderation.reset_screener()
+def _rules_only() -> Iterator[None]:
+    before = moderation.current_config()
+    moderation.configure(ModerationConfig(classifier=False))
     yield
-    get_settings.cache_clear()
-    moderation.reset_screener()
+    moderation.configure(before)
 
 
 def lexicon_hits(text: str) -> list[moderation.Hit]:

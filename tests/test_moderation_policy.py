@@ -7,21 +7,19 @@ from collections.abc import Iterator
 import pytest
 
 import moderation
+from moderation import ModerationConfig
 from moderation.engine import Screener
 from moderation.lexicon import Entry, Lexicon
 from moderation.policy import Policy
 from moderation.types import Hit, ModerationError, PolicyError, Verdict
-from publisher.config import get_settings
 
 
 @pytest.fixture(autouse=True)
-def _rules_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("MATRIX_MODERATION_CLASSIFIER", "0")
-    get_settings.cache_clear()
-    moderation.reset_screener()
+def _rules_only() -> Iterator[None]:
+    before = moderation.current_config()
+    moderation.configure(ModerationConfig(classifier=False))
     yield
-    get_settings.cache_clear()
-    moderation.reset_screener()
+    moderation.configure(before)
 
 
 def hit(category: str, source: str = "lexicon", severity: str = "review") -> Hit:

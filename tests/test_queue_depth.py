@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from publisher.config import Settings
+from core.settings import Settings
 from tests.stack import REDIS_URL, require_services
 from workers.app import create_app
 from workers.tasks import _queue_is_empty

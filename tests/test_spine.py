@@ -38,8 +38,8 @@ def _settled(stack: Stack, post_id: int, state: str = "published"):
 
 
 def _attempt_times(delivery_id: int) -> list[datetime]:
-    from publisher.db import session_scope
-    from publisher.models import AuditEvent
+    from core.db import session_scope
+    from publisher.domain.models import AuditEvent
 
     with session_scope() as s:
         return list(
@@ -92,8 +92,9 @@ def test_401_needs_reauth_without_retry(stack: Stack) -> None:
         assert delivery["state"] == "needs_reauth" and delivery["attempts"] == 1
         time.sleep(3)  # several beat ticks: still no second attempt
         assert _deliveries(stack, post_id)[0]["attempts"] == 1
-        from publisher.db import session_scope
-        from publisher.models import Account, Notification, User
+        from core.db import session_scope
+        from core.notify import Notification
+        from publisher.domain.models import Account, User
 
         with session_scope() as s:
             assert s.get(Account, account).status == "needs_reauth"
@@ -133,8 +134,8 @@ def test_answer_lost_after_commit_is_reconciled_to_one_post(stack: Stack) -> Non
     post_id = stack.publish([account])
     info = stack.wait_for(_settled(stack, post_id), what="reconciled to published")
     assert len(stack.wp_posts("tdrop")) == 1
-    from publisher.db import session_scope
-    from publisher.models import AuditEvent
+    from core.db import session_scope
+    from publisher.domain.models import AuditEvent
 
     with session_scope() as s:
         actions = s.scalars(select(AuditEvent.action).where(AuditEvent.object_id == info["deliveries"][0]["id"])).all()
@@ -163,8 +164,8 @@ def test_worker_killed_mid_delivery_publishes_each_exactly_once(stack: Stack) ->
 
 
 def test_editing_an_approved_post_forces_new_screening(stack: Stack) -> None:
+    from core.db import session_scope
     from publisher import services
-    from publisher.db import session_scope
 
     account = stack.website_account("tedit")
     with session_scope() as s:

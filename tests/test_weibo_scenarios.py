@@ -32,8 +32,8 @@ def stack(tmp_path_factory):
 
 
 def add_account(kind: str, name: str, credentials: dict[str, Any], config: dict[str, Any]) -> int:
+    from core.db import session_scope
     from publisher import services
-    from publisher.db import session_scope
 
     with session_scope() as s:
         account = services.add_account(
@@ -86,8 +86,8 @@ def test_weibo_waits_for_the_website_url(stack: Stack) -> None:
 
 
 def test_weibo_expired_token_needs_reauth(stack: Stack) -> None:
-    from publisher.db import session_scope
-    from publisher.models import Account
+    from core.db import session_scope
+    from publisher.domain.models import Account
 
     site = stack.website_account("wb2")
     weibo = weibo_account(stack, "6000000031", "wb-token-31", expires_in=1)
@@ -125,8 +125,7 @@ def test_toutiao_review_is_settled_by_reconcile(stack: Stack) -> None:
 
 
 def test_toutiao_assisted_package_then_confirm(stack: Stack) -> None:
-    from publisher.delivery import confirm_manual
-    from publisher.packages import package_for
+    from publisher.delivery.assisted import confirm_manual, package_for
 
     assisted = add_account("toutiao", "toutiao assisted", {}, {"mode": "manual"})
     post_id = stack.publish([assisted], title="困难职工帮扶政策解读", body="帮扶对象包括……\n\n申请流程如下。")

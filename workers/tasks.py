@@ -12,26 +12,29 @@ import logging
 from celery import Celery, group
 from kombu.exceptions import ChannelError
 
-from publisher import delivery as engine
-from publisher import services
-from publisher.db import session_scope
+from core.broker import Task
+from core.db import session_scope
+from publisher.delivery import deliver as deliver_engine
+from publisher.delivery import dispatch, metrics, retract
+from publisher.delivery import reconcile as reconcile_engine
+from publisher.services import screening
 from workers.app import QUEUE, celery_app
 
 log = logging.getLogger(__name__)
 
 
-@celery_app.task(name="matrix.screen_version")
+@celery_app.task(name=Task.SCREEN_VERSION.value)
 def screen_version(version_id: int) -> str | None:
     """Screen one post version with the moderation engine."""
     with session_scope() as session:
-        screening = services.screen_version(session, version_id)
-        return screening.decision if screening else None
+        done = screening.screen_version(session, version_id)
+        return done.decision if done else None
 
 
-@celery_app.task(name="matrix.dispatch_due")
+@celery_app.task(name=Task.DISPATCH_DUE.value)
 def dispatch_due() -> int:
     """Beat: turn due schedules into deliveries and fan out one ``deliver`` per ready delivery."""
-    ids = engine.dispatch_due(requeue_stale=_queue_is_empty(celery_app, QUEUE))
+    ids = dispatch.dispatch_due(requeue_stale=_queue_is_empty(celery_app, QUEUE))
     if ids:
         group(deliver.si(i) for i in ids).apply_async()
     return len(ids)
@@ -51,29 +54,29 @@ def _queue_is_empty(app: Celery, queue: str) -> bool:
         return True
 
 
-@celery_app.task(name="matrix.deliver")
+@celery_app.task(name=Task.DELIVER.value)
 def deliver(delivery_id: int) -> str:
     """Claim and send one delivery (no-op if another worker has it or it is not due)."""
-    return engine.deliver(delivery_id)
+    return deliver_engine.deliver(delivery_id)
 
 
-@celery_app.task(name="matrix.reconcile")
+@celery_app.task(name=Task.RECONCILE.value)
 def reconcile() -> dict[str, int]:
     """Beat: resolve deliveries stuck in sending / unconfirmed / awaiting_confirmation, and wake up the
     screening of posts whose screening message was lost."""
-    counts = engine.reconcile()
+    counts = reconcile_engine.reconcile()
     # Only when nothing waits in the queue: behind a backlog, a screening message is late, not lost.
-    counts["screenings"] = services.requeue_stale_screenings() if _queue_is_empty(celery_app, QUEUE) else 0
+    counts["screenings"] = screening.requeue_stale_screenings() if _queue_is_empty(celery_app, QUEUE) else 0
     return counts
 
 
-@celery_app.task(name="matrix.collect_metrics")
+@celery_app.task(name=Task.COLLECT_METRICS.value)
 def collect_metrics() -> int:
     """Beat: snapshot engagement numbers of published deliveries."""
-    return engine.collect_metrics()
+    return metrics.collect_metrics()
 
 
-@celery_app.task(name="matrix.retract_delivery")
+@celery_app.task(name=Task.RETRACT_DELIVERY.value)
 def retract_delivery(delivery_id: int) -> dict:
     """Retract one delivery (used when a post was retracted while the delivery was in flight)."""
-    return engine.retract_delivery(delivery_id)
+    return retract.retract_delivery(delivery_id)

@@ -2,8 +2,12 @@
 
 from alembic import context
 
-from publisher.db import engine_for
-from publisher.models import Base
+import core.notify
+import publisher.domain.models
+from core.db import Base, engine_for
+
+# Every table of the one schema lives on core.db.Base; importing the modules that define them registers them.
+_MODELS = (core.notify, publisher.domain.models)
 
 config = context.config
 target_metadata = Base.metadata

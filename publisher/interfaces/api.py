@@ -12,26 +12,31 @@ from typing import Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+import moderation
+from core.broker import broker_reachable
+from core.clock import iso_local, parse_local
+from core.db import get_engine, session_scope
+from core.errors import InvalidInput, MatrixError
+from core.notify import Notification
+from core.notify import mark_read as mark_notifications_read
 from publisher import services
-from publisher.errors import InvalidInput, NotFound, PublisherError
-from publisher.models import Account, Post
-from publisher.timeutil import iso_local, parse_local
+from publisher.delivery import assisted, retract
+from publisher.domain.models import Post
+from publisher.services.screening import configure_moderation
 
 app = FastAPI(title="media-matrix", version="0.1.0", description="Draft once, screen, review, publish to the matrix.")
 
 
-@app.exception_handler(PublisherError)
-async def _publisher_error(_request: Request, exc: PublisherError) -> JSONResponse:
+@app.exception_handler(MatrixError)
+async def _publisher_error(_request: Request, exc: MatrixError) -> JSONResponse:
     return JSONResponse(status_code=exc.status_code, content={"detail": str(exc)})
 
 
 def db() -> Iterator[Session]:
     """One transaction per request: committed when the route returns, rolled back on error."""
-    from publisher.db import session_scope
-
     with session_scope() as session:
         yield session
 
@@ -104,18 +109,13 @@ def health() -> JSONResponse:
     """Database and broker reachable? 200 if both, 503 otherwise."""
     status: dict[str, Any] = {}
     try:
-        from publisher.db import get_engine
-
         with get_engine().connect() as conn:
             conn.execute(text("SELECT 1"))
         status["database"] = "ok"
     except Exception as exc:
         status["database"] = f"error: {exc.__class__.__name__}"
     try:
-        from workers.app import sender_app
-
-        with sender_app().connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=3)
+        broker_reachable(timeout=3)
         status["broker"] = "ok"
     except Exception as exc:
         status["broker"] = f"error: {exc.__class__.__name__}"
@@ -125,18 +125,8 @@ def health() -> JSONResponse:
 
 @app.get("/accounts")
 def list_accounts(session: Session = Depends(db)) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": a.id,
-            "kind": a.kind,
-            "name": a.name,
-            "organization": a.organization.name,
-            "status": a.status,
-            "status_reason": a.status_reason,
-            "paused_until": iso_local(a.paused_until),
-        }
-        for a in session.scalars(select(Account).order_by(Account.id)).all()
-    ]
+    """Every account with its health (never its credentials)."""
+    return services.account_rows(session)
 
 
 @app.post("/accounts", status_code=201)
@@ -167,14 +157,9 @@ def reauthorize(
 
 
 @app.get("/posts")
-def list_posts(state: str | None = None, limit: int = Query(100, le=500), session: Session = Depends(db)) -> list[dict]:
-    q = select(Post).order_by(Post.id.desc()).limit(limit)
-    if state:
-        q = q.where(Post.state == state)
-    return [
-        {"id": p.id, "state": p.state, "title": p.current_version.title if p.current_version else None}
-        for p in session.scalars(q).all()
-    ]
+def list_posts(state: str | None = None, limit: int = 100, session: Session = Depends(db)) -> list[dict]:
+    """Posts, newest first (``state`` filters; ``limit`` 1–500)."""
+    return services.post_rows(session, state=state, limit=limit)
 
 
 @app.post("/posts", status_code=201)
@@ -197,25 +182,8 @@ def create_post(body: PostIn, session: Session = Depends(db)) -> dict[str, Any]:
 
 @app.get("/posts/{post_id}")
 def show_post(post_id: int, session: Session = Depends(db)) -> dict[str, Any]:
-    from publisher.delivery import latest_metrics
-
-    post = services.get(session, Post, post_id)
-    summary = services.post_summary(session, post)
-    metrics = latest_metrics(session, post.id)
-    for d in summary["deliveries"]:
-        m = metrics.get(d["id"])
-        d["metrics"] = (
-            {
-                "reads": m.reads,
-                "likes": m.likes,
-                "shares": m.shares,
-                "comments": m.comments,
-                "taken_at": iso_local(m.taken_at),
-            }
-            if m
-            else None
-        )
-    return summary
+    """A post with its screening, schedule and deliveries (with their newest engagement numbers)."""
+    return services.post_detail(session, post_id)
 
 
 @app.patch("/posts/{post_id}")
@@ -269,24 +237,19 @@ def retry_post(post_id: int, session: Session = Depends(db)) -> dict[str, Any]:
 @app.post("/posts/{post_id}/retract")
 def retract_post(post_id: int) -> dict[str, Any]:
     """Retract from every platform now; one line per delivery."""
-    from publisher.delivery import retract_post as retract
-
-    return {"post": post_id, "deliveries": retract(post_id, actor="api")}
+    return {"post": post_id, "deliveries": retract.retract_post(post_id, actor="api")}
 
 
 @app.get("/reviews")
 def review_queue(session: Session = Depends(db)) -> list[dict[str, Any]]:
     """Posts waiting for a reviewer, with the screening's evidence."""
-    posts = session.scalars(select(Post).where(Post.state == "needs_review").order_by(Post.id)).all()
-    return [services.post_summary(session, p) for p in posts]
+    return services.review_queue(session)
 
 
 @app.get("/deliveries/{delivery_id}/package")
 def delivery_package(delivery_id: int) -> Response:
     """The ready-to-paste ZIP of an assisted delivery."""
-    from publisher.packages import package_for
-
-    data = package_for(delivery_id)
+    data = assisted.package_for(delivery_id)
     return Response(
         data,
         media_type="application/zip",
@@ -296,18 +259,14 @@ def delivery_package(delivery_id: int) -> Response:
 
 @app.post("/deliveries/{delivery_id}/confirm")
 def confirm_delivery(delivery_id: int, body: ConfirmIn) -> dict[str, Any]:
-    from publisher.delivery import confirm_manual
-
-    d = confirm_manual(delivery_id, body.url, actor="api")
+    d = assisted.confirm_manual(delivery_id, body.url, actor="api")
     return {"id": d.id, "state": d.state, "remote_url": d.remote_url}
 
 
 @app.post("/deliveries/{delivery_id}/removed")
 def delivery_removed(delivery_id: int) -> dict[str, Any]:
     """An operator deleted by hand a delivery without a retraction API (its post was retracted)."""
-    from publisher.delivery import confirm_removed
-
-    d = confirm_removed(delivery_id, actor="api")
+    d = assisted.confirm_removed(delivery_id, actor="api")
     return {"id": d.id, "state": d.state, "remote_url": d.remote_url}
 
 
@@ -322,38 +281,27 @@ def add_term(org_id: int, body: TermIn, session: Session = Depends(db)) -> dict[
 
 @app.get("/notifications")
 def notifications(
-    user: str = Query(..., description="User name"), unread: bool = True, session: Session = Depends(db)
+    user: str = Query(..., description="User name"),
+    unread: bool = True,
+    mark_read: bool = False,
+    session: Session = Depends(db),
 ) -> list[dict[str, Any]]:
-    """A person's notifications (their post's account needs re-authorisation, a delivery failed…)."""
-    from publisher.models import Notification, User
-
-    found = session.scalar(select(User).where(User.name == user))
-    if found is None:
-        raise NotFound(f"user {user!r} not found")
-    q = select(Notification).where(Notification.user_id == found.id).order_by(Notification.id.desc()).limit(200)
-    if unread:
-        q = q.where(Notification.read_at.is_(None))
-    return [
-        {"id": n.id, "kind": n.kind, "post": n.post_id, "message": n.message, "created_at": iso_local(n.created_at)}
-        for n in session.scalars(q).all()
-    ]
+    """A person's notifications, oldest first (their post's account needs re-authorisation, a delivery failed…);
+    ``mark_read=true`` marks those returned as read."""
+    return services.notification_rows(session, user, unread_only=unread, mark_read=mark_read)
 
 
 @app.post("/notifications/{notification_id}/read")
 def read_notification(notification_id: int, session: Session = Depends(db)) -> dict[str, Any]:
-    from publisher.models import Notification
-    from publisher.timeutil import now
-
     n = services.get(session, Notification, notification_id)
-    n.read_at = n.read_at or now()
+    mark_notifications_read([n])
     return {"id": n.id, "read_at": iso_local(n.read_at)}
 
 
 @app.post("/screen")
 def screen(payload: dict[str, str]) -> dict[str, Any]:
     """Screen a text with the moderation engine: ``{"text": "..."}``."""
-    import moderation
-
     if not payload.get("text", "").strip():
         raise InvalidInput("text is empty")
+    configure_moderation()
     return moderation.screen(payload["text"]).to_dict()

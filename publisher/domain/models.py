@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -23,41 +21,14 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     event,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-
-def utcnow() -> datetime:
-    """Aware current UTC time."""
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores aware datetimes as naive UTC (portable to SQLite) and returns them aware."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
-
+from core.db import Base, utcnow
 
 ROLES = ("editor", "reviewer", "monitor", "admin")
-ACCOUNT_STATUSES = ("active", "needs_reauth", "paused", "disabled")
 
 
 class Organization(Base):
@@ -148,6 +119,16 @@ class PostVersion(Base):
         """SHA-256 over the content fields: an approval is bound to exactly this content."""
         payload = json.dumps([title, body, summary, cover_url or ""], ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()
+
+    def screened_parts(self) -> list[tuple[str, str]]:
+        """The fields screening reads, in order, as (field, text); empty fields are left out."""
+        return [
+            (f, text) for f, text in (("title", self.title), ("summary", self.summary), ("body", self.body)) if text
+        ]
+
+    def screened_text(self) -> str:
+        """What screening reads: the fields joined by line breaks (hit offsets index this text)."""
+        return "\n".join(text for _field, text in self.screened_parts())
 
 
 class Screening(Base):
@@ -254,19 +235,6 @@ class AuditEvent(Base):
     object_type: Mapped[str] = mapped_column(String(30))
     object_id: Mapped[int | None] = mapped_column()
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
-
-
-class Notification(Base):
-    """A message for a person: their post's account needs re-authorisation, a delivery failed…"""
-
-    __tablename__ = "notifications"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
-    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"))
-    kind: Mapped[str] = mapped_column(String(40))
-    message: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    read_at: Mapped[datetime | None] = mapped_column()
 
 
 class ChannelToken(Base):

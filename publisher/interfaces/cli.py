@@ -21,9 +21,20 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy import select
 
-from publisher.config import get_settings
-from publisher.errors import PublisherError
+from core.clock import format_local, parse_local
+from core.crypto import rotate
+from core.db import session_scope
+from core.errors import MatrixError
+from core.settings import get_settings
+from moderation.cli import screen_command
+from moderation.types import ModerationError
+from publisher import migrate, services
+from publisher.delivery import assisted, retract
+from publisher.domain.models import Account, Organization
+from publisher.services.demo import fetch_demo_accounts, seed
+from publisher.services.screening import configure_moderation
 
 app = typer.Typer(help="media-matrix: draft once, screen, review, publish to the whole matrix.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -32,12 +43,14 @@ post_app = typer.Typer(help="Posts: create, schedule, review, retract.", no_args
 delivery_app = typer.Typer(help="Single deliveries (one post on one account).", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data for the sandboxes.", no_args_is_help=True)
 terms_app = typer.Typer(help="An organisation's own moderation deny- and allow-lists.", no_args_is_help=True)
+secrets_app = typer.Typer(help="The secret key that encrypts credentials at rest.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(account_app, name="account")
 app.add_typer(post_app, name="post")
 app.add_typer(delivery_app, name="delivery")
 app.add_typer(demo_app, name="demo")
 app.add_typer(terms_app, name="terms")
+app.add_typer(secrets_app, name="secrets")
 
 console = Console()
 err = Console(stderr=True)
@@ -52,18 +65,20 @@ def fail(message: str) -> None:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the publisher's and the moderation engine's errors into one line + exit 2."""
-    from moderation.types import ModerationError
 
     try:
         yield
-    except (PublisherError, ModerationError) as exc:
+    except (MatrixError, ModerationError) as exc:
         fail(str(exc))
 
 
 def _session():
-    from publisher.db import session_scope
-
     return session_scope()
+
+
+def _local(iso: str | None) -> str:
+    """A read model's ISO time as people read it here (``2026-12-01 09:00:00 CST``); empty for none."""
+    return format_local(datetime.fromisoformat(iso)) if iso else ""
 
 
 # ---------------------------------------------------------------------------------------- processes
@@ -75,56 +90,53 @@ def api(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
     import uvicorn
 
     settings = get_settings()
-    uvicorn.run("publisher.api:app", host=host or settings.api_host, port=port or settings.api_port, log_level="info")
+    uvicorn.run(
+        "publisher.interfaces.api:app", host=host or settings.api_host, port=port or settings.api_port, log_level="info"
+    )
+
+
+def _exec_module(module: str, *args: str) -> None:
+    """Become ``python -m module args…``: the worker app and the sandboxes run as their own programs, so this
+    interface imports neither (the import contracts forbid it)."""
+    argv = [sys.executable, "-m", module, *args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
 
 
 @app.command()
 def worker(concurrency: int = typer.Option(None, "--concurrency", "-c"), loglevel: str = "info") -> None:
     """Run a Celery worker (deliveries, screening, reconciliation, metrics)."""
-    from workers.app import QUEUE, celery_app
-
-    n = concurrency or get_settings().worker_concurrency
-    celery_app.worker_main(
-        ["worker", "-l", loglevel, "-c", str(n), "-Q", QUEUE, "--without-mingle", "--without-gossip"]
-    )
+    settings = get_settings()
+    n = concurrency or settings.worker_concurrency
+    _exec_module("celery", "-A", "workers.app", "worker", "-l", loglevel, "-c", str(n), "-Q", settings.queue,
+                 "--without-mingle", "--without-gossip")  # fmt: skip
 
 
 @app.command()
 def beat(loglevel: str = "info") -> None:
     """Run Celery beat: the pollers that dispatch due posts, reconcile and collect metrics."""
-    from workers.app import celery_app
-
     schedule = get_settings().data_dir / "beat-schedule"
-    celery_app.start(["beat", "-l", loglevel, "-s", str(schedule)])
+    _exec_module("celery", "-A", "workers.app", "beat", "-l", loglevel, "-s", str(schedule))
 
 
 @app.command()
 def flower(port: int = 5555) -> None:
     """Run Flower, Celery's monitoring UI."""
-    from workers.app import celery_app
-
-    celery_app.start(["flower", f"--port={port}"])
+    _exec_module("celery", "-A", "workers.app", "flower", f"--port={port}")
 
 
 @app.command()
 def sandbox(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
     """Serve the platform sandboxes (WordPress, WeChat, Weibo, Toutiao) on one port."""
-    import uvicorn
-
     settings = get_settings()
-    uvicorn.run(
-        "channels.sandbox:create_app",
-        factory=True,
-        host=host or settings.sandbox_host,
-        port=port or settings.sandbox_port,
-        log_level="warning",
-    )
+    _exec_module("channels.sandbox", "--host", host or settings.sandbox_host,
+                 "--port", str(port or settings.sandbox_port))  # fmt: skip
 
 
 @app.command()
 def up(demo: bool = typer.Option(True, help="Seed demo organisation, accounts and a post on a new database.")) -> None:
     """Migrate, seed demo data on a new database, and run sandboxes, API, a worker and beat. Ctrl-C stops all."""
-    from publisher import migrate
 
     settings = get_settings()
     # Checked before anything starts: with a port taken (another `matrix up`, say) the readiness checks below
@@ -140,15 +152,15 @@ def up(demo: bool = typer.Option(True, help="Seed demo organisation, accounts an
     children: list[subprocess.Popen] = []
 
     def start(*args: str) -> None:
-        children.append(subprocess.Popen([sys.executable, "-m", "publisher.cli", *args]))
+        children.append(subprocess.Popen([sys.executable, "-m", "publisher.interfaces.cli", *args]))
 
     start("sandbox")
     _wait_http(f"{settings.sandbox_url}/", 30)
     if fresh and demo:
-        from publisher.demo import seed
-
+        with user_errors():
+            specs = fetch_demo_accounts(settings.sandbox_url)
         with _session() as session:
-            seed(session, with_post=True)
+            seed(session, specs, with_post=True)
     start("api")
     start("worker")
     start("beat")
@@ -223,7 +235,6 @@ def _wait_http(url: str, timeout: float) -> None:
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply migrations to the configured database."""
-    from publisher import migrate
 
     migrate.upgrade(revision=revision)
     console.print(f"database at revision {migrate.current()}")
@@ -254,7 +265,6 @@ def account_add(
     check: bool = typer.Option(True, help="Ask the platform whether the credentials work before storing them."),
 ) -> None:
     """Register a platform account (credentials are checked with the platform, then encrypted at rest)."""
-    from publisher import services
 
     creds, conf = _json_option(credentials, "--credentials"), _json_option(config, "--config")
     with user_errors():
@@ -269,24 +279,13 @@ def account_add(
 @account_app.command("list")
 def account_list() -> None:
     """List accounts and their status."""
-    from sqlalchemy import select
-
-    from publisher.models import Account
-    from publisher.timeutil import format_local
-
     with _session() as session:
-        table = Table("id", "kind", "name", "organisation", "status", "paused until", "reason")
-        for a in session.scalars(select(Account).order_by(Account.id)).all():
-            table.add_row(
-                str(a.id),
-                a.kind,
-                a.name,
-                a.organization.name,
-                a.status,
-                format_local(a.paused_until) if a.paused_until else "",
-                a.status_reason or "",
-            )
-        console.print(table)
+        rows = services.account_rows(session)
+    table = Table("id", "kind", "name", "organisation", "status", "paused until", "reason")
+    for a in rows:
+        table.add_row(str(a["id"]), a["kind"], a["name"], a["organization"], a["status"],
+                      _local(a["paused_until"]), a["status_reason"] or "")  # fmt: skip
+    console.print(table)
 
 
 @account_app.command("reauth")
@@ -296,7 +295,6 @@ def account_reauth(
     check: bool = typer.Option(True, help="Ask the platform whether the credentials work before storing them."),
 ) -> None:
     """Store new credentials for an account that needs re-authorisation and release its deliveries."""
-    from publisher import services
 
     creds = _json_option(credentials, "--credentials")
     with user_errors():
@@ -338,8 +336,6 @@ def post_create(
     author: str = typer.Option("editor", "--author"),
 ) -> None:
     """Create a post for some accounts and send it to screening (and schedule it with --at)."""
-    from publisher import services
-    from publisher.timeutil import parse_local
 
     text = _read_body(body_file, body)
     with user_errors():
@@ -363,7 +359,6 @@ def post_edit(
     summary: str = typer.Option(None, "--summary"),
 ) -> None:
     """Edit a post: a new version, screened again."""
-    from publisher import services
 
     text = _read_body(body_file, body) if (body_file or body is not None) else None
     with user_errors(), _session() as session:
@@ -374,7 +369,6 @@ def post_edit(
 @post_app.command("submit")
 def post_submit(post_id: int) -> None:
     """Send a draft to screening."""
-    from publisher import services
 
     with user_errors(), _session() as session:
         console.print(f"post {services.submit_post(session, post_id, actor='cli').id} sent to screening")
@@ -385,8 +379,6 @@ def post_schedule(
     post_id: int, at: str = typer.Option(..., "--at", help="'2026-12-01 09:00' (local) or 'now'.")
 ) -> None:
     """Schedule a post; it goes out at that time once its current version is approved."""
-    from publisher import services
-    from publisher.timeutil import format_local, parse_local
 
     with user_errors():
         due = parse_local(at)
@@ -396,7 +388,6 @@ def post_schedule(
 
 
 def _review(post_id: int, approve: bool, reason: str) -> None:
-    from publisher import services
 
     with user_errors(), _session() as session:
         services.review(session, post_id, approve=approve, reason=reason, reviewer="cli")
@@ -418,7 +409,6 @@ def post_reject(post_id: int, reason: str = typer.Option(..., "--reason")) -> No
 @post_app.command("retry")
 def post_retry(post_id: int) -> None:
     """Retry only the deliveries that failed."""
-    from publisher import services
 
     with user_errors(), _session() as session:
         failed = services.retry_post(session, post_id, actor="cli")
@@ -428,10 +418,8 @@ def post_retry(post_id: int) -> None:
 @post_app.command("retract")
 def post_retract(post_id: int) -> None:
     """Retract a post from every platform; reports per account."""
-    from publisher.delivery import retract_post
-
     with user_errors():
-        lines = retract_post(post_id, actor="cli")
+        lines = retract.retract_post(post_id, actor="cli")
     table = Table("delivery", "account", "kind", "outcome", "detail", title=f"post {post_id} retracted")
     for line in lines:
         table.add_row(str(line["delivery"]), line["account"], line["kind"], line["outcome"], line["detail"])
@@ -441,13 +429,8 @@ def post_retract(post_id: int) -> None:
 @post_app.command("show")
 def post_show(post_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
     """A post's state, screening and per-delivery state, remote URL, attempts and last error."""
-    from publisher import services
-    from publisher.models import Post
-    from publisher.timeutil import format_local
-
     with user_errors(), _session() as session:
-        post = services.get(session, Post, post_id)
-        info = services.post_summary(session, post)
+        info = services.post_detail(session, post_id)
     if as_json:
         console.print_json(json.dumps(info, ensure_ascii=False))
         return
@@ -467,8 +450,7 @@ def post_show(post_id: int, as_json: bool = typer.Option(False, "--json")) -> No
                 highlight=False,
             )
     if info["schedule"]:
-        due = datetime.fromisoformat(info["schedule"]["due_at"])
-        console.print(f"schedule: {format_local(due)} ({info['schedule']['state']})")
+        console.print(f"schedule: {_local(info['schedule']['due_at'])} ({info['schedule']['state']})")
     table = Table("delivery", "account", "kind", "state", "attempts", "remote URL", "last error")
     # A URL is copied, not read: fold it over lines rather than cut it with an ellipsis on a narrow terminal.
     table.columns[5].overflow = "fold"
@@ -486,23 +468,14 @@ def post_show(post_id: int, as_json: bool = typer.Option(False, "--json")) -> No
 
 
 @post_app.command("list")
-def post_list(state: str = typer.Option(None, "--state")) -> None:
+def post_list(state: str = typer.Option(None, "--state"), limit: int = typer.Option(100, "--limit")) -> None:
     """List posts, newest first."""
-    from sqlalchemy import select
-
-    from publisher.models import Post
-    from publisher.timeutil import format_local
-
-    with _session() as session:
-        q = select(Post).order_by(Post.id.desc()).limit(100)
-        if state:
-            q = q.where(Post.state == state)
-        table = Table("id", "state", "title", "updated")
-        for p in session.scalars(q).all():
-            table.add_row(
-                str(p.id), p.state, p.current_version.title if p.current_version else "", format_local(p.updated_at)
-            )
-        console.print(table)
+    with user_errors(), _session() as session:
+        rows = services.post_rows(session, state=state, limit=limit)
+    table = Table("id", "state", "title", "updated")
+    for p in rows:
+        table.add_row(str(p["id"]), p["state"], p["title"] or "", _local(p["updated_at"]))
+    console.print(table)
 
 
 # ------------------------------------------------------------------------------------------ delivery
@@ -511,56 +484,41 @@ def post_list(state: str = typer.Option(None, "--state")) -> None:
 @delivery_app.command("confirm")
 def delivery_confirm(delivery_id: int, url: str = typer.Option(..., "--url")) -> None:
     """Record the URL of an assisted (manual) delivery once an operator has posted it."""
-    from publisher.delivery import confirm_manual
-
     with user_errors():
-        d = confirm_manual(delivery_id, url, actor="cli")
+        d = assisted.confirm_manual(delivery_id, url, actor="cli")
     console.print(f"delivery {d.id} published at {url}")
 
 
 @delivery_app.command("removed")
 def delivery_removed(delivery_id: int) -> None:
     """Record that an assisted delivery was deleted by hand after its post was retracted."""
-    from publisher.delivery import confirm_removed
-
     with user_errors():
-        d = confirm_removed(delivery_id, actor="cli")
+        d = assisted.confirm_removed(delivery_id, actor="cli")
     console.print(f"delivery {d.id} recorded as removed ({d.remote_url})")
 
 
 @delivery_app.command("package")
 def delivery_package(delivery_id: int, output: Path = typer.Option(..., "--output", "-o")) -> None:
     """Download the ready-to-paste package (ZIP) of an assisted delivery."""
-    from publisher.packages import package_for
-
     with user_errors():
-        data = package_for(delivery_id)
+        data = assisted.package_for(delivery_id)
     output.write_bytes(data)
     console.print(f"wrote {output} ({len(data)} bytes)")
 
 
 @app.command("notifications")
 def notifications_cmd(
-    user: str = typer.Option("editor", "--user", "-u"), all_: bool = typer.Option(False, "--all")
+    user: str = typer.Option("editor", "--user", "-u"),
+    all_: bool = typer.Option(False, "--all", help="Read ones too."),
+    keep_unread: bool = typer.Option(False, "--keep-unread", help="Do not mark the ones shown as read."),
 ) -> None:
     """Show a person's unread notifications (and mark them read)."""
-    from sqlalchemy import select
-
-    from publisher.models import Notification, User
-    from publisher.timeutil import format_local, now
-
-    with _session() as session:
-        found = session.scalar(select(User).where(User.name == user))
-        if found is None:
-            fail(f"user {user!r} not found")
-        q = select(Notification).where(Notification.user_id == found.id).order_by(Notification.id)
-        if not all_:
-            q = q.where(Notification.read_at.is_(None))
-        table = Table("when", "kind", "post", "message", title=f"notifications for {user}")
-        for n in session.scalars(q).all():
-            table.add_row(format_local(n.created_at), n.kind, str(n.post_id or ""), n.message)
-            n.read_at = n.read_at or now()
-        console.print(table)
+    with user_errors(), _session() as session:
+        rows = services.notification_rows(session, user, unread_only=not all_, mark_read=not keep_unread)
+    table = Table("when", "kind", "post", "message", title=f"notifications for {user}")
+    for n in rows:
+        table.add_row(_local(n["created_at"]), n["kind"], str(n["post"] or ""), n["message"])
+    console.print(table)
 
 
 # ------------------------------------------------------------------------------------------ terms
@@ -575,10 +533,6 @@ def terms_add(
     severity: str = typer.Option("review", "--severity", help="block or review"),
 ) -> None:
     """Add a term to an organisation's deny- or allow-list (takes effect without a restart)."""
-    from sqlalchemy import select
-
-    from publisher import services
-    from publisher.models import Organization
 
     with user_errors(), _session() as session:
         found = session.scalar(select(Organization).where(Organization.name == org))
@@ -591,28 +545,45 @@ def terms_add(
     console.print(f"{list_}-list of {org}: {done} {term!r} ({category}, {severity})")
 
 
+# ---------------------------------------------------------------------------------------- secrets
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored credential with MATRIX_SECRET_KEY (earlier keys in MATRIX_OLD_SECRET_KEYS).
+
+    One transaction: either every credential is re-encrypted or none is (a credential no key can decrypt
+    stops it with one line, and nothing is lost).
+    """
+    with user_errors(), _session() as session:
+        accounts = session.scalars(select(Account).order_by(Account.id).with_for_update()).all()
+        for account in accounts:
+            account.credentials_enc = rotate(account.credentials_enc)
+        services.audit(session, "cli", "secrets.rotate", None, accounts=len(accounts))
+    console.print(f"re-encrypted the credentials of {len(accounts)} accounts with the current key")
+
+
 # ------------------------------------------------------------------------------------------- demo
 
 
 @demo_app.command("seed")
 def demo_seed(post: bool = typer.Option(False, "--post", help="Also create and schedule a demo post now.")) -> None:
     """Create the demo organisations, users and sandbox accounts (idempotent)."""
-    from publisher.demo import seed
-
+    with user_errors():
+        specs = fetch_demo_accounts(get_settings().sandbox_url)
     with _session() as session:
-        accounts = seed(session, with_post=post)
+        accounts = seed(session, specs, with_post=post)
         console.print(f"demo data ready: {len(accounts)} sandbox accounts")
 
 
-def _mount_screen() -> None:
-    try:
-        from moderation.cli import screen_command
-    except ImportError:  # pragma: no cover - moderation is part of the distribution
-        return
-    app.command("screen", help="Screen text with the moderation engine (or a JSONL file).")(screen_command)
+@app.callback()
+def _configure() -> None:
+    # The moderation engine reads no settings of its own: `matrix screen` (and anything else that screens in
+    # this process) gets MATRIX_MODERATION_* through this, before any command runs. Cheap: nothing loads yet.
+    configure_moderation()
 
 
-_mount_screen()
+app.command("screen", help="Screen text with the moderation engine (or a JSONL file).")(screen_command)
 
 
 def main(argv: list[str] | None = None) -> Callable[..., Any]:

@@ -7,8 +7,6 @@ SQLite-backed Celery broker, both under ``MATRIX_DATA_DIR``. Production sets
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -29,7 +27,12 @@ class Settings(BaseSettings):
     timezone: str = Field("Asia/Shanghai", description="Times are stored in UTC, shown and parsed in this zone.")
     secret_key: str = Field(
         "dev-only-change-me",
-        description="Encrypts account credentials at rest (Fernet key derived from it). Change in production.",
+        description="Encrypts account credentials at rest (keys derived from it with HKDF). Change in production.",
+    )
+    old_secret_keys: str = Field(
+        "",
+        description="Comma-separated earlier secret keys, still accepted for decryption until "
+        "`matrix secrets rotate` has re-encrypted everything with secret_key.",
     )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -75,23 +78,22 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
     @property
-    def fernet_key(self) -> bytes:
-        """A Fernet key derived from ``secret_key`` (any length of secret works)."""
-        return base64.urlsafe_b64encode(hashlib.sha256(self.secret_key.encode()).digest())
-
-    @property
-    def is_embedded(self) -> bool:
-        """True when running on SQLite + the SQLite broker (one machine, no servers)."""
-        return self.database_url.startswith("sqlite")
-
-    @property
     def sandbox_url(self) -> str:
+        """Where the platform sandboxes answer (``{sandbox}`` in demo account configs)."""
         return f"http://{self.sandbox_host}:{self.sandbox_port}"
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (cached; tests call ``get_settings.cache_clear()`` after changing env)."""
+    """The process-wide settings, read once from the environment (see :func:`reset_settings`)."""
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings
+
+
+def reset_settings() -> None:
+    """Forget the cached settings, so the next :func:`get_settings` reads the environment again.
+
+    For processes (tests, drills) that change ``MATRIX_*`` variables after start-up.
+    """
+    get_settings.cache_clear()

@@ -1,0 +1,141 @@
+"""The database: one engine per process and URL, the session scope, the declarative base and shared column
+types, and :func:`after_commit` for work (broker wake-ups) that must wait until a transaction has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Engine, TypeDecorator, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------- schema types
+
+
+def utcnow() -> datetime:
+    """Aware current UTC time (column defaults; services use :func:`core.clock.now`, which drills can shift)."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as naive UTC (portable to SQLite) and returns them aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of every table, in every package (one metadata, one migration history)."""
+
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+# ------------------------------------------------------------------------------------------ engines
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> Engine:
+    """A pooled engine for ``url``. SQLite gets WAL + a busy timeout so a worker and the API can share it."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            # pysqlite's own transaction handling defers BEGIN; take the write lock up front instead
+            # (BEGIN IMMEDIATE) so a conditional UPDATE that claims a delivery is atomic between processes.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # pragma: no cover - trivial
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def get_engine() -> Engine:
+    """The engine for the configured database."""
+    return engine_for(get_settings().database_url)
+
+
+def is_postgresql(session: Session) -> bool:
+    """True when the session talks to PostgreSQL (row locks with SKIP LOCKED are available)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def session_factory() -> sessionmaker[Session]:
+    """A sessionmaker bound to the configured engine (objects stay usable after commit)."""
+    return sessionmaker(get_engine(), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on error."""
+    session = session_factory()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# ------------------------------------------------------------------------------------- after commit
+
+_AFTER_COMMIT = "matrix_after_commit"
+
+
+def after_commit(session: Session, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run ``fn(*args, **kwargs)`` after ``session`` commits; dropped on rollback.
+
+    A service that changes rows and wants a worker to act sends the wake-up this way, so a worker never looks
+    for a row that is not committed yet, and a rolled-back change wakes nobody.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append((fn, args, kwargs))
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for fn, args, kwargs in session.info.pop(_AFTER_COMMIT, []):
+        try:
+            fn(*args, **kwargs)
+        except Exception:  # a lost wake-up is recovered by the pollers; never fail the committed work
+            log.exception(
+                "after-commit %s%r failed; the poller will pick the work up", getattr(fn, "__name__", fn), args
+            )
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)

@@ -1,0 +1,49 @@
+"""What every delivery step shares: who this worker is, our idempotency key, and the adapter's context."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from sqlalchemy import select
+
+from channels.base import (
+    DeliveryContext,
+    PostContent,
+)
+from core.db import session_scope
+from publisher.domain.models import (
+    Delivery,
+    PostVersion,
+)
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def idempotency_key(delivery_id: int) -> str:
+    """Our key for a delivery, stored on the platform (slug, link parameter…) so lookups can find it."""
+    return f"mm-{delivery_id}"
+
+
+def delivery_context(d: Delivery, version: PostVersion, depends_url: str | None = None) -> DeliveryContext:
+    delivery_id = d.id
+
+    def save_progress(update_: dict[str, Any]) -> None:
+        # Its own transaction, committed before the adapter makes its next call.
+        with session_scope() as s:
+            row = s.execute(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).scalar_one()
+            row.progress = {**(row.progress or {}), **update_}
+
+    return DeliveryContext(
+        delivery_id=d.id,
+        idempotency_key=idempotency_key(d.id),
+        content=PostContent(
+            title=version.title, body=version.body, summary=version.summary, cover_url=version.cover_url
+        ),
+        progress=dict(d.progress or {}),
+        remote_id=d.remote_id,
+        remote_url=d.remote_url,
+        depends_on_url=depends_url,
+        save_progress=save_progress,
+    )

@@ -1,0 +1,224 @@
+"""The delivery engine: due schedules become deliveries; each delivery is claimed, sent, and recorded.
+
+Rules that make "never post twice, never lose a post" hold:
+
+* The database is the truth. Broker messages only wake workers up; ``dispatch_due`` (beat) finds every due
+  delivery again, so a lost message delays a post but never loses it.
+* A delivery is *claimed* before any platform call: one transaction that locks the row (``FOR UPDATE SKIP
+  LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and moves it to ``sending``. Two workers holding the
+  same message cannot both claim it.
+* Every remote id is saved in its own transaction the moment the platform returns it (``save_progress``).
+* Any attempt after the first starts with a *lookup* by our idempotency key: if the earlier attempt did post
+  (answer lost, worker killed), we find it and record it instead of posting again.
+* A call whose answer was lost leaves the delivery ``unconfirmed``; a worker that died leaves it ``sending``.
+  ``reconcile`` (beat) resolves both by looking on the platform, never by blind retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from channels.base import (
+    AccountInfo,
+    PublishResult,
+    get_channel_class,
+)
+from channels.errors import ChannelError, NeedsReauth, OutcomeUnknown, PermanentError, QuotaExhausted, TransientError
+from core.broker import Task, enqueue
+from core.clock import format_local, now
+from core.db import after_commit, is_postgresql, session_scope
+from core.settings import get_settings
+from publisher.delivery.context import WORKER_ID, delivery_context
+from publisher.delivery.outcomes import apply_result, lock_post_and_delivery, settle_post
+from publisher.domain import lifecycle
+from publisher.domain.models import (
+    Account,
+    Delivery,
+    Post,
+    PostVersion,
+)
+from publisher.services.channels import account_info, make_channel
+from publisher.services.common import audit, notify_owner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Claim:
+    delivery_id: int
+    info: AccountInfo
+    ctx_args: tuple[Delivery, PostVersion, str | None]
+    needs_lookup: bool
+
+
+def _claim(delivery_id: int) -> Claim | None:
+    """Atomically take a delivery for this worker, or return None (someone else has it / not due / blocked)."""
+    t = now()
+    with session_scope() as s:
+        q = select(Delivery).where(Delivery.id == delivery_id)
+        q = q.with_for_update(skip_locked=True) if is_postgresql(s) else q
+        d = s.execute(q).scalar_one_or_none()
+        if d is None or d.state not in lifecycle.DELIVERY_READY:
+            return None
+        if d.next_attempt_at and d.next_attempt_at > t:
+            return None
+        post = s.get(Post, d.post_id)
+        if post is None or post.state == "retracted":
+            lifecycle.transition("delivery", d, "cancelled")
+            return None
+        account = s.execute(select(Account).where(Account.id == d.account_id).with_for_update()).scalar_one()
+        if account.status == "disabled":
+            _fail_unsent(d, f"account {account.name} is disabled")
+            settle_post(s, post)
+            return None
+        if account.status == "needs_reauth":
+            _wait(d, "needs_reauth", None, f"account {account.name} needs re-authorisation")
+            settle_post(s, post)
+            return None
+        if account.paused_until and account.paused_until > t:
+            _wait(d, "retry_wait", account.paused_until, f"account paused until {format_local(account.paused_until)}")
+            return None
+        if account.status == "paused":
+            account.status, account.paused_until, account.status_reason = "active", None, None
+        depends_url = None
+        if d.depends_on_id:
+            dep = s.get(Delivery, d.depends_on_id)
+            if dep is None or dep.state in ("failed", "cancelled", "retracted"):
+                _fail_unsent(d, "the website copy this post links to was not published")
+                settle_post(s, post)
+                return None
+            if dep.state != "published" or not dep.remote_url:
+                if dep.state == "needs_reauth":  # recoverable: it waits, it does not fail
+                    d.last_error = "waits for the website copy, whose account needs re-authorisation"
+                # Woken again when the website delivery publishes; the poller checks now and then too.
+                d.next_attempt_at, d.claimed_by = t + timedelta(seconds=30), None
+                return None
+            depends_url = dep.remote_url
+        cls = get_channel_class(account.kind)
+        if cls.posts_per_hour:
+            since = t - timedelta(hours=1)
+            recent = s.scalars(
+                select(Delivery.claimed_at)
+                .where(
+                    Delivery.account_id == account.id,
+                    Delivery.id != d.id,
+                    Delivery.claimed_at >= since,
+                    Delivery.state.notin_(("pending", "retry_wait", "cancelled", "failed")),
+                )
+                .order_by(Delivery.claimed_at)
+            ).all()
+            if len(recent) >= cls.posts_per_hour:
+                until = recent[len(recent) - cls.posts_per_hour] + timedelta(hours=1)
+                _wait(d, "retry_wait", until, f"{cls.posts_per_hour} posts/hour limit of {account.kind}")
+                return None
+        lifecycle.transition("delivery", d, "sending")
+        d.attempts += 1
+        d.claimed_at, d.claimed_by = t, WORKER_ID
+        version = s.get(PostVersion, d.version_id)
+        audit(s, WORKER_ID, "delivery.attempt", d, attempt=d.attempts)
+        # Look before posting only when an earlier attempt's outcome is unknown (answer lost, worker died);
+        # after a definitive refusal the adapter resumes from the ids in ``progress`` instead.
+        needs_lookup = d.outcome_unknown
+        s.flush()
+        return Claim(d.id, account_info(account), (d, version, depends_url), needs_lookup)
+
+
+def _wait(d: Delivery, state: str, until: Any, reason: str) -> None:
+    if d.state != state:
+        lifecycle.transition("delivery", d, state)
+    d.next_attempt_at, d.last_error, d.claimed_by = until, reason, None
+
+
+def _fail_unsent(d: Delivery, reason: str) -> None:
+    lifecycle.transition("delivery", d, "sending")
+    lifecycle.transition("delivery", d, "failed")
+    d.last_error = reason
+
+
+def deliver(delivery_id: int) -> str:
+    """Claim and send one delivery. Returns the delivery's state afterwards ("skipped" if not claimed)."""
+    claim = _claim(delivery_id)
+    if claim is None:
+        return "skipped"
+    ctx = delivery_context(*claim.ctx_args)
+    channel = make_channel(claim.info)
+    try:
+        result: PublishResult | None = None
+        if claim.needs_lookup:
+            result = channel.lookup(ctx)
+        if result is None:
+            result = channel.publish(ctx)
+        return _record(delivery_id, ok=result)
+    except ChannelError as exc:
+        return _record(delivery_id, error=exc)
+    except Exception as exc:  # a bug or an unexpected reply: the request may have gone out, so look later
+        log.exception("delivery %s: unexpected error", delivery_id)
+        return _record(delivery_id, error=OutcomeUnknown(f"unexpected error: {exc!r}"))
+    finally:
+        channel.close()
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    settings = get_settings()
+    delay = min(settings.retry_max_s, settings.retry_base_s * 2 ** max(0, attempt - 1))
+    delay = delay * (0.5 + random.random() / 2)  # jitter: workers that failed together don't retry together
+    return max(delay, retry_after or 0.0)
+
+
+def _record(delivery_id: int, *, ok: PublishResult | None = None, error: ChannelError | None = None) -> str:
+    """Store the outcome of an attempt and move the post on. Wake-ups go out after commit."""
+    settings = get_settings()
+    with session_scope() as s:
+        post, d = lock_post_and_delivery(s, delivery_id)
+        account = s.get(Account, d.account_id)
+        t = now()
+        if ok is not None:
+            apply_result(s, d, ok, post)
+        elif isinstance(error, QuotaExhausted):
+            until = error.paused_until or t + timedelta(hours=1)
+            account.status, account.paused_until, account.status_reason = "paused", until, str(error)
+            d.attempts -= 1  # a spent quota is not the delivery's failure
+            _wait(d, "retry_wait", until, str(error))
+            audit(s, WORKER_ID, "account.paused", account, until=until.isoformat(), reason=str(error))
+        elif isinstance(error, TransientError):
+            if d.attempts >= settings.max_attempts:
+                lifecycle.transition("delivery", d, "failed")
+                d.last_error = f"gave up after {d.attempts} attempts: {error}"
+            else:
+                delay = _backoff(d.attempts, error.retry_after)
+                _wait(d, "retry_wait", t + timedelta(seconds=delay), str(error))
+                if delay < settings.requeue_after_s:
+                    d.claimed_by = "queued"
+                    after_commit(s, enqueue, Task.DELIVER, d.id, countdown=delay)
+        elif isinstance(error, OutcomeUnknown):
+            lifecycle.transition("delivery", d, "unconfirmed")
+            d.outcome_unknown, d.last_error = True, str(error)
+        elif isinstance(error, NeedsReauth):
+            lifecycle.transition("delivery", d, "needs_reauth")
+            d.last_error = str(error)
+            account.status, account.status_reason = "needs_reauth", str(error)
+            audit(s, WORKER_ID, "account.needs_reauth", account, reason=str(error), post=post.id)
+            notify_owner(
+                s,
+                post,
+                "needs_reauth",
+                f"post {post.id}: account {account.name} ({account.kind}) needs re-authorisation: {error}. "
+                f"Its deliveries wait; run `matrix account reauth {account.id}` once it is re-authorised.",
+            )
+        else:  # PermanentError and any other platform refusal: never retried
+            assert isinstance(error, (PermanentError, ChannelError))
+            lifecycle.transition("delivery", d, "failed")
+            d.last_error = str(error)
+            notify_owner(s, post, "delivery_failed", f"post {post.id} on {account.name}: {error}")
+        if error is not None:
+            # the platform answered (a refusal is an answer): the next attempt need not look first
+            d.outcome_unknown = isinstance(error, OutcomeUnknown)
+            audit(s, WORKER_ID, "delivery.error", d, error=type(error).__name__, message=str(error))
+        settle_post(s, post)
+        return d.state

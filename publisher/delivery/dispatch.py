@@ -1,0 +1,105 @@
+"""Dispatch: due schedules become one delivery per target account; ready deliveries are handed to workers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import false, or_, select, update
+from sqlalchemy.orm import Session
+
+from channels.base import (
+    get_channel_class,
+)
+from core.clock import now
+from core.db import is_postgresql, session_scope
+from core.settings import get_settings
+from publisher.domain import lifecycle
+from publisher.domain.models import (
+    Account,
+    Delivery,
+    Post,
+    Schedule,
+)
+from publisher.services.common import audit, get
+
+
+def dispatch_due(limit: int = 1000, *, requeue_stale: bool = True) -> list[int]:
+    """Turn due schedules into deliveries and return the ids of deliveries that should run now.
+
+    A delivery already sent to the broker is marked ``queued``; it is returned again only when
+    ``requeue_stale`` and the mark is older than ``MATRIX_REQUEUE_AFTER_S`` (its message was probably lost,
+    e.g. prefetched by a worker that died). The caller passes ``requeue_stale=False`` while the queue still
+    holds messages, so a long backlog is not flooded with duplicate wake-ups.
+
+    Idempotent and safe to run concurrently: schedules are taken with SKIP LOCKED and deliveries are
+    unique per (schedule, account).
+    """
+    t = now()
+    with session_scope() as s:
+        q = (
+            select(Schedule)
+            .join(Post, Post.id == Schedule.post_id)
+            .where(Schedule.state == "pending", Schedule.due_at <= t, Post.state == "scheduled")
+            .order_by(Schedule.due_at)
+            .limit(50)
+        )
+        if is_postgresql(s):
+            q = q.with_for_update(skip_locked=True, of=Schedule)
+        for schedule in s.scalars(q).all():
+            _expand_schedule(s, schedule)
+    t = now()  # after the expansion: the deliveries just made are due now, not on the next tick
+    with session_scope() as s:
+        q = (
+            select(Delivery.id)
+            .where(
+                Delivery.state.in_(lifecycle.DELIVERY_READY),
+                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= t),
+                or_(
+                    Delivery.claimed_by.is_(None),
+                    Delivery.claimed_by != "queued",
+                    Delivery.updated_at < t - timedelta(seconds=get_settings().requeue_after_s)
+                    if requeue_stale
+                    else false(),
+                ),
+            )
+            .order_by(Delivery.next_attempt_at)
+            .limit(limit)
+        )
+        ids = list(s.scalars(q).all())
+        if ids:
+            # Mark as queued so the next tick does not queue them again while they wait in the broker.
+            s.execute(update(Delivery).where(Delivery.id.in_(ids)).values(claimed_by="queued", updated_at=t))
+    return ids
+
+
+def _expand_schedule(s: Session, schedule: Schedule) -> None:
+    post = get(s, Post, schedule.post_id, lock=True)
+    accounts = [get(s, Account, t.account_id) for t in post.targets]
+    t = now()
+    made: dict[int, Delivery] = {}
+    for account in accounts:
+        d = Delivery(
+            post_id=post.id,
+            version_id=post.current_version_id,
+            account_id=account.id,
+            schedule_id=schedule.id,
+            state="pending",
+            due_at=schedule.due_at,
+            next_attempt_at=t,
+        )
+        s.add(d)
+        made[account.id] = d
+    s.flush()
+    website = next((made[a.id] for a in accounts if a.kind == "website"), None)
+    for account in accounts:
+        if get_channel_class(account.kind).needs_website_link:
+            d = made[account.id]
+            if website is None:
+                lifecycle.transition("delivery", d, "sending")
+                lifecycle.transition("delivery", d, "failed")
+                d.last_error = f"{account.kind} posts link to the website copy: add a website account to the post"
+            else:
+                d.depends_on_id = website.id
+    schedule.state, schedule.dispatched_at = "dispatched", t
+    lifecycle.transition("post", post, "publishing")
+    audit(s, "scheduler", "post.dispatch", post, deliveries=[d.id for d in made.values()])

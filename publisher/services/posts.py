@@ -1,0 +1,137 @@
+"""Posts and their immutable versions: create, edit (a new version), submit to screening."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.broker import Task, enqueue
+from core.db import after_commit
+from core.errors import Conflict, InvalidInput
+from core.settings import get_settings
+from publisher.domain import lifecycle
+from publisher.domain.models import (
+    Post,
+    PostTarget,
+    PostVersion,
+    User,
+)
+from publisher.services.accounts import find_account
+from publisher.services.common import audit, get
+from publisher.services.organizations import ensure_user
+
+TITLE_MAX = 200
+
+
+def _validate_content(title: str, body: str) -> tuple[str, str]:
+    title, body = (title or "").strip(), (body or "").strip()
+    if not title:
+        raise InvalidInput("title is empty")
+    if len(title) > TITLE_MAX:
+        raise InvalidInput(f"title is {len(title)} characters; at most {TITLE_MAX}")
+    if not body:
+        raise InvalidInput("body is empty")
+    limit = get_settings().body_max_chars
+    if len(body) > limit:
+        raise InvalidInput(f"body is {len(body)} characters; at most {limit}")
+    return title, body
+
+
+def create_post(
+    session: Session,
+    *,
+    title: str,
+    body: str,
+    accounts: Sequence[str | int],
+    summary: str = "",
+    cover_url: str | None = None,
+    author: str = "editor",
+    submit: bool = True,
+) -> Post:
+    """Create a post with its first version and its target accounts; by default submit it for screening."""
+    title, body = _validate_content(title, body)
+    if not accounts:
+        raise InvalidInput("no target accounts given")
+    targets = [find_account(session, ref) for ref in accounts]
+    if len({a.id for a in targets}) != len(targets):
+        raise InvalidInput("an account is named twice")
+    for account in targets:
+        if account.status == "disabled":
+            raise InvalidInput(f"account {account.id} ({account.name}) is disabled")
+    user = ensure_user(session, author, "editor")
+    post = Post(organization_id=targets[0].organization_id, author_id=user.id, state="draft")
+    session.add(post)
+    session.flush()
+    post.targets = [PostTarget(post_id=post.id, account_id=a.id) for a in targets]
+    version = _new_version(session, post, title, body, summary, cover_url, user)
+    audit(session, author, "post.create", post, version=version.number, accounts=[a.id for a in targets])
+    if submit:
+        submit_post(session, post.id, actor=author)
+    return post
+
+
+def _new_version(
+    session: Session, post: Post, title: str, body: str, summary: str, cover_url: str | None, user: User | None
+) -> PostVersion:
+    number = (session.scalar(select(func.max(PostVersion.number)).where(PostVersion.post_id == post.id)) or 0) + 1
+    version = PostVersion(
+        post_id=post.id,
+        number=number,
+        title=title,
+        body=body,
+        summary=(summary or "").strip(),
+        cover_url=cover_url or None,
+        content_hash=PostVersion.hash_content(title, body, (summary or "").strip(), cover_url),
+        created_by=user.id if user else None,
+    )
+    session.add(version)
+    session.flush()
+    post.current_version_id = version.id
+    post.current_version = version
+    return version
+
+
+def edit_post(
+    session: Session,
+    post_id: int,
+    *,
+    title: str | None = None,
+    body: str | None = None,
+    summary: str | None = None,
+    cover_url: str | None = None,
+    actor: str = "editor",
+) -> Post:
+    """Make a new version. Past draft, the post goes back to screening: no approval carries to new content."""
+    post = get(session, Post, post_id, lock=True)
+    if post.state not in lifecycle.EDITABLE:
+        # Published content is not changed in place on the platforms: retract it and post a corrected one.
+        hint = "" if post.state == "retracted" else " (retract it and create a corrected post)"
+        raise Conflict(f"post {post.id} is {post.state}; it can no longer be edited{hint}")
+    old = post.current_version
+    assert old is not None
+    new_title, new_body = _validate_content(
+        title if title is not None else old.title, body if body is not None else old.body
+    )
+    new_summary = summary if summary is not None else old.summary
+    new_cover = cover_url if cover_url is not None else old.cover_url
+    if PostVersion.hash_content(new_title, new_body, new_summary, new_cover) == old.content_hash:
+        return post  # nothing changed: keep the version and its approval
+    version = _new_version(
+        session, post, new_title, new_body, new_summary, new_cover, ensure_user(session, actor, "editor")
+    )
+    audit(session, actor, "post.edit", post, version=version.number, previous_state=post.state)
+    if post.state != "draft":
+        lifecycle.transition("post", post, "screening")
+        after_commit(session, enqueue, Task.SCREEN_VERSION, version.id)
+    return post
+
+
+def submit_post(session: Session, post_id: int, actor: str = "editor") -> Post:
+    """Send the current version to screening (a worker screens it)."""
+    post = get(session, Post, post_id)
+    lifecycle.transition("post", post, "screening")
+    audit(session, actor, "post.submit", post)
+    after_commit(session, enqueue, Task.SCREEN_VERSION, post.current_version_id)
+    return post

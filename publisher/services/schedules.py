@@ -1,0 +1,69 @@
+"""When a post goes out: schedules, and retrying the deliveries that failed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.broker import Task, enqueue
+from core.clock import now
+from core.db import after_commit
+from core.errors import Conflict, InvalidInput
+from publisher.domain import lifecycle
+from publisher.domain.models import (
+    Delivery,
+    Post,
+    Schedule,
+)
+from publisher.services.common import audit, get
+from publisher.services.views import deliveries_of
+
+
+def pending_schedules(session: Session, post_id: int) -> list[Schedule]:
+    return list(session.scalars(select(Schedule).where(Schedule.post_id == post_id, Schedule.state == "pending")).all())
+
+
+def apply_pending_schedule(session: Session, post: Post) -> None:
+    if post.state == "approved" and pending_schedules(session, post.id):
+        lifecycle.transition("post", post, "scheduled")
+        after_commit(session, enqueue, Task.DISPATCH_DUE)
+
+
+def schedule_post(session: Session, post_id: int, at: datetime, actor: str = "editor") -> Schedule:
+    """Schedule the post for ``at`` (aware). It publishes then if its current version is approved by then."""
+    if at.tzinfo is None:
+        raise InvalidInput("time without a zone")
+    post = get(session, Post, post_id, lock=True)
+    if post.state in ("draft",):
+        raise Conflict(f"post {post.id} is a draft; submit it for screening first")
+    if post.state not in ("screening", "needs_review", "approved", "scheduled"):
+        raise Conflict(f"post {post.id} is {post.state}; it cannot be scheduled")
+    for old in pending_schedules(session, post.id):
+        old.state = "cancelled"  # one pending schedule per post: a new time replaces the old one
+    schedule = Schedule(post_id=post.id, due_at=at)
+    session.add(schedule)
+    session.flush()
+    audit(session, actor, "post.schedule", post, due_at=at.isoformat())
+    if post.state == "approved":
+        lifecycle.transition("post", post, "scheduled")
+    if at <= now():
+        after_commit(session, enqueue, Task.DISPATCH_DUE)
+    return schedule
+
+
+def retry_post(session: Session, post_id: int, actor: str = "editor") -> list[Delivery]:
+    """Retry only the deliveries that failed; the published ones are left alone."""
+    post = get(session, Post, post_id, lock=True)
+    failed = [d for d in deliveries_of(session, post.id) if d.state == "failed"]
+    if not failed:
+        raise Conflict(f"post {post.id} has no failed delivery to retry")
+    for delivery in failed:
+        lifecycle.transition("delivery", delivery, "pending")
+        delivery.next_attempt_at, delivery.last_error = now(), None
+    if post.state != "publishing":
+        lifecycle.transition("post", post, "publishing")
+    audit(session, actor, "post.retry", post, deliveries=[d.id for d in failed])
+    after_commit(session, enqueue, Task.DISPATCH_DUE)
+    return failed

@@ -1,0 +1,163 @@
+"""Screening a post with its organisation's lists and the policies of the channels it goes to.
+
+An organisation inherits its ancestors' deny- and allow-lists (a city union screens with the provincial
+union's lists too). Policy overrides layer default → organisation → account; a post bound for several
+accounts is held to the strictest of their verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import moderation
+from core.broker import Task, enqueue
+from core.clock import now
+from core.db import session_scope
+from core.settings import Settings, get_settings
+from moderation import Verdict
+from publisher.domain import lifecycle
+from publisher.domain.models import Account, ModerationTerm, Organization, Post, PostVersion, Screening
+from publisher.services.common import audit, get
+from publisher.services.schedules import apply_pending_schedule
+
+_SEVERITY_ORDER = {"pass": 0, "review": 1, "reject": 2}
+
+# --------------------------------------------------------------------------------- the engine's knobs
+
+
+def moderation_config(settings: Settings) -> moderation.ModerationConfig:
+    """The moderation engine's configuration from the kernel's settings (``MATRIX_MODERATION_*``)."""
+    return moderation.ModerationConfig(
+        classifier=settings.moderation_classifier,
+        model_dir=Path(settings.moderation_model_dir).expanduser() if settings.moderation_model_dir else None,
+        base_model=Path(settings.moderation_base_model).expanduser() if settings.moderation_base_model else None,
+        cache_dir=settings.model_cache_dir.expanduser(),
+    )
+
+
+_configured_for: Settings | None = None
+
+
+def configure_moderation(settings: Settings | None = None) -> None:
+    """Hand the engine its configuration from the settings (once per settings object; cheap: the engine
+    builds its lexicons and loads its model on first use).
+
+    The engine stands alone and reads no settings itself; every process that screens calls this first (the
+    worker at start, the API and the CLI on their way in, this module before it screens), and again after the
+    settings were reset.
+    """
+    global _configured_for
+    settings = settings or get_settings()
+    if _configured_for is not settings:
+        moderation.configure(moderation_config(settings))
+        _configured_for = settings
+
+
+def _chain(session: Session, org_id: int) -> list[Organization]:
+    chain: list[Organization] = []
+    seen: set[int] = set()
+    current = session.get(Organization, org_id)
+    while current is not None and current.id not in seen:  # guard against a cycle made by hand
+        chain.append(current)
+        seen.add(current.id)
+        current = session.get(Organization, current.parent_id) if current.parent_id else None
+    return chain
+
+
+def org_lists(session: Session, org_id: int) -> moderation.OrgLists | None:
+    """The compiled lists of an organisation and its ancestors (cached by version; None if empty)."""
+    chain = _chain(session, org_id)
+    version = sum(o.lists_version for o in chain)  # versions only grow, so the sum changes on any edit
+    if version == 0:
+        return None
+
+    def terms(list_: str):
+        return session.scalars(
+            select(ModerationTerm).where(
+                ModerationTerm.organization_id.in_([o.id for o in chain]), ModerationTerm.list == list_
+            )
+        ).all()
+
+    configure_moderation()
+    return moderation.get_screener().compile_org_lists(
+        deny=((t.term, t.category, t.severity) for t in terms("deny")),
+        allow=(t.term for t in terms("allow")),
+        version=version,
+        key=f"org-{org_id}",
+    )
+
+
+def screen_post(session: Session, post: Post, text: str) -> Verdict:
+    """The strictest verdict over the post's target accounts' policies."""
+    configure_moderation()
+    org = session.get(Organization, post.organization_id)
+    base = moderation.default_policy()  # carries the classifier's own thresholds
+    for o in reversed(_chain(session, org.id)):  # ancestors first, the post's own organisation last
+        base = base.with_overrides(o.moderation_policy or None)
+    accounts = session.scalars(select(Account).where(Account.id.in_([t.account_id for t in post.targets]))).all()
+    overrides: dict[str, dict[str, Any]] = {}
+    for account in accounts:
+        overrides.setdefault(json.dumps(account.moderation_policy or {}, sort_keys=True), account.moderation_policy)
+    lists = org_lists(session, org.id)
+    verdicts = [moderation.screen(text, policy=base.with_overrides(o or None), org=lists) for o in overrides.values()]
+    if not verdicts:
+        verdicts = [moderation.screen(text, policy=base, org=lists)]
+    return max(verdicts, key=lambda v: _SEVERITY_ORDER[v.decision])
+
+
+def screen_version(session: Session, version_id: int) -> Screening | None:
+    """Screen one version with the moderation engine and move its post on (if it is still current).
+
+    Returns the stored screening, or None if the post moved on to a newer version meanwhile.
+    """
+    from publisher.services.screening import screen_post
+
+    version = get(session, PostVersion, version_id)
+    post = get(session, Post, version.post_id, lock=True)
+    existing = session.scalar(select(Screening).where(Screening.version_id == version.id))
+    if existing is None:
+        verdict = screen_post(session, post, version.screened_text())
+        data = verdict.to_dict()
+        existing = Screening(
+            version_id=version.id,
+            decision=data["decision"],
+            verdict=data,
+            model_version=data.get("model_version", ""),
+            lexicon_version=data.get("lexicon_version", ""),
+        )
+        session.add(existing)
+        session.flush()
+    if post.current_version_id != version.id or post.state != "screening":
+        return existing  # stale: a newer version is being screened, or the post was decided already
+    outcome = {"pass": "approved", "review": "needs_review", "reject": "rejected"}[existing.decision]
+    if outcome == "approved" and get_settings().require_review:
+        outcome = "needs_review"  # 先审后发: a person approves every post
+    lifecycle.transition("post", post, outcome)
+    audit(session, "moderation", f"post.screened.{existing.decision}", post, version=version.number)
+    if outcome == "approved":
+        apply_pending_schedule(session, post)
+    return existing
+
+
+def requeue_stale_screenings(older_than_s: float = 60.0, limit: int = 200) -> int:
+    """Wake up screening again for posts left in ``screening`` without a result (a lost or failed message).
+
+    Broker messages are only wake-ups: the database says which versions still wait for their screening.
+    """
+    cutoff = now() - timedelta(seconds=older_than_s)
+    with session_scope() as session:
+        waiting = session.scalars(
+            select(Post.current_version_id)
+            .outerjoin(Screening, Screening.version_id == Post.current_version_id)
+            .where(Post.state == "screening", Post.updated_at < cutoff, Screening.id.is_(None))
+            .limit(limit)
+        ).all()
+    for version_id in waiting:
+        enqueue(Task.SCREEN_VERSION, version_id)
+    return len(waiting)

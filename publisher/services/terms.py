@@ -1,0 +1,52 @@
+"""An organisation's own moderation deny- and allow-lists."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import InvalidInput
+from publisher.domain.models import (
+    ModerationTerm,
+    Organization,
+)
+from publisher.services.common import get
+
+TERM_MAX = 200  # moderation_terms.term is VARCHAR(200)
+
+
+def add_moderation_term(
+    session: Session, org_id: int, term: str, *, list_: str, category: str = "custom", severity: str = "review"
+) -> tuple[ModerationTerm, bool]:
+    """Add a deny- or allow-list term for an organisation, or update the category and severity of one already
+    there; bumps its list version (reloaded without a restart). Returns the entry and whether it is new.
+
+    Everything is checked here, before it is stored: a bad row would stop every screening of the organisation.
+    """
+    from moderation.types import CATEGORIES
+
+    if list_ not in ("deny", "allow"):
+        raise InvalidInput("list must be 'deny' or 'allow'")
+    if severity not in ("block", "review"):
+        raise InvalidInput("severity must be 'block' or 'review'")
+    if category not in CATEGORIES:
+        raise InvalidInput(f"unknown category {category!r}; choose from {', '.join(CATEGORIES)}")
+    term = term.strip()
+    if not term:
+        raise InvalidInput("empty term")
+    if len(term) > TERM_MAX:
+        raise InvalidInput(f"term is {len(term)} characters; at most {TERM_MAX}")
+    org = get(session, Organization, org_id, lock=True)
+    entry = session.scalar(
+        select(ModerationTerm).where(
+            ModerationTerm.organization_id == org.id, ModerationTerm.list == list_, ModerationTerm.term == term
+        )
+    )
+    created = entry is None
+    if entry is None:
+        entry = ModerationTerm(organization_id=org.id, list=list_, term=term, category=category, severity=severity)
+        session.add(entry)
+    else:
+        entry.category, entry.severity = category, severity
+    org.lists_version += 1
+    return entry, created

@@ -1,0 +1,192 @@
+"""Read models: the views of posts, deliveries, accounts, reviews and notifications that the CLI, the API and
+the web pages all render. One query per view, here; the interfaces only format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.clock import iso_local
+from core.errors import InvalidInput, NotFound
+from core.notify import mark_read as mark_notifications_read
+from core.notify import notifications_for
+from publisher.domain.lifecycle import PostState
+from publisher.domain.models import (
+    Account,
+    Delivery,
+    MetricSnapshot,
+    Post,
+    PostVersion,
+    Schedule,
+    Screening,
+    User,
+)
+
+
+def deliveries_of(session: Session, post_id: int) -> list[Delivery]:
+    """The post's deliveries, newest schedule last."""
+    return list(session.scalars(select(Delivery).where(Delivery.post_id == post_id).order_by(Delivery.id)).all())
+
+
+def latest_screening(session: Session, version_id: int | None) -> Screening | None:
+    """The screening of a version, if done."""
+    if version_id is None:
+        return None
+    return session.scalar(select(Screening).where(Screening.version_id == version_id))
+
+
+def hit_context(version: PostVersion, start: int, end: int, width: int = 12) -> dict[str, Any]:
+    """Where a screening hit is, for a reviewer: the field (title, summary, body), the offsets inside it, and
+    up to ``width`` characters either side (hit offsets index the screened text, the fields joined by
+    line breaks)."""
+    offset = 0
+    for field, text in version.screened_parts():
+        if start < offset + len(text) + 1:
+            a, b = start - offset, min(end - offset, len(text))
+            return {"field": field, "start": a, "end": b, "before": text[max(0, a - width) : a],
+                    "after": text[b : b + width]}  # fmt: skip
+        offset += len(text) + 1
+    return {"field": "body", "start": start, "end": end, "before": "", "after": ""}
+
+
+def _with_context(verdict: dict[str, Any], version: PostVersion) -> dict[str, Any]:
+    hits = [{**h, "where": hit_context(version, h["start"], h["end"])} for h in verdict.get("hits", [])]
+    return {**verdict, "hits": hits}
+
+
+def post_summary(session: Session, post: Post) -> dict[str, Any]:
+    """A JSON-able view of a post with its deliveries (for `post show` and the API)."""
+    version = post.current_version
+    screening = latest_screening(session, post.current_version_id)
+    schedule = session.scalar(select(Schedule).where(Schedule.post_id == post.id).order_by(Schedule.id.desc()).limit(1))
+    return {
+        "id": post.id,
+        "state": post.state,
+        "version": version.number if version else None,
+        "content_hash": version.content_hash if version else None,
+        "title": version.title if version else None,
+        "summary": version.summary if version else None,
+        "targets": [t.account_id for t in post.targets],
+        "screening": _with_context(screening.verdict, version) if screening and version else None,
+        "schedule": ({"due_at": iso_local(schedule.due_at), "state": schedule.state} if schedule else None),
+        "deliveries": [delivery_summary(d) for d in deliveries_of(session, post.id)],
+    }
+
+
+def delivery_summary(d: Delivery) -> dict[str, Any]:
+    """A JSON-able view of one delivery."""
+    return {
+        "id": d.id,
+        "account_id": d.account_id,
+        "account": d.account.name,
+        "kind": d.account.kind,
+        "state": d.state,
+        "attempts": d.attempts,
+        "remote_id": d.remote_id,
+        "remote_url": d.remote_url,
+        "last_error": d.last_error,
+        "next_attempt_at": iso_local(d.next_attempt_at),
+        "published_at": iso_local(d.published_at),
+    }
+
+
+def latest_metrics(s: Session, post_id: int) -> dict[int, MetricSnapshot]:
+    """The newest snapshot per delivery of a post."""
+    newest = (
+        select(MetricSnapshot.delivery_id, func.max(MetricSnapshot.id).label("mid"))
+        .join(Delivery, Delivery.id == MetricSnapshot.delivery_id)
+        .where(Delivery.post_id == post_id)
+        .group_by(MetricSnapshot.delivery_id)
+        .subquery()
+    )
+    snaps = s.scalars(select(MetricSnapshot).join(newest, MetricSnapshot.id == newest.c.mid)).all()
+    return {m.delivery_id: m for m in snaps}
+
+
+def metrics_view(m: MetricSnapshot | None) -> dict[str, Any] | None:
+    """A JSON-able view of one metric snapshot."""
+    if m is None:
+        return None
+    return {"reads": m.reads, "likes": m.likes, "shares": m.shares, "comments": m.comments,
+            "taken_at": iso_local(m.taken_at)}  # fmt: skip
+
+
+def post_detail(session: Session, post_id: int) -> dict[str, Any]:
+    """:func:`post_summary` of one post with each delivery's newest engagement numbers (`post show`, the API)."""
+    post = session.get(Post, post_id)
+    if post is None:
+        raise NotFound(f"post {post_id} not found")
+    summary = post_summary(session, post)
+    metrics = latest_metrics(session, post.id)
+    for d in summary["deliveries"]:
+        d["metrics"] = metrics_view(metrics.get(d["id"]))
+    return summary
+
+
+POST_LIST_MAX = 500
+
+
+def post_rows(session: Session, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Posts, newest first: id, state, title, last change (`post list`, ``GET /posts``)."""
+    if state is not None and state not in PostState.__members__.values():
+        raise InvalidInput(f"unknown post state {state!r}; choose from {', '.join(PostState)}")
+    if not 1 <= limit <= POST_LIST_MAX:
+        raise InvalidInput(f"limit must be between 1 and {POST_LIST_MAX}")
+    q = select(Post).order_by(Post.id.desc()).limit(limit)
+    if state:
+        q = q.where(Post.state == state)
+    return [
+        {
+            "id": p.id,
+            "state": p.state,
+            "title": p.current_version.title if p.current_version else None,
+            "updated_at": iso_local(p.updated_at),
+        }
+        for p in session.scalars(q).all()
+    ]
+
+
+def account_rows(session: Session) -> list[dict[str, Any]]:
+    """Every account with its health (`account list`, ``GET /accounts``); never its credentials."""
+    return [
+        {
+            "id": a.id,
+            "kind": a.kind,
+            "name": a.name,
+            "organization": a.organization.name,
+            "status": a.status,
+            "status_reason": a.status_reason,
+            "paused_until": iso_local(a.paused_until),
+        }
+        for a in session.scalars(select(Account).order_by(Account.id)).all()
+    ]
+
+
+def review_queue(session: Session) -> list[dict[str, Any]]:
+    """Posts waiting for a reviewer, oldest first, with the screening's evidence."""
+    posts = session.scalars(select(Post).where(Post.state == PostState.NEEDS_REVIEW).order_by(Post.id)).all()
+    return [post_summary(session, p) for p in posts]
+
+
+def user_named(session: Session, name: str) -> User:
+    """A user by name, or :class:`NotFound`."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise NotFound(f"user {name!r} not found")
+    return user
+
+
+def notification_rows(
+    session: Session, user_name: str, *, unread_only: bool = True, mark_read: bool = False
+) -> list[dict[str, Any]]:
+    """A person's notifications, oldest first; ``mark_read`` marks those shown as read."""
+    shown = notifications_for(session, user_named(session, user_name).id, unread_only=unread_only)
+    rows = [
+        {"id": n.id, "kind": n.kind, "post": n.post_id, "message": n.message, "created_at": iso_local(n.created_at)}
+        for n in shown
+    ]
+    if mark_read:
+        mark_notifications_read(shown)
+    return rows
