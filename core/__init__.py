@@ -8,6 +8,7 @@
 * :mod:`core.broker` – the *send* side of the broker: task names in one place, :func:`core.broker.enqueue`
 * :mod:`core.crypto` – secrets at rest: keys derived with HKDF, rotation with ``MultiFernet``
 * :mod:`core.notify` – notifications for people, not tied to any one kind of object
+* :mod:`core.ratelimit` – rate limits shared by threads, processes and machines
 
 The rule of this layer: ``core`` imports the standard library and third-party libraries only.
 """

@@ -1,20 +1,23 @@
-"""Channel adapters for accounts: the adapter's view of an account, one factory wired to the shared token cache,
-and the credential check made before anyone stores credentials."""
+"""Channel adapters for accounts: the adapter's view of an account, one factory wired to the shared token cache
+and the shared rate limiter, and the credential check made before anyone stores credentials."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import redis
 
+from channels import tokens
 from channels.base import (
     AccountInfo,
     Channel,
     get_channel_class,
 )
-from channels.errors import ChannelError, NeedsReauth, PermanentError
+from channels.errors import ChannelError, NeedsReauth, PermanentError, RateLimited
+from core import ratelimit
 from core.crypto import decrypt_credentials
-from core.db import get_engine
+from core.db import engine_for
 from core.errors import InvalidInput
 from core.settings import get_settings
 from publisher.domain.models import (
@@ -55,25 +58,43 @@ def check_credentials(
         channel.close()
 
 
-_token_cache: Any = None
-
-
 def token_cache() -> Any:
     """The process-wide shared token cache: Redis in production, the database on the embedded default."""
-    global _token_cache
-    if _token_cache is None:
-        from channels import tokens
+    settings = get_settings()
+    return _token_cache_for(settings.broker_url, settings.database_url)
 
-        settings = get_settings()
-        if settings.broker_url.startswith(("redis://", "rediss://")):
-            _token_cache = tokens.RedisTokenCache(redis.Redis.from_url(settings.broker_url))
-        else:
-            _token_cache = tokens.SqlTokenCache(get_engine())
-    return _token_cache
+
+@functools.lru_cache(maxsize=4)
+def _token_cache_for(broker_url: str, database_url: str) -> Any:
+    # One per configuration, like the limiter: a process that changes its settings does not keep using the
+    # store of the previous one.
+    if broker_url.startswith(("redis://", "rediss://")):
+        return tokens.RedisTokenCache(redis.Redis.from_url(broker_url))
+    return tokens.SqlTokenCache(engine_for(database_url))
+
+
+def limiter() -> ratelimit.SharedLimiter:
+    """The process-wide shared rate limiter: Redis in production, the database on the embedded default.
+
+    Per-account paces (``Channel.rate_per_second``) then hold across deliveries, worker processes and
+    machines, not just within one adapter instance. A call that would wait past the limiter's bound raises
+    :class:`RateLimited`, so the delivery is retried later instead of blocking its worker.
+    """
+    settings = get_settings()
+    return _limiter_for(settings.broker_url, settings.database_url)
+
+
+@functools.lru_cache(maxsize=4)
+def _limiter_for(broker_url: str, database_url: str) -> ratelimit.SharedLimiter:
+    # One instance per configuration, so a process that changes its settings (tests, drills) does not keep
+    # limiting through the store of the previous one.
+    if broker_url.startswith(("redis://", "rediss://")):
+        return ratelimit.RedisLimiter(redis.Redis.from_url(broker_url), error=RateLimited)
+    return ratelimit.SqlLimiter(engine_for(database_url), error=RateLimited)
 
 
 def make_channel(info: AccountInfo) -> Channel:
-    """An adapter instance for one account, wired to the shared token cache; it owns its HTTP client, so
-    ``close()`` (or leaving its ``with`` block) releases it."""
+    """An adapter instance for one account, wired to the shared token cache and rate limiter; it owns its HTTP
+    client, so ``close()`` (or leaving its ``with`` block) releases it."""
     cls = get_channel_class(info.kind)
-    return cls(info, token_cache=token_cache(), timeout=get_settings().http_timeout_s)
+    return cls(info, token_cache=token_cache(), limiter=limiter(), timeout=get_settings().http_timeout_s)
