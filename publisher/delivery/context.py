@@ -8,15 +8,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from channels.base import (
-    DeliveryContext,
-    PostContent,
-)
+from channels.base import DeliveryContext, PostContent
 from core.db import session_scope
-from publisher.domain.models import (
-    Delivery,
-    PostVersion,
-)
+from publisher.domain.models import Delivery, PostVersion
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -27,6 +21,7 @@ def idempotency_key(delivery_id: int) -> str:
 
 
 def delivery_context(d: Delivery, version: PostVersion, depends_url: str | None = None) -> DeliveryContext:
+    """What the adapter needs for one delivery; remote ids it reports are saved at once, each in its own transaction."""
     delivery_id = d.id
 
     def save_progress(update_: dict[str, Any]) -> None:

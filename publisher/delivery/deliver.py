@@ -24,11 +24,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from channels.base import (
-    AccountInfo,
-    PublishResult,
-    get_channel_class,
-)
+from channels.base import AccountInfo, PublishResult, get_channel_class
 from channels.errors import ChannelError, NeedsReauth, OutcomeUnknown, PermanentError, QuotaExhausted, TransientError
 from core.broker import Task, enqueue
 from core.clock import format_local, now
@@ -37,12 +33,7 @@ from core.settings import get_settings
 from publisher.delivery.context import WORKER_ID, delivery_context
 from publisher.delivery.outcomes import apply_result, lock_post_and_delivery, settle_post
 from publisher.domain import lifecycle
-from publisher.domain.models import (
-    Account,
-    Delivery,
-    Post,
-    PostVersion,
-)
+from publisher.domain.models import Account, Delivery, Post, PostVersion
 from publisher.services.channels import account_info, make_channel
 from publisher.services.common import audit, notify_owner
 
@@ -51,6 +42,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Claim:
+    """A delivery this worker has claimed: the account as the adapter sees it, and whether to look before posting."""
+
     delivery_id: int
     info: AccountInfo
     ctx_args: tuple[Delivery, PostVersion, str | None]

@@ -7,19 +7,12 @@ from datetime import timedelta
 from sqlalchemy import false, or_, select, update
 from sqlalchemy.orm import Session
 
-from channels.base import (
-    get_channel_class,
-)
+from channels.base import get_channel_class
 from core.clock import now
 from core.db import is_postgresql, session_scope
 from core.settings import get_settings
 from publisher.domain import lifecycle
-from publisher.domain.models import (
-    Account,
-    Delivery,
-    Post,
-    Schedule,
-)
+from publisher.domain.models import Account, Delivery, Post, Schedule
 from publisher.services.common import audit, get
 
 

@@ -11,11 +11,7 @@ from channels.errors import ChannelError
 from core.clock import now
 from core.db import session_scope
 from publisher.delivery.context import delivery_context
-from publisher.domain.models import (
-    Delivery,
-    MetricSnapshot,
-    PostVersion,
-)
+from publisher.domain.models import Delivery, MetricSnapshot, PostVersion
 from publisher.services.channels import account_info, make_channel
 
 log = logging.getLogger(__name__)

@@ -5,19 +5,14 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from channels.base import (
-    PublishResult,
-)
+from channels.base import PublishResult
 from core.broker import Task, enqueue
 from core.clock import now
 from core.db import after_commit
 from core.errors import NotFound
 from publisher.delivery.context import WORKER_ID
 from publisher.domain import lifecycle
-from publisher.domain.models import (
-    Delivery,
-    Post,
-)
+from publisher.domain.models import Delivery, Post
 from publisher.services.common import audit, get
 
 
@@ -33,6 +28,7 @@ def lock_post_and_delivery(s: Session, delivery_id: int) -> tuple[Post, Delivery
 
 
 def apply_result(s: Session, d: Delivery, result: PublishResult, post: Post) -> None:
+    """Record a platform's answer (published, awaiting confirmation or a person) on a locked delivery."""
     target = result.state if result.state in ("published", "awaiting_confirmation", "awaiting_manual") else "published"
     if d.state == "retry_wait":  # a late answer for a delivery that was given up on meanwhile: the truth wins
         d.state = "sending"
@@ -49,6 +45,7 @@ def apply_result(s: Session, d: Delivery, result: PublishResult, post: Post) -> 
 
 
 def wake_dependants(s: Session, d: Delivery) -> None:
+    """Deliveries that waited for this one (Weibo links to the website copy) are queued now."""
     dependants = s.scalars(select(Delivery).where(Delivery.depends_on_id == d.id, Delivery.state == "pending")).all()
     for dep in dependants:
         dep.next_attempt_at, dep.claimed_by = now(), "queued"
@@ -56,6 +53,7 @@ def wake_dependants(s: Session, d: Delivery) -> None:
 
 
 def settle_post(s: Session, post: Post) -> None:
+    """Derive the post's state from its deliveries' states, where the lifecycle allows the move."""
     if post.state not in ("publishing", "published", "partially_published", "failed"):
         return
     states = list(s.scalars(select(Delivery.state).where(Delivery.post_id == post.id)).all())

@@ -8,10 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select
 
-from channels.base import (
-    Channel,
-    DeliveryContext,
-)
+from channels.base import Channel, DeliveryContext
 from channels.errors import ChannelError
 from core.broker import Task, enqueue
 from core.clock import now
@@ -20,11 +17,7 @@ from core.settings import get_settings
 from publisher.delivery.context import delivery_context
 from publisher.delivery.outcomes import apply_result, lock_post_and_delivery, settle_post, wake_dependants
 from publisher.domain import lifecycle
-from publisher.domain.models import (
-    Delivery,
-    Post,
-    PostVersion,
-)
+from publisher.domain.models import Delivery, Post, PostVersion
 from publisher.services.channels import account_info, make_channel
 from publisher.services.common import audit, notify_owner
 

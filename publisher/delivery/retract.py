@@ -11,11 +11,7 @@ from core.db import session_scope
 from core.errors import Conflict
 from publisher.delivery.context import delivery_context
 from publisher.domain import lifecycle
-from publisher.domain.models import (
-    Delivery,
-    Post,
-    PostVersion,
-)
+from publisher.domain.models import Delivery, Post, PostVersion
 from publisher.services.channels import account_info, make_channel
 from publisher.services.common import audit, get
 

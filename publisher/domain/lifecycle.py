@@ -114,6 +114,8 @@ EDITABLE = frozenset({P.DRAFT, P.SCREENING, P.NEEDS_REVIEW, P.APPROVED, P.REJECT
 
 
 class HasState(Protocol):
+    """Anything with an id and a state column (a post, a delivery)."""
+
     id: int
     state: str
 

@@ -46,6 +46,8 @@ class Organization(Base):
 
 
 class User(Base):
+    """A person; ``role`` is one of :data:`ROLES`."""
+
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -75,6 +77,8 @@ class Account(Base):
 
 
 class Post(Base):
+    """A post: its current version, its target accounts and where it is in its lifecycle."""
+
     __tablename__ = "posts"
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
@@ -159,6 +163,8 @@ class ReviewDecision(Base):
 
 
 class Schedule(Base):
+    """When a post goes out; one pending schedule per post."""
+
     __tablename__ = "schedules"
     id: Mapped[int] = mapped_column(primary_key=True)
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
@@ -201,6 +207,8 @@ class Delivery(Base):
 
 
 class MetricSnapshot(Base):
+    """Engagement numbers of one delivery at one time (the history, not only the latest)."""
+
     __tablename__ = "metric_snapshots"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)

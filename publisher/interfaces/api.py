@@ -45,6 +45,8 @@ def db() -> Iterator[Session]:
 
 
 class AccountIn(BaseModel):
+    """A new platform account."""
+
     kind: str
     name: str
     credentials: dict[str, Any]
@@ -54,6 +56,8 @@ class AccountIn(BaseModel):
 
 
 class PostIn(BaseModel):
+    """A new post, optionally scheduled at once."""
+
     title: str
     body: str
     accounts: list[str | int] = Field(min_length=1)
@@ -64,6 +68,8 @@ class PostIn(BaseModel):
 
 
 class PostEdit(BaseModel):
+    """Fields to change; past draft the post is screened again."""
+
     title: str | None = None
     body: str | None = None
     summary: str | None = None
@@ -72,20 +78,28 @@ class PostEdit(BaseModel):
 
 
 class ScheduleIn(BaseModel):
+    """When to publish."""
+
     at: str
 
 
 class ReviewIn(BaseModel):
+    """A reviewer's decision."""
+
     reason: str = ""
     reviewer: str = "reviewer"
     content_hash: str | None = Field(None, description="The version hash you reviewed; 409 if the post changed.")
 
 
 class ConfirmIn(BaseModel):
+    """The URL an operator posted an assisted delivery at."""
+
     url: str
 
 
 class TermIn(BaseModel):
+    """A deny- or allow-list term of an organisation."""
+
     term: str
     list: str = "deny"
     category: str = "custom"
@@ -97,6 +111,7 @@ class TermIn(BaseModel):
 
 @app.get("/", response_class=HTMLResponse, include_in_schema=False)
 def index() -> str:
+    """A start page with links."""
     return (
         "<!doctype html><meta charset='utf-8'><title>media-matrix</title>"
         "<h1>media-matrix</h1><p>API documentation: <a href='/docs'>/docs</a> · "
@@ -131,6 +146,7 @@ def list_accounts(session: Session = Depends(db)) -> list[dict[str, Any]]:
 
 @app.post("/accounts", status_code=201)
 def add_account(body: AccountIn, session: Session = Depends(db)) -> dict[str, Any]:
+    """Register a platform account (its credentials checked with the platform first unless ``check`` is false)."""
     if body.check:  # before the session's transaction begins (services.check_new_account)
         services.check_new_account(body.kind, body.name, body.credentials, body.config)
     account = services.add_account(
@@ -164,6 +180,7 @@ def list_posts(state: str | None = None, limit: int = 100, session: Session = De
 
 @app.post("/posts", status_code=201)
 def create_post(body: PostIn, session: Session = Depends(db)) -> dict[str, Any]:
+    """Create a post and send it to screening; ``at`` schedules it too."""
     due = parse_local(body.at) if body.at else None
     post = services.create_post(
         session,
@@ -188,6 +205,7 @@ def show_post(post_id: int, session: Session = Depends(db)) -> dict[str, Any]:
 
 @app.patch("/posts/{post_id}")
 def edit_post(post_id: int, body: PostEdit, session: Session = Depends(db)) -> dict[str, Any]:
+    """Make a new version of a post."""
     post = services.edit_post(
         session,
         post_id,
@@ -202,11 +220,13 @@ def edit_post(post_id: int, body: PostEdit, session: Session = Depends(db)) -> d
 
 @app.post("/posts/{post_id}/submit")
 def submit_post(post_id: int, session: Session = Depends(db)) -> dict[str, Any]:
+    """Send a draft to screening."""
     return services.post_summary(session, services.submit_post(session, post_id, actor="api"))
 
 
 @app.post("/posts/{post_id}/schedule")
 def schedule_post(post_id: int, body: ScheduleIn, session: Session = Depends(db)) -> dict[str, Any]:
+    """Schedule a post; it goes out then once its current version is approved."""
     due: datetime = parse_local(body.at)
     services.schedule_post(session, post_id, due, actor="api")
     return services.post_summary(session, services.get(session, Post, post_id))
@@ -214,6 +234,7 @@ def schedule_post(post_id: int, body: ScheduleIn, session: Session = Depends(db)
 
 @app.post("/posts/{post_id}/approve")
 def approve_post(post_id: int, body: ReviewIn, session: Session = Depends(db)) -> dict[str, Any]:
+    """Approve a post that screening sent to review."""
     services.review(
         session, post_id, approve=True, reason=body.reason, reviewer=body.reviewer, content_hash=body.content_hash
     )
@@ -222,6 +243,7 @@ def approve_post(post_id: int, body: ReviewIn, session: Session = Depends(db)) -
 
 @app.post("/posts/{post_id}/reject")
 def reject_post(post_id: int, body: ReviewIn, session: Session = Depends(db)) -> dict[str, Any]:
+    """Reject a post (a reason is required)."""
     services.review(
         session, post_id, approve=False, reason=body.reason, reviewer=body.reviewer, content_hash=body.content_hash
     )
@@ -230,6 +252,7 @@ def reject_post(post_id: int, body: ReviewIn, session: Session = Depends(db)) ->
 
 @app.post("/posts/{post_id}/retry")
 def retry_post(post_id: int, session: Session = Depends(db)) -> dict[str, Any]:
+    """Retry only the deliveries that failed."""
     services.retry_post(session, post_id, actor="api")
     return services.post_summary(session, services.get(session, Post, post_id))
 
@@ -259,6 +282,7 @@ def delivery_package(delivery_id: int) -> Response:
 
 @app.post("/deliveries/{delivery_id}/confirm")
 def confirm_delivery(delivery_id: int, body: ConfirmIn) -> dict[str, Any]:
+    """Record the URL of an assisted delivery an operator posted by hand."""
     d = assisted.confirm_manual(delivery_id, body.url, actor="api")
     return {"id": d.id, "state": d.state, "remote_url": d.remote_url}
 
@@ -272,6 +296,7 @@ def delivery_removed(delivery_id: int) -> dict[str, Any]:
 
 @app.post("/organizations/{org_id}/terms", status_code=201)
 def add_term(org_id: int, body: TermIn, session: Session = Depends(db)) -> dict[str, Any]:
+    """Add (or update) a term of an organisation's deny- or allow-list."""
     entry, created = services.add_moderation_term(
         session, org_id, body.term, list_=body.list, category=body.category, severity=body.severity
     )
@@ -293,6 +318,7 @@ def notifications(
 
 @app.post("/notifications/{notification_id}/read")
 def read_notification(notification_id: int, session: Session = Depends(db)) -> dict[str, Any]:
+    """Mark one notification read."""
     n = services.get(session, Notification, notification_id)
     mark_notifications_read([n])
     return {"id": n.id, "read_at": iso_local(n.read_at)}

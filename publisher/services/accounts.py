@@ -7,21 +7,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from channels.base import (
-    channel_kinds,
-)
+from channels.base import channel_kinds
 from core.broker import Task, enqueue
 from core.clock import now
 from core.crypto import encrypt_credentials
 from core.db import after_commit, session_scope
 from core.errors import Conflict, InvalidInput, NotFound
 from publisher.domain import lifecycle
-from publisher.domain.models import (
-    Account,
-    Delivery,
-    Organization,
-    Post,
-)
+from publisher.domain.models import Account, Delivery, Organization, Post
 from publisher.services.channels import check_credentials
 from publisher.services.common import audit, get
 from publisher.services.organizations import ensure_organization

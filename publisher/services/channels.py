@@ -9,20 +9,14 @@ from typing import Any
 import redis
 
 from channels import tokens
-from channels.base import (
-    AccountInfo,
-    Channel,
-    get_channel_class,
-)
+from channels.base import AccountInfo, Channel, get_channel_class
 from channels.errors import ChannelError, NeedsReauth, PermanentError, RateLimited
 from core import ratelimit
 from core.crypto import decrypt_credentials
 from core.db import engine_for
 from core.errors import InvalidInput
 from core.settings import get_settings
-from publisher.domain.models import (
-    Account,
-)
+from publisher.domain.models import Account
 
 
 def account_info(account: Account) -> AccountInfo:

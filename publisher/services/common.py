@@ -9,11 +9,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import NotFound
 from core.notify import notify
-from publisher.domain.models import (
-    AuditEvent,
-    Post,
-    User,
-)
+from publisher.domain.models import AuditEvent, Post, User
 
 
 def audit(session: Session, actor: str, action: str, obj: Any, **detail: Any) -> None:

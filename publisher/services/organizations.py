@@ -6,11 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
-from publisher.domain.models import (
-    ROLES,
-    Organization,
-    User,
-)
+from publisher.domain.models import ROLES, Organization, User
 
 
 def ensure_organization(session: Session, name: str, parent: Organization | None = None) -> Organization:

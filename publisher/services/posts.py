@@ -12,12 +12,7 @@ from core.db import after_commit
 from core.errors import Conflict, InvalidInput
 from core.settings import get_settings
 from publisher.domain import lifecycle
-from publisher.domain.models import (
-    Post,
-    PostTarget,
-    PostVersion,
-    User,
-)
+from publisher.domain.models import Post, PostTarget, PostVersion, User
 from publisher.services.accounts import find_account
 from publisher.services.common import audit, get
 from publisher.services.organizations import ensure_user

@@ -6,10 +6,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import Conflict, InvalidInput
 from publisher.domain import lifecycle
-from publisher.domain.models import (
-    Post,
-    ReviewDecision,
-)
+from publisher.domain.models import Post, ReviewDecision
 from publisher.services.common import audit, get
 from publisher.services.schedules import apply_pending_schedule, pending_schedules
 

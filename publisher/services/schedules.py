@@ -12,20 +12,18 @@ from core.clock import now
 from core.db import after_commit
 from core.errors import Conflict, InvalidInput
 from publisher.domain import lifecycle
-from publisher.domain.models import (
-    Delivery,
-    Post,
-    Schedule,
-)
+from publisher.domain.models import Delivery, Post, Schedule
 from publisher.services.common import audit, get
 from publisher.services.views import deliveries_of
 
 
 def pending_schedules(session: Session, post_id: int) -> list[Schedule]:
+    """The post's schedules that have not gone out nor been cancelled."""
     return list(session.scalars(select(Schedule).where(Schedule.post_id == post_id, Schedule.state == "pending")).all())
 
 
 def apply_pending_schedule(session: Session, post: Post) -> None:
+    """An approved post with a pending schedule becomes scheduled, and dispatch is woken."""
     if post.state == "approved" and pending_schedules(session, post.id):
         lifecycle.transition("post", post, "scheduled")
         after_commit(session, enqueue, Task.DISPATCH_DUE)

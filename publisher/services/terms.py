@@ -6,10 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
-from publisher.domain.models import (
-    ModerationTerm,
-    Organization,
-)
+from publisher.domain.models import ModerationTerm, Organization
 from publisher.services.common import get
 
 TERM_MAX = 200  # moderation_terms.term is VARCHAR(200)

@@ -13,16 +13,7 @@ from core.errors import InvalidInput, NotFound
 from core.notify import mark_read as mark_notifications_read
 from core.notify import notifications_for
 from publisher.domain.lifecycle import PostState
-from publisher.domain.models import (
-    Account,
-    Delivery,
-    MetricSnapshot,
-    Post,
-    PostVersion,
-    Schedule,
-    Screening,
-    User,
-)
+from publisher.domain.models import Account, Delivery, MetricSnapshot, Post, PostVersion, Schedule, Screening, User
 
 
 def deliveries_of(session: Session, post_id: int) -> list[Delivery]:
