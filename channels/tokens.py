@@ -20,6 +20,11 @@ Implementations share the algorithm (:class:`_LockingTokenCache`) and differ in 
 lock live: :class:`MemoryTokenCache` (threads of one process), :class:`RedisTokenCache` (production:
 redis-py's ``Lock``, an owner-token lock released by a Lua check-and-delete) and
 :class:`SqlTokenCache` (the embedded default: a row lock by conditional UPDATE on ``channel_tokens``).
+
+The stores outside the process take a ``cipher`` (:class:`Cipher`, e.g. a ``MultiFernet``): an access token
+is as good as the app's secret for two hours, so it is kept encrypted in Redis and in the database. A stored
+value the cipher cannot decrypt (a rotated key, a value from before encryption) is a cache miss, never an
+error: the token is fetched again and overwritten.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from cryptography.fernet import InvalidToken
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -44,6 +50,17 @@ Fetch = Callable[[bool], tuple[str, float]]
 # just before expiry does not reach the platform with a dead token. WeChat's stable_token renews its
 # token at least 300 s early, so 60 s stays well inside that window.
 EXPIRY_MARGIN_S = 60.0
+
+
+class Cipher(Protocol):
+    """Encrypts the token values a cache stores (``cryptography``'s ``Fernet`` / ``MultiFernet`` fit).
+
+    ``decrypt`` raises ``InvalidToken`` (or a ``ValueError``) for a value it cannot decrypt.
+    """
+
+    def encrypt(self, data: bytes) -> bytes: ...
+
+    def decrypt(self, token: bytes) -> bytes: ...
 
 
 class TokenCache(Protocol):
@@ -65,13 +82,38 @@ class _LockingTokenCache:
 
     ``lock_ttl_s`` bounds how long a crashed holder can block the others; ``wait_s`` bounds how long a
     caller waits for someone else's refresh before giving up with :class:`Unavailable` (transient:
-    the delivery is retried later rather than hammering the platform).
+    the delivery is retried later rather than hammering the platform). ``cipher`` encrypts the token value
+    in the stores that keep it outside the process (:meth:`_seal` / :meth:`_open`).
     """
 
-    def __init__(self, *, wait_s: float = 15.0, lock_ttl_s: float = 30.0, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        *,
+        wait_s: float = 15.0,
+        lock_ttl_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        cipher: Cipher | None = None,
+    ):
         self.wait_s = wait_s
         self.lock_ttl_s = lock_ttl_s
         self.clock = clock
+        self.cipher = cipher
+
+    def _seal(self, token: str) -> str:
+        """The token as stored: encrypted when there is a cipher (Fernet tokens are ASCII)."""
+        return token if self.cipher is None else self.cipher.encrypt(token.encode()).decode("ascii")
+
+    def _open(self, stored: str) -> str | None:
+        """The token from its stored form; None (a cache miss) when it cannot be decrypted."""
+        if self.cipher is None:
+            return stored
+        try:
+            return self.cipher.decrypt(stored.encode("ascii")).decode()
+        except (InvalidToken, ValueError):
+            # A key rotated away, a plain value from before encryption, garbage: the token is short-lived and
+            # can be fetched again, so a cache must not fail a delivery over it. (A key refused outside the
+            # embedded default is a ConfigError, and is not caught: that is the operator's to fix.)
+            return None
 
     # -- storage and lock, per implementation ---------------------------------------------------
 
@@ -161,11 +203,13 @@ class RedisTokenCache(_LockingTokenCache):
         if raw is None:
             return None
         data = json.loads(raw)
-        return CachedToken(data["token"], float(data["expires_at"]))
+        token = self._open(data["token"])
+        return None if token is None else CachedToken(token, float(data["expires_at"]))
 
     def _write(self, key: str, token: CachedToken) -> None:
         ttl_ms = max(1, int((token.expires_at - self.clock()) * 1000))
-        self.redis.set(self._key(key), json.dumps({"token": token.token, "expires_at": token.expires_at}), px=ttl_ms)
+        value = {"token": self._seal(token.token), "expires_at": token.expires_at}
+        self.redis.set(self._key(key), json.dumps(value), px=ttl_ms)
 
     def _acquire(self, key: str, timeout: float) -> Any | None:
         lock = self.redis.lock(f"{self.prefix}token-lock:{key}", timeout=self.lock_ttl_s, sleep=0.02)
@@ -222,7 +266,8 @@ class SqlTokenCache(_LockingTokenCache):
             ).first()
         if row is None or row.token is None or row.expires_at is None:
             return None
-        return CachedToken(row.token, float(row.expires_at))
+        token = self._open(row.token)
+        return None if token is None else CachedToken(token, float(row.expires_at))
 
     def _write(self, key: str, token: CachedToken) -> None:
         # Only called by the lock holder, whose row exists (it was created to take the lock).
@@ -230,7 +275,7 @@ class SqlTokenCache(_LockingTokenCache):
             conn.execute(
                 channel_tokens.update()
                 .where(channel_tokens.c.key == key)
-                .values(token=token.token, expires_at=token.expires_at)
+                .values(token=self._seal(token.token), expires_at=token.expires_at)
             )
 
     def _try_lock(self, key: str, owner: str) -> bool:

@@ -6,6 +6,17 @@ of ``MATRIX_OLD_SECRET_KEYS``, then the earlier sha256 derivation of each, which
 wrote with) decrypts. So a key is rotated without losing anything: set the new key, move the old one to
 ``MATRIX_OLD_SECRET_KEYS``, run ``matrix secrets rotate`` (re-encrypts every stored secret with the new key),
 then drop the old one.
+
+Which key (:func:`secret_keys`):
+
+- ``MATRIX_SECRET_KEY`` when set. Outside the embedded default (a PostgreSQL database or a Redis broker) it
+  must be set, must not be the old public default ``dev-only-change-me`` and must have at least
+  :data:`MIN_SECRET_KEY_CHARS` characters; otherwise every use raises :class:`ConfigError` naming the
+  variable, and :func:`check_secret_key` makes the API, a worker and beat refuse to start with that line.
+- On the embedded default with no ``MATRIX_SECRET_KEY``: a random key kept in ``<data_dir>/secret.key``,
+  created (mode 0600) on first use, so ``make run`` needs no set-up and nothing encrypts with a public
+  value. The public default follows it for *decryption only*: installations from before the key file wrote
+  their credentials with it, and ``matrix secrets rotate`` moves those rows to the file key.
 """
 
 from __future__ import annotations
@@ -13,6 +24,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import secrets
+from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -23,6 +37,12 @@ from core.errors import ConfigError
 from core.settings import Settings, get_settings
 
 CREDENTIALS = b"media-matrix credentials v1"
+PLATFORM_TOKENS = b"media-matrix platform tokens v1"
+
+DEFAULT_SECRET_KEY = "dev-only-change-me"  # noqa: S105 - public on purpose: only ever accepted to decrypt
+"""The key every installation used before a key was required: public, so accepted only to decrypt old rows."""
+MIN_SECRET_KEY_CHARS = 32
+KEY_FILE = "secret.key"
 
 
 def derive_key(secret: str, purpose: bytes = CREDENTIALS) -> bytes:
@@ -37,10 +57,76 @@ def _legacy_key(secret: str) -> bytes:
 
 
 def secret_keys(settings: Settings | None = None) -> list[str]:
-    """The secret key followed by the earlier keys still accepted for decryption."""
+    """The key that encrypts, followed by the earlier keys still accepted for decryption (module docstring).
+
+    Raises :class:`ConfigError` outside the embedded default when ``MATRIX_SECRET_KEY`` is missing, the public
+    default or too short: no code path encrypts or decrypts with a key anybody could know.
+    """
     settings = settings or get_settings()
     olds = [k.strip() for k in settings.old_secret_keys.split(",") if k.strip()]
-    return [settings.secret_key, *olds]
+    key = settings.secret_key.strip()
+    if not key and settings.embedded:
+        return [_file_key(settings.data_dir / KEY_FILE), *olds, DEFAULT_SECRET_KEY]
+    if not settings.embedded:
+        problem = _weakness(key)
+        if problem:
+            raise ConfigError(
+                f"MATRIX_SECRET_KEY {problem}: outside the embedded default (SQLite database and broker) set it "
+                f"to a random value of {MIN_SECRET_KEY_CHARS}+ characters, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` (credentials written with the old "
+                f"default stay readable with MATRIX_OLD_SECRET_KEYS={DEFAULT_SECRET_KEY} until `matrix secrets rotate`)"
+            )
+    return [key, *olds]
+
+
+def _weakness(key: str) -> str:
+    """What is wrong with ``key`` as a production key ("" for nothing)."""
+    if not key:
+        return "is not set"
+    if key == DEFAULT_SECRET_KEY:
+        return "is the public default"
+    if len(key) < MIN_SECRET_KEY_CHARS:
+        return f"is shorter than {MIN_SECRET_KEY_CHARS} characters"
+    return ""
+
+
+def check_secret_key(settings: Settings | None = None) -> None:
+    """Raise :class:`ConfigError` (one line naming ``MATRIX_SECRET_KEY``) unless the secret key is usable.
+
+    Called when the API, a worker or beat starts, so a misconfigured service stops at once rather than at its
+    first credential; on the embedded default it creates the key file if there is none yet.
+    """
+    secret_keys(settings)
+
+
+def _file_key(path: Path) -> str:
+    """The embedded default's key, kept in ``path``; created with a random value (mode 0600) if missing."""
+    if not path.exists():
+        _create_key_file(path)
+    key = path.read_text(encoding="ascii").strip()
+    if len(key) < MIN_SECRET_KEY_CHARS:
+        raise ConfigError(f"{path} holds no usable secret key: restore it, or set MATRIX_SECRET_KEY")
+    return key
+
+
+def _create_key_file(path: Path) -> None:
+    # `matrix up` starts the API, a worker and beat at once, and each may be the first to need the key: the key
+    # is written to a private temporary file and then hard-linked into place, which fails if another process
+    # got there first, so every process ends up reading the one complete file, never a half-written one.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_urlsafe(48) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: its key is the one
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def fernet(settings: Settings | None = None, purpose: bytes = CREDENTIALS) -> MultiFernet:
@@ -49,6 +135,11 @@ def fernet(settings: Settings | None = None, purpose: bytes = CREDENTIALS) -> Mu
     derived = [derive_key(k, purpose) for k in keys]
     legacy = [_legacy_key(k) for k in keys] if purpose == CREDENTIALS else []
     return MultiFernet([Fernet(k) for k in [*derived, *legacy]])
+
+
+def platform_token_cipher(settings: Settings | None = None) -> MultiFernet:
+    """The cipher for cached platform access tokens (Redis, ``channel_tokens``): its own HKDF purpose."""
+    return fernet(settings, PLATFORM_TOKENS)
 
 
 def encrypt_credentials(credentials: dict[str, Any]) -> bytes:
@@ -62,7 +153,8 @@ def decrypt_credentials(blob: bytes) -> dict[str, Any]:
         return json.loads(fernet().decrypt(blob))
     except InvalidToken as exc:
         raise ConfigError(
-            "cannot decrypt account credentials: MATRIX_SECRET_KEY changed? "
+            "cannot decrypt account credentials: MATRIX_SECRET_KEY changed (or, with it unset, the data directory's "
+            "secret.key)? "
             "(an earlier key goes in MATRIX_OLD_SECRET_KEYS until `matrix secrets rotate` has run)"
         ) from exc
 

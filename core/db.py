@@ -44,6 +44,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+# The largest id any table hands out: primary keys are INTEGER on PostgreSQL (SQLite's go to 2**63 - 1). An id
+# outside 1..ID_MAX names no row, and passed to the database it is an error there (a 500, not a 404), so
+# lookups check it first (:func:`id_in_range`).
+ID_MAX = 2**31 - 1
+
+
+def id_in_range(value: int) -> bool:
+    """True if ``value`` could be the id of a row (1..:data:`ID_MAX`)."""
+    return 1 <= value <= ID_MAX
+
+
 class Base(DeclarativeBase):
     """The declarative base of every table, in every package (one metadata, one migration history)."""
 

@@ -45,13 +45,13 @@ def notify(
 
 
 def notifications_for(
-    session: Session, user_id: int, *, unread_only: bool = True, limit: int = 200
+    session: Session, user_id: int, *, unread_only: bool = True, limit: int = 200, offset: int = 0
 ) -> list[Notification]:
-    """A person's notifications, oldest first (the newest ``limit``)."""
+    """A person's notifications, oldest first (the newest ``limit``, after skipping the ``offset`` newest)."""
     q = select(Notification).where(Notification.user_id == user_id)
     if unread_only:
         q = q.where(Notification.read_at.is_(None))
-    rows = session.scalars(q.order_by(Notification.id.desc()).limit(limit)).all()
+    rows = session.scalars(q.order_by(Notification.id.desc()).limit(limit).offset(offset)).all()
     return list(reversed(rows))
 
 

@@ -26,8 +26,9 @@ class Settings(BaseSettings):
     result_backend: str = Field("", description="Celery result backend; default: none (the database is the truth).")
     timezone: str = Field("Asia/Shanghai", description="Times are stored in UTC, shown and parsed in this zone.")
     secret_key: str = Field(
-        "dev-only-change-me",
-        description="Encrypts account credentials at rest (keys derived from it with HKDF). Change in production.",
+        "",
+        description="Encrypts credentials and cached tokens at rest (keys derived from it with HKDF). Required, "
+        "32+ characters, outside the embedded default; unset there, a random key kept in data_dir/secret.key.",
     )
     old_secret_keys: str = Field(
         "",
@@ -48,6 +49,15 @@ class Settings(BaseSettings):
     retry_max_s: float = Field(600.0, description="Upper bound of one retry delay.")
     http_timeout_s: float = 20.0
     body_max_chars: int = Field(200_000, description="Largest post body accepted.")
+    # Screening time grows with the text's length, about 0.5 ms a character with the classifier on 2 cores
+    # (2,000 characters 1.1 s, 20,000 10.6 s; a 1,000,000-character text took 834 s and 1.6 GB): `POST /screen`
+    # is for a passage, and whole posts are screened by the workers.
+    screen_max_chars: int = Field(10_000, description="Longest text `POST /screen` accepts.")
+    api_body_max_bytes: int = Field(
+        1_000_000,
+        description="Largest request body the API reads, refused with 413 before it is read; routes that take "
+        "a post or a text to screen have their own caps derived from body_max_chars / screen_max_chars.",
+    )
     require_review: bool = Field(False, description="先审后发: every post needs a person's approval, even on pass.")
     moderation_classifier: bool = Field(True, description="Use the transformer classifier (off: rules only).")
     moderation_base_model: str = Field("", description="HF encoder directory to use instead of bundled e5-small.")
@@ -71,6 +81,11 @@ class Settings(BaseSettings):
             self.broker_url = f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
         ZoneInfo(self.timezone)  # fail early on a bad zone name
         return self
+
+    @property
+    def embedded(self) -> bool:
+        """The embedded default (the demo): a SQLite database *and* the SQLite broker, both on this machine."""
+        return self.database_url.startswith("sqlite") and self.broker_url.startswith("sqla+sqlite")
 
     @property
     def tz(self) -> ZoneInfo:

@@ -151,7 +151,15 @@ def screen_command(
         if not input.is_file():
             err.print(f"[red]error:[/] input file not found: {input}")
             raise typer.Exit(2)
-        bad = _screen_file(input, output, batch_size, policy, err)
+        if str(output) != "-" and (output.is_dir() or not output.parent.is_dir()):
+            # checked before screening starts, not after a long file has been screened for nothing
+            err.print(f"[red]error:[/] cannot write {output}: not a file in an existing folder")
+            raise typer.Exit(2)
+        try:
+            bad = _screen_file(input, output, batch_size, policy, err)
+        except OSError as exc:
+            err.print(f"[red]error:[/] {exc.filename or output}: {exc.strerror}")
+            raise typer.Exit(2) from exc
         if bad:
             err.print(f"[red]{bad} malformed line(s) skipped[/]")
             raise typer.Exit(1)

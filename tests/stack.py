@@ -100,7 +100,7 @@ class Stack:
             "MATRIX_RETRY_BASE_S": "0.5",
             "MATRIX_HTTP_TIMEOUT_S": "5",
             "MATRIX_MODERATION_CLASSIFIER": "0",
-            "MATRIX_SECRET_KEY": "test-secret",
+            "MATRIX_SECRET_KEY": "test-secret-key-at-least-32-characters-long",
         }
         if self.backend == "services":
             url, self._drop_db = create_pg_database()

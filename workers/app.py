@@ -7,11 +7,14 @@ module: they send tasks by name through :mod:`core.broker`.
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import beat_init, celeryd_init, worker_process_init
 
 import moderation
+from core import logredact
 from core.broker import celery_config
+from core.crypto import check_secret_key
 from core.db import get_engine
+from core.errors import ConfigError
 from core.settings import Settings, get_settings
 from publisher.services.screening import configure_moderation
 
@@ -24,8 +27,23 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
+# First, before Celery sets up its logging: every record of this process (and of the pool's children, which
+# inherit it) is redacted, whichever handler Celery installs later.
+logredact.install()
 celery_app = create_app()
 QUEUE = get_settings().queue
+
+
+@celeryd_init.connect
+@beat_init.connect
+def _refuse_weak_secret_key(**_kwargs) -> None:
+    # `celery -A workers.app worker|beat` started without `matrix worker|beat` is refused too: outside the
+    # embedded default no worker may decrypt credentials with a missing, public or short key. SystemExit, not
+    # the ConfigError: Celery logs and ignores a receiver's exceptions, and the process would start anyway.
+    try:
+        check_secret_key(get_settings())
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 @worker_process_init.connect

@@ -119,7 +119,7 @@ class Faults:
         with self._lock:
             self.latency_ms = 0
             self.error_rate = 0.0
-            self._random = random.Random(0)
+            self._random = random.Random(0)  # noqa: S311 - reproducible fault injection, not a secret
             self.scripted: list[Fault] = []
             self.injected = 0  # how many requests got a fault, for assertions
 
@@ -148,7 +148,7 @@ class Faults:
                     raise SandboxError("error_rate must be between 0 and 1")
                 self.error_rate = rate
             if "seed" in data:
-                self._random = random.Random(data["seed"])
+                self._random = random.Random(data["seed"])  # noqa: S311 - reproducible fault injection
             self.scripted.extend(new_faults)
         return self.snapshot()
 

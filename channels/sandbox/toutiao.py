@@ -390,7 +390,7 @@ class ToutiaoSandbox:
         kind = image_type(data)
         if kind not in UPLOAD_TYPES:
             raise ConsoleError(7020)
-        uri = f"tos-cn-i-sandbox/{hashlib.sha1(data).hexdigest()}"
+        uri = f"tos-cn-i-sandbox/{hashlib.sha1(data, usedforsecurity=False).hexdigest()}"
         width, height = png_size(data)
         with self.state.lock:
             self.state.images[uri] = (data, kind)

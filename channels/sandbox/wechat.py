@@ -157,6 +157,7 @@ class App:
     stable_expires: float = 0.0
     forced: list[float] = field(default_factory=list)
     token_calls: dict[str, int] = field(default_factory=lambda: {"token": 0, "stable_token": 0, "forced": 0})
+    issued: list[str] = field(default_factory=list)  # every token handed out, for tests that look for leaks
     calls: dict[str, int] = field(default_factory=dict)
     minute: tuple[int, int] = (0, 0)  # (minute number, calls in it)
     published: tuple[str, int] = ("", 0)  # (Shanghai date, submits that day)
@@ -244,6 +245,7 @@ class State:
         token = f"{app.appid[-6:]}_{secrets.token_urlsafe(24)}"
         expires = self.clock.now() + ttl
         self.tokens[token] = (app.appid, expires)
+        app.issued.append(token)
         return token, expires
 
     def app_for_token(self, token: str | None) -> App:
@@ -840,7 +842,7 @@ class WeChatSandbox:
         return JSONResponse({"article_id": art.article_id, "status": 6})
 
     async def control_state(self, request: Request) -> Response:
-        """``GET /_sandbox/state``: every app with its tokens' calls, drafts, jobs and articles."""
+        """``GET /_sandbox/state``: every app with its tokens' calls, the tokens issued, drafts, jobs and articles."""
         with self.state.lock:
             self.state.settle()
             apps = {}
@@ -849,6 +851,7 @@ class WeChatSandbox:
                     "name": app.name,
                     "settings": asdict(app.settings),
                     "token_calls": dict(app.token_calls),
+                    "issued_tokens": list(app.issued),
                     "calls": dict(app.calls),
                     "published_today": app.published[1],
                     "drafts": [d.media_id for d in self.state.drafts.values() if d.appid == app.appid],

@@ -65,7 +65,7 @@ UPLOAD_TYPES = {
 }
 REGISTERED_META = ("mm_delivery",)  # meta keys the site registers with show_in_rest (others are ignored)
 
-DEMO_PASSWORD = "abcd EFGH 1234 ijkl MNOP 5678"
+DEMO_PASSWORD = "abcd EFGH 1234 ijkl MNOP 5678"  # noqa: S105 - the sandbox's published demo login
 DEMO_ACCOUNTS: list[dict[str, Any]] = [
     {
         "kind": "website",

@@ -6,21 +6,19 @@ from __future__ import annotations
 from channels.base import PostContent, PublishResult, get_channel_class
 from channels.manual import build_package
 from core.db import session_scope
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, InvalidInput
 from publisher.delivery.context import idempotency_key
 from publisher.delivery.outcomes import apply_result, lock_post_and_delivery, settle_post
 from publisher.domain import lifecycle
 from publisher.domain.models import Delivery, PostVersion
 from publisher.services.channels import account_info, make_channel
-from publisher.services.common import audit
+from publisher.services.common import URL_MAX, audit, check_length, get
 
 
 def package_for(delivery_id: int) -> bytes:
     """The ZIP an operator downloads to post a delivery by hand."""
     with session_scope() as s:
-        d = s.get(Delivery, delivery_id)
-        if d is None:
-            raise NotFound(f"delivery {delivery_id} not found")
+        d = get(s, Delivery, delivery_id)
         if d.state != "awaiting_manual":
             raise Conflict(f"delivery {d.id} is {d.state}; packages are for awaiting_manual deliveries")
         v = s.get(PostVersion, d.version_id)
@@ -37,9 +35,8 @@ def package_for(delivery_id: int) -> bytes:
 
 def confirm_manual(delivery_id: int, url: str, actor: str = "operator") -> Delivery:
     """An operator posted an assisted delivery by hand: record its URL; it counts as published."""
+    check_length("URL", url, URL_MAX)
     if not url.startswith(("http://", "https://")):
-        from core.errors import InvalidInput
-
         raise InvalidInput(f"not a URL: {url!r}")
     with session_scope() as s:
         post, d = lock_post_and_delivery(s, delivery_id)

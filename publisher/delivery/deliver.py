@@ -160,7 +160,8 @@ def deliver(delivery_id: int) -> str:
 def _backoff(attempt: int, retry_after: float | None) -> float:
     settings = get_settings()
     delay = min(settings.retry_max_s, settings.retry_base_s * 2 ** max(0, attempt - 1))
-    delay = delay * (0.5 + random.random() / 2)  # jitter: workers that failed together don't retry together
+    # jitter: workers that failed together don't retry together (a spread, not a secret: S311 does not apply)
+    delay = delay * (0.5 + random.random() / 2)  # noqa: S311
     return max(delay, retry_after or 0.0)
 
 
@@ -205,7 +206,7 @@ def _record(delivery_id: int, *, ok: PublishResult | None = None, error: Channel
                 f"Its deliveries wait; run `matrix account reauth {account.id}` once it is re-authorised.",
             )
         else:  # PermanentError and any other platform refusal: never retried
-            assert isinstance(error, (PermanentError, ChannelError))
+            assert isinstance(error, (PermanentError, ChannelError))  # noqa: S101 - for the type checker only
             lifecycle.transition("delivery", d, "failed")
             d.last_error = str(error)
             notify_owner(s, post, "delivery_failed", f"post {post.id} on {account.name}: {error}")

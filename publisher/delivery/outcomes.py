@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from channels.base import PublishResult
 from core.broker import Task, enqueue
 from core.clock import now
-from core.db import after_commit
+from core.db import after_commit, id_in_range
 from core.errors import NotFound
 from publisher.delivery.context import WORKER_ID
 from publisher.domain import lifecycle
@@ -19,7 +19,9 @@ from publisher.services.common import audit, get
 def lock_post_and_delivery(s: Session, delivery_id: int) -> tuple[Post, Delivery]:
     """Lock the delivery's post, then the delivery: always in this order, so recording outcomes of one
     post's deliveries is serialised (the post state derived from them never misses a concurrent change)."""
-    post_id = s.execute(select(Delivery.post_id).where(Delivery.id == delivery_id)).scalar_one_or_none()
+    post_id = None
+    if id_in_range(delivery_id):  # out of range the database would fail rather than find nothing
+        post_id = s.execute(select(Delivery.post_id).where(Delivery.id == delivery_id)).scalar_one_or_none()
     if post_id is None:
         raise NotFound(f"delivery {delivery_id} not found")
     post = get(s, Post, post_id, lock=True)

@@ -5,34 +5,112 @@ Every user error is a 4xx with a one-line ``detail``; nothing is half-done (one 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
+from starlette.routing import Match
+from starlette.types import Scope
 
 import moderation
+from core import logredact
 from core.broker import broker_reachable
 from core.clock import iso_local, parse_local
+from core.crypto import check_secret_key
 from core.db import get_engine, session_scope
 from core.errors import InvalidInput, MatrixError
 from core.notify import Notification
 from core.notify import mark_read as mark_notifications_read
+from core.settings import Settings, get_settings
 from publisher import services
 from publisher.delivery import assisted, retract
 from publisher.domain.models import Post
+from publisher.interfaces.limits import BodyLimit
+from publisher.services import LABEL_MAX, LIST_MAX, NAME_MAX, REASON_MAX, SUMMARY_MAX, TARGETS_MAX, URL_MAX
 from publisher.services.screening import configure_moderation
 
-app = FastAPI(title="media-matrix", version="0.1.0", description="Draft once, screen, review, publish to the matrix.")
+# At import, before uvicorn logs a request line: query strings and headers reach no log in clear.
+logredact.install()
+
+
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # Served without `matrix api` (`uvicorn publisher.interfaces.api:app`), the API still refuses to start
+    # with a missing, public or short MATRIX_SECRET_KEY outside the embedded default.
+    check_secret_key()
+    yield
+
+
+app = FastAPI(
+    title="media-matrix",
+    version="0.1.0",
+    description="Draft once, screen, review, publish to the matrix.",
+    lifespan=_lifespan,
+)
 
 
 @app.exception_handler(MatrixError)
 async def _publisher_error(_request: Request, exc: MatrixError) -> JSONResponse:
     return JSONResponse(status_code=exc.status_code, content={"detail": str(exc)})
+
+
+@app.exception_handler(DataError)
+async def _data_error(_request: Request, exc: DataError) -> JSONResponse:
+    # A backstop: the services check what they store, but a value the database itself refuses (a NUL
+    # character in a PostgreSQL text column, a number out of its range) is still the request's fault, not
+    # the server's. The database's own first line says which.
+    reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else "invalid value"
+    return JSONResponse(status_code=422, content={"detail": f"the database refused a value: {reason}"})
+
+
+# ------------------------------------------------------------------------------------- body caps
+
+# Routes that take more (a post) or less (a text to screen) than the default cap, MATRIX_API_BODY_MAX_BYTES.
+_BODY_CAPS: dict[Callable[..., Any], Callable[[Settings], int]] = {}
+
+# JSON escapes of non-ASCII text (Python's json.dumps writes 汉 as \u6c49) take up to 6 bytes a character.
+_JSON_BYTES_PER_CHAR = 6
+
+
+def body_cap(cap: Callable[[Settings], int]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a route its own request-body cap in bytes (computed from the settings at each request)."""
+
+    def mark(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        _BODY_CAPS[endpoint] = cap
+        return endpoint
+
+    return mark
+
+
+def _post_cap(settings: Settings) -> int:
+    """A post: its longest body, escaped, on top of the default cap for everything else."""
+    return settings.api_body_max_bytes + _JSON_BYTES_PER_CHAR * settings.body_max_chars
+
+
+def _screen_cap(settings: Settings) -> int:
+    """A text to screen, escaped, and a little for the JSON around it."""
+    return _JSON_BYTES_PER_CHAR * settings.screen_max_chars + 4096
+
+
+def _body_cap_for(scope: Scope) -> int:
+    """The request-body cap of the route this request goes to (the default for any other path)."""
+    settings = get_settings()
+    for route in app.router.routes:
+        if isinstance(route, APIRoute) and route.matches(scope)[0] is Match.FULL:
+            cap = _BODY_CAPS.get(route.endpoint)
+            return cap(settings) if cap else settings.api_body_max_bytes
+    return settings.api_body_max_bytes
+
+
+app.add_middleware(BodyLimit, cap_for=_body_cap_for)
 
 
 def db() -> Iterator[Session]:
@@ -43,67 +121,93 @@ def db() -> Iterator[Session]:
 
 # ----------------------------------------------------------------------------------------- schemas
 
+# Every text field is bounded: by the services' own limits where they have one (the same constants), by the
+# database column otherwise. A post's body is bounded by MATRIX_BODY_MAX_CHARS (checked by the service; a
+# setting, so not in the schema) and by the route's body cap; the credential and config objects by the cap.
+_TIME_MAX = 64  # "2026-12-01 09:00", ISO 8601 with an offset, "now"
+_HASH_MAX = 64  # a content hash: SHA-256 in hex
+_WORD_MAX = 30  # a kind, a list, a category or a severity: the services check them against their choices
+
+Name = Annotated[str, Field(max_length=NAME_MAX)]
+AccountRef = Annotated[str, Field(max_length=LABEL_MAX)] | int
+
 
 class AccountIn(BaseModel):
     """A new platform account."""
 
-    kind: str
-    name: str
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"kind": "manual", "name": "县融媒体中心", "credentials": {}, "check": False}]}
+    )
+
+    kind: str = Field(max_length=_WORD_MAX)
+    name: str = Field(max_length=LABEL_MAX)
     credentials: dict[str, Any]
     config: dict[str, Any] = Field(default_factory=dict)
-    organization: str = "default"
+    organization: str = Field("default", max_length=LABEL_MAX)
     check: bool = True  # ask the platform whether the credentials work before storing them
 
 
 class PostIn(BaseModel):
     """A new post, optionally scheduled at once."""
 
-    title: str
-    body: str
-    accounts: list[str | int] = Field(min_length=1)
-    summary: str = ""
-    cover_url: str | None = None
-    author: str = "editor"
-    at: str | None = Field(None, description="Schedule too: local time '2026-12-01 09:00', ISO 8601, or 'now'.")
+    model_config = ConfigDict(json_schema_extra={"examples": [{"title": "通知", "body": "正文", "accounts": [1]}]})
+
+    title: str = Field(max_length=services.TITLE_MAX)
+    body: str = Field(description="Markdown, at most MATRIX_BODY_MAX_CHARS characters.")
+    accounts: list[AccountRef] = Field(min_length=1, max_length=TARGETS_MAX)
+    summary: str = Field("", max_length=SUMMARY_MAX)
+    cover_url: str | None = Field(None, max_length=URL_MAX)
+    author: Name = "editor"
+    at: str | None = Field(
+        None, max_length=_TIME_MAX, description="Schedule too: local time '2026-12-01 09:00', ISO 8601, or 'now'."
+    )
 
 
 class PostEdit(BaseModel):
     """Fields to change; past draft the post is screened again."""
 
-    title: str | None = None
-    body: str | None = None
-    summary: str | None = None
-    cover_url: str | None = None
-    actor: str = "editor"
+    title: str | None = Field(None, max_length=services.TITLE_MAX)
+    body: str | None = Field(None, description="Markdown, at most MATRIX_BODY_MAX_CHARS characters.")
+    summary: str | None = Field(None, max_length=SUMMARY_MAX)
+    cover_url: str | None = Field(None, max_length=URL_MAX)
+    actor: Name = "editor"
 
 
 class ScheduleIn(BaseModel):
     """When to publish."""
 
-    at: str
+    at: str = Field(max_length=_TIME_MAX)
 
 
 class ReviewIn(BaseModel):
     """A reviewer's decision."""
 
-    reason: str = ""
-    reviewer: str = "reviewer"
-    content_hash: str | None = Field(None, description="The version hash you reviewed; 409 if the post changed.")
+    reason: str = Field("", max_length=REASON_MAX)
+    reviewer: Name = "reviewer"
+    content_hash: str | None = Field(
+        None, max_length=_HASH_MAX, description="The version hash you reviewed; 409 if the post changed."
+    )
 
 
 class ConfirmIn(BaseModel):
     """The URL an operator posted an assisted delivery at."""
 
-    url: str
+    url: str = Field(max_length=URL_MAX)
 
 
 class TermIn(BaseModel):
     """A deny- or allow-list term of an organisation."""
 
-    term: str
-    list: str = "deny"
-    category: str = "custom"
-    severity: str = "review"
+    term: str = Field(max_length=services.TERM_MAX)
+    list: str = Field("deny", max_length=_WORD_MAX)
+    category: str = Field("custom", max_length=_WORD_MAX)
+    severity: str = Field("review", max_length=_WORD_MAX)
+
+
+class ScreenIn(BaseModel):
+    """A text to screen (at most MATRIX_SCREEN_MAX_CHARS characters)."""
+
+    text: str = ""
 
 
 # ------------------------------------------------------------------------------------------ routes
@@ -138,10 +242,15 @@ def health() -> JSONResponse:
     return JSONResponse(status_code=200 if ok else 503, content={"status": "ok" if ok else "degraded", **status})
 
 
+# Every list is paged: ``limit`` 1..LIST_MAX, ``offset`` from 0 (checked by the read models, one-line 422s).
+Limit = Annotated[int, Query(description=f"At most this many rows (1-{LIST_MAX}).")]
+Offset = Annotated[int, Query(description="Skip this many rows first.")]
+
+
 @app.get("/accounts")
-def list_accounts(session: Session = Depends(db)) -> list[dict[str, Any]]:
-    """Every account with its health (never its credentials)."""
-    return services.account_rows(session)
+def list_accounts(limit: Limit = LIST_MAX, offset: Offset = 0, session: Session = Depends(db)) -> list[dict[str, Any]]:
+    """Accounts by id with their health (never their credentials)."""
+    return services.account_rows(session, limit=limit, offset=offset)
 
 
 @app.post("/accounts", status_code=201)
@@ -173,12 +282,18 @@ def reauthorize(
 
 
 @app.get("/posts")
-def list_posts(state: str | None = None, limit: int = 100, session: Session = Depends(db)) -> list[dict]:
-    """Posts, newest first (``state`` filters; ``limit`` 1–500)."""
-    return services.post_rows(session, state=state, limit=limit)
+def list_posts(
+    state: Annotated[str | None, Query(max_length=_WORD_MAX)] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    session: Session = Depends(db),
+) -> list[dict]:
+    """Posts, newest first (``state`` filters)."""
+    return services.post_rows(session, state=state, limit=limit, offset=offset)
 
 
 @app.post("/posts", status_code=201)
+@body_cap(_post_cap)
 def create_post(body: PostIn, session: Session = Depends(db)) -> dict[str, Any]:
     """Create a post and send it to screening; ``at`` schedules it too."""
     due = parse_local(body.at) if body.at else None
@@ -204,6 +319,7 @@ def show_post(post_id: int, session: Session = Depends(db)) -> dict[str, Any]:
 
 
 @app.patch("/posts/{post_id}")
+@body_cap(_post_cap)
 def edit_post(post_id: int, body: PostEdit, session: Session = Depends(db)) -> dict[str, Any]:
     """Make a new version of a post."""
     post = services.edit_post(
@@ -264,9 +380,9 @@ def retract_post(post_id: int) -> dict[str, Any]:
 
 
 @app.get("/reviews")
-def review_queue(session: Session = Depends(db)) -> list[dict[str, Any]]:
-    """Posts waiting for a reviewer, with the screening's evidence."""
-    return services.review_queue(session)
+def review_queue(limit: Limit = 100, offset: Offset = 0, session: Session = Depends(db)) -> list[dict[str, Any]]:
+    """Posts waiting for a reviewer, oldest first, with the screening's evidence."""
+    return services.review_queue(session, limit=limit, offset=offset)
 
 
 @app.get("/deliveries/{delivery_id}/package")
@@ -306,14 +422,18 @@ def add_term(org_id: int, body: TermIn, session: Session = Depends(db)) -> dict[
 
 @app.get("/notifications")
 def notifications(
-    user: str = Query(..., description="User name"),
+    user: str = Query(..., max_length=NAME_MAX, description="User name"),
     unread: bool = True,
     mark_read: bool = False,
+    limit: Limit = 200,
+    offset: Offset = 0,
     session: Session = Depends(db),
 ) -> list[dict[str, Any]]:
-    """A person's notifications, oldest first (their post's account needs re-authorisation, a delivery failed…);
-    ``mark_read=true`` marks those returned as read."""
-    return services.notification_rows(session, user, unread_only=unread, mark_read=mark_read)
+    """A person's notifications, oldest first (their post's account needs re-authorisation, a delivery failed…):
+    the newest ``limit`` after the ``offset`` newest; ``mark_read=true`` marks those returned as read."""
+    return services.notification_rows(
+        session, user, unread_only=unread, mark_read=mark_read, limit=limit, offset=offset
+    )
 
 
 @app.post("/notifications/{notification_id}/read")
@@ -325,9 +445,13 @@ def read_notification(notification_id: int, session: Session = Depends(db)) -> d
 
 
 @app.post("/screen")
-def screen(payload: dict[str, str]) -> dict[str, Any]:
+@body_cap(_screen_cap)
+def screen(payload: ScreenIn) -> dict[str, Any]:
     """Screen a text with the moderation engine: ``{"text": "..."}``."""
-    if not payload.get("text", "").strip():
+    if not payload.text.strip():
         raise InvalidInput("text is empty")
+    limit = get_settings().screen_max_chars  # screening time grows with the length (core.settings)
+    if len(payload.text) > limit:
+        raise InvalidInput(f"text is {len(payload.text)} characters; at most {limit}")
     configure_moderation()
-    return moderation.screen(payload["text"]).to_dict()
+    return moderation.screen(payload.text).to_dict()

@@ -17,14 +17,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.exc import DataError
+from typer.core import TyperGroup
 
+from core import logredact
 from core.clock import format_local, parse_local
-from core.crypto import rotate
+from core.crypto import check_secret_key, rotate
 from core.db import session_scope
 from core.errors import MatrixError
 from core.settings import get_settings
@@ -36,7 +40,30 @@ from publisher.domain.models import Account, Organization
 from publisher.services.demo import fetch_demo_accounts, seed
 from publisher.services.screening import configure_moderation
 
-app = typer.Typer(help="media-matrix: draft once, screen, review, publish to the whole matrix.", no_args_is_help=True)
+
+def _not_utf8(arg: str) -> bool:
+    # On POSIX the arguments arrive as bytes; Python hands over the bytes that are not UTF-8 as lone surrogates
+    # (U+DC80-U+DCFF, "surrogateescape"), which no database, file or terminal takes.
+    return any("\udc80" <= ch <= "\udcff" for ch in arg)
+
+
+class _CheckedArgs(TyperGroup):
+    """The ``matrix`` group: every argument, of every command, must be UTF-8 text (one line and exit 2 if not)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        for i, arg in enumerate(args):
+            if _not_utf8(arg):
+                shown = os.fsencode(arg)[:40]
+                where = f"the value of {args[i - 1]}" if i and args[i - 1].startswith("-") else "an argument"
+                fail(f"{where} is not valid UTF-8: {shown!r}")
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    help="media-matrix: draft once, screen, review, publish to the whole matrix.",
+    no_args_is_help=True,
+    cls=_CheckedArgs,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 account_app = typer.Typer(help="Platform accounts.", no_args_is_help=True)
 post_app = typer.Typer(help="Posts: create, schedule, review, retract.", no_args_is_help=True)
@@ -70,6 +97,24 @@ def user_errors() -> Iterator[None]:
         yield
     except (MatrixError, ModerationError) as exc:
         fail(str(exc))
+    except DataError as exc:  # a value the database refuses (a NUL character on PostgreSQL): the input's fault
+        fail(f"the database refused a value: {_first_line(str(exc.orig))}")
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else "invalid value"
+
+
+def _writable(path: Path) -> None:
+    """One line and exit 2 unless a file can be written at ``path``: checked before any work is done."""
+    folder = path.parent
+    if path.is_dir():
+        fail(f"cannot write {path}: it is a folder; give a file name")
+    if not folder.is_dir():
+        fail(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        fail(f"cannot write {path}: folder {folder} is not writable")
 
 
 def _session():
@@ -89,10 +134,17 @@ def api(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
     """Serve the HTTP API (OpenAPI at /docs)."""
     import uvicorn
 
+    _require_secret_key()
     settings = get_settings()
     uvicorn.run(
         "publisher.interfaces.api:app", host=host or settings.api_host, port=port or settings.api_port, log_level="info"
     )
+
+
+def _require_secret_key() -> None:
+    """Refuse to start a service without a usable secret key: one line naming MATRIX_SECRET_KEY, exit 2."""
+    with user_errors():
+        check_secret_key(get_settings())
 
 
 def _exec_module(module: str, *args: str) -> None:
@@ -101,12 +153,13 @@ def _exec_module(module: str, *args: str) -> None:
     argv = [sys.executable, "-m", module, *args]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, argv)
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and module, arguments as a list, no shell
 
 
 @app.command()
 def worker(concurrency: int = typer.Option(None, "--concurrency", "-c"), loglevel: str = "info") -> None:
     """Run a Celery worker (deliveries, screening, reconciliation, metrics)."""
+    _require_secret_key()
     settings = get_settings()
     n = concurrency or settings.worker_concurrency
     _exec_module("celery", "-A", "workers.app", "worker", "-l", loglevel, "-c", str(n), "-Q", settings.queue,
@@ -116,14 +169,20 @@ def worker(concurrency: int = typer.Option(None, "--concurrency", "-c"), logleve
 @app.command()
 def beat(loglevel: str = "info") -> None:
     """Run Celery beat: the pollers that dispatch due posts, reconcile and collect metrics."""
+    _require_secret_key()
     schedule = get_settings().data_dir / "beat-schedule"
     _exec_module("celery", "-A", "workers.app", "beat", "-l", loglevel, "-s", str(schedule))
 
 
 @app.command()
-def flower(port: int = 5555) -> None:
-    """Run Flower, Celery's monitoring UI."""
-    _exec_module("celery", "-A", "workers.app", "flower", f"--port={port}")
+def flower(
+    port: int = 5555,
+    address: str = typer.Option(
+        "127.0.0.1", help="Listen here. Flower (and its /metrics) has no sign-in: keep it off public addresses."
+    ),
+) -> None:
+    """Run Flower, Celery's monitoring UI (on localhost unless told otherwise)."""
+    _exec_module("celery", "-A", "workers.app", "flower", f"--port={port}", f"--address={address}")
 
 
 @app.command()
@@ -138,6 +197,7 @@ def sandbox(host: str = typer.Option(None), port: int = typer.Option(None)) -> N
 def up(demo: bool = typer.Option(True, help="Seed demo organisation, accounts and a post on a new database.")) -> None:
     """Migrate, seed demo data on a new database, and run sandboxes, API, a worker and beat. Ctrl-C stops all."""
 
+    _require_secret_key()  # before anything starts (on the embedded default: creates the key file)
     settings = get_settings()
     # Checked before anything starts: with a port taken (another `matrix up`, say) the readiness checks below
     # would be answered by the other instance.
@@ -152,7 +212,8 @@ def up(demo: bool = typer.Option(True, help="Seed demo organisation, accounts an
     children: list[subprocess.Popen] = []
 
     def start(*args: str) -> None:
-        children.append(subprocess.Popen([sys.executable, "-m", "publisher.interfaces.cli", *args]))
+        # our own interpreter and CLI, arguments as a list (no shell)
+        children.append(subprocess.Popen([sys.executable, "-m", "publisher.interfaces.cli", *args]))  # noqa: S603
 
     start("sandbox")
     _wait_http(f"{settings.sandbox_url}/", 30)
@@ -314,7 +375,13 @@ def _read_body(body_file: Path | None, body: str | None) -> str:
     if body_file is None:
         fail("give the body with --body-file FILE (or - for standard input) or --body TEXT")
     if str(body_file) == "-":
-        return sys.stdin.read()
+        try:
+            text: str | None = sys.stdin.read()
+        except UnicodeDecodeError:  # a strict decoder; a lenient one leaves surrogates (see _not_utf8)
+            text = None
+        if text is None or _not_utf8(text):
+            fail("standard input is not UTF-8 text")
+        return text or ""
     try:
         return body_file.read_text(encoding="utf-8")
     except OSError as exc:
@@ -500,9 +567,13 @@ def delivery_removed(delivery_id: int) -> None:
 @delivery_app.command("package")
 def delivery_package(delivery_id: int, output: Path = typer.Option(..., "--output", "-o")) -> None:
     """Download the ready-to-paste package (ZIP) of an assisted delivery."""
+    _writable(output)
     with user_errors():
         data = assisted.package_for(delivery_id)
-    output.write_bytes(data)
+    try:
+        output.write_bytes(data)
+    except OSError as exc:  # the checks above cannot foresee everything (a full disk, say)
+        fail(f"cannot write {output}: {exc.strerror}")
     console.print(f"wrote {output} ({len(data)} bytes)")
 
 
@@ -581,6 +652,8 @@ def _configure() -> None:
     # The moderation engine reads no settings of its own: `matrix screen` (and anything else that screens in
     # this process) gets MATRIX_MODERATION_* through this, before any command runs. Cheap: nothing loads yet.
     configure_moderation()
+    # Before anything logs: no credential reaches a log line, whichever library writes it.
+    logredact.install()
 
 
 app.command("screen", help="Screen text with the moderation engine (or a JSONL file).")(screen_command)

@@ -13,14 +13,15 @@ from publisher.services.accounts import (
     find_account,
     reauthorize_account,
 )
-from publisher.services.common import audit, get, notify_owner
+from publisher.services.common import LABEL_MAX, NAME_MAX, REASON_MAX, URL_MAX, audit, get, notify_owner
 from publisher.services.organizations import ensure_organization, ensure_user
-from publisher.services.posts import TITLE_MAX, create_post, edit_post, submit_post
+from publisher.services.posts import SUMMARY_MAX, TARGETS_MAX, TITLE_MAX, create_post, edit_post, submit_post
 from publisher.services.reviews import review
 from publisher.services.schedules import retry_post, schedule_post
 from publisher.services.screening import requeue_stale_screenings, screen_version
 from publisher.services.terms import TERM_MAX, add_moderation_term
 from publisher.services.views import (
+    LIST_MAX,
     account_rows,
     deliveries_of,
     delivery_summary,
@@ -35,8 +36,15 @@ from publisher.services.views import (
 )
 
 __all__ = [
+    "LABEL_MAX",
+    "LIST_MAX",
+    "NAME_MAX",
+    "REASON_MAX",
+    "SUMMARY_MAX",
+    "TARGETS_MAX",
     "TERM_MAX",
     "TITLE_MAX",
+    "URL_MAX",
     "account_rows",
     "add_account",
     "add_moderation_term",

@@ -16,7 +16,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from publisher.domain import lifecycle
 from publisher.domain.models import Account, Delivery, Organization, Post
 from publisher.services.channels import check_credentials
-from publisher.services.common import audit, get
+from publisher.services.common import LABEL_MAX, audit, check_length, get
 from publisher.services.organizations import ensure_organization
 
 
@@ -35,6 +35,7 @@ def add_account(
     name = name.strip()
     if not name:
         raise InvalidInput("account name is empty")
+    check_length("account name", name, LABEL_MAX)
     if session.scalar(select(Account).where(Account.kind == kind, Account.name == name)):
         raise Conflict(f"a {kind} account named {name!r} exists already")
     if isinstance(organization, int):
@@ -61,7 +62,8 @@ def _require_kind(kind: str) -> None:
 
 def find_account(session: Session, ref: str | int) -> Account:
     """An account by id or by name (names are unique per kind; an ambiguous name is an error)."""
-    if isinstance(ref, int) or str(ref).isdigit():
+    # ASCII digits only: str.isdigit() is also true of '²', which int() refuses.
+    if isinstance(ref, int) or (str(ref).isascii() and str(ref).isdigit()):
         return get(session, Account, int(ref))
     matches = session.scalars(select(Account).where(Account.name == ref)).all()
     if not matches:

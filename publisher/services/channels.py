@@ -12,7 +12,7 @@ from channels import tokens
 from channels.base import AccountInfo, Channel, get_channel_class
 from channels.errors import ChannelError, NeedsReauth, PermanentError, RateLimited
 from core import ratelimit
-from core.crypto import decrypt_credentials
+from core.crypto import decrypt_credentials, platform_token_cipher
 from core.db import engine_for
 from core.errors import InvalidInput
 from core.settings import get_settings
@@ -62,9 +62,22 @@ def token_cache() -> Any:
 def _token_cache_for(broker_url: str, database_url: str) -> Any:
     # One per configuration, like the limiter: a process that changes its settings does not keep using the
     # store of the previous one.
+    # Tokens are stored encrypted: one is as good as the app's secret while it lives.
     if broker_url.startswith(("redis://", "rediss://")):
-        return tokens.RedisTokenCache(redis.Redis.from_url(broker_url))
-    return tokens.SqlTokenCache(engine_for(database_url))
+        return tokens.RedisTokenCache(redis.Redis.from_url(broker_url), cipher=_TokenCipher())
+    return tokens.SqlTokenCache(engine_for(database_url), cipher=_TokenCipher())
+
+
+class _TokenCipher:
+    """The platform-token cipher of the current settings (:func:`core.crypto.platform_token_cipher`), looked up at
+    each use: building an adapter needs no key, only storing or reading a token does, and a changed key counts
+    at once (a cache is kept per configuration, across key changes)."""
+
+    def encrypt(self, data: bytes) -> bytes:
+        return platform_token_cipher().encrypt(data)
+
+    def decrypt(self, token: bytes) -> bytes:
+        return platform_token_cipher().decrypt(token)
 
 
 def limiter() -> ratelimit.SharedLimiter:

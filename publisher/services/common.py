@@ -1,4 +1,5 @@
-"""Shared by every service: load a row or say it is not there, the audit trail, telling a post's owner."""
+"""Shared by every service: load a row or say it is not there, the audit trail, telling a post's owner, and the
+lengths of the text people give."""
 
 from __future__ import annotations
 
@@ -7,9 +8,23 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import NotFound
+from core.db import id_in_range
+from core.errors import InvalidInput, NotFound
 from core.notify import notify
 from publisher.domain.models import AuditEvent, Post, User
+
+# The longest text people give, where it is stored in a VARCHAR column: PostgreSQL refuses a longer value with
+# an error (a 500), not a message, so the services check first; the API's models declare the same bounds.
+NAME_MAX = 100  # users.name, audit_events.actor, review_decisions.reviewer
+LABEL_MAX = 200  # accounts.name, organizations.name
+URL_MAX = 2000  # post_versions.cover_url, deliveries.remote_url
+REASON_MAX = 2000  # a reviewer's reason: TEXT, but read as a line or two in the audit trail and by the editor
+
+
+def check_length(what: str, value: str, limit: int) -> None:
+    """:class:`InvalidInput` naming ``what`` if ``value`` is longer than ``limit`` characters."""
+    if len(value) > limit:
+        raise InvalidInput(f"{what} is {len(value)} characters; at most {limit}")
 
 
 def audit(session: Session, actor: str, action: str, obj: Any, **detail: Any) -> None:
@@ -35,7 +50,10 @@ def notify_owner(session: Session, post: Post, kind: str, message: str) -> None:
 
 
 def get(session: Session, model: type, obj_id: int, *, lock: bool = False):
-    """Load one row by id or raise :class:`NotFound` naming it."""
+    """Load one row by id or raise :class:`NotFound` naming it (an id no row can have too, without asking the
+    database: out of its integer range the database would fail instead of finding nothing)."""
+    if not id_in_range(obj_id):
+        raise NotFound(f"{model.__name__.lower()} {obj_id} not found")
     if lock:
         obj = session.execute(select(model).where(model.id == obj_id).with_for_update()).scalar_one_or_none()
     else:

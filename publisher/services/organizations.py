@@ -7,10 +7,12 @@ from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
 from publisher.domain.models import ROLES, Organization, User
+from publisher.services.common import LABEL_MAX, NAME_MAX, check_length
 
 
 def ensure_organization(session: Session, name: str, parent: Organization | None = None) -> Organization:
     """Get or create an organisation by name."""
+    check_length("organisation name", name, LABEL_MAX)
     org = session.scalar(select(Organization).where(Organization.name == name))
     if org is None:
         org = Organization(name=name, parent_id=parent.id if parent else None)
@@ -21,6 +23,7 @@ def ensure_organization(session: Session, name: str, parent: Organization | None
 
 def ensure_user(session: Session, name: str, role: str, org: Organization | None = None) -> User:
     """Get or create a user by name (a new user's role must be one of :data:`ROLES`)."""
+    check_length("user name", name, NAME_MAX)
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
         if role not in ROLES:

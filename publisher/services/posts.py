@@ -14,10 +14,12 @@ from core.settings import get_settings
 from publisher.domain import lifecycle
 from publisher.domain.models import Post, PostTarget, PostVersion, User
 from publisher.services.accounts import find_account
-from publisher.services.common import audit, get
+from publisher.services.common import URL_MAX, audit, check_length, get
 from publisher.services.organizations import ensure_user
 
 TITLE_MAX = 200
+SUMMARY_MAX = 1000  # every channel cuts a summary much shorter (120-300 characters); this only bounds the input
+TARGETS_MAX = 5000  # accounts one post goes to: each is looked up, so the list is bounded
 
 
 def _validate_content(title: str, body: str) -> tuple[str, str]:
@@ -34,6 +36,11 @@ def _validate_content(title: str, body: str) -> tuple[str, str]:
     return title, body
 
 
+def _validate_extras(summary: str | None, cover_url: str | None) -> None:
+    check_length("summary", (summary or "").strip(), SUMMARY_MAX)
+    check_length("cover URL", cover_url or "", URL_MAX)
+
+
 def create_post(
     session: Session,
     *,
@@ -47,8 +54,11 @@ def create_post(
 ) -> Post:
     """Create a post with its first version and its target accounts; by default submit it for screening."""
     title, body = _validate_content(title, body)
+    _validate_extras(summary, cover_url)
     if not accounts:
         raise InvalidInput("no target accounts given")
+    if len(accounts) > TARGETS_MAX:
+        raise InvalidInput(f"{len(accounts)} target accounts; at most {TARGETS_MAX}")
     targets = [find_account(session, ref) for ref in accounts]
     if len({a.id for a in targets}) != len(targets):
         raise InvalidInput("an account is named twice")
@@ -105,12 +115,13 @@ def edit_post(
         hint = "" if post.state == "retracted" else " (retract it and create a corrected post)"
         raise Conflict(f"post {post.id} is {post.state}; it can no longer be edited{hint}")
     old = post.current_version
-    assert old is not None
+    assert old is not None  # noqa: S101 - a post is made with its first version; for the type checker
     new_title, new_body = _validate_content(
         title if title is not None else old.title, body if body is not None else old.body
     )
     new_summary = summary if summary is not None else old.summary
     new_cover = cover_url if cover_url is not None else old.cover_url
+    _validate_extras(new_summary, new_cover)
     if PostVersion.hash_content(new_title, new_body, new_summary, new_cover) == old.content_hash:
         return post  # nothing changed: keep the version and its approval
     version = _new_version(

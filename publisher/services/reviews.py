@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from core.errors import Conflict, InvalidInput
 from publisher.domain import lifecycle
 from publisher.domain.models import Post, ReviewDecision
-from publisher.services.common import audit, get
+from publisher.services.common import NAME_MAX, REASON_MAX, audit, check_length, get
 from publisher.services.schedules import apply_pending_schedule, pending_schedules
 
 
@@ -21,9 +21,11 @@ def review(
     content_hash: str | None = None,
 ) -> ReviewDecision:
     """A reviewer's decision on the current version; ``content_hash`` guards against approving stale content."""
+    check_length("reason", reason.strip(), REASON_MAX)
+    check_length("reviewer name", reviewer, NAME_MAX)
     post = get(session, Post, post_id, lock=True)
     version = post.current_version
-    assert version is not None
+    assert version is not None  # noqa: S101 - a post is made with its first version; for the type checker
     if content_hash and content_hash != version.content_hash:
         raise Conflict(f"post {post.id} changed since you read it; reload and review version {version.number}")
     if not approve and not reason.strip():

@@ -9,11 +9,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.clock import iso_local
+from core.db import ID_MAX
 from core.errors import InvalidInput, NotFound
 from core.notify import mark_read as mark_notifications_read
 from core.notify import notifications_for
 from publisher.domain.lifecycle import PostState
 from publisher.domain.models import Account, Delivery, MetricSnapshot, Post, PostVersion, Schedule, Screening, User
+from publisher.services.common import get
 
 
 def deliveries_of(session: Session, post_id: int) -> list[Delivery]:
@@ -106,9 +108,7 @@ def metrics_view(m: MetricSnapshot | None) -> dict[str, Any] | None:
 
 def post_detail(session: Session, post_id: int) -> dict[str, Any]:
     """:func:`post_summary` of one post with each delivery's newest engagement numbers (`post show`, the API)."""
-    post = session.get(Post, post_id)
-    if post is None:
-        raise NotFound(f"post {post_id} not found")
+    post = get(session, Post, post_id)
     summary = post_summary(session, post)
     metrics = latest_metrics(session, post.id)
     for d in summary["deliveries"]:
@@ -116,16 +116,24 @@ def post_detail(session: Session, post_id: int) -> dict[str, Any]:
     return summary
 
 
-POST_LIST_MAX = 500
+LIST_MAX = 500  # the most rows one page of a list holds (``limit``)
 
 
-def post_rows(session: Session, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+def check_page(limit: int, offset: int = 0) -> None:
+    """:class:`InvalidInput` unless ``limit`` is 1..:data:`LIST_MAX` and ``offset`` 0..ID_MAX (past that the
+    database would fail: SQLite's integers end at 2**63)."""
+    if not 1 <= limit <= LIST_MAX:
+        raise InvalidInput(f"limit must be between 1 and {LIST_MAX}")
+    if not 0 <= offset <= ID_MAX:
+        raise InvalidInput(f"offset must be between 0 and {ID_MAX}")
+
+
+def post_rows(session: Session, *, state: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     """Posts, newest first: id, state, title, last change (`post list`, ``GET /posts``)."""
     if state is not None and state not in PostState.__members__.values():
         raise InvalidInput(f"unknown post state {state!r}; choose from {', '.join(PostState)}")
-    if not 1 <= limit <= POST_LIST_MAX:
-        raise InvalidInput(f"limit must be between 1 and {POST_LIST_MAX}")
-    q = select(Post).order_by(Post.id.desc()).limit(limit)
+    check_page(limit, offset)
+    q = select(Post).order_by(Post.id.desc()).limit(limit).offset(offset)
     if state:
         q = q.where(Post.state == state)
     return [
@@ -139,8 +147,13 @@ def post_rows(session: Session, *, state: str | None = None, limit: int = 100) -
     ]
 
 
-def account_rows(session: Session) -> list[dict[str, Any]]:
-    """Every account with its health (`account list`, ``GET /accounts``); never its credentials."""
+def account_rows(session: Session, *, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Accounts by id with their health (`account list`, ``GET /accounts``); never their credentials.
+    ``limit`` None: every account (the CLI); the API pages."""
+    q = select(Account).order_by(Account.id)
+    if limit is not None:
+        check_page(limit, offset)
+        q = q.limit(limit).offset(offset)
     return [
         {
             "id": a.id,
@@ -151,13 +164,15 @@ def account_rows(session: Session) -> list[dict[str, Any]]:
             "status_reason": a.status_reason,
             "paused_until": iso_local(a.paused_until),
         }
-        for a in session.scalars(select(Account).order_by(Account.id)).all()
+        for a in session.scalars(q).all()
     ]
 
 
-def review_queue(session: Session) -> list[dict[str, Any]]:
+def review_queue(session: Session, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     """Posts waiting for a reviewer, oldest first, with the screening's evidence."""
-    posts = session.scalars(select(Post).where(Post.state == PostState.NEEDS_REVIEW).order_by(Post.id)).all()
+    check_page(limit, offset)
+    q = select(Post).where(Post.state == PostState.NEEDS_REVIEW).order_by(Post.id).limit(limit).offset(offset)
+    posts = session.scalars(q).all()
     return [post_summary(session, p) for p in posts]
 
 
@@ -170,10 +185,19 @@ def user_named(session: Session, name: str) -> User:
 
 
 def notification_rows(
-    session: Session, user_name: str, *, unread_only: bool = True, mark_read: bool = False
+    session: Session,
+    user_name: str,
+    *,
+    unread_only: bool = True,
+    mark_read: bool = False,
+    limit: int = 200,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """A person's notifications, oldest first; ``mark_read`` marks those shown as read."""
-    shown = notifications_for(session, user_named(session, user_name).id, unread_only=unread_only)
+    """A person's notifications, oldest first (the newest ``limit`` after skipping ``offset`` newer ones);
+    ``mark_read`` marks those shown as read."""
+    check_page(limit, offset)
+    user = user_named(session, user_name)
+    shown = notifications_for(session, user.id, unread_only=unread_only, limit=limit, offset=offset)
     rows = [
         {"id": n.id, "kind": n.kind, "post": n.post_id, "message": n.message, "created_at": iso_local(n.created_at)}
         for n in shown
