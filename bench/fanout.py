@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.stack import Stack, require_services
+from tests.support.stack import Stack, require_services
 
 
 def main() -> None:

@@ -320,7 +320,7 @@ def _digit_runs(m: str) -> str:
 
 
 #: Texts at least this long take the vectorised (numpy) path; shorter ones the ``str.translate`` + regex path,
-#: whose fixed cost is lower. Both give the same result (tests/test_moderation_normalize.py checks it).
+#: whose fixed cost is lower. Both give the same result (tests/unit/test_moderation_normalize.py checks it).
 VECTOR_MIN_CHARS = 400
 
 
