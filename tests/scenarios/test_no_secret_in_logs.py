@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.timeout(180)
 
