@@ -28,10 +28,8 @@ a client passed in belongs to whoever passed it, who closes it.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import math
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -39,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal, Protocol, Self
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -51,9 +50,10 @@ from channels.errors import (
     TransientError,
     Unavailable,
 )
+from channels.media import ImageType, decode_data_uri, sniff_image
+from core.http import USER_AGENT, AddressPolicy, OutboundRefused, fetch, guarded_client, safe_url
 
-USER_AGENT = "media-matrix/0.1 (+https://github.com/media-matrix)"
-
+IMAGE_MAX_REDIRECTS = 3  # image hosts and CDNs often redirect once; more is a loop or a tracker chain
 
 # --------------------------------------------------------------------------------------------- data
 
@@ -178,30 +178,32 @@ class LocalLimiter:
 # ------------------------------------------------------------------------------------ http factory
 
 
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    # Loading the CA bundle takes ~35 ms; one context serves every client of the process.
-    return ssl.create_default_context()
-
-
 def make_client(
-    base_url: str = "", *, timeout: float = 20.0, max_redirects: int | None = None, **kwargs: Any
+    base_url: str = "",
+    *,
+    timeout: float = 20.0,
+    max_redirects: int | None = None,
+    policy: AddressPolicy | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
-    """The one place that makes HTTP clients: timeouts, User-Agent, no implicit redirects to elsewhere.
+    """The one place that makes the adapters' HTTP clients: :func:`core.http.guarded_client` (only public
+    addresses or the allow-list are reached, whatever an account's config or a post's images say), timeouts,
+    User-Agent, no implicit redirects.
 
-    ``max_redirects``: follow up to that many redirects (downloads of images, which CDNs redirect);
-    by default none are followed, because an API that redirects means a wrong address in the config.
+    ``max_redirects``: follow up to that many redirects, each checked again (downloads of images, which CDNs
+    redirect); by default none are followed, because an API that redirects means a wrong address in the
+    config. ``transport``: a test's ``httpx.MockTransport`` instead of the network (then nothing is guarded).
     """
-    kwargs.setdefault("verify", _ssl_context())
-    if max_redirects is not None:
-        kwargs["max_redirects"] = max_redirects
-    return httpx.Client(
-        base_url=base_url,
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        headers={"User-Agent": USER_AGENT},
-        follow_redirects=bool(max_redirects),
-        **kwargs,
-    )
+    if transport is not None:
+        return httpx.Client(
+            base_url=base_url,
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=bool(max_redirects),
+            max_redirects=max_redirects or 0,
+        )
+    return guarded_client(base_url, policy=policy, timeout=timeout, max_redirects=max_redirects or 0)
 
 
 # ------------------------------------------------------------------------------------ error replies
@@ -309,11 +311,15 @@ class Channel:
         limiter: Limiter | None = None,
         token_cache: Any | None = None,
         timeout: float = 20.0,
+        policy: AddressPolicy | None = None,
     ) -> None:
         self.account = account
+        # Where this adapter may connect: the account's base URL and the post's images are user input.
+        self.policy = policy
+        self.timeout = timeout
         # A client passed in belongs to the caller (it may serve other channels): close() leaves it open.
         self._owns_client = client is None
-        self.client = client or make_client(self.base_url(account), timeout=timeout)
+        self.client = client or make_client(self.base_url(account), timeout=timeout, policy=policy)
         self.limiter = limiter or LocalLimiter()
         self.token_cache = token_cache
 
@@ -337,8 +343,61 @@ class Channel:
             raise OutcomeUnknown(f"no answer from {self.kind}: {exc.__class__.__name__}") from exc
         except httpx.HTTPError as exc:
             raise Unavailable(f"{self.kind} transport error: {exc}") from exc
+        except OutboundRefused as exc:  # the account's address is not one we may reach: fix the config
+            raise InvalidRequest(f"{self.kind}: {exc}", code="outbound_refused") from None
         self._check(response)
         return response
+
+    def download_image(
+        self,
+        url: str,
+        *,
+        what: str,
+        max_bytes: int,
+        types: Iterable[str],
+        client: httpx.Client | None = None,
+        max_redirects: int = IMAGE_MAX_REDIRECTS,
+    ) -> tuple[bytes, ImageType]:
+        """Download one of a post's images (a cover, a body image): its bytes and what the bytes are.
+
+        Through ``client`` (default: this adapter's, which is guarded unless a test injected it), so only a
+        public address or the allow-list is reached, each redirect hop checked again; at most
+        ``max_bytes``; refused unless the bytes are an image of one of ``types`` (``"jpeg"``, ``"png"``…) —
+        platforms judge the bytes, and a URL that answers with anything else is not an image of the post.
+        Errors name the URL without its query and never quote what the address answered.
+        """
+        shown = f"{what} {safe_url(url)}" if url[:5].lower() != "data:" else what
+        allowed = frozenset(types)
+        if url[:5].lower() == "data:":
+            try:
+                data, _ = decode_data_uri(url)
+            except ValueError:  # binascii.Error (bad base64) is one
+                raise InvalidRequest(f"{what} is not a valid data: URI") from None
+            if len(data) > max_bytes:
+                raise InvalidRequest(f"{shown} is {len(data):,} bytes; {self.kind} takes at most {max_bytes:,}")
+        else:
+            if urlsplit(url).scheme.lower() not in ("http", "https"):
+                raise InvalidRequest(f"{what} must be an http(s) URL, not {url[:80]!r}")
+            try:
+                got = fetch(client or self.client, url, max_bytes=max_bytes, max_redirects=max_redirects)
+            except OutboundRefused as exc:
+                raise InvalidRequest(f"{what}: {exc}") from None
+            except httpx.HTTPError as exc:
+                raise Unavailable(f"cannot download {shown}: {exc.__class__.__name__}") from exc
+            if got.status >= 500 or got.status == 429:
+                raise Unavailable(
+                    f"{shown} answered HTTP {got.status}",
+                    code=got.status,
+                    retry_after=parse_retry_after(got.headers.get("retry-after")),
+                )
+            if not 200 <= got.status < 300:
+                raise InvalidRequest(f"{shown} cannot be downloaded: HTTP {got.status}", code=got.status)
+            data = got.content
+        kind = sniff_image(data)
+        if kind is None or kind.name not in allowed:
+            names = "/".join(sorted(allowed))
+            raise InvalidRequest(f"{shown} is {kind.name if kind else 'not an image'}; {self.kind} takes {names}")
+        return data, kind
 
     def _check(self, response: httpx.Response) -> None:
         """Raise the :mod:`channels.errors` exception an error reply stands for (the module docstring's

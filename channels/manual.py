@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import io
 import json
-import mimetypes
-import re
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import httpx
 from markdown_it import MarkdownIt
@@ -54,6 +51,7 @@ from channels.render import (
     summarize,
     truncate,
 )
+from core.http import OutboundRefused, fetch, safe_url
 
 # ------------------------------------------------------------------------------------ rendering
 
@@ -132,31 +130,39 @@ Steps
 {missing}"""
 
 
-def _fetch_with_httpx(url: str) -> bytes:
-    with make_client(timeout=15.0) as client:
-        response = client.get(url, follow_redirects=True)
-        response.raise_for_status()
-        return response.content
+PACKAGE_IMAGE_MAX_BYTES = 20 * 2**20
 
 
-def _extension(url: str, mime: str | None = None) -> str:
-    if mime:
-        guessed = mimetypes.guess_extension(mime)
-        if guessed:
-            return ".jpg" if guessed == ".jpe" else guessed
-    suffix = re.search(r"\.(jpe?g|png|gif|webp|bmp|svg)$", urlsplit(url).path, re.IGNORECASE)
-    return f".{suffix.group(1).lower()}" if suffix else ".img"
+def _fetch_guarded(url: str) -> bytes:
+    """An image's bytes by the guarded client (public addresses or the allow-list only, redirects re-checked,
+    at most :data:`PACKAGE_IMAGE_MAX_BYTES`); :class:`InvalidRequest` says why not, never what was answered."""
+    try:
+        with make_client(timeout=15.0) as client:
+            got = fetch(client, url, max_bytes=PACKAGE_IMAGE_MAX_BYTES)
+    except OutboundRefused as exc:
+        raise InvalidRequest(str(exc)) from None
+    if not 200 <= got.status < 300:
+        raise InvalidRequest(f"HTTP {got.status}", code=got.status)
+    return got.content
 
 
 def _load_image(url: str, fetch: Fetch) -> tuple[bytes, str]:
     """The image's bytes and a file extension; raises on any failure (the caller reports it)."""
     if url.startswith("data:"):
-        data, mime = decode_data_uri(url)
+        data, _ = decode_data_uri(url)
     else:
-        data, mime = fetch(url), None
-    # The bytes say best what the file is (hosts mislabel images); the declared type and the URL come next.
+        data = fetch(url)
+    # The bytes say what the file is (hosts mislabel images), and only images go in the package: an address
+    # that answers with anything else (a page, an internal service's JSON) is not one of the post's images.
     kind = sniff_image(data)
-    return data, f".{kind.extension}" if kind else _extension(url, mime)
+    if kind is None:
+        raise InvalidRequest("not a JPEG, PNG, GIF, WebP or BMP image")
+    return data, f".{kind.extension}"
+
+
+def _reason(exc: Exception) -> str:
+    # Our own errors say what was refused; a transport error's text may quote the server, so only its kind.
+    return str(exc) if isinstance(exc, ChannelError) else exc.__class__.__name__
 
 
 def _zip_write(archive: zipfile.ZipFile, name: str, data: bytes | str) -> None:
@@ -182,7 +188,7 @@ def build_package(
     command. Images are downloaded with ``fetch`` (default: an HTTP GET); one that cannot be fetched is
     listed in the README with its address instead of failing the whole package.
     """
-    fetch = fetch or _fetch_with_httpx
+    fetch = fetch or _fetch_guarded
     missing: list[str] = []
     manifest: dict[str, Any] = {
         "title": rendered.title,
@@ -200,7 +206,7 @@ def build_package(
             try:
                 data, ext = _load_image(url, fetch)
             except (httpx.HTTPError, OSError, ValueError, ChannelError) as exc:  # ValueError: a bad data: URI
-                missing.append(f"  image {index}: {url} ({exc.__class__.__name__})")
+                missing.append(f"  image {index}: {safe_url(url)} ({_reason(exc)})")
                 manifest["images"].append({"index": index, "source": url, "file": None})
                 continue
             name = f"images/{index:02d}{ext}"
@@ -214,7 +220,7 @@ def build_package(
                 cover_name = f"cover{ext}"
                 _zip_write(archive, cover_name, data)
             except (httpx.HTTPError, OSError, ValueError, ChannelError) as exc:
-                missing.append(f"  cover: {rendered.cover_url} ({exc.__class__.__name__})")
+                missing.append(f"  cover: {safe_url(rendered.cover_url)} ({_reason(exc)})")
             manifest["cover"] = {"source": rendered.cover_url, "file": cover_name}
         # The packaged page shows the packaged copies, so it works offline and matches images/.
         body_html = replace_image_urls(rendered.html, packaged)

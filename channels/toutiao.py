@@ -85,7 +85,6 @@ from channels.manual import (
     manual_unsupported,
     render_article,
 )
-from channels.media import sniff_image
 from channels.render import ALLOWED_TAGS, replace_image_urls
 
 API_ROOT = "https://mp.toutiao.com"
@@ -95,6 +94,7 @@ TITLE_MINLEN = 5  # the console's editor asks for 5–30 characters
 PUBLISH_PATH = "/mp/agw/article/publish"
 UPLOAD_PATH = "/spice/image"  # the console editor's image upload (multipart field "image")
 IMAGE_MAX_BYTES = 20 * 2**20
+IMAGE_TYPES = frozenset({"jpeg", "png", "gif", "webp", "bmp"})  # what the console's image store takes
 LIST_PAGES = 5  # newest 5 × 20 articles are searched by lookup/status
 LIST_PAGE_SIZE = 20
 STATS_BATCH = 50
@@ -284,21 +284,9 @@ class Toutiao(Channel):
 
     def _fetch_image(self, url: str) -> tuple[bytes, str]:
         """Download one of the post's images (a GET: retrying it is always safe): (bytes, MIME type)."""
-        try:
-            response = self.client.get(url, follow_redirects=True)
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"cannot fetch the image {url}: {exc.__class__.__name__}") from exc
-        status = response.status_code
-        if status >= 500 or status == 429:
-            raise Unavailable(f"the image {url} answered {status}", code=status)
-        if status >= 400:
-            raise InvalidRequest(f"the image {url} cannot be fetched (HTTP {status})", code=status)
-        if len(response.content) > IMAGE_MAX_BYTES:
-            raise InvalidRequest(f"the image {url} is larger than Toutiao's {IMAGE_MAX_BYTES // 2**20} MB")
-        # The bytes first: the console's image store judges the file, not the host's Content-Type.
-        kind = sniff_image(response.content)
-        mime = kind.mime if kind else response.headers.get("content-type", "image/jpeg").split(";")[0].strip()
-        return response.content, mime
+        # The bytes decide: the console's image store judges the file, not the host's Content-Type.
+        data, kind = self.download_image(url, what="image", max_bytes=IMAGE_MAX_BYTES, types=IMAGE_TYPES)
+        return data, kind.mime
 
     def _upload_images(
         self, ctx: DeliveryContext, rendered: Rendered, headers: dict[str, str]

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -39,7 +38,6 @@ from channels.base import (
     PublishResult,
     Rendered,
     StatusResult,
-    parse_retry_after,
     register,
 )
 from channels.errors import (
@@ -50,13 +48,13 @@ from channels.errors import (
     RateLimited,
     Unavailable,
 )
-from channels.media import image_type_for, sniff_image
 from channels.render import html_to_text, image_urls, markdown_to_html, summarize, truncate
 
 log = logging.getLogger(__name__)
 
 API = "/wp-json/wp/v2"
 COVER_TYPES = frozenset({"jpeg", "png", "gif", "webp"})  # what a WordPress site takes as an image upload
+COVER_MAX_BYTES = 20 * 2**20  # above what most sites allow (upload_max_filesize); WordPress says if it is too big
 PUBLISHING_ROLES = {"administrator", "editor", "author"}
 # Statuses a post can be in before it is public: publish() reports them as awaiting confirmation.
 PENDING_STATUSES = {"pending", "draft", "future"}
@@ -132,8 +130,11 @@ class WebsiteChannel(Channel):
 
     def _error_fields(self, response: httpx.Response, body: Any) -> tuple[ErrorCode | None, str]:
         """WordPress's own codes only: a plugin's code (kept in the message) says less than the status."""
-        if not isinstance(body, Mapping):  # a web server's, proxy's or WAF's page: its words, briefly
-            return None, html_to_text(response.text)[:200] if body is None else str(body)[:200]
+        if not isinstance(body, Mapping):
+            # A web server's, proxy's or WAF's page, or JSON that is not WordPress's: say what it was, not
+            # what it said (the address is the user's; its words could be anything the server holds).
+            kind = response.headers.get("content-type", "").split(";", 1)[0].strip() or "no content type"
+            return None, f"not WordPress's JSON but {kind if body is None else 'other JSON'}"
         code, message = super()._error_fields(response, body)
         message = html_to_text(message)[:500]
         if code is None:
@@ -251,28 +252,9 @@ class WebsiteChannel(Channel):
 
     def _fetch_cover(self, url: str) -> tuple[bytes, str, str]:
         """Download the cover image: (bytes, mime type, file extension)."""
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise InvalidRequest(f"cover must be an http(s) URL, not {url!r}")
-        try:
-            # absolute URL: httpx ignores the client's base_url; no auth is attached to this request
-            reply = self.client.get(url)
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"cannot fetch cover {url}: {exc.__class__.__name__}") from exc
-        if reply.status_code >= 500 or reply.status_code == 429:
-            raise Unavailable(
-                f"cover {url} answered {reply.status_code}",
-                retry_after=parse_retry_after(reply.headers.get("retry-after")),
-            )
-        if reply.status_code >= 300:
-            raise InvalidRequest(f"cover {url} answered {reply.status_code}", code=reply.status_code)
-        # The bytes first: image hosts often send application/octet-stream, or a type the file is not.
-        kind = sniff_image(reply.content)
-        if kind is None:  # bytes we do not know: go by what the host and the URL say (WordPress checks again)
-            named = (image_type_for(mime=reply.headers.get("content-type")), image_type_for(url=url))
-            kind = next((k for k in named if k is not None and k.name in COVER_TYPES), None)
-        if kind is None or kind.name not in COVER_TYPES or not reply.content:
-            raise InvalidRequest(f"cover {url} is not a JPEG, PNG, GIF or WebP image")
-        return reply.content, kind.mime, kind.extension
+        # absolute URL: httpx ignores the client's base_url; no auth is attached to this request
+        data, kind = self.download_image(url, what="cover", max_bytes=COVER_MAX_BYTES, types=COVER_TYPES)
+        return data, kind.mime, kind.extension
 
     def _find(self, key: str) -> dict[str, Any] | None:
         """Our post by slug (any status but trash), oldest first; needs an editing user, as WP requires."""

@@ -68,7 +68,7 @@ from channels.errors import (
     RateLimited,
     Unavailable,
 )
-from channels.media import asset_bytes, decode_data_uri, sniff_image
+from channels.media import PNG, ImageType, asset_bytes
 from channels.tokens import TokenCache, default_token_cache
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -87,7 +87,6 @@ BODY_IMAGE_MAX_BYTES = 1_000_000
 COVER_MAX_BYTES = 10_000_000
 BODY_IMAGE_TYPES = frozenset({"png", "jpeg"})  # media/uploadimg
 COVER_TYPES = frozenset({"png", "jpeg", "gif", "bmp"})  # material/add_material?type=image
-IMAGE_MAX_REDIRECTS = 3  # image hosts and CDNs often redirect once; more is a loop or a tracker chain
 
 # freepublish/get publish_status → (our state, the platform's reason in words)
 PUBLISH_STATUS: dict[int, tuple[str, str | None]] = {
@@ -452,47 +451,23 @@ class WeChatChannel(Channel):
 
     # -- images --------------------------------------------------------------------------------------
 
-    def _download(self, src: str, limit: int) -> bytes:
-        """The bytes of an image referenced by the post (http(s) URL or ``data:`` URI)."""
-        if src.startswith("data:"):
-            try:
-                data, _ = decode_data_uri(src)
-            except ValueError:  # binascii.Error (bad base64) is one
-                raise InvalidRequest("an inline image of the post is not a valid data: URI") from None
-        elif src.startswith(("http://", "https://")):
-            if self._fetcher is None:
-                self._fetcher = make_client(max_redirects=IMAGE_MAX_REDIRECTS)
-            try:
-                response = self._fetcher.get(src)
-            except httpx.TooManyRedirects:
-                raise InvalidRequest(f"image {src} redirects too often") from None
-            except httpx.HTTPError as exc:
-                raise Unavailable(f"cannot download image {src}: {exc.__class__.__name__}") from exc
-            if response.status_code >= 500:
-                raise Unavailable(f"image {src} answered HTTP {response.status_code}")
-            if response.status_code != 200:
-                raise InvalidRequest(f"image {src} cannot be downloaded: HTTP {response.status_code}")
-            data = response.content
-        else:
-            raise InvalidRequest(f"image {src!r} is not an absolute http(s) URL")
-        if len(data) > limit:
-            raise InvalidRequest(f"image {src[:80]} is {len(data):,} bytes; WeChat takes at most {limit:,}")
-        return data
+    def _image(self, src: str, *, what: str, max_bytes: int, types: frozenset[str]) -> tuple[bytes, ImageType]:
+        """An image referenced by the post (http(s) URL or ``data:`` URI), downloaded by a client of its own:
+        the API client carries the account's token in its requests' queries, an image host gets nothing."""
+        if self._fetcher is None:
+            self._fetcher = make_client(timeout=self.timeout, policy=self.policy)
+        return self.download_image(src, what=what, max_bytes=max_bytes, types=types, client=self._fetcher)
 
     def _upload_body_image(self, src: str) -> str:
-        data = self._download(src, BODY_IMAGE_MAX_BYTES)
-        kind = sniff_image(data)
-        if kind is None or kind.name not in BODY_IMAGE_TYPES:
-            name = kind.name if kind else "not an image"
-            raise InvalidRequest(f"body image {src[:80]} is {name}; WeChat takes jpg/png")
+        data, kind = self._image(src, what="body image", max_bytes=BODY_IMAGE_MAX_BYTES, types=BODY_IMAGE_TYPES)
         files = {"media": (f"image.{kind.extension}", data, kind.mime)}
         return str(self._api("/cgi-bin/media/uploadimg", files=files)["url"])
 
     def _upload_cover(self, cover_url: str | None) -> str:
-        data = self._download(cover_url, COVER_MAX_BYTES) if cover_url else default_cover_png()
-        kind = sniff_image(data)
-        if kind is None or kind.name not in COVER_TYPES:
-            raise InvalidRequest(f"cover {cover_url} is not a png/jpeg/gif/bmp image")
+        if cover_url:
+            data, kind = self._image(cover_url, what="cover", max_bytes=COVER_MAX_BYTES, types=COVER_TYPES)
+        else:
+            data, kind = default_cover_png(), PNG
         files = {"media": (f"cover.{kind.extension}", data, kind.mime)}
         result = self._api("/cgi-bin/material/add_material", params={"type": "image"}, files=files)
         return str(result["media_id"])

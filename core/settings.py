@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     api_port: int = 8000
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = Field(8100, description="Port of the platform sandboxes started by `matrix up`.")
+    outbound_allow: str = Field(
+        "",
+        description="Comma-separated hosts (host, host:port) or networks that outbound requests may reach although "
+        "they are not public (loopback, private, link-local); default: the sandbox address on the embedded demo, "
+        "nothing elsewhere; `none`: nothing even there.",
+    )
     dispatch_interval_s: float = Field(15.0, description="How often beat looks for due schedules.")
     reconcile_interval_s: float = Field(30.0, description="How often beat resolves stuck deliveries.")
     metrics_interval_s: float = Field(300.0, description="How often beat collects engagement metrics.")

@@ -12,6 +12,7 @@ Fixtures that serve one folder only live in that folder's ``conftest.py`` (the r
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,11 @@ from moderation import ModerationConfig
 from publisher import migrate
 from tests.support import wechat
 from tests.support.contract import SandboxControl
+
+# The test sandboxes listen on loopback at free ports: the outbound guard lets loopback through for the
+# suite (as MATRIX_OUTBOUND_ALLOW lets an installation reach its sandboxes); the guard's own tests give
+# their policies explicitly.
+os.environ.setdefault("MATRIX_OUTBOUND_ALLOW", "127.0.0.0/8,::1")
 
 # ------------------------------------------------------------------------------------ installation
 

@@ -39,8 +39,8 @@ def fake_fetch(url: str) -> bytes:
     """The images the package downloads, without a network; an unknown address fails like a 404."""
     files = {
         "https://img.example.cn/b/photo.png": PNG,
-        "https://img.example.cn/a/plan.jpg": b"\xff\xd8jpeg-plan",
-        "https://img.example.cn/cover.jpg": b"\xff\xd8c",
+        "https://img.example.cn/a/plan.jpg": b"\xff\xd8\xffjpeg-plan",
+        "https://img.example.cn/cover.jpg": b"\xff\xd8\xffc",
     }
     if url not in files:
         raise OSError(f"404 for {url}")
@@ -151,8 +151,8 @@ def test_package_texts(package: zipfile.ZipFile) -> None:
 
 def test_package_images_and_cover(package: zipfile.ZipFile) -> None:
     assert package.read("images/01.png") == PNG
-    assert package.read("images/02.jpg") == b"\xff\xd8jpeg-plan"
-    assert package.read("cover.jpg") == b"\xff\xd8c"
+    assert package.read("images/02.jpg") == b"\xff\xd8\xffjpeg-plan"
+    assert package.read("cover.jpg") == b"\xff\xd8\xffc"
     manifest = json.loads(package.read("manifest.json"))
     assert manifest["delivery_id"] == 777 and manifest["platform"] == "小红书" and manifest["author"] == "工会宣传部"
     assert [i["file"] for i in manifest["images"]] == ["images/01.png", "images/02.jpg", None]

@@ -180,7 +180,7 @@ def _inline_cover(payload: str) -> Callable[[WeChatChannel, SandboxControl | Non
 
 def _too_many_redirects(ch: WeChatChannel, sb: SandboxControl | None) -> bool:
     assert sb is not None
-    with pytest.raises(InvalidRequest, match="redirects too often"):
+    with pytest.raises(InvalidRequest, match="redirects more than 3 times"):
         _body_image_behind(4)(ch, sb)
     return "draft/add" not in app_state(sb)["calls"]
 

@@ -93,6 +93,7 @@ class Stack:
             "MATRIX_QUEUE": f"mm-test-{uuid.uuid4().hex[:8]}",
             "MATRIX_SANDBOX_HOST": self.sandbox.host,
             "MATRIX_SANDBOX_PORT": str(self.sandbox.port),
+            "MATRIX_OUTBOUND_ALLOW": f"{self.sandbox.host}:{self.sandbox.port}",
             "MATRIX_DISPATCH_INTERVAL_S": "1",
             "MATRIX_RECONCILE_INTERVAL_S": "1",
             "MATRIX_STUCK_AFTER_S": "8",
@@ -108,6 +109,7 @@ class Stack:
             env["MATRIX_BROKER_URL"] = REDIS_URL
         env.update(self.extra_env)
         self.env = env
+        self._saved_env = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
         self.refresh_settings()
         from publisher import migrate
@@ -183,8 +185,11 @@ class Stack:
         self.sandbox.stop()
         if self._drop_db:
             self._drop_db()
-        for key in self.env:
-            os.environ.pop(key, None)
+        for key in self.env:  # the environment as it was before this stack (the suite sets some keys too)
+            if self._saved_env.get(key) is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = self._saved_env[key]
         self.refresh_settings()
 
     def logs(self, limit: int = 4000) -> str:
