@@ -3,6 +3,9 @@
 ::
 
     MatrixError             root; ``str(exc)`` is a one-line message fit for a user; ``status_code`` for HTTP
+    ├── Unauthenticated     no identity, or one that does not hold (API: 401)
+    │   └── LockedOut           (publisher.services.people) too many failed sign-ins; says when to retry
+    ├── Forbidden           an identity that may not do this, here (API: 403)
     ├── NotFound            no such post / account / delivery (API: 404)
     ├── InvalidInput        bad input: unparseable time, time in the past, empty or oversize body (API: 422)
     ├── Conflict            the object is in the wrong state for this (API: 409)
@@ -19,6 +22,18 @@ class MatrixError(Exception):
     """Root of media-matrix's errors."""
 
     status_code = 400
+
+
+class Unauthenticated(MatrixError):
+    """Nobody is signed in, or the credential given is unknown, expired or revoked."""
+
+    status_code = 401
+
+
+class Forbidden(MatrixError):
+    """The person acting may not do this (here); the message says which role on which organisation it takes."""
+
+    status_code = 403
 
 
 class NotFound(MatrixError):

@@ -45,6 +45,8 @@ SENSITIVE_KEYS = (
     "authorization",
     "cookie",
     "set-cookie",
+    "mm_session",
+    "csrf_token",
 )
 """Keys whose values never reach a log (compared case-insensitively, as whole keys)."""
 
@@ -62,6 +64,8 @@ _HEADER = re.compile(
 _PAIR = re.compile(rf"""(?i){_KEY_START}({_KEYS})=("[^"]*"|'[^']*'|[^&\s;,"'<>)\]}}]+)""")
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{6,}")
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^@\s/]+@")
+# Our own API tokens and session secrets ("mm_" + 43 URL-safe characters), wherever they appear.
+_OWN_TOKEN = re.compile(r"\bmm_[A-Za-z0-9_-]{40,}")
 
 
 def redact(text: str) -> str:
@@ -70,6 +74,7 @@ def redact(text: str) -> str:
     text = _HEADER.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
     text = _PAIR.sub(lambda m: f"{m[1]}={MASK}", text)
     text = _BEARER.sub(lambda m: f"{m[1]} {MASK}", text)
+    text = _OWN_TOKEN.sub(f"mm_{MASK}", text)
     return _URL_PASSWORD.sub(lambda m: f"{m[1]}{MASK}@", text)
 
 

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
         description="Comma-separated earlier secret keys, still accepted for decryption until "
         "`matrix secrets rotate` has re-encrypted everything with secret_key.",
     )
+    cookie_secure: bool = Field(
+        False, description="Mark the sign-in cookie Secure even on plain HTTP (behind a TLS-terminating proxy)."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     sandbox_host: str = "127.0.0.1"

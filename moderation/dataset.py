@@ -404,6 +404,30 @@ def all_examples(root: Path = DEFAULT_DATA_ROOT) -> list[Example]:
     return cold + load_swsr(root) + derived_examples(root, cold)
 
 
+def load_feedback(path: Path) -> tuple[list[Example], int]:
+    """Reviewers' feedback exported by ``matrix moderation feedback export`` (JSONL: ``text``, ``labels`` per
+    model category or null, ``kind``, ``source``), as training examples; and how many lines were skipped
+    (no labels: a missed harm whose category the reviewer did not name). Raises :class:`DatasetError` naming
+    the first malformed line."""
+    examples: list[Example] = []
+    skipped = 0
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            text, labels = str(row["text"]), row.get("labels")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"{path}:{number}: not a feedback line ({exc.__class__.__name__})") from None
+        if not isinstance(labels, dict):
+            skipped += 1
+            continue
+        clean = {c: int(bool(labels.get(c, 0))) for c in MODEL_CATEGORIES}
+        source = str(row.get("source", "reviewer-feedback"))
+        examples.append(Example(text, clean, source, "train", {"kind": str(row.get("kind", ""))}))
+    return examples, skipped
+
+
 def by_split(examples: Iterable[Example], *splits: str) -> list[Example]:
     """The examples whose split is one of ``splits``."""
     return [e for e in examples if e.split in splits]

@@ -46,7 +46,7 @@ from moderation.classifier import (
     mean_pool,
 )
 from moderation.config import ModerationConfig
-from moderation.dataset import DEFAULT_DATA_ROOT, Example, all_examples, by_split
+from moderation.dataset import DEFAULT_DATA_ROOT, Example, all_examples, by_split, load_feedback
 from moderation.encoder import base_model_dir, load_encoder
 
 SEED = 13
@@ -338,6 +338,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--variants", default="frozen,top1,top2")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--feedback",
+        type=Path,
+        action="append",
+        default=[],
+        help="reviewers' feedback JSONL (`matrix moderation feedback export`), added to the train split",
+    )
     ap.add_argument("--cache-only", action="store_true", help="stop after building the activation cache")
     ap.add_argument("--calibrate-only", action="store_true", help="only redo the fp32/int8 check of --out")
     moderation_config.add_arguments(ap)
@@ -362,6 +369,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     examples = all_examples(args.data_root)
     train_ex = by_split(examples, "train")
+    for path in args.feedback:
+        fed, skipped = load_feedback(path)
+        train_ex += fed
+        log(f"{path}: {len(fed)} feedback examples added to train, {skipped} without labels skipped")
     select_ex = by_split(examples, "select")
     used = train_ex + select_ex
     log(f"{len(train_ex)} train, {len(select_ex)} select examples")

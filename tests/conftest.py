@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
 import moderation
 from channels.sandbox import create_app
@@ -24,6 +25,7 @@ from channels.sandbox.server import RunningServer, serve_in_thread
 from core.settings import reset_settings
 from moderation import ModerationConfig
 from publisher import migrate
+from publisher.services import people
 from tests.support import wechat
 from tests.support.contract import SandboxControl
 
@@ -31,6 +33,10 @@ from tests.support.contract import SandboxControl
 # suite (as MATRIX_OUTBOUND_ALLOW lets an installation reach its sandboxes); the guard's own tests give
 # their policies explicitly.
 os.environ.setdefault("MATRIX_OUTBOUND_ALLOW", "127.0.0.0/8,::1")
+
+# Argon2 at its production cost takes ~0.1-0.4 s a hash; the suite makes hundreds of users. The tests check
+# what sign-in does, not what it costs, so they hash with the smallest parameters (still Argon2id).
+people._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 # ------------------------------------------------------------------------------------ installation
 

@@ -17,7 +17,7 @@ from core.db import session_scope
 from publisher.delivery import deliver as deliver_engine
 from publisher.delivery import dispatch, metrics, retract
 from publisher.delivery import reconcile as reconcile_engine
-from publisher.services import screening
+from publisher.services import reviews, screening
 from workers.app import QUEUE, celery_app
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def reconcile() -> dict[str, int]:
     counts = reconcile_engine.reconcile()
     # Only when nothing waits in the queue: behind a backlog, a screening message is late, not lost.
     counts["screenings"] = screening.requeue_stale_screenings() if _queue_is_empty(celery_app, QUEUE) else 0
+    counts.update(reviews.remind_overdue_reviews())  # review steps past their deadline: remind, then escalate
     return counts
 
 

@@ -13,12 +13,14 @@ from publisher.domain import lifecycle
 from publisher.domain.models import Delivery, PostVersion
 from publisher.services.channels import account_info, make_channel
 from publisher.services.common import URL_MAX, audit, check_length, get
+from publisher.services.people import Principal, require
 
 
-def package_for(delivery_id: int) -> bytes:
+def package_for(actor: Principal, delivery_id: int) -> bytes:
     """The ZIP an operator downloads to post a delivery by hand."""
     with session_scope() as s:
         d = get(s, Delivery, delivery_id)
+        require(s, actor, "delivery.by_hand", d.account.organization_id)
         if d.state != "awaiting_manual":
             raise Conflict(f"delivery {d.id} is {d.state}; packages are for awaiting_manual deliveries")
         v = s.get(PostVersion, d.version_id)
@@ -33,13 +35,14 @@ def package_for(delivery_id: int) -> bytes:
     return build_package(content, rendered, delivery_id=delivery_id, platform=platform)
 
 
-def confirm_manual(delivery_id: int, url: str, actor: str = "operator") -> Delivery:
+def confirm_manual(actor: Principal, delivery_id: int, url: str) -> Delivery:
     """An operator posted an assisted delivery by hand: record its URL; it counts as published."""
     check_length("URL", url, URL_MAX)
     if not url.startswith(("http://", "https://")):
         raise InvalidInput(f"not a URL: {url!r}")
     with session_scope() as s:
         post, d = lock_post_and_delivery(s, delivery_id)
+        require(s, actor, "delivery.by_hand", d.account.organization_id)
         if d.state != "awaiting_manual":
             raise Conflict(f"delivery {d.id} is {d.state}; only an awaiting_manual delivery can be confirmed")
         apply_result(s, d, PublishResult(remote_id=d.remote_id or idempotency_key(d.id), url=url), post)
@@ -48,10 +51,11 @@ def confirm_manual(delivery_id: int, url: str, actor: str = "operator") -> Deliv
         return d
 
 
-def confirm_removed(delivery_id: int, actor: str = "operator") -> Delivery:
+def confirm_removed(actor: Principal, delivery_id: int) -> Delivery:
     """An operator deleted by hand a delivery that has no retraction API (after its post was retracted)."""
     with session_scope() as s:
         post, d = lock_post_and_delivery(s, delivery_id)
+        require(s, actor, "delivery.by_hand", d.account.organization_id)
         if post.state != "retracted":
             raise Conflict(f"post {post.id} is {post.state}; retract the post first (`matrix post retract {post.id}`)")
         if d.state != "published":

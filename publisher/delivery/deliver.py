@@ -174,6 +174,14 @@ def _record(delivery_id: int, *, ok: PublishResult | None = None, error: Channel
         t = now()
         if ok is not None:
             apply_result(s, d, ok, post)
+            if d.state == "awaiting_manual":  # nothing more happens until a person posts it by hand
+                notify_owner(
+                    s,
+                    post,
+                    "awaiting_manual",
+                    f"post {post.id} on {account.name} waits for a person to post it by hand: "
+                    f"`matrix delivery package {d.id} -o delivery-{d.id}.zip`, then `matrix delivery confirm {d.id}`",
+                )
         elif isinstance(error, QuotaExhausted):
             until = error.paused_until or t + timedelta(hours=1)
             account.status, account.paused_until, account.status_reason = "paused", until, str(error)

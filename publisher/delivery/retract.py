@@ -14,12 +14,14 @@ from publisher.domain import lifecycle
 from publisher.domain.models import Delivery, Post, PostVersion
 from publisher.services.channels import account_info, make_channel
 from publisher.services.common import audit, get
+from publisher.services.people import SYSTEM, Principal, require
 
 
-def retract_post(post_id: int, actor: str = "editor") -> list[dict[str, Any]]:
+def retract_post(actor: Principal, post_id: int) -> list[dict[str, Any]]:
     """Retract a post everywhere. Returns one line per delivery: account, outcome, detail."""
     with session_scope() as s:
         post = get(s, Post, post_id, lock=True)
+        require(s, actor, "post.retract", post.organization_id)
         if post.state not in ("published", "partially_published", "publishing", "failed"):
             raise Conflict(f"post {post.id} is {post.state}; only a post that went out can be retracted")
         lifecycle.transition("post", post, "retracted")
@@ -28,7 +30,7 @@ def retract_post(post_id: int, actor: str = "editor") -> list[dict[str, Any]]:
     return [retract_delivery(i, actor) for i in ids]
 
 
-def retract_delivery(delivery_id: int, actor: str = "system") -> dict[str, Any]:
+def retract_delivery(delivery_id: int, actor: Principal = SYSTEM) -> dict[str, Any]:
     """Retract (or cancel) one delivery; idempotent."""
     with session_scope() as s:
         d = get(s, Delivery, delivery_id, lock=True)

@@ -4,7 +4,7 @@ Post::
 
     draft ─▶ screening ─▶ approved ─▶ scheduled ─▶ publishing ─▶ published
                │  ▲  ├──▶ needs_review ─▶ approved | rejected     ├──▶ partially_published
-               │  │  └──▶ rejected                                └──▶ failed
+               │  │  └──▶ rejected ─▶ needs_review (override)     └──▶ failed
                └──┴── (an edit past draft makes a new version and goes back to screening)
     published | partially_published ─▶ retracted
 
@@ -78,7 +78,7 @@ POST_TRANSITIONS: dict[PostState, frozenset[PostState]] = {
     P.SCREENING: frozenset({P.SCREENING, P.APPROVED, P.NEEDS_REVIEW, P.REJECTED}),
     P.NEEDS_REVIEW: frozenset({P.SCREENING, P.APPROVED, P.REJECTED}),
     P.APPROVED: frozenset({P.SCREENING, P.SCHEDULED, P.REJECTED}),
-    P.REJECTED: frozenset({P.SCREENING}),
+    P.REJECTED: frozenset({P.SCREENING, P.NEEDS_REVIEW}),  # needs_review: a person overrides screening
     P.SCHEDULED: frozenset({P.SCREENING, P.APPROVED, P.PUBLISHING, P.REJECTED}),
     P.PUBLISHING: frozenset({P.PUBLISHING, P.PUBLISHED, P.PARTIALLY_PUBLISHED, P.FAILED, P.RETRACTED}),
     P.PUBLISHED: frozenset({P.RETRACTED, P.PUBLISHING}),

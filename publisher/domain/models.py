@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from core.audit import AuditEvent  # the model lives in the kernel; re-exported here
 from core.db import Base, utcnow
 
 ROLES = ("editor", "reviewer", "monitor", "admin")
@@ -40,20 +41,59 @@ class Organization(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
     moderation_policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
     lists_version: Mapped[int] = mapped_column(default=0)
+    # The review chain of this organisation's posts (publisher.services.chains); None: its parent's
+    review_chain: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     parent: Mapped[Organization | None] = relationship(remote_side=[id])
 
 
 class User(Base):
-    """A person; ``role`` is one of :data:`ROLES`."""
+    """A person who signs in. What they may do is in their :class:`RoleGrant` rows, each on an organisation."""
 
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    role: Mapped[str] = mapped_column(String(20), default="editor")
-    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    # Argon2id hash string (parameters and salt inside); None: the user cannot sign in with a password
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    grants: Mapped[list[RoleGrant]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+
+class RoleGrant(Base):
+    """One role of a user on one organisation; it covers the organisation's whole subtree."""
+
+    __tablename__ = "role_grants"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20), primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+
+
+class Credential(Base):
+    """A bearer secret of a user: a personal API token (scripts, the CLI) or a web sign-in session.
+
+    Only the SHA-256 of the secret is stored (the secrets are 256 random bits, so a fast hash is enough; a
+    password hash is for guessable secrets); it is shown once, when it is made.
+    """
+
+    __tablename__ = "credentials"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # token | session
+    name: Mapped[str] = mapped_column(String(100), default="")
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_hash: Mapped[str | None] = mapped_column(String(64))  # sessions: what unsafe requests must echo
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    source: Mapped[str] = mapped_column(String(100), default="")
+
+    user: Mapped[User] = relationship()
 
 
 class Account(Base):
@@ -159,6 +199,8 @@ class ReviewDecision(Base):
     decision: Mapped[str] = mapped_column(String(10))  # approve | reject
     reason: Mapped[str] = mapped_column(Text, default="")
     reviewer: Mapped[str] = mapped_column(String(100), default="")
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    step: Mapped[int] = mapped_column(default=0)  # which step of the chain (0: the first)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -232,19 +274,6 @@ class ModerationTerm(Base):
     severity: Mapped[str] = mapped_column(String(10), default="review")
 
 
-class AuditEvent(Base):
-    """Append-only: who did what to which object, when."""
-
-    __tablename__ = "audit_events"
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(String(100))
-    action: Mapped[str] = mapped_column(String(60))
-    object_type: Mapped[str] = mapped_column(String(30))
-    object_id: Mapped[int | None] = mapped_column()
-    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
-
-
 class ChannelToken(Base):
     """Shared platform access tokens (single-flight cache on the embedded default); see channels.tokens."""
 
@@ -254,6 +283,36 @@ class ChannelToken(Base):
     expires_at: Mapped[float | None] = mapped_column(Float)
     lock_owner: Mapped[str | None] = mapped_column(String(64))
     lock_until: Mapped[float | None] = mapped_column(Float)
+
+
+class ReviewFeedback(Base):
+    """A reviewer's judgement of screening, kept as a labelled example: ``false_positive`` (an override, or an
+    approval of what screening flagged: the text is harmless) or ``missed_harm`` (a reject of what screening
+    passed; ``category`` when the reviewer named one)."""
+
+    __tablename__ = "review_feedback"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("post_versions.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    hits: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"hits": [...]} as screening found them
+    category: Mapped[str | None] = mapped_column(String(20))
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TermProposal(Base):
+    """An allow-list proposal an admin decided on: a term reviewers overrode often (``accepted`` / ``dismissed``)."""
+
+    __tablename__ = "term_proposals"
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    term: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(String(10))
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ImmutableRowError(RuntimeError):

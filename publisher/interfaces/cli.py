@@ -1,13 +1,21 @@
 """The ``matrix`` command line (Typer + Rich).
 
 Errors a user can fix (unknown account, time in the past, empty body…) print one line and exit 2.
+
+The CLI acts as a signed-in user: ``matrix login`` keeps a personal token in ``<config dir>/token`` (mode 0600;
+the folder is ``MATRIX_CLI_CONFIG_DIR`` or the platform's config folder for media-matrix), and ``MATRIX_TOKEN``
+overrides it. Every command that reads or changes data authenticates with it and passes the person on to the
+services, which decide what they may do. The process commands (``api``, ``worker``, ``beat``, ``flower``,
+``sandbox``, ``up``, ``db upgrade``) and ``screen`` need no sign-in.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,18 +34,20 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError
 from typer.core import TyperGroup
 
+from core import audit as audit_log
 from core import logredact
 from core.clock import format_local, parse_local
 from core.crypto import check_secret_key, rotate
 from core.db import session_scope
-from core.errors import MatrixError
+from core.errors import MatrixError, Unauthenticated
 from core.settings import get_settings
 from moderation.cli import screen_command
 from moderation.types import ModerationError
 from publisher import migrate, services
 from publisher.delivery import assisted, retract
 from publisher.domain.models import Account, Organization
-from publisher.services.demo import fetch_demo_accounts, seed
+from publisher.services import Principal
+from publisher.services.demo import DEMO_PEOPLE, fetch_demo_accounts, seed, seed_people
 from publisher.services.screening import configure_moderation
 
 
@@ -71,6 +81,11 @@ delivery_app = typer.Typer(help="Single deliveries (one post on one account).", 
 demo_app = typer.Typer(help="Demo data for the sandboxes.", no_args_is_help=True)
 terms_app = typer.Typer(help="An organisation's own moderation deny- and allow-lists.", no_args_is_help=True)
 secrets_app = typer.Typer(help="The secret key that encrypts credentials at rest.", no_args_is_help=True)
+user_app = typer.Typer(help="People: add, passwords, roles, disable (admins).", no_args_is_help=True)
+token_app = typer.Typer(help="Your personal API tokens.", no_args_is_help=True)
+org_app = typer.Typer(help="Organisations.", no_args_is_help=True)
+chain_app = typer.Typer(help="An organisation's review chain (三审).", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail: verify its hash chain, read it (admins).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(account_app, name="account")
 app.add_typer(post_app, name="post")
@@ -78,6 +93,15 @@ app.add_typer(delivery_app, name="delivery")
 app.add_typer(demo_app, name="demo")
 app.add_typer(terms_app, name="terms")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.add_typer(org_app, name="org")
+org_app.add_typer(chain_app, name="chain")
+app.add_typer(audit_app, name="audit")
+moderation_app = typer.Typer(help="Screening: reviewers' feedback and allow-list proposals.", no_args_is_help=True)
+feedback_app = typer.Typer(help="Reviewers' feedback on screening.", no_args_is_help=True)
+moderation_app.add_typer(feedback_app, name="feedback")
+app.add_typer(moderation_app, name="moderation")
 
 console = Console()
 err = Console(stderr=True)
@@ -124,6 +148,284 @@ def _session():
 def _local(iso: str | None) -> str:
     """A read model's ISO time as people read it here (``2026-12-01 09:00:00 CST``); empty for none."""
     return format_local(datetime.fromisoformat(iso)) if iso else ""
+
+
+# ------------------------------------------------------------------------------------------ signing in
+
+
+def _config_dir() -> Path:
+    """Where the CLI keeps its token: ``MATRIX_CLI_CONFIG_DIR``, else the platform's config folder."""
+    return Path(os.environ.get("MATRIX_CLI_CONFIG_DIR") or typer.get_app_dir("media-matrix"))
+
+
+def _token_file() -> Path:
+    return _config_dir() / "token"
+
+
+def _source() -> str:
+    """Where this CLI acts from, for the audit trail (``cli host-name``)."""
+    return f"cli {socket.gethostname()}"
+
+
+def _stored_token() -> str | None:
+    """The token ``matrix login`` stored, or None."""
+    path = _token_file()
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+    return text or None
+
+
+def _token() -> str | None:
+    """``MATRIX_TOKEN``, else the stored token, else None."""
+    return os.environ.get("MATRIX_TOKEN", "").strip() or _stored_token()
+
+
+def _principal(session) -> Principal:
+    """The signed-in person (:class:`Unauthenticated` for a token that does not hold; one line if none)."""
+    token = _token()
+    if token is None:
+        fail("not signed in: run `matrix login`")
+    return services.authenticate(session, token, source=_source())
+
+
+def _signed_in() -> Principal:
+    """:func:`_principal` in a transaction of its own, for commands whose services open their own."""
+    with user_errors(), _session() as session:
+        return _principal(session)
+
+
+def _require_signed_in() -> None:
+    """One line before any prompt if no token is there at all (the token itself is checked later)."""
+    if _token() is None:
+        fail("not signed in: run `matrix login`")
+
+
+def _write_token(path: Path, secret: str) -> None:
+    """Store ``secret`` at ``path``, readable by this user alone (mode 0600), replacing any earlier one."""
+    tmp = path.parent / f".token.{os.getpid()}.tmp"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secret + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        fail(f"cannot write {exc.filename or path}: {exc.strerror}")
+
+
+def _password_from_stdin() -> str:
+    """The first line of standard input, without its line end."""
+    try:
+        line = sys.stdin.readline()
+    except UnicodeDecodeError:
+        line = None
+    if line is None or _not_utf8(line):
+        fail("standard input is not UTF-8 text")
+    password = line.rstrip("\r\n")
+    if not password:
+        fail("no password on standard input")
+    return password
+
+
+def _role_at(text: str) -> tuple[str, str]:
+    """``ROLE@ORG`` as (role, organisation name or id)."""
+    role, sep, org = text.partition("@")
+    if not sep or not role.strip() or not org.strip():
+        fail(f"{text!r}: give a role as ROLE@ORG, e.g. editor@省总工会 (ORG: a name or an id)")
+    return role.strip(), org.strip()
+
+
+def _roles_text(session, actor: Principal) -> str:
+    roles = services.whoami(session, actor)["roles"]
+    return ", ".join(f"{r['role']}@{r['organization']}" for r in roles) or "no role"
+
+
+@app.command()
+def login(
+    user: str = typer.Option(None, "--user", "-u", help="User name (asked for if not given)."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+) -> None:
+    """Sign in: keeps a personal token for this CLI in its config folder (never printed)."""
+    name = user if user is not None else typer.prompt("user")
+    password = _password_from_stdin() if password_stdin else typer.prompt("password", hide_input=True)
+    path = _token_file()
+    earlier = _stored_token()
+    host = socket.gethostname()
+    with user_errors():
+        actor = services.sign_in(name, password, source=_source())  # its own transaction: not inside another
+        with _session() as session:
+            _row, secret, _csrf = services.issue_credential(session, actor, kind="token", name=f"cli on {host}")
+            if earlier is not None:  # the token this one replaces stops working (if it still did)
+                try:
+                    old = services.authenticate(session, earlier, source=_source())
+                    if old.credential_id is not None and old.user_id == actor.user_id:
+                        services.revoke_credential(session, old, old.credential_id)
+                except Unauthenticated:
+                    pass
+            roles = _roles_text(session, actor)
+            _write_token(path, secret)  # inside the transaction: a token that could not be stored is not kept
+    console.print(f"signed in as {escape(actor.name)} ({escape(roles)})", highlight=False)
+
+
+@app.command()
+def logout() -> None:
+    """Sign out: revoke this CLI's token and delete it."""
+    path = _token_file()
+    token = _stored_token()
+    if token is None:
+        hint = " (MATRIX_TOKEN is set: unset it, or revoke it with `matrix token revoke ID`)"
+        console.print("no token stored here" + (hint if os.environ.get("MATRIX_TOKEN") else ""))
+        return
+    name = None
+    with user_errors(), _session() as session:
+        try:
+            actor = services.authenticate(session, token, source=_source())
+        except Unauthenticated:
+            actor = None  # revoked or expired already: nothing to revoke
+        if actor is not None and actor.credential_id is not None:
+            services.revoke_credential(session, actor, actor.credential_id)
+            name = actor.name
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        fail(f"cannot delete {path}: {exc.strerror}")
+    console.print(f"signed out{f' ({escape(name)})' if name else ''}", highlight=False)
+
+
+@app.command()
+def whoami() -> None:
+    """Who you are signed in as, and your roles on which organisations."""
+    with user_errors(), _session() as session:
+        info = services.whoami(session, _principal(session))
+    console.print(f"[bold]{escape(info['name'])}[/bold]", highlight=False)
+    for r in info["roles"]:
+        console.print(f"  {escape(r['role'])}@{escape(str(r['organization']))}", highlight=False)
+    if not info["roles"]:
+        console.print("  no role")
+
+
+# -------------------------------------------------------------------------------------------- users
+
+
+@user_app.command("add")
+def user_add(
+    name: str = typer.Argument(...),
+    role: list[str] = typer.Option(..., "--role", "-r", help="ROLE@ORG (ORG: a name or an id); repeat."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input (else one is made and shown once)."
+    ),
+) -> None:
+    """Add a user (admins). The very first user needs no sign-in, must be an admin, and creates the
+    organisation named if it is new."""
+    grants = [_role_at(r) for r in role]
+    password = _password_from_stdin() if password_stdin else None
+    made = password is None
+    if password is None:
+        password = secrets.token_urlsafe(12)
+    with user_errors(), _session() as session:
+        actor: Principal | None = None
+        if services.users_exist(session):
+            actor = _principal(session)
+        else:  # the bootstrap: the first admin's organisation, by name, may be new
+            for _role, org in grants:
+                if not org.isdigit():
+                    services.ensure_organization(session, org)
+        user = services.create_user(session, actor, name, password, grants)
+        session.flush()
+        user_id, user_name = user.id, user.name
+        roles = ", ".join(f"{r}@{o}" for r, o in grants)
+    console.print(f"user {user_id} added: {escape(user_name)} ({escape(roles)})", highlight=False)
+    if made:
+        console.print(f"password: {password}", highlight=False, soft_wrap=True)
+        console.print("(shown once: pass it on now; change it with `matrix user passwd`)")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: str = typer.Argument(None, help="Whose password (default: yours)."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the new password from standard input."),
+) -> None:
+    """Change your password, or (admins) someone else's."""
+    _require_signed_in()
+    if password_stdin:
+        password = _password_from_stdin()
+    else:
+        password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+    with user_errors(), _session() as session:
+        actor = _principal(session)
+        user = services.set_password(session, actor, name if name is not None else actor.user_id, password)
+        shown = user.name
+    console.print(f"password of {escape(shown)} changed", highlight=False)
+
+
+@user_app.command("disable")
+def user_disable(name: str) -> None:
+    """Disable a user: no more sign-ins, and their tokens and sessions stop working."""
+    with user_errors(), _session() as session:
+        user = services.disable_user(session, _principal(session), name)
+        shown = user.name
+    console.print(f"user {escape(shown)} disabled", highlight=False)
+
+
+@user_app.command("grant")
+def user_grant(name: str, role_at: str = typer.Argument(..., metavar="ROLE@ORG")) -> None:
+    """Give a user a role on an organisation (and the organisations below it)."""
+    role, org = _role_at(role_at)
+    with user_errors(), _session() as session:
+        services.grant_role(session, _principal(session), name, role, org)
+    console.print(f"{escape(name)} is now {escape(role)}@{escape(org)}", highlight=False)
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """The users you look after, with their roles."""
+    with user_errors(), _session() as session:
+        rows = services.user_rows(session, _principal(session))
+    table = Table("id", "name", "roles", "status", title="users")
+    for u in rows:
+        roles = ", ".join(f"{r['role']}@{r['organization']}" for r in u["roles"])
+        table.add_row(str(u["id"]), u["name"], roles, "disabled" if u["disabled"] else "active")
+    console.print(table)
+
+
+# ------------------------------------------------------------------------------------------- tokens
+
+
+@token_app.command("create")
+def token_create(name: str = typer.Argument(..., help="What it is for: 'ci', 'backup script'…")) -> None:
+    """A new personal API token (``Authorization: Bearer …``, or ``MATRIX_TOKEN`` for this CLI)."""
+    with user_errors(), _session() as session:
+        row, secret, _csrf = services.issue_credential(session, _principal(session), kind="token", name=name)
+        session.flush()
+        token_id = row.id
+    console.print(f"token {token_id} created: {escape(name)}", highlight=False)
+    console.print(secret, highlight=False, soft_wrap=True)
+    console.print("(shown once: store it now; only its hash is kept)")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Your tokens and sessions that are not revoked (never their secrets)."""
+    with user_errors(), _session() as session:
+        rows = services.token_rows(session, _principal(session))
+    table = Table("id", "kind", "name", "created", "last used", "expires")
+    for t in rows:
+        table.add_row(str(t["id"]), t["kind"], t["name"], t["created_at"], t["last_used_at"], t["expires_at"])
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int) -> None:
+    """Revoke a token (or session) at once."""
+    with user_errors(), _session() as session:
+        services.revoke_credential(session, _principal(session), token_id)
+    console.print(f"token {token_id} revoked")
 
 
 # ---------------------------------------------------------------------------------------- processes
@@ -194,7 +496,9 @@ def sandbox(host: str = typer.Option(None), port: int = typer.Option(None)) -> N
 
 
 @app.command()
-def up(demo: bool = typer.Option(True, help="Seed demo organisation, accounts and a post on a new database.")) -> None:
+def up(
+    demo: bool = typer.Option(True, help="Seed demo organisations, users, accounts and a post on a new database."),
+) -> None:
     """Migrate, seed demo data on a new database, and run sandboxes, API, a worker and beat. Ctrl-C stops all."""
 
     _require_secret_key()  # before anything starts (on the embedded default: creates the key file)
@@ -217,11 +521,15 @@ def up(demo: bool = typer.Option(True, help="Seed demo organisation, accounts an
 
     start("sandbox")
     _wait_http(f"{settings.sandbox_url}/", 30)
+    passwords: dict[str, str] = {}
     if fresh and demo:
         with user_errors():
             specs = fetch_demo_accounts(settings.sandbox_url)
         with _session() as session:
+            passwords = seed_people(session)  # first: the demo post is the demo editor's
             seed(session, specs, with_post=True)
+    with _session() as session:
+        nobody = not services.users_exist(session)
     start("api")
     start("worker")
     start("beat")
@@ -232,6 +540,10 @@ def up(demo: bool = typer.Option(True, help="Seed demo organisation, accounts an
     table.add_row("Database", settings.database_url)
     table.add_row("Broker", settings.broker_url)
     console.print(table)
+    if passwords:
+        _print_demo_people(passwords)
+    elif nobody:
+        console.print("no users yet: add the first admin with `matrix user add NAME --role admin@ORGANISATION`")
     console.print("Ctrl-C stops everything.")
     stopping = False
 
@@ -322,17 +634,21 @@ def account_add(
     name: str = typer.Argument(...),
     credentials: str = typer.Option(..., help='JSON, e.g. \'{"username": "u", "app_password": "p"}\''),
     config: str = typer.Option(None, help='JSON, e.g. \'{"base_url": "https://example.org"}\''),
-    org: str = typer.Option("default", help="Organisation name (created if new)."),
+    org: str = typer.Option(None, help="Organisation name or id (default: the one you are an admin of)."),
     check: bool = typer.Option(True, help="Ask the platform whether the credentials work before storing them."),
 ) -> None:
     """Register a platform account (credentials are checked with the platform, then encrypted at rest)."""
 
     creds, conf = _json_option(credentials, "--credentials"), _json_option(config, "--config")
+    actor = _signed_in()
     with user_errors():
         if check:
-            services.check_new_account(kind, name, creds, conf)
+            services.check_new_account(actor, kind, name, creds, conf)
     with user_errors(), _session() as session:
-        account = services.add_account(session, kind=kind, name=name, credentials=creds, config=conf, organization=org)
+        actor = _principal(session)
+        account = services.add_account(
+            session, actor, kind=kind, name=name, credentials=creds, config=conf, organization=org
+        )
         session.flush()
         console.print(f"account {account.id} added: {kind} {name}")
 
@@ -340,8 +656,8 @@ def account_add(
 @account_app.command("list")
 def account_list() -> None:
     """List accounts and their status."""
-    with _session() as session:
-        rows = services.account_rows(session)
+    with user_errors(), _session() as session:
+        rows = services.account_rows(session, _principal(session))
     table = Table("id", "kind", "name", "organisation", "status", "paused until", "reason")
     for a in rows:
         table.add_row(str(a["id"]), a["kind"], a["name"], a["organization"], a["status"],
@@ -358,11 +674,12 @@ def account_reauth(
     """Store new credentials for an account that needs re-authorisation and release its deliveries."""
 
     creds = _json_option(credentials, "--credentials")
+    actor = _signed_in()
     with user_errors():
         if check:
-            services.check_new_credentials(account_id, creds)
+            services.check_new_credentials(actor, account_id, creds)
     with user_errors(), _session() as session:
-        account = services.reauthorize_account(session, account_id, creds, actor="cli")
+        account = services.reauthorize_account(session, _principal(session), account_id, creds)
         console.print(f"account {account.id} is active again")
 
 
@@ -400,7 +717,6 @@ def post_create(
     summary: str = typer.Option("", "--summary"),
     cover: str = typer.Option(None, "--cover", help="Cover image URL."),
     at: str = typer.Option(None, "--at", help="Schedule too: local time like '2026-12-01 09:00', or 'now'."),
-    author: str = typer.Option("editor", "--author"),
 ) -> None:
     """Create a post for some accounts and send it to screening (and schedule it with --at)."""
 
@@ -408,11 +724,12 @@ def post_create(
     with user_errors():
         due = parse_local(at) if at else None
         with _session() as session:
+            actor = _principal(session)
             post = services.create_post(
-                session, title=title, body=text, accounts=account, summary=summary, cover_url=cover, author=author
+                session, actor, title=title, body=text, accounts=account, summary=summary, cover_url=cover
             )
             if due is not None:
-                services.schedule_post(session, post.id, due, actor=author)
+                services.schedule_post(session, actor, post.id, due)
             session.flush()
             console.print(f"post {post.id} created ({post.state})" + (f", scheduled for {at}" if due else ""))
 
@@ -429,7 +746,7 @@ def post_edit(
 
     text = _read_body(body_file, body) if (body_file or body is not None) else None
     with user_errors(), _session() as session:
-        post = services.edit_post(session, post_id, title=title, body=text, summary=summary, actor="cli")
+        post = services.edit_post(session, _principal(session), post_id, title=title, body=text, summary=summary)
         console.print(f"post {post.id} is now version {post.current_version.number} ({post.state})")
 
 
@@ -438,7 +755,7 @@ def post_submit(post_id: int) -> None:
     """Send a draft to screening."""
 
     with user_errors(), _session() as session:
-        console.print(f"post {services.submit_post(session, post_id, actor='cli').id} sent to screening")
+        console.print(f"post {services.submit_post(session, _principal(session), post_id).id} sent to screening")
 
 
 @post_app.command("schedule")
@@ -450,27 +767,53 @@ def post_schedule(
     with user_errors():
         due = parse_local(at)
         with _session() as session:
-            services.schedule_post(session, post_id, due, actor="cli")
+            services.schedule_post(session, _principal(session), post_id, due)
             console.print(f"post {post_id} scheduled for {format_local(due)}")
 
 
-def _review(post_id: int, approve: bool, reason: str) -> None:
-
+def _review(post_id: int, approve: bool, reason: str, category: str | None = None) -> None:
     with user_errors(), _session() as session:
-        services.review(session, post_id, approve=approve, reason=reason, reviewer="cli")
-        console.print(f"post {post_id} {'approved' if approve else 'rejected'}")
+        actor = _principal(session)
+        services.review(session, actor, post_id, approve=approve, reason=reason, category=category)
+        if not approve:
+            console.print(f"post {post_id} rejected")
+            return
+        post = services.visible_post(session, actor, post_id)
+        progress, state = services.chain_progress(session, post), post.state
+    current = progress["current_step"]
+    if current is None:
+        console.print(f"post {post_id} approved ({state})")
+    else:
+        step = progress["steps"][current]
+        console.print(f"post {post_id}: your step approved; next: {step['name']} (a {step['role']})")
 
 
 @post_app.command("approve")
 def post_approve(post_id: int, reason: str = typer.Option("", "--reason")) -> None:
-    """Approve a post that screening sent to review."""
+    """Approve the current step of a post's review chain, as yourself (never your own post)."""
     _review(post_id, True, reason)
 
 
 @post_app.command("reject")
-def post_reject(post_id: int, reason: str = typer.Option(..., "--reason")) -> None:
-    """Reject a post (a reason is required)."""
-    _review(post_id, False, reason)
+def post_reject(
+    post_id: int,
+    reason: str = typer.Option(..., "--reason"),
+    category: str = typer.Option(None, "--category", help="Which harm screening missed (kept as feedback)."),
+) -> None:
+    """Reject a post (a reason is required; the author is told)."""
+    _review(post_id, False, reason, category)
+
+
+@post_app.command("override")
+def post_override(
+    post_id: int, reason: str = typer.Option(..., "--reason", help="What screening got wrong (required).")
+) -> None:
+    """Override an automatic reject (a false positive): the post goes to review, this counts as its first step."""
+    with user_errors(), _session() as session:
+        actor = _principal(session)
+        services.override(session, actor, post_id, reason=reason)
+        state = services.visible_post(session, actor, post_id).state
+    console.print(f"post {post_id} overridden ({state})")
 
 
 @post_app.command("retry")
@@ -478,15 +821,16 @@ def post_retry(post_id: int) -> None:
     """Retry only the deliveries that failed."""
 
     with user_errors(), _session() as session:
-        failed = services.retry_post(session, post_id, actor="cli")
+        failed = services.retry_post(session, _principal(session), post_id)
         console.print(f"retrying {len(failed)} deliveries of post {post_id}")
 
 
 @post_app.command("retract")
 def post_retract(post_id: int) -> None:
     """Retract a post from every platform; reports per account."""
+    actor = _signed_in()
     with user_errors():
-        lines = retract.retract_post(post_id, actor="cli")
+        lines = retract.retract_post(actor, post_id)
     table = Table("delivery", "account", "kind", "outcome", "detail", title=f"post {post_id} retracted")
     for line in lines:
         table.add_row(str(line["delivery"]), line["account"], line["kind"], line["outcome"], line["detail"])
@@ -497,9 +841,12 @@ def post_retract(post_id: int) -> None:
 def post_show(post_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
     """A post's state, screening and per-delivery state, remote URL, attempts and last error."""
     with user_errors(), _session() as session:
-        info = services.post_detail(session, post_id)
+        actor = _principal(session)
+        info = services.post_detail(session, actor, post_id)
+        progress = services.chain_progress(session, services.visible_post(session, actor, post_id))
+        org_names = dict(session.execute(select(Organization.id, Organization.name)).all())
     if as_json:
-        console.print_json(json.dumps(info, ensure_ascii=False))
+        console.print_json(json.dumps({**info, "review": progress}, ensure_ascii=False))
         return
     console.print(f"[bold]post {info['id']}[/bold] v{info['version']}: {info['title']}  [cyan]{info['state']}[/cyan]")
     if info["screening"]:
@@ -518,6 +865,7 @@ def post_show(post_id: int, as_json: bool = typer.Option(False, "--json")) -> No
             )
     if info["schedule"]:
         console.print(f"schedule: {_local(info['schedule']['due_at'])} ({info['schedule']['state']})")
+    _print_progress(progress, org_names)
     table = Table("delivery", "account", "kind", "state", "attempts", "remote URL", "last error")
     # A URL is copied, not read: fold it over lines rather than cut it with an ellipsis on a narrow terminal.
     table.columns[5].overflow = "fold"
@@ -534,11 +882,29 @@ def post_show(post_id: int, as_json: bool = typer.Option(False, "--json")) -> No
     console.print(table)
 
 
+def _print_progress(progress: dict[str, Any], org_names: dict[int, str]) -> None:
+    """The review chain: each step, who approved it, which one is next."""
+    applies = "every post" if progress["always"] else "flagged posts"
+    console.print(f"review: {escape(progress['chain'])} (applies to {applies})", highlight=False)
+    for step in progress["steps"]:
+        where = org_names.get(step["organization_id"], f"organisation {step['organization_id']}")
+        if step["approved_by"]:
+            done = f"{'overridden' if step['decision'] == 'override' else 'approved'} by {step['approved_by']}"
+        elif step["step"] == progress["current_step"]:
+            done = "next"
+        else:
+            done = "waiting"
+        console.print(
+            f"  {step['step'] + 1}. {escape(step['name'])} ({step['role']} of {escape(where)} or above): {done}",
+            highlight=False,
+        )
+
+
 @post_app.command("list")
 def post_list(state: str = typer.Option(None, "--state"), limit: int = typer.Option(100, "--limit")) -> None:
     """List posts, newest first."""
     with user_errors(), _session() as session:
-        rows = services.post_rows(session, state=state, limit=limit)
+        rows = services.post_rows(session, _principal(session), state=state, limit=limit)
     table = Table("id", "state", "title", "updated")
     for p in rows:
         table.add_row(str(p["id"]), p["state"], p["title"] or "", _local(p["updated_at"]))
@@ -551,16 +917,18 @@ def post_list(state: str = typer.Option(None, "--state"), limit: int = typer.Opt
 @delivery_app.command("confirm")
 def delivery_confirm(delivery_id: int, url: str = typer.Option(..., "--url")) -> None:
     """Record the URL of an assisted (manual) delivery once an operator has posted it."""
+    actor = _signed_in()
     with user_errors():
-        d = assisted.confirm_manual(delivery_id, url, actor="cli")
+        d = assisted.confirm_manual(actor, delivery_id, url)
     console.print(f"delivery {d.id} published at {url}")
 
 
 @delivery_app.command("removed")
 def delivery_removed(delivery_id: int) -> None:
     """Record that an assisted delivery was deleted by hand after its post was retracted."""
+    actor = _signed_in()
     with user_errors():
-        d = assisted.confirm_removed(delivery_id, actor="cli")
+        d = assisted.confirm_removed(actor, delivery_id)
     console.print(f"delivery {d.id} recorded as removed ({d.remote_url})")
 
 
@@ -568,8 +936,9 @@ def delivery_removed(delivery_id: int) -> None:
 def delivery_package(delivery_id: int, output: Path = typer.Option(..., "--output", "-o")) -> None:
     """Download the ready-to-paste package (ZIP) of an assisted delivery."""
     _writable(output)
+    actor = _signed_in()
     with user_errors():
-        data = assisted.package_for(delivery_id)
+        data = assisted.package_for(actor, delivery_id)
     try:
         output.write_bytes(data)
     except OSError as exc:  # the checks above cannot foresee everything (a full disk, say)
@@ -579,14 +948,14 @@ def delivery_package(delivery_id: int, output: Path = typer.Option(..., "--outpu
 
 @app.command("notifications")
 def notifications_cmd(
-    user: str = typer.Option("editor", "--user", "-u"),
     all_: bool = typer.Option(False, "--all", help="Read ones too."),
     keep_unread: bool = typer.Option(False, "--keep-unread", help="Do not mark the ones shown as read."),
 ) -> None:
-    """Show a person's unread notifications (and mark them read)."""
+    """Show your unread notifications (and mark them read)."""
     with user_errors(), _session() as session:
-        rows = services.notification_rows(session, user, unread_only=not all_, mark_read=not keep_unread)
-    table = Table("when", "kind", "post", "message", title=f"notifications for {user}")
+        actor = _principal(session)
+        rows = services.notification_rows(session, actor, unread_only=not all_, mark_read=not keep_unread)
+    table = Table("when", "kind", "post", "message", title=f"notifications for {actor.name}")
     for n in rows:
         table.add_row(_local(n["created_at"]), n["kind"], str(n["post"] or ""), n["message"])
     console.print(table)
@@ -597,7 +966,7 @@ def notifications_cmd(
 
 @terms_app.command("add")
 def terms_add(
-    org: str = typer.Argument(..., help="Organisation name."),
+    org: str = typer.Argument(..., help="Organisation name or id."),
     term: str = typer.Argument(...),
     list_: str = typer.Option("deny", "--list", help="deny or allow"),
     category: str = typer.Option("custom", "--category"),
@@ -606,14 +975,55 @@ def terms_add(
     """Add a term to an organisation's deny- or allow-list (takes effect without a restart)."""
 
     with user_errors(), _session() as session:
-        found = session.scalar(select(Organization).where(Organization.name == org))
-        if found is None:
-            fail(f"organisation {org!r} not found")
+        actor = _principal(session)
+        found = services.find_organization(session, org)
         _entry, created = services.add_moderation_term(
-            session, found.id, term, list_=list_, category=category, severity=severity
+            session, actor, found.id, term, list_=list_, category=category, severity=severity
         )
     done = "added" if created else "updated"
     console.print(f"{list_}-list of {org}: {done} {term!r} ({category}, {severity})")
+
+
+# ------------------------------------------------------------------------------- reviewer feedback
+
+
+@feedback_app.command("export")
+def feedback_export(output: Path = typer.Option(..., "--output", "-o", help="The JSONL file to write.")) -> None:
+    """Reviewers' feedback as JSONL for `python -m moderation.train --feedback FILE` (admins)."""
+    _writable(output)
+    with user_errors(), _session() as session:
+        lines = list(services.export_lines(session, _principal(session)))
+    output.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    console.print(f"{len(lines)} feedback examples written to {output}")
+
+
+@feedback_app.command("proposals")
+def feedback_proposals() -> None:
+    """Terms reviewers overrode often: allow-list proposals (accept or dismiss them)."""
+    with user_errors(), _session() as session:
+        rows = services.proposals(session, _principal(session))
+    table = Table("organisation", "term", "overrides")
+    for row in rows:
+        table.add_row(str(row["organization_id"]), row["term"], str(row["overrides"]))
+    console.print(table if rows else "no proposals")
+
+
+def _decide(org: str, term: str, accept: bool) -> None:
+    with user_errors(), _session() as session:
+        services.decide_proposal(session, _principal(session), org, term, accept=accept)
+    console.print(f"{term!r}: {'added to the allow-list' if accept else 'dismissed'}")
+
+
+@feedback_app.command("accept")
+def feedback_accept(org: str, term: str) -> None:
+    """Accept a proposal: the term joins the organisation's allow-list."""
+    _decide(org, term, True)
+
+
+@feedback_app.command("dismiss")
+def feedback_dismiss(org: str, term: str) -> None:
+    """Dismiss a proposal: it is not proposed again."""
+    _decide(org, term, False)
 
 
 # ---------------------------------------------------------------------------------------- secrets
@@ -627,10 +1037,12 @@ def secrets_rotate() -> None:
     stops it with one line, and nothing is lost).
     """
     with user_errors(), _session() as session:
+        actor = _principal(session)
+        services.require(session, actor, "user.manage")  # an admin (of somewhere): the key is the installation's
         accounts = session.scalars(select(Account).order_by(Account.id).with_for_update()).all()
         for account in accounts:
             account.credentials_enc = rotate(account.credentials_enc)
-        services.audit(session, "cli", "secrets.rotate", None, accounts=len(accounts))
+        services.audit(session, actor, "secrets.rotate", None, accounts=len(accounts))
     console.print(f"re-encrypted the credentials of {len(accounts)} accounts with the current key")
 
 
@@ -639,12 +1051,147 @@ def secrets_rotate() -> None:
 
 @demo_app.command("seed")
 def demo_seed(post: bool = typer.Option(False, "--post", help="Also create and schedule a demo post now.")) -> None:
-    """Create the demo organisations, users and sandbox accounts (idempotent)."""
+    """Create the demo organisations, users and sandbox accounts (idempotent). On a database without users it
+    creates the demo users and shows their passwords once; otherwise it takes an admin signed in."""
+    with user_errors(), _session() as session:
+        _admin_unless_no_users(session)
     with user_errors():
         specs = fetch_demo_accounts(get_settings().sandbox_url)
-    with _session() as session:
+    with user_errors(), _session() as session:
+        _admin_unless_no_users(session)
+        passwords = seed_people(session)  # first: the demo post is the demo editor's; {} when users exist
         accounts = seed(session, specs, with_post=post)
-        console.print(f"demo data ready: {len(accounts)} sandbox accounts")
+        count = len(accounts)
+    console.print(f"demo data ready: {count} sandbox accounts")
+    if passwords:
+        _print_demo_people(passwords)
+
+
+def _print_demo_people(passwords: dict[str, str]) -> None:
+    """The demo users' passwords, the one time they are known (only their hashes are kept)."""
+    people = Table("user", "role", "password", title="demo users (passwords shown once)")
+    roles = {name: f"{role}@{org}" for name, role, org in DEMO_PEOPLE}
+    for name, password in passwords.items():
+        people.add_row(name, roles.get(name, ""), password)
+    console.print(people)
+    console.print("sign in with: matrix login --user editor")
+
+
+def _admin_unless_no_users(session) -> None:
+    if services.users_exist(session):
+        services.require(session, _principal(session), "user.manage")
+
+
+# -------------------------------------------------------------------------------------- organisations
+
+
+@chain_app.command("show")
+def chain_show(
+    org: str = typer.Argument(..., help="Organisation name or id."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The review chain that applies to an organisation's posts, and where it comes from."""
+    with user_errors(), _session() as session:
+        info = services.review_chain_of(session, _principal(session), org)
+    if as_json:
+        console.print_json(json.dumps(info, ensure_ascii=False))
+        return
+    if info["inherited_from"] is None:
+        origin = "the default: no organisation at or above it has one"
+    elif info["inherited_from"] == info["organization"]:
+        origin = "its own"
+    else:
+        origin = f"inherited from {info['inherited_from']}"
+    console.print(f"review chain of {escape(info['organization'])} ({escape(origin)})", highlight=False)
+    _print_chain(info["chain"], "  ")
+    for kind, sub in (info["chain"].get("channels") or {}).items():
+        console.print(f"  for posts to {escape(kind)}:", highlight=False)
+        _print_chain(sub, "    ")
+
+
+def _print_chain(chain: dict[str, Any], indent: str) -> None:
+    applies = "every post" if chain.get("applies") == "always" else "posts screening flagged"
+    console.print(f"{indent}applies to {applies}", highlight=False)
+    for n, step in enumerate(chain.get("steps") or [], start=1):
+        at = step.get("at", "own")
+        where = {"own": "the post's organisation", "parent": "its parent", "root": "the top of the tree"}.get(
+            at, f"organisation {at}"
+        )
+        name = step.get("name") or f"第{n}审"
+        console.print(f"{indent}{n}. {escape(str(name))}: a {step.get('role', 'reviewer')} of {where} or above",
+                      highlight=False)  # fmt: skip
+
+
+@chain_app.command("set")
+def chain_set(
+    org: str = typer.Argument(..., help="Organisation name or id."),
+    file: Path = typer.Option(None, "--file", "-f", help="The chain as JSON (- for standard input)."),
+    clear: bool = typer.Option(False, "--clear", help="Remove the organisation's own chain (its parent's applies)."),
+) -> None:
+    """Set (or --clear) an organisation's review chain (admins of it)."""
+    if clear == (file is not None):
+        fail("give either --file CHAIN.json or --clear")
+    data: dict[str, Any] | None = None
+    if file is not None:
+        text = _read_body(file, None)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            fail(f"{file} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    with user_errors(), _session() as session:
+        services.set_review_chain(session, _principal(session), org, data)
+    console.print(f"review chain of {escape(org)} {'cleared' if clear else 'set'}", highlight=False)
+
+
+# ------------------------------------------------------------------------------------------- audit
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the audit trail's hash chain: exit 0 if intact, 1 naming the first row that was changed or removed."""
+    with user_errors(), _session() as session:
+        services.require(session, _principal(session), "audit.view")
+        result = audit_log.verify(session)
+    if not result.ok:
+        err.print(f"[red]error:[/red] {escape(result.problem)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"audit log intact: {result.rows} rows (head {result.head[:16]}…)")
+
+
+@audit_app.command("list")
+def audit_list(
+    user: str = typer.Option(None, "--user", "-u", help="Only what this person did."),
+    obj: str = typer.Option(None, "--object", help="TYPE or TYPE:ID, e.g. post:12."),
+    action: str = typer.Option(None, "--action", help="e.g. post.approve"),
+    since: str = typer.Option(None, "--since", help="From this local time on."),
+    until: str = typer.Option(None, "--until", help="Before this local time."),
+    limit: int = typer.Option(100, "--limit"),
+) -> None:
+    """Audit events, newest first (admins)."""
+    object_type, object_id = None, None
+    if obj:
+        object_type, sep, raw_id = obj.partition(":")
+        if not object_type or (sep and not raw_id.isdigit()):
+            fail(f"--object {obj!r}: give TYPE or TYPE:ID, e.g. post:12")
+        object_id = int(raw_id) if sep else None
+    with user_errors():
+        start = parse_local(since, allow_past=True) if since else None
+        end = parse_local(until, allow_past=True) if until else None
+        with _session() as session:
+            services.require(session, _principal(session), "audit.view")
+            rows = audit_log.events(session, actor=user, object_type=object_type, object_id=object_id,
+                                    action=action, since=start, until=end, limit=limit)  # fmt: skip
+            shown = [
+                (str(e.id), format_local(e.at), e.actor, e.source, e.action,
+                 f"{e.object_type}:{e.object_id}" if e.object_id is not None else e.object_type,
+                 json.dumps(e.detail, ensure_ascii=False, sort_keys=True))
+                for e in rows
+            ]  # fmt: skip
+    table = Table("id", "when", "who", "from", "action", "object", "detail", title="audit events")
+    table.columns[6].overflow = "fold"
+    for row in shown:
+        table.add_row(*(escape(x) for x in row))
+    console.print(table)
 
 
 @app.callback()

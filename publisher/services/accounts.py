@@ -18,19 +18,21 @@ from publisher.domain.models import Account, Delivery, Organization, Post
 from publisher.services.channels import check_credentials
 from publisher.services.common import LABEL_MAX, audit, check_length, get
 from publisher.services.organizations import ensure_organization
+from publisher.services.people import Principal, find_organization, require
 
 
 def add_account(
     session: Session,
+    actor: Principal,
     *,
     kind: str,
     name: str,
     credentials: dict[str, Any],
     config: dict[str, Any] | None = None,
     organization: str | int | None = None,
-    actor: str = "admin",
 ) -> Account:
-    """Register a platform account; credentials are encrypted at rest (see :func:`check_new_account`)."""
+    """Register a platform account for an organisation (an admin's; by default the one the admin holds the
+    role on); credentials are encrypted at rest (see :func:`check_new_account`)."""
     _require_kind(kind)
     name = name.strip()
     if not name:
@@ -38,10 +40,8 @@ def add_account(
     check_length("account name", name, LABEL_MAX)
     if session.scalar(select(Account).where(Account.kind == kind, Account.name == name)):
         raise Conflict(f"a {kind} account named {name!r} exists already")
-    if isinstance(organization, int):
-        org = get(session, Organization, organization)
-    else:
-        org = ensure_organization(session, organization or "default")
+    org = _account_org(session, actor, organization)
+    require(session, actor, "account.manage", org.id)
     account = Account(
         organization_id=org.id,
         kind=kind,
@@ -53,6 +53,17 @@ def add_account(
     session.flush()
     audit(session, actor, "account.add", account, kind=kind, name=name)
     return account
+
+
+def _account_org(session: Session, actor: Principal, ref: str | int | None) -> Organization:
+    if ref is not None and ref != "":
+        if actor.system and isinstance(ref, str) and not ref.isdigit():
+            return ensure_organization(session, ref)  # seeding and drills name organisations into being
+        return find_organization(session, ref)
+    own = sorted({org for role, org in actor.grants if role == "admin"})
+    if len(own) != 1:
+        raise InvalidInput("name the organisation the account belongs to")
+    return get(session, Organization, own[0])
 
 
 def _require_kind(kind: str) -> None:
@@ -76,23 +87,31 @@ def find_account(session: Session, ref: str | int) -> Account:
 # Asking the platform happens before the caller's own transaction: a platform call inside it would hold the
 # database (on SQLite, its write lock) for the length of a network call, and the token cache that some
 # adapters use needs the database too.
-def check_new_account(kind: str, name: str, credentials: dict[str, Any], config: dict[str, Any] | None) -> None:
-    """Ask the platform whether a new account's credentials work; :class:`InvalidInput` with its reason if not."""
+def check_new_account(
+    actor: Principal, kind: str, name: str, credentials: dict[str, Any], config: dict[str, Any] | None
+) -> None:
+    """Ask the platform whether a new account's credentials work; :class:`InvalidInput` with its reason if not.
+
+    Only someone who may manage accounts somewhere may make us call a platform (it is an outbound request)."""
+    with session_scope() as session:
+        require(session, actor, "account.manage")
     _require_kind(kind)
     check_credentials(kind, name.strip(), credentials, dict(config or {}))
 
 
-def check_new_credentials(account_id: int, credentials: dict[str, Any]) -> None:
+def check_new_credentials(actor: Principal, account_id: int, credentials: dict[str, Any]) -> None:
     """Ask the platform whether new credentials for an existing account work (before re-authorising it)."""
     with session_scope() as session:
         account = get(session, Account, account_id)
+        require(session, actor, "account.manage", account.organization_id)
         kind, name, config = account.kind, account.name, dict(account.config)
     check_credentials(kind, name, credentials, config, account_id=account_id)
 
 
-def reauthorize_account(session: Session, account_id: int, credentials: dict[str, Any], actor: str) -> Account:
+def reauthorize_account(session: Session, actor: Principal, account_id: int, credentials: dict[str, Any]) -> Account:
     """Store new credentials, reactivate the account and release the deliveries that waited for it."""
     account = get(session, Account, account_id, lock=True)
+    require(session, actor, "account.manage", account.organization_id)
     account.credentials_enc = encrypt_credentials(credentials)
     account.status, account.status_reason, account.paused_until = "active", None, None
     waiting = session.scalars(

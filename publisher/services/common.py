@@ -8,10 +8,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.audit import append as append_audit
 from core.db import id_in_range
 from core.errors import InvalidInput, NotFound
 from core.notify import notify
-from publisher.domain.models import AuditEvent, Post, User
+from publisher.domain.models import AuditEvent, Organization, Post, RoleGrant
 
 # The longest text people give, where it is stored in a VARCHAR column: PostgreSQL refuses a longer value with
 # an error (a 500), not a message, so the services check first; the API's models declare the same bounds.
@@ -27,16 +28,25 @@ def check_length(what: str, value: str, limit: int) -> None:
         raise InvalidInput(f"{what} is {len(value)} characters; at most {limit}")
 
 
-def audit(session: Session, actor: str, action: str, obj: Any, **detail: Any) -> None:
-    """Append an audit event (who did what to which object; ``obj`` None: to the installation as a whole)."""
-    session.add(
-        AuditEvent(
-            actor=actor or "system",
-            action=action,
-            object_type=type(obj).__name__.lower() if obj is not None else "installation",
-            object_id=getattr(obj, "id", None),
-            detail=detail,
-        )
+def audit(
+    session: Session, actor: Any, action: str, obj: Any, *, actor_id: int | None = None, source: str = "", **detail: Any
+) -> AuditEvent:
+    """Append an audit event (who did what to which object; ``obj`` None: to the installation as a whole) to the
+    kernel's hash chain (:func:`core.audit.append`). ``actor_id``: the acting user's id, where known; ``source``:
+    where the action came from ("api 10.0.0.5", "cli", "worker"). Every other keyword goes into the detail.
+
+    ``actor`` is a name, or a :class:`publisher.services.people.Principal`, whose name, id and source count."""
+    if hasattr(actor, "user_id"):  # a Principal (not imported: people builds on this module)
+        actor, actor_id, source = actor.name, actor.user_id, source or actor.source
+    return append_audit(
+        session,
+        actor=actor or "system",
+        action=action,
+        object_type=type(obj).__name__.lower() if obj is not None else "installation",
+        object_id=getattr(obj, "id", None),
+        detail=detail,
+        actor_id=actor_id,
+        source=source,
     )
 
 
@@ -44,8 +54,15 @@ def notify_owner(session: Session, post: Post, kind: str, message: str) -> None:
     """Tell the post's author (or, without one, every admin) about something that needs them."""
     if post.author_id is not None:
         recipients = [post.author_id]
-    else:
-        recipients = list(session.scalars(select(User.id).where(User.role == "admin")).all()) or [None]
+    else:  # the admins of the post's organisation or above it
+        parents = dict(session.execute(select(Organization.id, Organization.parent_id)).all())
+        above: list[int] = []
+        org: int | None = post.organization_id
+        while org is not None and org not in above:
+            above.append(org)
+            org = parents.get(org)
+        admins = select(RoleGrant.user_id).where(RoleGrant.role == "admin", RoleGrant.organization_id.in_(above))
+        recipients = sorted(set(session.scalars(admins))) or [None]
     notify(session, recipients, kind, message, post_id=post.id)
 
 

@@ -6,6 +6,7 @@ never imports the sandboxes, it asks them, as it would ask any platform.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from core.clock import now
 from core.errors import ConfigError
 from publisher import services
-from publisher.domain.models import Account
+from publisher.domain.models import Account, Organization, User
 
 PROVINCE = "省总工会"
 CITIES = ("市总工会", "区总工会")
@@ -44,36 +45,70 @@ def fetch_demo_accounts(sandbox_url: str, timeout: float = 10.0) -> list[dict[st
     return accounts
 
 
-def seed(session: Session, demo_accounts: list[dict[str, Any]], *, with_post: bool = False) -> list[Account]:
-    """Create (idempotently) the demo organisations, users and the given sandbox accounts; optionally a demo
-    post scheduled now."""
+# One user per role on the province, and an editor and a reviewer of a city (whose roles cover the city and
+# the district below it, nothing of the province's own accounts): the two kinds of people a matrix has.
+DEMO_PEOPLE = (
+    ("admin", "admin", PROVINCE),
+    ("editor", "editor", PROVINCE),
+    ("reviewer", "reviewer", PROVINCE),
+    ("monitor", "monitor", PROVINCE),
+    ("city-editor", "editor", CITIES[0]),
+    ("city-reviewer", "reviewer", CITIES[0]),
+)
+
+
+def seed_people(session: Session) -> dict[str, str]:
+    """On a database without users: the demo organisations and one user per role, with random passwords.
+
+    Returns ``{name: password}`` to show once (only their hashes are kept); empty when users exist already.
+    """
+    if services.users_exist(session):
+        return {}
+    _organizations(session)
+    passwords: dict[str, str] = {}
+    for name, role, org in DEMO_PEOPLE:
+        password = secrets.token_urlsafe(12)
+        actor = None if not passwords else services.SYSTEM  # the first user is the bootstrap admin
+        services.create_user(session, actor, name, password, [(role, org)])
+        passwords[name] = password
+    return passwords
+
+
+def _organizations(session: Session) -> Organization:
     province = services.ensure_organization(session, PROVINCE)
-    for city in CITIES:
-        services.ensure_organization(session, city, parent=province)
-    for name, role in (("editor", "editor"), ("reviewer", "reviewer"), ("monitor", "monitor"), ("admin", "admin")):
-        services.ensure_user(session, name, role, province)
+    city = services.ensure_organization(session, CITIES[0], parent=province)
+    services.ensure_organization(session, CITIES[1], parent=city)  # a district of the city
+    return province
+
+
+def seed(session: Session, demo_accounts: list[dict[str, Any]], *, with_post: bool = False) -> list[Account]:
+    """Create (idempotently) the demo organisations and the given sandbox accounts on the province; optionally
+    a demo post by the demo editor, scheduled now. Users: :func:`seed_people`."""
+    province = _organizations(session)
     accounts: list[Account] = []
     for spec in demo_accounts:
         existing = session.scalar(select(Account).where(Account.kind == spec["kind"], Account.name == spec["name"]))
         if existing is None:
             existing = services.add_account(
                 session,
+                services.SYSTEM,
                 kind=spec["kind"],
                 name=spec["name"],
                 credentials=spec["credentials"],
                 config=spec.get("config", {}),
                 organization=province.id,
-                actor="demo",
             )
         accounts.append(existing)
+    editor = session.scalar(select(User).where(User.name == "editor"))
     if with_post and accounts:
+        author = services.principal_for(editor, "demo") if editor is not None else services.SYSTEM
         post = services.create_post(
             session,
+            author,
             title="网上职工之家正式上线",
             body=DEMO_BODY,
             summary="省总工会网上职工之家今天正式上线。",
             accounts=[a.id for a in accounts],
-            author="editor",
         )
-        services.schedule_post(session, post.id, now(), actor="editor")
+        services.schedule_post(session, author, post.id, now())
     return accounts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from core.broker import Task, enqueue
@@ -15,7 +15,7 @@ from publisher.domain import lifecycle
 from publisher.domain.models import Post, PostTarget, PostVersion, User
 from publisher.services.accounts import find_account
 from publisher.services.common import URL_MAX, audit, check_length, get
-from publisher.services.organizations import ensure_user
+from publisher.services.people import Principal, require
 
 TITLE_MAX = 200
 SUMMARY_MAX = 1000  # every channel cuts a summary much shorter (120-300 characters); this only bounds the input
@@ -43,16 +43,17 @@ def _validate_extras(summary: str | None, cover_url: str | None) -> None:
 
 def create_post(
     session: Session,
+    actor: Principal,
     *,
     title: str,
     body: str,
     accounts: Sequence[str | int],
     summary: str = "",
     cover_url: str | None = None,
-    author: str = "editor",
     submit: bool = True,
 ) -> Post:
-    """Create a post with its first version and its target accounts; by default submit it for screening."""
+    """Create a post by ``actor`` (an editor of every target account's organisation) with its first version and
+    its target accounts; by default submit it for screening."""
     title, body = _validate_content(title, body)
     _validate_extras(summary, cover_url)
     if not accounts:
@@ -65,15 +66,17 @@ def create_post(
     for account in targets:
         if account.status == "disabled":
             raise InvalidInput(f"account {account.id} ({account.name}) is disabled")
-    user = ensure_user(session, author, "editor")
-    post = Post(organization_id=targets[0].organization_id, author_id=user.id, state="draft")
+    for org in sorted({a.organization_id for a in targets}):
+        require(session, actor, "post.write", org)
+    user = session.get(User, actor.user_id) if actor.user_id is not None else None
+    post = Post(organization_id=targets[0].organization_id, author_id=actor.user_id, state="draft")
     session.add(post)
     session.flush()
     post.targets = [PostTarget(post_id=post.id, account_id=a.id) for a in targets]
     version = _new_version(session, post, title, body, summary, cover_url, user)
-    audit(session, author, "post.create", post, version=version.number, accounts=[a.id for a in targets])
+    audit(session, actor, "post.create", post, version=version.number, accounts=[a.id for a in targets])
     if submit:
-        submit_post(session, post.id, actor=author)
+        submit_post(session, actor, post.id)
     return post
 
 
@@ -100,16 +103,17 @@ def _new_version(
 
 def edit_post(
     session: Session,
+    actor: Principal,
     post_id: int,
     *,
     title: str | None = None,
     body: str | None = None,
     summary: str | None = None,
     cover_url: str | None = None,
-    actor: str = "editor",
 ) -> Post:
     """Make a new version. Past draft, the post goes back to screening: no approval carries to new content."""
     post = get(session, Post, post_id, lock=True)
+    require(session, actor, "post.write", post.organization_id)
     if post.state not in lifecycle.EDITABLE:
         # Published content is not changed in place on the platforms: retract it and post a corrected one.
         hint = "" if post.state == "retracted" else " (retract it and create a corrected post)"
@@ -124,9 +128,8 @@ def edit_post(
     _validate_extras(new_summary, new_cover)
     if PostVersion.hash_content(new_title, new_body, new_summary, new_cover) == old.content_hash:
         return post  # nothing changed: keep the version and its approval
-    version = _new_version(
-        session, post, new_title, new_body, new_summary, new_cover, ensure_user(session, actor, "editor")
-    )
+    user = session.get(User, actor.user_id) if actor.user_id is not None else None
+    version = _new_version(session, post, new_title, new_body, new_summary, new_cover, user)
     audit(session, actor, "post.edit", post, version=version.number, previous_state=post.state)
     if post.state != "draft":
         lifecycle.transition("post", post, "screening")
@@ -134,10 +137,48 @@ def edit_post(
     return post
 
 
-def submit_post(session: Session, post_id: int, actor: str = "editor") -> Post:
+def submit_post(session: Session, actor: Principal, post_id: int) -> Post:
     """Send the current version to screening (a worker screens it)."""
     post = get(session, Post, post_id)
+    require(session, actor, "post.write", post.organization_id)
     lifecycle.transition("post", post, "screening")
     audit(session, actor, "post.submit", post)
     after_commit(session, enqueue, Task.SCREEN_VERSION, post.current_version_id)
     return post
+
+
+def delete_draft(session: Session, actor: Principal, post_id: int) -> None:
+    """Delete a draft (never screened, never scheduled): its versions and targets go with it."""
+    post = get(session, Post, post_id, lock=True)
+    require(session, actor, "post.write", post.organization_id)
+    if post.state != "draft":
+        raise Conflict(f"post {post.id} is {post.state}; only a draft can be deleted (reject or retract it instead)")
+    post.current_version_id = None
+    post.current_version = None
+    session.flush()
+    # Versions are immutable once they exist (the ORM refuses to delete one); a draft's were never screened,
+    # reviewed or sent, so nothing refers to them, and a deleted draft takes its versions with it.
+    session.execute(delete(PostVersion).where(PostVersion.post_id == post.id))
+    audit(session, actor, "post.delete", post)
+    session.delete(post)
+
+
+def duplicate_post(session: Session, actor: Principal, post_id: int) -> Post:
+    """A new draft by ``actor`` with the post's current content and accounts (to correct a published post,
+    or to reuse one): it is screened and reviewed like any new post when it is submitted."""
+    source = get(session, Post, post_id)
+    require(session, actor, "post.view", source.organization_id)
+    version = source.current_version
+    assert version is not None  # noqa: S101 - a post is made with its first version; for the type checker
+    copy = create_post(
+        session,
+        actor,
+        title=version.title,
+        body=version.body,
+        summary=version.summary,
+        cover_url=version.cover_url,
+        accounts=[t.account_id for t in source.targets],
+        submit=False,
+    )
+    audit(session, actor, "post.duplicate", copy, copied_from=source.id)
+    return copy

@@ -14,6 +14,7 @@ from core.errors import Conflict, InvalidInput
 from publisher.domain import lifecycle
 from publisher.domain.models import Delivery, Post, Schedule
 from publisher.services.common import audit, get
+from publisher.services.people import Principal, require
 from publisher.services.views import deliveries_of
 
 
@@ -29,11 +30,12 @@ def apply_pending_schedule(session: Session, post: Post) -> None:
         after_commit(session, enqueue, Task.DISPATCH_DUE)
 
 
-def schedule_post(session: Session, post_id: int, at: datetime, actor: str = "editor") -> Schedule:
+def schedule_post(session: Session, actor: Principal, post_id: int, at: datetime) -> Schedule:
     """Schedule the post for ``at`` (aware). It publishes then if its current version is approved by then."""
     if at.tzinfo is None:
         raise InvalidInput("time without a zone")
     post = get(session, Post, post_id, lock=True)
+    require(session, actor, "post.write", post.organization_id)
     if post.state in ("draft",):
         raise Conflict(f"post {post.id} is a draft; submit it for screening first")
     if post.state not in ("screening", "needs_review", "approved", "scheduled"):
@@ -51,9 +53,10 @@ def schedule_post(session: Session, post_id: int, at: datetime, actor: str = "ed
     return schedule
 
 
-def retry_post(session: Session, post_id: int, actor: str = "editor") -> list[Delivery]:
+def retry_post(session: Session, actor: Principal, post_id: int) -> list[Delivery]:
     """Retry only the deliveries that failed; the published ones are left alone."""
     post = get(session, Post, post_id, lock=True)
+    require(session, actor, "post.write", post.organization_id)
     failed = [d for d in deliveries_of(session, post.id) if d.state == "failed"]
     if not failed:
         raise Conflict(f"post {post.id} has no failed delivery to retry")
@@ -65,3 +68,18 @@ def retry_post(session: Session, post_id: int, actor: str = "editor") -> list[De
     audit(session, actor, "post.retry", post, deliveries=[d.id for d in failed])
     after_commit(session, enqueue, Task.DISPATCH_DUE)
     return failed
+
+
+def cancel_schedule(session: Session, actor: Principal, post_id: int) -> Post:
+    """Cancel a post's pending schedule: a scheduled post goes back to approved (it keeps its approval)."""
+    post = get(session, Post, post_id, lock=True)
+    require(session, actor, "post.write", post.organization_id)
+    pending = pending_schedules(session, post.id)
+    if not pending:
+        raise Conflict(f"post {post.id} has no pending schedule to cancel")
+    for schedule in pending:
+        schedule.state = "cancelled"
+    if post.state == "scheduled":
+        lifecycle.transition("post", post, "approved")
+    audit(session, actor, "post.unschedule", post)
+    return post

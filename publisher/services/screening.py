@@ -23,7 +23,8 @@ from core.settings import Settings, get_settings
 from moderation import Verdict
 from publisher.domain import lifecycle
 from publisher.domain.models import Account, ModerationTerm, Organization, Post, PostVersion, Screening
-from publisher.services.common import audit, get
+from publisher.services.chains import chain_for
+from publisher.services.common import audit, get, notify_owner
 from publisher.services.schedules import apply_pending_schedule
 
 _SEVERITY_ORDER = {"pass": 0, "review": 1, "reject": 2}
@@ -136,13 +137,22 @@ def screen_version(session: Session, version_id: int) -> Screening | None:
     if post.current_version_id != version.id or post.state != "screening":
         return existing  # stale: a newer version is being screened, or the post was decided already
     outcome = {"pass": "approved", "review": "needs_review", "reject": "rejected"}[existing.decision]
-    if outcome == "approved" and get_settings().require_review:
-        outcome = "needs_review"  # 先审后发: a person approves every post
+    if outcome == "approved" and chain_for(session, post).always:
+        outcome = "needs_review"  # 先审后发: people approve every post (MATRIX_REQUIRE_REVIEW, or the chain says so)
     lifecycle.transition("post", post, outcome)
     audit(session, "moderation", f"post.screened.{existing.decision}", post, version=version.number)
     if outcome == "approved":
         apply_pending_schedule(session, post)
+    elif outcome == "rejected":
+        hits = existing.verdict.get("hits", [])
+        reasons = "; ".join(f"{h.get('category')} 「{h.get('text')}」" for h in hits[:3]) or "see the screening"
+        notify_owner(session, post, "post_rejected", f"screening rejected post {post.id}: {reasons}")
     return existing
+
+
+def latest_decision(session: Session, version_id: int) -> str | None:
+    """Screening's decision on a version (pass / review / reject), or None before it is screened."""
+    return session.scalar(select(Screening.decision).where(Screening.version_id == version_id))
 
 
 def requeue_stale_screenings(older_than_s: float = 60.0, limit: int = 200) -> int:

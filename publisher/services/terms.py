@@ -7,13 +7,21 @@ from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
 from publisher.domain.models import ModerationTerm, Organization
-from publisher.services.common import get
+from publisher.services.common import audit, get
+from publisher.services.people import Principal, require
 
 TERM_MAX = 200  # moderation_terms.term is VARCHAR(200)
 
 
 def add_moderation_term(
-    session: Session, org_id: int, term: str, *, list_: str, category: str = "custom", severity: str = "review"
+    session: Session,
+    actor: Principal,
+    org_id: int,
+    term: str,
+    *,
+    list_: str,
+    category: str = "custom",
+    severity: str = "review",
 ) -> tuple[ModerationTerm, bool]:
     """Add a deny- or allow-list term for an organisation, or update the category and severity of one already
     there; bumps its list version (reloaded without a restart). Returns the entry and whether it is new.
@@ -34,6 +42,8 @@ def add_moderation_term(
     if len(term) > TERM_MAX:
         raise InvalidInput(f"term is {len(term)} characters; at most {TERM_MAX}")
     org = get(session, Organization, org_id, lock=True)
+    # An allow-list entry switches screening off for a word, a deny-list entry blocks posts: admins only.
+    require(session, actor, "policy.manage", org.id)
     entry = session.scalar(
         select(ModerationTerm).where(
             ModerationTerm.organization_id == org.id, ModerationTerm.list == list_, ModerationTerm.term == term
@@ -46,4 +56,6 @@ def add_moderation_term(
     else:
         entry.category, entry.severity = category, severity
     org.lists_version += 1
+    audit(session, actor, "terms.add" if created else "terms.update", org, list=list_, term=term,
+          category=category, severity=severity)  # fmt: skip
     return entry, created

@@ -14,8 +14,9 @@ from core.errors import InvalidInput, NotFound
 from core.notify import mark_read as mark_notifications_read
 from core.notify import notifications_for
 from publisher.domain.lifecycle import PostState
-from publisher.domain.models import Account, Delivery, MetricSnapshot, Post, PostVersion, Schedule, Screening, User
+from publisher.domain.models import Account, Delivery, MetricSnapshot, Post, PostVersion, Schedule, Screening
 from publisher.services.common import get
+from publisher.services.people import PERMISSIONS, Principal, holds, visible_orgs
 
 
 def deliveries_of(session: Session, post_id: int) -> list[Delivery]:
@@ -106,9 +107,17 @@ def metrics_view(m: MetricSnapshot | None) -> dict[str, Any] | None:
             "taken_at": iso_local(m.taken_at)}  # fmt: skip
 
 
-def post_detail(session: Session, post_id: int) -> dict[str, Any]:
-    """:func:`post_summary` of one post with each delivery's newest engagement numbers (`post show`, the API)."""
+def visible_post(session: Session, actor: Principal, post_id: int) -> Post:
+    """A post ``actor`` may see; one they may not is not found (its existence is not theirs to know)."""
     post = get(session, Post, post_id)
+    if not holds(session, actor, PERMISSIONS["post.view"], post.organization_id):
+        raise NotFound(f"post {post_id} not found")
+    return post
+
+
+def post_detail(session: Session, actor: Principal, post_id: int) -> dict[str, Any]:
+    """:func:`post_summary` of one post with each delivery's newest engagement numbers (`post show`, the API)."""
+    post = visible_post(session, actor, post_id)
     summary = post_summary(session, post)
     metrics = latest_metrics(session, post.id)
     for d in summary["deliveries"]:
@@ -128,12 +137,17 @@ def check_page(limit: int, offset: int = 0) -> None:
         raise InvalidInput(f"offset must be between 0 and {ID_MAX}")
 
 
-def post_rows(session: Session, *, state: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """Posts, newest first: id, state, title, last change (`post list`, ``GET /posts``)."""
+def post_rows(
+    session: Session, actor: Principal, *, state: str | None = None, limit: int = 100, offset: int = 0
+) -> list[dict[str, Any]]:
+    """The posts ``actor`` may see, newest first: id, state, title, last change (`post list`, ``GET /posts``)."""
     if state is not None and state not in PostState.__members__.values():
         raise InvalidInput(f"unknown post state {state!r}; choose from {', '.join(PostState)}")
     check_page(limit, offset)
     q = select(Post).order_by(Post.id.desc()).limit(limit).offset(offset)
+    orgs = visible_orgs(session, actor, "post.view")
+    if orgs is not None:
+        q = q.where(Post.organization_id.in_(orgs))
     if state:
         q = q.where(Post.state == state)
     return [
@@ -147,10 +161,15 @@ def post_rows(session: Session, *, state: str | None = None, limit: int = 100, o
     ]
 
 
-def account_rows(session: Session, *, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+def account_rows(
+    session: Session, actor: Principal, *, limit: int | None = None, offset: int = 0
+) -> list[dict[str, Any]]:
     """Accounts by id with their health (`account list`, ``GET /accounts``); never their credentials.
     ``limit`` None: every account (the CLI); the API pages."""
     q = select(Account).order_by(Account.id)
+    orgs = visible_orgs(session, actor, "account.view")
+    if orgs is not None:
+        q = q.where(Account.organization_id.in_(orgs))
     if limit is not None:
         check_page(limit, offset)
         q = q.limit(limit).offset(offset)
@@ -168,36 +187,32 @@ def account_rows(session: Session, *, limit: int | None = None, offset: int = 0)
     ]
 
 
-def review_queue(session: Session, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """Posts waiting for a reviewer, oldest first, with the screening's evidence."""
+def review_queue(session: Session, actor: Principal, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """Posts waiting for review that ``actor`` may review, oldest first, with the screening's evidence."""
     check_page(limit, offset)
     q = select(Post).where(Post.state == PostState.NEEDS_REVIEW).order_by(Post.id).limit(limit).offset(offset)
+    orgs = visible_orgs(session, actor, "post.review")
+    if orgs is not None:
+        q = q.where(Post.organization_id.in_(orgs))
     posts = session.scalars(q).all()
     return [post_summary(session, p) for p in posts]
 
 
-def user_named(session: Session, name: str) -> User:
-    """A user by name, or :class:`NotFound`."""
-    user = session.scalar(select(User).where(User.name == name))
-    if user is None:
-        raise NotFound(f"user {name!r} not found")
-    return user
-
-
 def notification_rows(
     session: Session,
-    user_name: str,
+    actor: Principal,
     *,
     unread_only: bool = True,
     mark_read: bool = False,
     limit: int = 200,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """A person's notifications, oldest first (the newest ``limit`` after skipping ``offset`` newer ones);
+    """The acting person's notifications, oldest first (the newest ``limit`` after skipping ``offset`` newer ones);
     ``mark_read`` marks those shown as read."""
     check_page(limit, offset)
-    user = user_named(session, user_name)
-    shown = notifications_for(session, user.id, unread_only=unread_only, limit=limit, offset=offset)
+    if actor.user_id is None:
+        return []
+    shown = notifications_for(session, actor.user_id, unread_only=unread_only, limit=limit, offset=offset)
     rows = [
         {"id": n.id, "kind": n.kind, "post": n.post_id, "message": n.message, "created_at": iso_local(n.created_at)}
         for n in shown

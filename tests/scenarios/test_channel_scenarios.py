@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.support.stack import Stack
+from tests.support.stack import UNION, Stack
 
 # The `stack` fixture (tests/scenarios/conftest.py), once per backend for the whole module.
 pytestmark = [
@@ -33,11 +33,12 @@ def _wechat_account(stack: Stack, **settings) -> tuple[int, str]:
     with session_scope() as s:
         account = services.add_account(
             s,
+            services.SYSTEM,
             kind="wechat",
             name=f"公众号 {appid}",
             credentials={"appid": appid, "secret": "s3cret"},
             config={"base_url": "{sandbox}/wechat", "source_url": "{sandbox}/"},
-            organization="test union",
+            organization=UNION,
         )
         s.flush()
         return account.id, appid
@@ -126,11 +127,12 @@ def test_weibo_delivery_waits_for_the_website_url(stack: Stack) -> None:
     with session_scope() as s:
         weibo = services.add_account(
             s,
+            services.SYSTEM,
             kind="weibo",
             name=f"微博 {uid}",
             credentials={"access_token": token, "uid": uid},
             config={"base_url": "{sandbox}/weibo", "safe_domain": "127.0.0.1", "rip": "127.0.0.1"},
-            organization="test union",
+            organization=UNION,
         )
         s.flush()
         weibo_id = weibo.id
@@ -165,11 +167,12 @@ def test_assisted_delivery_package_then_confirm(stack: Stack) -> None:
     with session_scope() as s:
         account = services.add_account(
             s,
+            services.SYSTEM,
             kind="toutiao",
             name="头条号 " + uuid.uuid4().hex[:6],
             credentials={},
             config={"mode": "manual"},
-            organization="test union",
+            organization=UNION,
         )
         s.flush()
         account_id = account.id
@@ -179,7 +182,11 @@ def test_assisted_delivery_package_then_confirm(stack: Stack) -> None:
         what="awaiting_manual",
     )
     delivery_id = info["deliveries"][0]["id"]
-    names = zipfile.ZipFile(io.BytesIO(package_for(delivery_id))).namelist()
+    editor = stack.editor.principal  # an assisted delivery is handled by an editor of the account's union
+    with session_scope() as s:  # the author is told that a person must act
+        waiting = [n for n in services.notification_rows(s, editor) if n["kind"] == "awaiting_manual"]
+    assert any(f"matrix delivery package {delivery_id}" in n["message"] for n in waiting)
+    names = zipfile.ZipFile(io.BytesIO(package_for(editor, delivery_id))).namelist()
     assert {"title.txt", "article.html", "article.txt", "README.txt"} <= set(names)
-    confirm_manual(delivery_id, "https://www.toutiao.com/article/7000000000000000001/")
+    confirm_manual(editor, delivery_id, "https://www.toutiao.com/article/7000000000000000001/")
     assert stack.post(post_id)["state"] == "published"

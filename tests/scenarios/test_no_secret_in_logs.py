@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.people import PROVINCE, make_user
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.timeout(180)
@@ -73,9 +74,11 @@ def _all_logs(stack: Stack) -> str:
 def test_no_credential_used_in_a_full_scenario_appears_in_any_log(stack: Stack, api: str) -> None:
     specs = stack.sandbox_call("GET", "/_sandbox/demo-accounts")
     assert {s["kind"] for s in specs} == {"website", "wechat", "weibo", "toutiao"}
+    admin = make_user("province-admin", ("admin", PROVINCE))  # adds the accounts, signed in to the API
+    editor = make_user("province-editor", ("editor", PROVINCE))  # writes the post to all of them
     accounts = []
     for spec in specs:
-        r = httpx.post(f"{api}/accounts", json={**spec, "organization": "省总工会"}, timeout=30)
+        r = httpx.post(f"{api}/accounts", json={**spec, "organization": PROVINCE}, headers=admin.headers, timeout=30)
         assert r.status_code == 201, r.text
         accounts.append(r.json()["id"])
     stack.sandbox_call("POST", "/wechat/_sandbox/settings", json={"settle_s": 0})  # published at once
@@ -85,7 +88,7 @@ def test_no_credential_used_in_a_full_scenario_appears_in_any_log(stack: Stack, 
         "POST", "/weibo/_sandbox/faults", json={"path": "statuses/share.json", "drop_after_commit": True, "times": 1}
     )
 
-    post_id = stack.publish(accounts, title="职工疗休养报名开始", body="今年的职工疗休养活动开始报名。")
+    post_id = stack.publish(accounts, title="职工疗休养报名开始", body="今年的职工疗休养活动开始报名。", by=editor)
     deadline = time.time() + 90
     while time.time() < deadline:
         deliveries = stack.post(post_id)["deliveries"]

@@ -89,13 +89,13 @@ def test_401_needs_reauth_without_retry(stack: Stack) -> None:
         assert _deliveries(stack, post_id)[0]["attempts"] == 1
         from core.db import session_scope
         from core.notify import Notification
-        from publisher.domain.models import Account, User
+        from publisher.domain.models import Account
 
+        editor_id = stack.editor.principal.user_id
         with session_scope() as s:
             assert s.get(Account, account).status == "needs_reauth"
-            editor = s.scalar(select(User).where(User.name == "editor"))
             told = s.scalars(
-                select(Notification).where(Notification.user_id == editor.id, Notification.post_id == post_id)
+                select(Notification).where(Notification.user_id == editor_id, Notification.post_id == post_id)
             ).all()
             assert [n.kind for n in told] == ["needs_reauth"]  # the post's owner is told
     finally:
@@ -163,13 +163,14 @@ def test_editing_an_approved_post_forces_new_screening(stack: Stack) -> None:
     from publisher import services
 
     account = stack.website_account("tedit")
+    editor = stack.editor.principal
     with session_scope() as s:
-        post = services.create_post(s, title="工会新闻", body="第一版内容。", accounts=[account])
+        post = services.create_post(s, editor, title="工会新闻", body="第一版内容。", accounts=[account])
         s.flush()
         post_id = post.id
     first = stack.wait_for(_settled(stack, post_id, "approved"), what="first approval")
     with session_scope() as s:
-        post = services.edit_post(s, post_id, body="第二版内容，增加了活动时间。")
+        post = services.edit_post(s, editor, post_id, body="第二版内容，增加了活动时间。")
         assert post.state == "screening"
     second = stack.wait_for(_settled(stack, post_id, "approved"), what="second screening")
     assert second["version"] == first["version"] + 1

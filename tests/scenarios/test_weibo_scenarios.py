@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.stack import Stack
+from tests.support.stack import UNION, Stack
 
 pytestmark = pytest.mark.timeout(300)  # `stack`: the embedded backend (tests/scenarios/conftest.py)
 
@@ -30,7 +30,7 @@ def add_account(kind: str, name: str, credentials: dict[str, Any], config: dict[
 
     with session_scope() as s:
         account = services.add_account(
-            s, kind=kind, name=name, credentials=credentials, config=config, organization="test union"
+            s, services.SYSTEM, kind=kind, name=name, credentials=credentials, config=config, organization=UNION
         )
         s.flush()
         return account.id
@@ -128,9 +128,10 @@ def test_toutiao_assisted_package_then_confirm(stack: Stack) -> None:
         return d if d.get("state") == "awaiting_manual" else None
 
     delivery = stack.wait_for(waiting, what="awaiting_manual")
-    archive = zipfile.ZipFile(io.BytesIO(package_for(delivery["id"])))
+    editor = stack.editor.principal  # an assisted delivery is handled by an editor of the account's union
+    archive = zipfile.ZipFile(io.BytesIO(package_for(editor, delivery["id"])))
     assert archive.read("title.txt").decode().strip() == "困难职工帮扶政策解读"
     assert f"matrix delivery confirm {delivery['id']} --url" in archive.read("README.txt").decode()
-    confirm_manual(delivery["id"], "https://www.toutiao.com/item/7300000000000099999/")
+    confirm_manual(editor, delivery["id"], "https://www.toutiao.com/item/7300000000000099999/")
     info = stack.wait_for(settled(stack, post_id), what="published after confirmation")
     assert info["deliveries"][0]["remote_url"] == "https://www.toutiao.com/item/7300000000000099999/"

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -24,6 +24,12 @@ import sqlalchemy as sa
 PG_ADMIN_URL = os.environ.get("MATRIX_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("MATRIX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REPO = Path(__file__).resolve().parents[2]
+# The organisation the scenario accounts belong to, and the editor of it who writes and schedules the posts.
+UNION = "test union"
+EDITOR = "editor"
+
+if TYPE_CHECKING:
+    from tests.support.people import Person
 
 
 def services_required() -> bool:
@@ -80,6 +86,7 @@ class Stack:
         self._drop_db: Callable[[], None] | None = None
         self.env: dict[str, str] = {}
         self.extra_env = extra_env or {}
+        self._editor: Person | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -115,6 +122,7 @@ class Stack:
         from publisher import migrate
 
         migrate.upgrade()
+        self._editor = self._make_editor()
         self.start_worker()
         self.start_process("beat", ["beat", "--loglevel", "warning"])
         return self
@@ -199,6 +207,22 @@ class Stack:
 
     # -- helpers -----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _make_editor() -> Person:
+        from core.db import session_scope
+        from publisher import services
+        from tests.support.people import make_user
+
+        with session_scope() as s:
+            services.ensure_organization(s, UNION)
+        return make_user(EDITOR, ("editor", UNION))
+
+    @property
+    def editor(self) -> Person:
+        """The editor of :data:`UNION` (user ``editor``): the author of the posts :meth:`publish` makes."""
+        assert self._editor is not None, "the stack is not started"
+        return self._editor
+
     def sandbox_call(self, method: str, path: str, **kwargs: Any) -> Any:
         r = httpx.request(method, self.sandbox.url + path, timeout=10, **kwargs)
         r.raise_for_status()
@@ -216,11 +240,12 @@ class Stack:
         with session_scope() as s:
             account = services.add_account(
                 s,
+                services.SYSTEM,
                 kind="website",
                 name=f"site {site}",
                 credentials={"username": "editor", "app_password": password},
                 config={"base_url": "{sandbox}/wp/" + site},
-                organization="test union",
+                organization=UNION,
             )
             s.flush()
             return account.id
@@ -249,15 +274,22 @@ class Stack:
             return services.post_summary(s, services.get(s, Post, post_id))
 
     def publish(
-        self, accounts: list[int], title: str = "职工技能大赛开幕", body: str = "本届职工技能大赛共有12个工种。"
+        self,
+        accounts: list[int],
+        title: str = "职工技能大赛开幕",
+        body: str = "本届职工技能大赛共有12个工种。",
+        *,
+        by: Person | None = None,
     ) -> int:
-        """Create, (auto-)approve via the worker's screening, and schedule a post now; returns its id."""
+        """Create, (auto-)approve via the worker's screening, and schedule a post now, as the editor ``by``
+        (default: :attr:`editor`, of :data:`UNION`); returns its id."""
         from core.clock import now
         from core.db import session_scope
         from publisher import services
 
+        author = (by or self.editor).principal
         with session_scope() as s:
-            post = services.create_post(s, title=title, body=body, accounts=accounts)
-            services.schedule_post(s, post.id, now())
+            post = services.create_post(s, author, title=title, body=body, accounts=accounts)
+            services.schedule_post(s, author, post.id, now())
             s.flush()
             return post.id

@@ -11,16 +11,19 @@ from core.db import session_scope
 from publisher import services
 from publisher.delivery import assisted, deliver, outcomes, retract
 from publisher.domain.models import Account, Delivery, Post
+from tests.support.people import PROVINCE, SYSTEM, make_user
 
 
 def _weibo_account(s) -> Account:
     """A Weibo account whose platform is never reached (the claim step decides before any call)."""
     return services.add_account(
         s,
+        SYSTEM,
         kind="weibo",
         name="微博",
         credentials={"access_token": "t", "uid": "1"},
         config={"base_url": "http://127.0.0.1:9/weibo", "safe_domain": "127.0.0.1", "rip": "127.0.0.1"},
+        organization=PROVINCE,
     )
 
 
@@ -28,7 +31,7 @@ def _weibo_with_history(sent_in_last_hour: int) -> tuple[int, int]:
     """A Weibo account with that many posts claimed in the last hour, and one more delivery pending."""
     with session_scope() as s:
         account = _weibo_account(s)
-        post = services.create_post(s, title="t", body="b", accounts=[account.id], submit=False)
+        post = services.create_post(s, SYSTEM, title="t", body="b", accounts=[account.id], submit=False)
         post.state = "publishing"
         s.flush()
         t = now()
@@ -96,8 +99,9 @@ def test_reauthorising_an_account_reopens_the_post_its_deliveries_waited_for(env
         d = s.get(Delivery, delivery_id)
         assert d.state == "needs_reauth" and s.get(Post, d.post_id).state == "failed"
         post_id = d.post_id
+    admin = make_user("admin", ("admin", PROVINCE)).principal
     with session_scope() as s:
-        services.reauthorize_account(s, account_id, {"access_token": "new", "uid": "1"}, actor="admin")
+        services.reauthorize_account(s, admin, account_id, {"access_token": "new", "uid": "1"})
     with session_scope() as s:
         assert s.get(Delivery, delivery_id).state == "pending"
         assert s.get(Post, post_id).state == "publishing"
@@ -115,13 +119,15 @@ def _weibo_waiting_for_website(website_state: str) -> tuple[int, int]:
     with session_scope() as s:
         site = services.add_account(
             s,
+            SYSTEM,
             kind="website",
             name="官网",
             credentials={"username": "u", "app_password": "p"},
             config={"base_url": "http://127.0.0.1:9/wp/a"},
+            organization=PROVINCE,
         )
         weibo = _weibo_account(s)
-        post = services.create_post(s, title="t", body="b", accounts=[site.id], submit=False)
+        post = services.create_post(s, SYSTEM, title="t", body="b", accounts=[site.id], submit=False)
         post.state = "publishing"
         s.flush()
         common = {"post_id": post.id, "version_id": post.current_version_id}
@@ -157,9 +163,10 @@ def test_an_assisted_delivery_deleted_by_hand_is_recorded_as_retracted(env) -> N
     """Retraction cannot reach a platform without an API: it asks for deletion by hand, then records it."""
     from core.errors import Conflict
 
+    editor = make_user("editor", ("editor", PROVINCE)).principal  # retracts, and records the deletion by hand
     with session_scope() as s:
-        account = services.add_account(s, kind="manual", name="视频号", credentials={})
-        post = services.create_post(s, title="t", body="b", accounts=[account.id], submit=False)
+        account = services.add_account(s, SYSTEM, kind="manual", name="视频号", credentials={}, organization=PROVINCE)
+        post = services.create_post(s, editor, title="t", body="b", accounts=[account.id], submit=False)
         post.state = "published"
         s.flush()
         d = Delivery(
@@ -170,9 +177,9 @@ def test_an_assisted_delivery_deleted_by_hand_is_recorded_as_retracted(env) -> N
         s.flush()
         post_id, delivery_id = post.id, d.id
     with pytest.raises(Conflict, match="retract the post first"):
-        assisted.confirm_removed(delivery_id)
-    (line,) = retract.retract_post(post_id)
+        assisted.confirm_removed(editor, delivery_id)
+    (line,) = retract.retract_post(editor, post_id)
     assert line["outcome"] == "manual" and f"matrix delivery removed {delivery_id}" in line["detail"]
-    assert assisted.confirm_removed(delivery_id).state == "retracted"
+    assert assisted.confirm_removed(editor, delivery_id).state == "retracted"
     with pytest.raises(Conflict, match="only a published delivery"):
-        assisted.confirm_removed(delivery_id)  # recorded once
+        assisted.confirm_removed(editor, delivery_id)  # recorded once

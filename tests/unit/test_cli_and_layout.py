@@ -1,4 +1,7 @@
-"""CLI input errors (one line, exit 2) and the production compose file's commands."""
+"""CLI input errors (one line, exit 2) and the production compose file's commands.
+
+The CLI acts as a signed-in person: ``site_a`` makes ``chief`` (admin and editor of 省总工会) and signs in.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +16,28 @@ from publisher.interfaces.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
+ORG = "省总工会"
+PASSWORD = "chief's long password"
 
 
 @pytest.fixture()
-def site_a(env):
-    """The fresh installation (``env``) plus one website account, ``site-a``, where nothing listens."""
+def signed_in(env, tmp_path, monkeypatch):
+    """The fresh installation (``env``) with ``chief`` (admin and editor of 省总工会) signed in."""
+    from core.db import session_scope
+    from publisher import services
+
+    monkeypatch.setenv("MATRIX_CLI_CONFIG_DIR", str(tmp_path / "cli-config"))
+    monkeypatch.delenv("MATRIX_TOKEN", raising=False)
+    with session_scope() as s:
+        services.ensure_organization(s, ORG)
+        services.create_user(s, None, "chief", PASSWORD, [("admin", ORG), ("editor", ORG)])
+    result = runner.invoke(app, ["login", "--user", "chief", "--password-stdin"], input=PASSWORD + "\n")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture()
+def site_a(signed_in):
+    """``signed_in`` plus one website account of 省总工会, ``site-a``, where nothing listens."""
     result = runner.invoke(
         app,
         [
@@ -79,6 +99,7 @@ def test_compose_services_use_existing_cli_commands() -> None:
         (["post", "create", "-t", "标题", "-f", "/nonexistent/file.md", "-a", "site-a"], ["cannot read"]),
         (["post", "show", "999"], ["post 999 not found"]),
         (["post", "approve", "999"], ["not found"]),
+        (["post", "override", "999", "--reason", "false positive"], ["post 999 not found"]),
         (["account", "add", "myspace", "x", "--credentials", "{}"], ["unknown channel kind"]),
         (["account", "add", "website", "x", "--credentials", "{not json"], ["not valid JSON"]),
         (["delivery", "removed", "999"], ["delivery 999 not found"]),
@@ -152,7 +173,7 @@ def test_an_organisation_term_added_twice_is_updated_and_screens_posts(site_a) -
     from publisher.domain.models import Organization, Post
 
     with session_scope() as s:
-        org = services.ensure_organization(s, "省总工会")
+        org = services.ensure_organization(s, "省总工会")  # site-a's organisation
         org_id = org.id
     first = runner.invoke(app, ["terms", "add", "省总工会", "蓝鲸"])
     assert first.exit_code == 0 and "added '蓝鲸' (custom, review)" in first.output, first.output
@@ -161,9 +182,7 @@ def test_an_organisation_term_added_twice_is_updated_and_screens_posts(site_a) -
     with session_scope() as s:
         assert s.get(Organization, org_id).lists_version == 2
         body = "内部代号蓝鲸的项目进展顺利。"
-        post = services.create_post(s, title="项目进展", body=body, accounts=[1], submit=False)
-        post.organization_id = org_id
-        services.submit_post(s, post.id)
+        post = services.create_post(s, services.SYSTEM, title="项目进展", body=body, accounts=[1])
         post_id, version_id = post.id, post.current_version_id
     with session_scope() as s:
         screening = services.screen_version(s, version_id)
@@ -189,9 +208,9 @@ def test_a_post_whose_screening_message_was_lost_is_screened_again(site_a, monke
 
     monkeypatch.setattr(broker, "sender_app", LostMessages)
     with session_scope() as s:
-        post = services.create_post(s, title="标题", body="正文", accounts=[1], submit=False)
+        post = services.create_post(s, services.SYSTEM, title="标题", body="正文", accounts=[1], submit=False)
         post_id = post.id
-        services.submit_post(s, post_id)  # its wake-up is lost (the stub above swallows it)
+        services.submit_post(s, services.SYSTEM, post_id)  # its wake-up is lost (the stub above swallows it)
     assert services.requeue_stale_screenings(older_than_s=60) == 0  # too recent: its message may be on its way
     with session_scope() as s:
         p = s.get(Post, post_id)
@@ -267,7 +286,9 @@ def test_post_show_says_where_each_hit_is(site_a) -> None:
     from publisher.domain.models import Post
 
     with session_scope() as s:
-        post = services.create_post(s, title="报名通知", body="报名请致电王老师 13800138000，谢谢。", accounts=[1])
+        post = services.create_post(
+            s, services.SYSTEM, title="报名通知", body="报名请致电王老师 13800138000，谢谢。", accounts=[1]
+        )
         version_id = post.current_version_id
     with session_scope() as s:
         services.screen_version(s, version_id)

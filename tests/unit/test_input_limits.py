@@ -29,6 +29,7 @@ from publisher import migrate, services
 from publisher.interfaces.api import app
 from publisher.interfaces.cli import app as cli
 from publisher.services.screening import configure_moderation
+from tests.support.people import PROVINCE, SYSTEM, Person, make_user, password_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("MATRIX_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -37,8 +38,10 @@ runner = CliRunner()
 # ------------------------------------------------------------------------------------------- fixtures
 
 
-def _fresh(mp: pytest.MonkeyPatch, data_dir: Path, database_url: str | None = None) -> None:
-    """A fresh installation in ``data_dir`` (on ``database_url`` if given), rules-only screening, one account."""
+def _fresh(mp: pytest.MonkeyPatch, data_dir: Path, database_url: str | None = None) -> Person:
+    """A fresh installation in ``data_dir`` (on ``database_url`` if given), rules-only screening, one account of
+    the province, and its admin (also its editor and reviewer): returned, and signed in for the CLI
+    (``MATRIX_TOKEN``)."""
     for name in ("MATRIX_DATABASE_URL", "MATRIX_BROKER_URL", "MATRIX_SECRET_KEY", "MATRIX_OLD_SECRET_KEYS"):
         mp.delenv(name, raising=False)
     mp.setenv("MATRIX_DATA_DIR", str(data_dir))
@@ -50,7 +53,12 @@ def _fresh(mp: pytest.MonkeyPatch, data_dir: Path, database_url: str | None = No
     configure_moderation()
     migrate.upgrade()
     with session_scope() as session:
-        services.add_account(session, kind="manual", name="by-hand", credentials={}, config={})
+        services.add_account(
+            session, SYSTEM, kind="manual", name="by-hand", credentials={}, config={}, organization=PROVINCE
+        )
+    person = make_user("admin", ("admin", PROVINCE), ("editor", PROVINCE), ("reviewer", PROVINCE))
+    mp.setenv("MATRIX_TOKEN", person.token)
+    return person
 
 
 @pytest.fixture
@@ -102,9 +110,13 @@ def installation(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
 
 
 @pytest.fixture
-def client() -> TestClient:
-    """The API in-process; a server error comes back as a 500 answer, as a client would see it."""
-    return TestClient(app, raise_server_exceptions=False)
+def client(request: pytest.FixtureRequest) -> TestClient:
+    """The API in-process, signed in as the installation's admin (also editor and reviewer); a server error
+    comes back as a 500 answer, as a client would see it."""
+    # The installation first (whichever the test asked for): its admin's token is what the client sends.
+    request.getfixturevalue("installation" if "installation" in request.fixturenames else "embedded")
+    headers = {"Authorization": f"Bearer {os.environ['MATRIX_TOKEN']}"}
+    return TestClient(app, raise_server_exceptions=False, headers=headers)
 
 
 def _one_line_4xx(response: Any, status: int | None = None) -> str:
@@ -118,6 +130,11 @@ def _one_line_4xx(response: Any, status: int | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------- bodies, before reading
+
+
+def _signed_in() -> list[tuple[bytes, bytes]]:
+    """The raw header of the installation's admin (:func:`_fresh`)."""
+    return [(b"authorization", f"Bearer {os.environ['MATRIX_TOKEN']}".encode())]
 
 
 def _asgi(path: str, headers: list[tuple[bytes, bytes]], chunks: Iterator[bytes]) -> tuple[int, bytes, int]:
@@ -161,22 +178,26 @@ def test_a_15_mb_body_is_refused_before_a_byte_of_it_is_read(embedded: Path, pat
         raise AssertionError("the body was read")
         yield b""
 
-    status, body, read = _asgi(path, [(b"content-length", b"15000000")], never())
+    status, body, read = _asgi(path, [(b"content-length", b"15000000"), *_signed_in()], never())
     assert status == 413 and read == 0
     assert "too large" in json.loads(body)["detail"]
+    # Not signed in, it is refused at the door, unread as well.
+    status, body, read = _asgi(path, [(b"content-length", b"15000000")], never())
+    assert status == 401 and read == 0
+    assert "sign in" in json.loads(body)["detail"]
 
 
 def test_a_streamed_body_without_length_is_cut_off_at_the_cap(embedded: Path) -> None:
     chunk = b" " * 65536
     sent = (chunk for _ in range(15 * 16))  # 15 MB, chunked: no Content-Length to go by
-    status, body, read = _asgi("/accounts", [(b"transfer-encoding", b"chunked")], sent)
+    status, body, read = _asgi("/accounts", [(b"transfer-encoding", b"chunked"), *_signed_in()], sent)
     assert status == 413, body
     assert json.loads(body) == {"detail": "request body is too large: at most 1000000 bytes here"}
     assert read <= get_settings().api_body_max_bytes // len(chunk) + 2  # stopped at the cap, not at the end
 
 
 def test_a_malformed_content_length_is_one_line_400(embedded: Path) -> None:
-    status, body, _ = _asgi("/accounts", [(b"content-length", b"lots")], iter([b"{}"]))
+    status, body, _ = _asgi("/accounts", [(b"content-length", b"lots"), *_signed_in()], iter([b"{}"]))
     assert status == 400 and json.loads(body) == {"detail": "invalid Content-Length header"}
 
 
@@ -208,19 +229,29 @@ _OUT_OF_RANGE = [0, -1, 2**31, 2**63, 2**64]
 
 # Every route with an id in its path, with a body that passes validation, and the kind of row the id names.
 _ID_ROUTES: dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, str]]] = {
+    ("DELETE", "/auth/tokens/{token_id}"): ("token", None, {}),
+    ("POST", "/users/{user_id}/disable"): ("user", None, {}),
+    ("POST", "/users/{user_id}/password"): ("user", {"password": "a-new-password"}, {}),
+    ("POST", "/users/{user_id}/roles"): ("user", {"role": "editor", "organization": PROVINCE}, {}),
     ("POST", "/accounts/{account_id}/reauthorize"): ("account", {}, {"check": "false"}),
     ("GET", "/posts/{post_id}"): ("post", None, {}),
     ("PATCH", "/posts/{post_id}"): ("post", {"title": "新标题"}, {}),
+    ("DELETE", "/posts/{post_id}"): ("post", None, {}),
     ("POST", "/posts/{post_id}/submit"): ("post", None, {}),
+    ("POST", "/posts/{post_id}/unschedule"): ("post", None, {}),
+    ("POST", "/posts/{post_id}/duplicate"): ("post", None, {}),
     ("POST", "/posts/{post_id}/schedule"): ("post", {"at": "now"}, {}),
     ("POST", "/posts/{post_id}/approve"): ("post", {}, {}),
     ("POST", "/posts/{post_id}/reject"): ("post", {"reason": "不合适"}, {}),
+    ("POST", "/posts/{post_id}/override"): ("post", {"reason": "误报"}, {}),
     ("POST", "/posts/{post_id}/retry"): ("post", None, {}),
     ("POST", "/posts/{post_id}/retract"): ("post", None, {}),
     ("GET", "/deliveries/{delivery_id}/package"): ("delivery", None, {}),
     ("POST", "/deliveries/{delivery_id}/confirm"): ("delivery", {"url": "https://example.org/p/1"}, {}),
     ("POST", "/deliveries/{delivery_id}/removed"): ("delivery", None, {}),
     ("POST", "/organizations/{org_id}/terms"): ("organization", {"term": "词"}, {}),
+    ("GET", "/organizations/{org_id}/review-chain"): ("organisation", None, {}),
+    ("PUT", "/organizations/{org_id}/review-chain"): ("organisation", {"steps": [{"role": "reviewer"}]}, {}),
     ("POST", "/notifications/{notification_id}/read"): ("notification", None, {}),
 }
 
@@ -264,7 +295,7 @@ def test_a_nul_character_is_a_4xx_on_every_backend(installation: str, client: Te
 
 # ----------------------------------------------------------------------------------- limit / offset
 
-_LISTS = ["/posts", "/accounts", "/reviews", "/notifications?user=editor"]
+_LISTS = ["/posts", "/accounts", "/reviews", "/notifications"]
 
 
 @pytest.mark.parametrize("path", _LISTS)
@@ -289,7 +320,7 @@ def test_limit_and_offset_out_of_range_are_one_line_422(
 def test_lists_page(embedded: Path, client: TestClient) -> None:
     with session_scope() as session:
         for n in range(3):
-            services.create_post(session, title=f"标题{n}", body="正文", accounts=[1], submit=False)
+            services.create_post(session, SYSTEM, title=f"标题{n}", body="正文", accounts=[1], submit=False)
     titles = [p["title"] for p in client.get("/posts?limit=2&offset=1").json()]
     assert titles == ["标题1", "标题0"]
     assert [a["name"] for a in client.get("/accounts?limit=1").json()] == ["by-hand"]
@@ -335,7 +366,6 @@ def test_every_text_field_of_the_api_is_bounded() -> None:
     ("route", "body"),
     [
         ("/posts", {"title": "标" * 201, "body": "正文", "accounts": [1]}),
-        ("/posts", {"title": "标题", "body": "正文", "accounts": [1], "author": "人" * 101}),
         ("/posts", {"title": "标题", "body": "正文", "accounts": [1], "cover_url": "https://x/" + "a" * 2000}),
         ("/posts", {"title": "标题", "body": "正文", "accounts": [1], "summary": "摘" * 1001}),
         ("/posts", {"title": "标题", "body": "正文", "accounts": ["名" * 201]}),
@@ -343,18 +373,42 @@ def test_every_text_field_of_the_api_is_bounded() -> None:
         ("/posts/1/reject", {"reason": "因" * 2001}),
         ("/deliveries/1/confirm", {"url": "https://x/" + "a" * 2000}),
         ("/organizations/1/terms", {"term": "词" * 201}),
+        (
+            "/users",
+            {"name": "人" * 101, "password": password_of("x"), "roles": [{"role": "editor", "organization": 1}]},
+        ),
+        ("/auth/tokens", {"name": "人" * 101}),
+        ("/auth/login", {"name": "人" * 101, "password": password_of("x")}),
     ],
 )
 def test_a_text_field_over_its_bound_is_422(embedded: Path, client: TestClient, route: str, body: dict) -> None:
     assert "at most" in _one_line_4xx(client.post(route, json=body), 422)
 
 
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("/posts", {"title": "标题", "body": "正文", "accounts": [1], "author": "editor"}, "author"),
+        ("/posts/1", {"title": "新标题", "actor": "editor"}, "actor"),
+        ("/posts/1/approve", {"reviewer": "reviewer"}, "reviewer"),
+        ("/posts/1/schedule", {"at": "now", "schedule_at": "now"}, "schedule_at"),
+    ],
+)
+def test_no_body_names_who_is_acting_and_unknown_fields_are_refused(
+    embedded: Path, client: TestClient, route: str, body: dict, field: str
+) -> None:
+    # Who acts is whoever is signed in: a body cannot name another author or reviewer (nor be 201 characters of
+    # one). A field the API does not know is a one-line 422, not silently dropped.
+    method = "PATCH" if route == "/posts/1" else "POST"
+    assert _one_line_4xx(client.request(method, route, json=body), 422) == f"unknown field {field!r}"
+
+
 def test_the_services_bound_the_same_fields_for_the_cli(embedded: Path) -> None:
     with session_scope() as session:
         with pytest.raises(InvalidInput, match="summary is 1001 characters; at most 1000"):
-            services.create_post(session, title="标题", body="正文", accounts=[1], summary="摘" * 1001)
+            services.create_post(session, SYSTEM, title="标题", body="正文", accounts=[1], summary="摘" * 1001)
         with pytest.raises(InvalidInput, match="user name is 101 characters; at most 100"):
-            services.create_post(session, title="标题", body="正文", accounts=[1], author="人" * 101)
+            services.create_user(session, SYSTEM, "人" * 101, password_of("x"), [("editor", PROVINCE)])
 
 
 # ------------------------------------------------------------------------------- what held, still holds

@@ -54,10 +54,14 @@ def test_matrix_secrets_rotate_re_encrypts_every_credential_and_loses_none(env, 
     from publisher import services
     from publisher.domain.models import Account
     from publisher.interfaces.cli import app
+    from tests.support.people import DISTRICT, PROVINCE, SYSTEM, make_user
 
     with session_scope() as s:
         for i in range(3):
-            services.add_account(s, kind="manual", name=f"手动账号{i}", credentials={"n": i}, organization="区总工会")
+            services.add_account(
+                s, SYSTEM, kind="manual", name=f"手动账号{i}", credentials={"n": i}, organization=DISTRICT
+            )
+    monkeypatch.setenv("MATRIX_TOKEN", make_user("admin", ("admin", PROVINCE)).token)  # rotating takes an admin
     # The operator sets a new key and keeps the old one acceptable until the rotation has run.
     monkeypatch.setenv("MATRIX_SECRET_KEY", "second-key-of-this-test")
     monkeypatch.setenv("MATRIX_OLD_SECRET_KEYS", "first-key-of-this-test")
@@ -77,10 +81,12 @@ def test_rotate_with_no_key_that_fits_changes_nothing_and_says_so(env, monkeypat
     from publisher import services
     from publisher.domain.models import Account
     from publisher.interfaces.cli import app
+    from tests.support.people import DISTRICT, PROVINCE, SYSTEM, make_user
 
     with session_scope() as s:
-        services.add_account(s, kind="manual", name="手动", credentials={"n": 1}, organization="区总工会")
+        services.add_account(s, SYSTEM, kind="manual", name="手动", credentials={"n": 1}, organization=DISTRICT)
         before = s.scalar(select(Account.credentials_enc))
+    monkeypatch.setenv("MATRIX_TOKEN", make_user("admin", ("admin", PROVINCE)).token)  # rotating takes an admin
     monkeypatch.setenv("MATRIX_SECRET_KEY", "a-key-that-never-wrote-anything")
     reset_settings()
     result = CliRunner().invoke(app, ["secrets", "rotate"])
@@ -113,17 +119,18 @@ def test_notifications_are_read_through_one_read_model(env) -> None:
     from core.db import session_scope
     from core.notify import notify
     from publisher import services
+    from tests.support.people import PROVINCE, make_user
 
+    monitor = make_user("monitor", ("monitor", PROVINCE)).principal
     with session_scope() as s:
-        org = services.ensure_organization(s, "省总工会")
-        user = services.ensure_user(s, "monitor", "monitor", org)
-        notify(s, [user.id, user.id], "alert", "舆情预警：一条新的负面报道")  # one per person, even if named twice
+        # one per person, even if named twice
+        notify(s, [monitor.user_id, monitor.user_id], "alert", "舆情预警：一条新的负面报道")
     with session_scope() as s:
-        rows = services.notification_rows(s, "monitor", mark_read=True)
+        rows = services.notification_rows(s, monitor, mark_read=True)
         assert [r["message"] for r in rows] == ["舆情预警：一条新的负面报道"]
     with session_scope() as s:
-        assert services.notification_rows(s, "monitor") == []
-        assert len(services.notification_rows(s, "monitor", unread_only=False)) == 1
+        assert services.notification_rows(s, monitor) == []
+        assert len(services.notification_rows(s, monitor, unread_only=False)) == 1
 
 
 def test_settings_are_read_again_after_a_reset(monkeypatch, tmp_path) -> None:

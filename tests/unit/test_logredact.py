@@ -65,7 +65,7 @@ def test_credentials_are_masked_and_the_rest_kept(text: str, secret: str, kept: 
     [
         "refreshing the token for wechat:wx5a1db0x0000demo1 (stable_token, force_refresh=false)",
         "the secret is never logged; a cookie jar; password reset requested",
-        "csrf_token=abc123 my_secret=visible",  # other keys are not ours to guess at
+        "xsrf_token=abc123 my_secret=visible",  # other keys are not ours to guess at (csrf_token is ours)
         "token expired: 42001 access_token expired",
         "POST http://127.0.0.1:8100/wp/demo/wp-json/wp/v2/posts 201",
     ],

@@ -68,3 +68,21 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert runner.invoke(app, []).exit_code == 2
     assert runner.invoke(app, ["--input", str(tmp_path / "missing.jsonl"), "--output", "-"]).exit_code == 2
     assert runner.invoke(app, ["x", "--policy", "{bad json"]).exit_code == 2
+
+
+def test_matrix_screen_needs_no_sign_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`matrix screen` reads no stored data: it works without `matrix login` (and without a database)."""
+    from core.settings import reset_settings
+    from publisher.interfaces.cli import app as matrix
+
+    monkeypatch.setenv("MATRIX_CLI_CONFIG_DIR", str(tmp_path / "cli-config"))
+    monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("MATRIX_MODERATION_CLASSIFIER", "0")
+    monkeypatch.delenv("MATRIX_TOKEN", raising=False)
+    reset_settings()
+    try:
+        result = runner.invoke(matrix, ["screen", "今天工会开会", "--json"])
+    finally:
+        reset_settings()
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["decision"] == "pass"
