@@ -253,7 +253,7 @@ def create_user(
     user.grants = [RoleGrant(role=role, organization_id=org) for role, org in dict.fromkeys(parsed)]
     session.add(user)
     session.flush()
-    audit(session, actor.name if actor else name, "user.create", user, roles=[f"{r}@{o}" for r, o in parsed])
+    audit(session, actor or name, "user.create", user, roles=[f"{r}@{o}" for r, o in parsed])
     return user
 
 
@@ -287,7 +287,7 @@ def set_password(session: Session, actor: Principal, ref: int | str, password: s
     user.failed_logins, user.locked_until = 0, None
     for cred in user_credentials(session, user.id, kind="session"):
         cred.revoked_at = now()
-    audit(session, actor.name, "user.password", user)
+    audit(session, actor, "user.password", user)
     return user
 
 
@@ -300,7 +300,7 @@ def disable_user(session: Session, actor: Principal, ref: int | str) -> User:
     user.disabled = True
     for cred in user_credentials(session, user.id):
         cred.revoked_at = now()
-    audit(session, actor.name, "user.disable", user)
+    audit(session, actor, "user.disable", user)
     return user
 
 
@@ -311,7 +311,7 @@ def grant_role(session: Session, actor: Principal, ref: int | str, role: str, or
     require(session, actor, "user.manage", org)
     if all((g.role, g.organization_id) != (role, org) for g in user.grants):
         user.grants.append(RoleGrant(role=role, organization_id=org))
-    audit(session, actor.name, "user.grant", user, role=role, organization=org)
+    audit(session, actor, "user.grant", user, role=role, organization=org)
     return user
 
 
@@ -416,7 +416,7 @@ def issue_credential(
     )
     session.add(cred)
     session.flush()
-    audit(session, actor.name, f"{kind}.issue", cred, name=name, source=actor.source)
+    audit(session, actor, f"{kind}.issue", cred, name=name)
     return cred, secret, csrf
 
 
@@ -466,7 +466,7 @@ def revoke_credential(session: Session, actor: Principal, credential_id: int) ->
     if cred.user_id != actor.user_id:
         _require_over(session, actor, cred.user)
     cred.revoked_at = now()
-    audit(session, actor.name, f"{cred.kind}.revoke", cred)
+    audit(session, actor, f"{cred.kind}.revoke", cred)
     return cred
 
 

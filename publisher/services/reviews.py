@@ -59,7 +59,8 @@ def chain_progress(session: Session, post: Post) -> dict:
         }
         for n, step in enumerate(chain.steps)
     ]
-    current = len(done) if len(done) < len(chain.steps) else None
+    # a step is "current" only while the post waits for people (a screening pass skips a "flagged" chain)
+    current = len(done) if len(done) < len(chain.steps) and post.state == "needs_review" else None
     return {"chain": chain.describe(), "always": chain.always, "steps": steps, "current_step": current}
 
 

@@ -487,3 +487,17 @@ def test_an_overdue_step_reminds_then_escalates_once(people, accounts, monkeypat
     # the escalation: the parent's (the city's) reviewers and admins, and those above
     assert {("review_escalated", ids["city_admin"]), ("review_escalated", ids["admin"])} <= told
     assert ("review_reminded", ids["neighbour_reviewer"]) not in told
+
+
+def test_audit_rows_name_the_person_and_where_they_acted_from(client: TestClient, people, accounts) -> None:
+    from core.audit import events
+
+    client.post(
+        "/posts", json={"title": "t", "body": "b", "accounts": [accounts[CITY]]}, headers=people["editor"].headers
+    )
+    client.post("/auth/tokens", json={"name": "script"}, headers=people["editor"].headers)
+    with session_scope() as s:
+        rows = {e.action: e for e in events(s, actor="editor", limit=20)}
+    editor_id = people["editor"].principal.user_id
+    assert rows["post.create"].actor_id == editor_id and rows["post.create"].source.startswith("api ")
+    assert rows["token.issue"].actor_id == editor_id
