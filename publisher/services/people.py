@@ -24,14 +24,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import ratelimit
 from core.clock import format_local, now
-from core.db import id_in_range, session_scope
+from core.db import engine_for, id_in_range, session_scope
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from core.settings import get_settings
 from publisher.domain.models import ROLES, Credential, Organization, RoleGrant, User
 from publisher.services.common import NAME_MAX, audit, check_length
 
@@ -344,12 +347,34 @@ class LockedOut(Unauthenticated):
     status_code = 429
 
 
+SIGN_IN_BURST = 10  # sign-ins one source (an address) may try at once ...
+SIGN_IN_EVERY_S = 6.0  # ... and then one per this many seconds: guessing many users' passwords is slow too
+
+
+@functools.lru_cache(maxsize=4)
+def _sign_in_limiter(broker_url: str, database_url: str) -> ratelimit.SharedLimiter:
+    # The kernel's shared GCRA limiter as a token bucket: a slot granted within max_wait counts as allowed
+    # at once (never slept on), so SIGN_IN_BURST attempts pass together and the rest are refused.
+    options = {"max_wait_s": (SIGN_IN_BURST - 1) * SIGN_IN_EVERY_S, "error": _too_many}
+    if broker_url.startswith(("redis://", "rediss://")):
+        return ratelimit.RedisLimiter(redis.Redis.from_url(broker_url), **options)
+    return ratelimit.SqlLimiter(engine_for(database_url), **options)
+
+
+def _too_many(message: str, *, retry_after: float | None = None) -> LockedOut:
+    wait = f"try again in {retry_after:.0f} s" if retry_after is not None else "try again later"
+    return LockedOut(f"too many sign-ins from this address: {wait}")
+
+
 def sign_in(name: str, password: str, *, source: str = "") -> Principal:
     """Check a name and password (its own transaction: a failure is counted even though it raises).
 
     Raises :class:`Unauthenticated` (one message for an unknown name and a wrong password, so names cannot be
     probed) or :class:`LockedOut` after :data:`MAX_FAILED_SIGN_INS` failures in a row, until the lock ends.
     """
+    if source:  # per address, before any work: a password guesser moving from user to user is slowed too
+        settings = get_settings()
+        _sign_in_limiter(settings.broker_url, settings.database_url).reserve(f"signin:{source}", 1.0 / SIGN_IN_EVERY_S)
     if len(password) > PASSWORD_MAX or len(name) > NAME_MAX:
         raise Unauthenticated("wrong user name or password")
     failure: Unauthenticated | None = None

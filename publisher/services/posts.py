@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import httpx
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from channels.media import decode_data_uri, sniff_image
 from core.broker import Task, enqueue
 from core.db import after_commit
 from core.errors import Conflict, InvalidInput
+from core.http import OutboundRefused, fetch, guarded_client, safe_url
 from core.settings import get_settings
 from publisher.domain import lifecycle
 from publisher.domain.models import Post, PostTarget, PostVersion, User
@@ -20,6 +23,7 @@ from publisher.services.people import Principal, require
 TITLE_MAX = 200
 SUMMARY_MAX = 1000  # every channel cuts a summary much shorter (120-300 characters); this only bounds the input
 TARGETS_MAX = 5000  # accounts one post goes to: each is looked up, so the list is bounded
+COVER_MAX_BYTES = 10 * 2**20  # WeChat's cover limit, the largest any channel takes
 
 
 def _validate_content(title: str, body: str) -> tuple[str, str]:
@@ -41,6 +45,34 @@ def _validate_extras(summary: str | None, cover_url: str | None) -> None:
     check_length("cover URL", cover_url or "", URL_MAX)
 
 
+def check_cover(url: str | None) -> None:
+    """Fetch a cover URL now and check it is an image, so a wrong address is found when the post is written,
+    not at delivery. Through the guarded client (public addresses or the allow-list only); called before the
+    caller's transaction touches the database, so no lock is held over the network call."""
+    if not url:
+        return
+    if url[:5].lower() == "data:":
+        try:
+            data, _ = decode_data_uri(url)
+        except ValueError:
+            raise InvalidInput("the cover is not a valid data: URI") from None
+    else:
+        if not url.lower().startswith(("http://", "https://")):
+            raise InvalidInput("the cover must be an http(s) URL")
+        try:
+            with guarded_client(timeout=get_settings().http_timeout_s) as client:
+                got = fetch(client, url, max_bytes=COVER_MAX_BYTES, deadline_s=30)
+        except OutboundRefused as exc:
+            raise InvalidInput(f"cover: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise InvalidInput(f"cover {safe_url(url)} cannot be fetched now: {exc.__class__.__name__}") from None
+        if not 200 <= got.status < 300:
+            raise InvalidInput(f"cover {safe_url(url)} answered HTTP {got.status}")
+        data = got.content
+    if sniff_image(data) is None:
+        raise InvalidInput(f"cover {safe_url(url)} is not a JPEG, PNG, GIF, WebP or BMP image")
+
+
 def create_post(
     session: Session,
     actor: Principal,
@@ -56,6 +88,7 @@ def create_post(
     its target accounts; by default submit it for screening."""
     title, body = _validate_content(title, body)
     _validate_extras(summary, cover_url)
+    check_cover(cover_url)
     if not accounts:
         raise InvalidInput("no target accounts given")
     if len(accounts) > TARGETS_MAX:
@@ -112,6 +145,9 @@ def edit_post(
     cover_url: str | None = None,
 ) -> Post:
     """Make a new version. Past draft, the post goes back to screening: no approval carries to new content."""
+    if cover_url:
+        check_length("cover URL", cover_url, URL_MAX)
+        check_cover(cover_url)  # before the row lock: a network call holds no lock
     post = get(session, Post, post_id, lock=True)
     require(session, actor, "post.write", post.organization_id)
     if post.state not in lifecycle.EDITABLE:

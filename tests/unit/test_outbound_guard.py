@@ -364,3 +364,35 @@ def test_an_error_page_is_described_not_quoted(origin: RunningServer) -> None:
         assert "text/html" in str(caught.value) and SECRET_PAGE not in str(caught.value)
     finally:
         channel.close()
+
+
+def test_a_cover_url_is_fetched_and_checked_when_the_post_is_written(
+    env: Path, origin: RunningServer, monkeypatch: Any
+) -> None:
+    """Issue 9's editor dead end: a wrong cover used to be found only at delivery."""
+    from core.db import session_scope
+    from publisher import services
+
+    monkeypatch.setenv("MATRIX_OUTBOUND_ALLOW", f"{origin.host}:{origin.port}")
+    reset_settings()
+    with session_scope() as s:
+        account = services.add_account(s, services.SYSTEM, kind="manual", name="m", credentials={}, organization="o")
+        account_id = account.id
+
+    def create(cover: str) -> int:
+        with session_scope() as s:
+            return services.create_post(
+                s, services.SYSTEM, title="t", body="正文", accounts=[account_id], cover_url=cover, submit=False
+            ).id
+
+    with pytest.raises(InvalidInput, match="is not a JPEG, PNG, GIF, WebP or BMP image"):
+        create(_url(origin, "/state"))
+    with pytest.raises(InvalidInput, match="answered HTTP 502"):
+        create(_url(origin, "/page"))
+    with pytest.raises(InvalidInput, match=r"127\.0\.0\.2 is a loopback address"):
+        create(_url(origin, "/to-inside.png"))
+    with pytest.raises(InvalidInput, match="http"):
+        create("ftp://example.org/a.png")
+    post_id = create(_url(origin, "/image.png"))
+    with session_scope() as s, pytest.raises(InvalidInput, match="not a JPEG"):
+        services.edit_post(s, services.SYSTEM, post_id, cover_url=_url(origin, "/state"))

@@ -501,3 +501,15 @@ def test_audit_rows_name_the_person_and_where_they_acted_from(client: TestClient
     editor_id = people["editor"].principal.user_id
     assert rows["post.create"].actor_id == editor_id and rows["post.create"].source.startswith("api ")
     assert rows["token.issue"].actor_id == editor_id
+
+
+def test_sign_ins_from_one_address_are_rate_limited_across_users(people: dict[str, Person]) -> None:
+    from publisher.services.people import SIGN_IN_BURST
+
+    names = list(people)
+    for n in range(SIGN_IN_BURST):  # a guesser moving from user to user: no one user's lock-out trips
+        with pytest.raises(Unauthenticated, match="wrong user name or password"):
+            services.sign_in(names[n % len(names)], "a wrong password", source="api 203.0.113.7")
+    with pytest.raises(LockedOut, match=r"too many sign-ins from this address: try again in \d+ s"):
+        services.sign_in("editor", password_of("editor"), source="api 203.0.113.7")
+    assert services.sign_in("editor", password_of("editor"), source="api 198.51.100.1").name == "editor"
