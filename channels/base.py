@@ -264,6 +264,50 @@ def _json_or_none(response: httpx.Response) -> Any:
         return None
 
 
+def image_bytes(
+    client: httpx.Client,
+    url: str,
+    *,
+    what: str,
+    max_bytes: int,
+    max_redirects: int = IMAGE_MAX_REDIRECTS,
+    deadline_s: float = 60.0,
+) -> bytes:
+    """The bytes at an image's address: an http(s) URL fetched by ``client`` (a guarded one: public addresses
+    or the allow-list only, each redirect hop checked again) or a ``data:`` URI; at most ``max_bytes``.
+
+    What the bytes are is the caller's to judge. Raises :class:`InvalidRequest` (refused, a bad address, an
+    HTTP 4xx) or :class:`Unavailable` (unreachable, 5xx, 429: worth trying later); the messages name ``what``
+    and the URL without its query, never what the address answered.
+    """
+    shown = f"{what} {safe_url(url)}" if url[:5].lower() != "data:" else what
+    if url[:5].lower() == "data:":
+        try:
+            data, _ = decode_data_uri(url)
+        except ValueError:  # binascii.Error (bad base64) is one
+            raise InvalidRequest(f"{what} is not a valid data: URI") from None
+        if len(data) > max_bytes:
+            raise InvalidRequest(f"{shown} is {len(data):,} bytes; at most {max_bytes:,}")
+        return data
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise InvalidRequest(f"{what} must be an http(s) URL, not {url[:80]!r}")
+    try:
+        got = fetch(client, url, max_bytes=max_bytes, max_redirects=max_redirects, deadline_s=deadline_s)
+    except OutboundRefused as exc:
+        raise InvalidRequest(f"{what}: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"cannot download {shown}: {exc.__class__.__name__}") from exc
+    if got.status >= 500 or got.status == 429:
+        raise Unavailable(
+            f"{shown} answered HTTP {got.status}",
+            code=got.status,
+            retry_after=parse_retry_after(got.headers.get("retry-after")),
+        )
+    if not 200 <= got.status < 300:
+        raise InvalidRequest(f"{shown} cannot be downloaded: HTTP {got.status}", code=got.status)
+    return got.content
+
+
 # ------------------------------------------------------------------------------------------ base
 
 
@@ -366,33 +410,9 @@ class Channel:
         platforms judge the bytes, and a URL that answers with anything else is not an image of the post.
         Errors name the URL without its query and never quote what the address answered.
         """
-        shown = f"{what} {safe_url(url)}" if url[:5].lower() != "data:" else what
+        data = image_bytes(client or self.client, url, what=what, max_bytes=max_bytes, max_redirects=max_redirects)
         allowed = frozenset(types)
-        if url[:5].lower() == "data:":
-            try:
-                data, _ = decode_data_uri(url)
-            except ValueError:  # binascii.Error (bad base64) is one
-                raise InvalidRequest(f"{what} is not a valid data: URI") from None
-            if len(data) > max_bytes:
-                raise InvalidRequest(f"{shown} is {len(data):,} bytes; {self.kind} takes at most {max_bytes:,}")
-        else:
-            if urlsplit(url).scheme.lower() not in ("http", "https"):
-                raise InvalidRequest(f"{what} must be an http(s) URL, not {url[:80]!r}")
-            try:
-                got = fetch(client or self.client, url, max_bytes=max_bytes, max_redirects=max_redirects)
-            except OutboundRefused as exc:
-                raise InvalidRequest(f"{what}: {exc}") from None
-            except httpx.HTTPError as exc:
-                raise Unavailable(f"cannot download {shown}: {exc.__class__.__name__}") from exc
-            if got.status >= 500 or got.status == 429:
-                raise Unavailable(
-                    f"{shown} answered HTTP {got.status}",
-                    code=got.status,
-                    retry_after=parse_retry_after(got.headers.get("retry-after")),
-                )
-            if not 200 <= got.status < 300:
-                raise InvalidRequest(f"{shown} cannot be downloaded: HTTP {got.status}", code=got.status)
-            data = got.content
+        shown = f"{what} {safe_url(url)}" if url[:5].lower() != "data:" else what
         kind = sniff_image(data)
         if kind is None or kind.name not in allowed:
             names = "/".join(sorted(allowed))

@@ -37,6 +37,7 @@ from channels.base import (
     PublishResult,
     Rendered,
     StatusResult,
+    image_bytes,
     make_client,
     register,
 )
@@ -51,7 +52,7 @@ from channels.render import (
     summarize,
     truncate,
 )
-from core.http import OutboundRefused, fetch, safe_url
+from core.http import safe_url
 
 # ------------------------------------------------------------------------------------ rendering
 
@@ -134,16 +135,10 @@ PACKAGE_IMAGE_MAX_BYTES = 20 * 2**20
 
 
 def _fetch_guarded(url: str) -> bytes:
-    """An image's bytes by the guarded client (public addresses or the allow-list only, redirects re-checked,
-    at most :data:`PACKAGE_IMAGE_MAX_BYTES`); :class:`InvalidRequest` says why not, never what was answered."""
-    try:
-        with make_client(timeout=15.0) as client:
-            got = fetch(client, url, max_bytes=PACKAGE_IMAGE_MAX_BYTES)
-    except OutboundRefused as exc:
-        raise InvalidRequest(str(exc)) from None
-    if not 200 <= got.status < 300:
-        raise InvalidRequest(f"HTTP {got.status}", code=got.status)
-    return got.content
+    """An image's bytes by the guarded client (:func:`channels.base.image_bytes`, at most
+    :data:`PACKAGE_IMAGE_MAX_BYTES`); its errors say why not, never what was answered."""
+    with make_client(timeout=15.0) as client:
+        return image_bytes(client, url, what="image", max_bytes=PACKAGE_IMAGE_MAX_BYTES)
 
 
 def _load_image(url: str, fetch: Fetch) -> tuple[bytes, str]:

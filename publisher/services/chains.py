@@ -25,8 +25,8 @@ from core.db import id_in_range
 from core.errors import InvalidInput
 from core.settings import get_settings
 from publisher.domain.models import ROLES, Account, Organization, Post, PostTarget
-from publisher.services.common import audit
-from publisher.services.people import Principal, ancestors, find_organization, require
+from publisher.services.common import ancestors, audit
+from publisher.services.people import Principal, find_organization, require
 
 STEPS_MAX = 5
 
@@ -97,17 +97,23 @@ def validate_chain(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _chain_source(session: Session, org_id: int) -> Organization | None:
+    """The nearest organisation, ``org_id`` itself or above it, that has a review chain of its own."""
+    for ancestor in ancestors(session, org_id):
+        org = session.get(Organization, ancestor)
+        if org is not None and org.review_chain:
+            return org
+    return None
+
+
 def chain_for(session: Session, post: Post) -> Chain:
     """The chain that applies to ``post``: its organisation's (or the nearest ancestor's), with a channel's own
     chain where one of the post's accounts is on that channel (the longest such chain wins)."""
-    data: dict[str, Any] | None = None
-    for org_id in ancestors(session, post.organization_id):
-        org = session.get(Organization, org_id)
-        if org is not None and org.review_chain:
-            data = org.review_chain
-            break
-    if data is None:
+    source = _chain_source(session, post.organization_id)
+    if source is None:
         return _default()
+    data = source.review_chain
+    assert data is not None  # noqa: S101 - _chain_source finds only organisations with a chain
     chain = parse_chain(data)
     channels = data.get("channels") or {}
     if channels:
@@ -151,10 +157,9 @@ def review_chain_of(session: Session, actor: Principal, org_ref: int | str) -> d
     """An organisation's chain as it applies (its own or inherited) and where it comes from."""
     org = find_organization(session, org_ref)
     require(session, actor, "post.view", org.id)
-    for org_id in ancestors(session, org.id):
-        source = session.get(Organization, org_id)
-        if source is not None and source.review_chain:
-            return {"organization": org.name, "inherited_from": source.name, "chain": source.review_chain}
+    source = _chain_source(session, org.id)
+    if source is not None:
+        return {"organization": org.name, "inherited_from": source.name, "chain": source.review_chain}
     default = _default()
     return {
         "organization": org.name,

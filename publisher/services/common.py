@@ -3,6 +3,7 @@ lengths of the text people give."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -50,19 +51,52 @@ def audit(
     )
 
 
+def _parents(session: Session) -> dict[int, int | None]:
+    # The tree is small (a province: a few hundred unions) and read on every check: one query, no recursion
+    # in SQL, so SQLite and PostgreSQL answer alike.
+    return dict(session.execute(select(Organization.id, Organization.parent_id)).all())
+
+
+def ancestors(session: Session, org_id: int) -> list[int]:
+    """``org_id`` and its ancestors, nearest first."""
+    parents = _parents(session)
+    chain: list[int] = []
+    current: int | None = org_id
+    while current is not None and current not in chain:  # a cycle cannot be made, but never loop on one
+        chain.append(current)
+        current = parents.get(current)
+    return chain
+
+
+def subtree(session: Session, roots: Iterable[int]) -> set[int]:
+    """The organisations in the subtrees of ``roots`` (the roots included)."""
+    children: dict[int | None, list[int]] = {}
+    for org, parent in _parents(session).items():
+        children.setdefault(parent, []).append(org)
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        org = stack.pop()
+        if org not in seen:
+            seen.add(org)
+            stack.extend(children.get(org, ()))
+    return seen
+
+
+def holders(session: Session, roles: Iterable[str], org_id: int) -> list[int]:
+    """The users holding one of ``roles`` on ``org_id`` or an organisation above it."""
+    query = select(RoleGrant.user_id).where(
+        RoleGrant.role.in_(list(roles)), RoleGrant.organization_id.in_(ancestors(session, org_id))
+    )
+    return sorted(set(session.scalars(query)))
+
+
 def notify_owner(session: Session, post: Post, kind: str, message: str) -> None:
     """Tell the post's author (or, without one, every admin) about something that needs them."""
     if post.author_id is not None:
         recipients = [post.author_id]
     else:  # the admins of the post's organisation or above it
-        parents = dict(session.execute(select(Organization.id, Organization.parent_id)).all())
-        above: list[int] = []
-        org: int | None = post.organization_id
-        while org is not None and org not in above:
-            above.append(org)
-            org = parents.get(org)
-        admins = select(RoleGrant.user_id).where(RoleGrant.role == "admin", RoleGrant.organization_id.in_(above))
-        recipients = sorted(set(session.scalars(admins))) or [None]
+        recipients = holders(session, ["admin"], post.organization_id) or [None]
     notify(session, recipients, kind, message, post_id=post.id)
 
 

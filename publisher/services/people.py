@@ -36,7 +36,7 @@ from core.db import engine_for, id_in_range, session_scope
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from core.settings import get_settings
 from publisher.domain.models import ROLES, Credential, Organization, RoleGrant, User
-from publisher.services.common import NAME_MAX, audit, check_length
+from publisher.services.common import NAME_MAX, ancestors, audit, check_length, subtree
 
 PASSWORD_MIN = 10
 PASSWORD_MAX = 200  # argon2 takes any length; a cap keeps one sign-in from costing a megabyte of hashing
@@ -116,38 +116,6 @@ def principal_for(user: User, source: str = "", credential_id: int | None = None
 
 
 # ------------------------------------------------------------------------------------------ the tree
-
-
-def _parents(session: Session) -> dict[int, int | None]:
-    # The tree is small (a province: a few hundred unions) and read on every check: one query, no recursion
-    # in SQL, so SQLite and PostgreSQL answer alike.
-    return dict(session.execute(select(Organization.id, Organization.parent_id)).all())
-
-
-def ancestors(session: Session, org_id: int) -> list[int]:
-    """``org_id`` and its ancestors, nearest first."""
-    parents = _parents(session)
-    chain: list[int] = []
-    current: int | None = org_id
-    while current is not None and current not in chain:  # a cycle cannot be made, but never loop on one
-        chain.append(current)
-        current = parents.get(current)
-    return chain
-
-
-def subtree(session: Session, roots: Iterable[int]) -> set[int]:
-    """The organisations in the subtrees of ``roots`` (the roots included)."""
-    children: dict[int | None, list[int]] = {}
-    for org, parent in _parents(session).items():
-        children.setdefault(parent, []).append(org)
-    seen: set[int] = set()
-    stack = list(roots)
-    while stack:
-        org = stack.pop()
-        if org not in seen:
-            seen.add(org)
-            stack.extend(children.get(org, ()))
-    return seen
 
 
 def holds(session: Session, actor: Principal, roles: Iterable[str], org_id: int) -> bool:

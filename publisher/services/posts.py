@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import httpx
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from channels.media import decode_data_uri, sniff_image
+from channels.base import image_bytes
+from channels.errors import ChannelError
+from channels.media import sniff_image
 from core.broker import Task, enqueue
 from core.db import after_commit
 from core.errors import Conflict, InvalidInput
-from core.http import OutboundRefused, fetch, guarded_client, safe_url
+from core.http import guarded_client, safe_url
 from core.settings import get_settings
 from publisher.domain import lifecycle
 from publisher.domain.models import Post, PostTarget, PostVersion, User
@@ -51,24 +52,11 @@ def check_cover(url: str | None) -> None:
     caller's transaction touches the database, so no lock is held over the network call."""
     if not url:
         return
-    if url[:5].lower() == "data:":
-        try:
-            data, _ = decode_data_uri(url)
-        except ValueError:
-            raise InvalidInput("the cover is not a valid data: URI") from None
-    else:
-        if not url.lower().startswith(("http://", "https://")):
-            raise InvalidInput("the cover must be an http(s) URL")
-        try:
-            with guarded_client(timeout=get_settings().http_timeout_s) as client:
-                got = fetch(client, url, max_bytes=COVER_MAX_BYTES, deadline_s=30)
-        except OutboundRefused as exc:
-            raise InvalidInput(f"cover: {exc}") from None
-        except httpx.HTTPError as exc:
-            raise InvalidInput(f"cover {safe_url(url)} cannot be fetched now: {exc.__class__.__name__}") from None
-        if not 200 <= got.status < 300:
-            raise InvalidInput(f"cover {safe_url(url)} answered HTTP {got.status}")
-        data = got.content
+    try:
+        with guarded_client(timeout=get_settings().http_timeout_s) as client:
+            data = image_bytes(client, url, what="cover", max_bytes=COVER_MAX_BYTES, deadline_s=30)
+    except ChannelError as exc:  # refused, unreachable or not there: the editor fixes the address
+        raise InvalidInput(str(exc)) from None
     if sniff_image(data) is None:
         raise InvalidInput(f"cover {safe_url(url)} is not a JPEG, PNG, GIF, WebP or BMP image")
 

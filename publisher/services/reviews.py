@@ -18,11 +18,11 @@ from core.db import session_scope
 from core.errors import Conflict, Forbidden, InvalidInput
 from core.notify import notify
 from publisher.domain import lifecycle
-from publisher.domain.models import AuditEvent, Organization, Post, PostVersion, ReviewDecision, RoleGrant, Screening
+from publisher.domain.models import AuditEvent, Organization, Post, PostVersion, ReviewDecision, Screening
 from publisher.services.chains import Chain, Step, chain_for, step_org
-from publisher.services.common import REASON_MAX, audit, check_length, get, notify_owner
+from publisher.services.common import REASON_MAX, ancestors, audit, check_length, get, holders, notify_owner
 from publisher.services.feedback import record as record_feedback
-from publisher.services.people import SYSTEM, Principal, ancestors, holds, require
+from publisher.services.people import SYSTEM, Principal, holds, require
 from publisher.services.schedules import apply_pending_schedule, pending_schedules
 from publisher.services.screening import latest_decision
 
@@ -101,12 +101,7 @@ def review(
     """
     reason = reason.strip()
     check_length("reason", reason, REASON_MAX)
-    post = get(session, Post, post_id, lock=True)
-    require(session, actor, "post.review", post.organization_id)
-    version = post.current_version
-    assert version is not None  # noqa: S101 - a post is made with its first version; for the type checker
-    if content_hash and content_hash != version.content_hash:
-        raise Conflict(f"post {post.id} changed since you read it; reload and review version {version.number}")
+    post, version = _reviewable(session, actor, post_id, content_hash)
     if not approve and not reason:
         raise InvalidInput("a rejection needs a reason")
     if approve and post.state != "needs_review":
@@ -151,12 +146,7 @@ def override(
     check_length("reason", reason, REASON_MAX)
     if not reason:
         raise InvalidInput("an override needs a reason (what screening got wrong)")
-    post = get(session, Post, post_id, lock=True)
-    require(session, actor, "post.review", post.organization_id)
-    version = post.current_version
-    assert version is not None  # noqa: S101 - a post is made with its first version; for the type checker
-    if content_hash and content_hash != version.content_hash:
-        raise Conflict(f"post {post.id} changed since you read it; reload and review version {version.number}")
+    post, version = _reviewable(session, actor, post_id, content_hash)
     people = session.scalar(select(ReviewDecision.id).where(ReviewDecision.version_id == version.id).limit(1))
     if post.state != "rejected" or latest_decision(session, version.id) != "reject" or people is not None:
         raise Conflict(f"post {post.id} was not rejected by screening; only an automatic reject can be overridden")
@@ -170,6 +160,18 @@ def override(
         apply_pending_schedule(session, post)
     audit(session, actor, "post.override", post, reason=reason, version=version.number)
     return decision
+
+
+def _reviewable(session: Session, actor: Principal, post_id: int, content_hash: str | None) -> tuple[Post, PostVersion]:
+    """The post (locked) and its current version, for a decision by ``actor``, a reviewer of its organisation;
+    :class:`Conflict` if ``content_hash`` names content the post no longer has."""
+    post = get(session, Post, post_id, lock=True)
+    require(session, actor, "post.review", post.organization_id)
+    version = post.current_version
+    assert version is not None  # noqa: S101 - a post is made with its first version; for the type checker
+    if content_hash and content_hash != version.content_hash:
+        raise Conflict(f"post {post.id} changed since you read it; reload and review version {version.number}")
+    return post, version
 
 
 def _record(
@@ -226,7 +228,7 @@ def remind_overdue_reviews(limit: int = 500) -> dict[str, int]:
                 if overdue < after or _told(session, post.id, kind, version.id, n):
                     continue
                 roles = [step.role] if kind == "reminded" else [step.role, "admin"]
-                people = _holders(session, roles, where)
+                people = holders(session, roles, where)
                 notify(session, people or [None], f"review_{kind}",
                        f"post {post.id}: {step.name} (step {n + 1}) has waited {overdue.total_seconds() / 3600:.0f} h "
                        f"(deadline {step.deadline_hours:g} h)", post_id=post.id)  # fmt: skip
@@ -242,13 +244,6 @@ def _screened_at(session: Session, version_id: int) -> datetime | None:
 def _parent_of(session: Session, org_id: int) -> int:
     chain = ancestors(session, org_id)
     return chain[1] if len(chain) > 1 else chain[0]
-
-
-def _holders(session: Session, roles: list[str], org_id: int) -> list[int]:
-    """The users holding one of ``roles`` on ``org_id`` or above it."""
-    above = ancestors(session, org_id)
-    query = select(RoleGrant.user_id).where(RoleGrant.role.in_(roles), RoleGrant.organization_id.in_(above))
-    return sorted(set(session.scalars(query)))
 
 
 def _told(session: Session, post_id: int, kind: str, version_id: int, step: int) -> bool:

@@ -24,7 +24,7 @@ from moderation import Verdict
 from publisher.domain import lifecycle
 from publisher.domain.models import Account, ModerationTerm, Organization, Post, PostVersion, Screening
 from publisher.services.chains import chain_for
-from publisher.services.common import audit, get, notify_owner
+from publisher.services.common import ancestors, audit, get, notify_owner
 from publisher.services.schedules import apply_pending_schedule
 
 _SEVERITY_ORDER = {"pass": 0, "review": 1, "reject": 2}
@@ -61,14 +61,9 @@ def configure_moderation(settings: Settings | None = None) -> None:
 
 
 def _chain(session: Session, org_id: int) -> list[Organization]:
-    chain: list[Organization] = []
-    seen: set[int] = set()
-    current = session.get(Organization, org_id)
-    while current is not None and current.id not in seen:  # guard against a cycle made by hand
-        chain.append(current)
-        seen.add(current.id)
-        current = session.get(Organization, current.parent_id) if current.parent_id else None
-    return chain
+    """The organisation and its ancestors, nearest first (none for an id that is not there)."""
+    found = (session.get(Organization, org) for org in ancestors(session, org_id))
+    return [org for org in found if org is not None]
 
 
 def org_lists(session: Session, org_id: int) -> moderation.OrgLists | None:
