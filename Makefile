@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench-fanout bench-moderation evaluate clean
+.PHONY: install run test lint bench-fanout bench-moderation bench-people evaluate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-fanout: install
 
 bench-moderation: install
 	$(BIN)/python bench/moderation.py --all
+
+bench-people: install
+	$(BIN)/python -m bench.people_and_outbound
 
 evaluate: install
 	$(BIN)/python -m moderation.evaluate

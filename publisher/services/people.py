@@ -47,7 +47,7 @@ SESSION_ABSOLUTE = timedelta(hours=12)
 TOKEN_PREFIX = "mm_"  # noqa: S105 - the prefix that marks our tokens (in logs, in secret scanners), no secret
 _TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often (not a write per request)
 
-_hasher = PasswordHasher()  # Argon2id, the library's RFC 9106 "low memory" defaults (46 MiB, t=3, p=4)
+_hasher = PasswordHasher()  # Argon2id with the library's defaults (RFC 9106 low-memory: 64 MiB, t=3, p=4)
 
 
 @functools.cache

@@ -513,3 +513,23 @@ def test_sign_ins_from_one_address_are_rate_limited_across_users(people: dict[st
     with pytest.raises(LockedOut, match=r"too many sign-ins from this address: try again in \d+ s"):
         services.sign_in("editor", password_of("editor"), source="api 203.0.113.7")
     assert services.sign_in("editor", password_of("editor"), source="api 198.51.100.1").name == "editor"
+
+
+def test_a_bad_review_chain_is_one_line_and_changes_nothing(client: TestClient, people: dict[str, Person]) -> None:
+    with session_scope() as s:
+        city = s.scalar(select(Organization.id).where(Organization.name == CITY))
+    h = people["city_admin"].headers
+    cases = [
+        ({"steps": [{"role": "boss"}]}, "step 1: unknown role 'boss'"),
+        ({"steps": []}, "a review chain needs 1 to 5 steps"),
+        ({"applies": "sometimes", "steps": [{"role": "reviewer"}]}, "a chain's 'applies' is 'flagged' or 'always'"),
+        ({"steps": [{"role": "reviewer", "at": 2**63}]}, "step 1: 'at' is own, parent, root or an organisation id"),
+        ({"steps": [{"role": "reviewer"}], "channels": {"wechat": {"steps": []}}}, "the wechat chain: a review chain"),
+    ]
+    for chain, reason in cases:
+        answer = client.put(f"/organizations/{city}/review-chain", json=chain, headers=h)
+        assert answer.status_code == 422 and answer.json()["detail"].startswith(reason), answer.json()
+    assert client.get(f"/organizations/{city}/review-chain", headers=h).json()["inherited_from"] is None
+    refused = client.put(f"/organizations/{city}/review-chain", json={"steps": [{"role": "reviewer"}]},
+                         headers=people["reviewer"].headers)  # fmt: skip
+    assert refused.status_code == 403
