@@ -3,11 +3,11 @@ went up (its URL) or, after a retraction, came down."""
 
 from __future__ import annotations
 
-from channels.base import PostContent, PublishResult, get_channel_class
+from channels.base import PublishResult, get_channel_class
 from channels.manual import build_package
 from core.db import session_scope
 from core.errors import Conflict, InvalidInput
-from publisher.delivery.context import idempotency_key
+from publisher.delivery.context import idempotency_key, post_content
 from publisher.delivery.outcomes import apply_result, lock_post_and_delivery, settle_post
 from publisher.domain import lifecycle
 from publisher.domain.models import Delivery, PostVersion
@@ -25,7 +25,7 @@ def package_for(actor: Principal, delivery_id: int) -> bytes:
             raise Conflict(f"delivery {d.id} is {d.state}; packages are for awaiting_manual deliveries")
         v = s.get(PostVersion, d.version_id)
         info = account_info(d.account)
-    content = PostContent(title=v.title, body=v.body, summary=v.summary, cover_url=v.cover_url)
+    content = post_content(v)
     channel = make_channel(info)
     try:
         rendered = channel.render(content)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from channels.base import DeliveryContext, PostContent
 from core.db import session_scope
 from publisher.domain.models import Delivery, PostVersion
+from publisher.services.media import cover_source, is_media_ref
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -20,7 +21,19 @@ def idempotency_key(delivery_id: int) -> str:
     return f"mm-{delivery_id}"
 
 
-def delivery_context(d: Delivery, version: PostVersion, depends_url: str | None = None) -> DeliveryContext:
+def post_content(version: PostVersion, *, with_cover: bool = True) -> PostContent:
+    """A version as the adapters read it. An uploaded cover (``media:<id>``) is given as a ``data:`` URI of its
+    bytes, read in a short transaction of its own; ``with_cover=False`` where no image is sent (metrics)."""
+    cover = version.cover_url
+    if with_cover and is_media_ref(cover):
+        with session_scope() as s:
+            cover = cover_source(s, cover)
+    return PostContent(title=version.title, body=version.body, summary=version.summary, cover_url=cover)
+
+
+def delivery_context(
+    d: Delivery, version: PostVersion, depends_url: str | None = None, *, with_cover: bool = True
+) -> DeliveryContext:
     """What the adapter needs for one delivery; remote ids it reports are saved at once, each in its own transaction."""
     delivery_id = d.id
 
@@ -33,9 +46,7 @@ def delivery_context(d: Delivery, version: PostVersion, depends_url: str | None 
     return DeliveryContext(
         delivery_id=d.id,
         idempotency_key=idempotency_key(d.id),
-        content=PostContent(
-            title=version.title, body=version.body, summary=version.summary, cover_url=version.cover_url
-        ),
+        content=post_content(version, with_cover=with_cover),
         progress=dict(d.progress or {}),
         remote_id=d.remote_id,
         remote_url=d.remote_url,

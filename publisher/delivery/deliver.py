@@ -65,6 +65,12 @@ def _claim(delivery_id: int) -> Claim | None:
         if post is None or post.state == "retracted":
             lifecycle.transition("delivery", d, "cancelled")
             return None
+        if d.version_id != post.current_version_id:
+            # Never send content that is no longer the post's: it was edited after this delivery was made (a
+            # failed post); a retry moves the delivery to the new version once that is approved.
+            _fail_unsent(d, "the post was edited after this delivery was made; retry the post to send the new version")
+            settle_post(s, post)
+            return None
         account = s.execute(select(Account).where(Account.id == d.account_id).with_for_update()).scalar_one()
         if account.status == "disabled":
             _fail_unsent(d, f"account {account.name} is disabled")

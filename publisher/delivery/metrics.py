@@ -33,7 +33,7 @@ def collect_metrics(max_age_days: int = 30) -> int:
             channel.close()
             continue
         try:
-            numbers = channel.metrics([delivery_context(d, v) for d, v in items])
+            numbers = channel.metrics([delivery_context(d, v, with_cover=False) for d, v in items])
         except ChannelError as exc:
             log.warning("metrics for account %s: %s", account_id, exc)
             continue

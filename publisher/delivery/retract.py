@@ -45,7 +45,7 @@ def retract_delivery(delivery_id: int, actor: Principal = SYSTEM) -> dict[str, A
             return {**line, "outcome": "in_flight", "detail": "retracted automatically once it settles"}
         version = s.get(PostVersion, d.version_id)
         info = account_info(d.account)
-        ctx = delivery_context(d, version)
+        ctx = delivery_context(d, version, with_cover=False)
     channel = make_channel(info)  # the instance decides: an assisted account of an API platform has no API
     if not channel.supports_retract:
         channel.close()

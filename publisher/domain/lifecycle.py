@@ -7,6 +7,7 @@ Post::
                │  │  └──▶ rejected ─▶ needs_review (override)     └──▶ failed
                └──┴── (an edit past draft makes a new version and goes back to screening)
     published | partially_published ─▶ retracted
+    failed ─▶ screening (edited: a new version) … approved ─▶ publishing (its failed deliveries retried with it)
 
 Delivery::
 
@@ -77,13 +78,14 @@ POST_TRANSITIONS: dict[PostState, frozenset[PostState]] = {
     P.DRAFT: frozenset({P.DRAFT, P.SCREENING}),
     P.SCREENING: frozenset({P.SCREENING, P.APPROVED, P.NEEDS_REVIEW, P.REJECTED}),
     P.NEEDS_REVIEW: frozenset({P.SCREENING, P.APPROVED, P.REJECTED}),
-    P.APPROVED: frozenset({P.SCREENING, P.SCHEDULED, P.REJECTED}),
+    # publishing: a failed post, edited and approved again, is retried (its failed deliveries take the new version)
+    P.APPROVED: frozenset({P.SCREENING, P.SCHEDULED, P.REJECTED, P.PUBLISHING}),
     P.REJECTED: frozenset({P.SCREENING, P.NEEDS_REVIEW}),  # needs_review: a person overrides screening
     P.SCHEDULED: frozenset({P.SCREENING, P.APPROVED, P.PUBLISHING, P.REJECTED}),
     P.PUBLISHING: frozenset({P.PUBLISHING, P.PUBLISHED, P.PARTIALLY_PUBLISHED, P.FAILED, P.RETRACTED}),
     P.PUBLISHED: frozenset({P.RETRACTED, P.PUBLISHING}),
     P.PARTIALLY_PUBLISHED: frozenset({P.PUBLISHING, P.PUBLISHED, P.RETRACTED, P.PARTIALLY_PUBLISHED}),
-    P.FAILED: frozenset({P.PUBLISHING, P.FAILED, P.RETRACTED}),
+    P.FAILED: frozenset({P.PUBLISHING, P.FAILED, P.RETRACTED, P.SCREENING}),  # screening: an edit
     P.RETRACTED: frozenset(),
 }
 
@@ -109,8 +111,8 @@ TABLES: dict[str, dict] = {"post": POST_TRANSITIONS, "delivery": DELIVERY_TRANSI
 DELIVERY_SETTLED = frozenset({D.PUBLISHED, D.FAILED, D.NEEDS_REAUTH, D.RETRACTED, D.CANCELLED})
 #: Delivery states a worker may claim.
 DELIVERY_READY = frozenset({D.PENDING, D.RETRY_WAIT})
-#: Post states in which the content may still be edited.
-EDITABLE = frozenset({P.DRAFT, P.SCREENING, P.NEEDS_REVIEW, P.APPROVED, P.REJECTED, P.SCHEDULED})
+#: Post states in which the content may still be edited (failed: nothing of it is live anywhere).
+EDITABLE = frozenset({P.DRAFT, P.SCREENING, P.NEEDS_REVIEW, P.APPROVED, P.REJECTED, P.SCHEDULED, P.FAILED})
 
 
 class HasState(Protocol):

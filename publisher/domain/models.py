@@ -315,6 +315,26 @@ class TermProposal(Base):
     decided_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Media(Base):
+    """An uploaded image (a post's cover), kept in the database so every worker on every machine can read it.
+
+    Rows are immutable and shared by content: the same bytes uploaded twice in an organisation are one row.
+    A version refers to one as ``cover_url = "media:<id>"``.
+    """
+
+    __tablename__ = "media"
+    __table_args__ = (UniqueConstraint("organization_id", "sha256"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String(200), default="")
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ImmutableRowError(RuntimeError):
     """An immutable row (a post version, an audit event) was about to be changed."""
 
@@ -326,6 +346,6 @@ def _forbid(kind: str):
     return handler
 
 
-for _cls in (PostVersion, AuditEvent):
+for _cls in (PostVersion, AuditEvent, Media):
     event.listen(_cls, "before_update", _forbid("updated"))
     event.listen(_cls, "before_delete", _forbid("deleted"))

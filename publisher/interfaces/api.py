@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
@@ -199,7 +199,7 @@ class PostIn(Strict):
     body: str = Field(description="Markdown, at most MATRIX_BODY_MAX_CHARS characters.")
     accounts: list[AccountRef] = Field(min_length=1, max_length=TARGETS_MAX)
     summary: str = Field("", max_length=SUMMARY_MAX)
-    cover_url: str | None = Field(None, max_length=URL_MAX)
+    cover_url: str | None = Field(None, max_length=URL_MAX, description="An image URL, or media:<id> (POST /media).")
     at: str | None = Field(
         None, max_length=_TIME_MAX, description="Schedule too: local time '2026-12-01 09:00', ISO 8601, or 'now'."
     )
@@ -534,6 +534,41 @@ def create_post(body: PostIn, actor: Actor, session: Session = Depends(db)) -> d
         services.schedule_post(session, actor, post.id, due)
     session.flush()
     return services.post_summary(session, post)
+
+
+def _upload_cap(_settings: Settings) -> int:
+    """An image at its largest and the form around it."""
+    return services.COVER_MAX_BYTES + 64 * 1024
+
+
+@app.post("/media", status_code=201)
+@body_cap(_upload_cap)
+def upload_media(
+    actor: Actor,
+    file: UploadFile = File(description="A JPEG, PNG, GIF, WebP or BMP image, at most 10 MB."),
+    organization: str | None = Form(None, max_length=LABEL_MAX, description="Id or name; yours if you have one."),
+    session: Session = Depends(db),
+) -> dict[str, Any]:
+    """Upload a cover image; give its ``cover_url`` (``media:<id>``) to a post you create or edit."""
+    org_id = services.find_organization(session, organization).id if organization else None
+    data = file.file.read(services.COVER_MAX_BYTES + 1)
+    media = services.upload_image(session, actor, org_id, data, file.filename or "")
+    return {
+        "id": media.id,
+        "cover_url": services.media_ref(media),
+        "content_type": media.content_type,
+        "size": media.size,
+        "sha256": media.sha256,
+        "organization_id": media.organization_id,
+    }
+
+
+@app.get("/media/{media_id}")
+def show_media(media_id: int, actor: Actor, session: Session = Depends(db)) -> Response:
+    """An uploaded image's bytes (for previews)."""
+    media = services.get_media(session, actor, media_id)
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400"}
+    return Response(content=media.data, media_type=media.content_type, headers=headers)
 
 
 @app.get("/posts/{post_id}")

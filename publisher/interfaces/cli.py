@@ -32,6 +32,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.exc import DataError
+from sqlalchemy.orm import Session
 from typer.core import TyperGroup
 
 from core import audit as audit_log
@@ -715,7 +716,7 @@ def post_create(
     body_file: Path = typer.Option(None, "--body-file", "-f", help="Markdown file, or - for stdin."),
     body: str = typer.Option(None, "--body", help="Markdown text (instead of --body-file)."),
     summary: str = typer.Option("", "--summary"),
-    cover: str = typer.Option(None, "--cover", help="Cover image URL."),
+    cover: str = typer.Option(None, "--cover", help="Cover image: a file to upload, or a URL."),
     at: str = typer.Option(None, "--at", help="Schedule too: local time like '2026-12-01 09:00', or 'now'."),
 ) -> None:
     """Create a post for some accounts and send it to screening (and schedule it with --at)."""
@@ -725,6 +726,8 @@ def post_create(
         due = parse_local(at) if at else None
         with _session() as session:
             actor = _principal(session)
+            if cover and account:
+                cover = _cover_ref(session, actor, cover, services.find_account(session, account[0]).organization_id)
             post = services.create_post(
                 session, actor, title=title, body=text, accounts=account, summary=summary, cover_url=cover
             )
@@ -741,13 +744,33 @@ def post_edit(
     body_file: Path = typer.Option(None, "--body-file", "-f"),
     body: str = typer.Option(None, "--body"),
     summary: str = typer.Option(None, "--summary"),
+    cover: str = typer.Option(None, "--cover", help="New cover image: a file to upload, or a URL."),
 ) -> None:
-    """Edit a post: a new version, screened again."""
+    """Edit a post: a new version, screened again (a failed post too: then `matrix post retry` once approved)."""
 
     text = _read_body(body_file, body) if (body_file or body is not None) else None
     with user_errors(), _session() as session:
-        post = services.edit_post(session, _principal(session), post_id, title=title, body=text, summary=summary)
+        actor = _principal(session)
+        if cover:
+            cover = _cover_ref(session, actor, cover, services.visible_post(session, actor, post_id).organization_id)
+        post = services.edit_post(session, actor, post_id, title=title, body=text, summary=summary, cover_url=cover)
         console.print(f"post {post.id} is now version {post.current_version.number} ({post.state})")
+
+
+def _cover_ref(session: Session, actor: Principal, cover: str, org_id: int) -> str:
+    """``--cover``: a URL (or ``media:<id>``) as given; a local file is uploaded and referred to as ``media:<id>``."""
+    if cover.split(":", 1)[0].lower() in ("http", "https", "data", "media"):
+        return cover
+    path = Path(cover).expanduser()
+    if not path.is_file():
+        fail(f"--cover {cover}: no such file (give an image file or an http(s) URL)")
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(services.COVER_MAX_BYTES + 1)  # one byte more: the service says it is too large
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+    media = services.upload_image(session, actor, org_id, data, path.name)
+    return services.media_ref(media)
 
 
 @post_app.command("submit")

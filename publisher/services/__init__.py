@@ -16,6 +16,7 @@ from publisher.services.accounts import (
 from publisher.services.chains import chain_for, review_chain_of, set_review_chain, validate_chain
 from publisher.services.common import LABEL_MAX, NAME_MAX, REASON_MAX, URL_MAX, audit, get, notify_owner
 from publisher.services.feedback import decide_proposal, export_lines, proposals
+from publisher.services.media import COVER_MAX_BYTES, get_media, media_ref, upload_image
 from publisher.services.organizations import ensure_organization
 from publisher.services.people import (
     SYSTEM,
@@ -71,6 +72,7 @@ from publisher.services.views import (
 )
 
 __all__ = [
+    "COVER_MAX_BYTES",
     "LABEL_MAX",
     "LIST_MAX",
     "NAME_MAX",
@@ -109,11 +111,13 @@ __all__ = [
     "find_organization",
     "find_user",
     "get",
+    "get_media",
     "grant_role",
     "hit_context",
     "issue_credential",
     "latest_metrics",
     "latest_screening",
+    "media_ref",
     "notification_rows",
     "notify_owner",
     "override",
@@ -137,6 +141,7 @@ __all__ = [
     "sign_in",
     "submit_post",
     "token_rows",
+    "upload_image",
     "user_rows",
     "users_exist",
     "validate_chain",

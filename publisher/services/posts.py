@@ -19,12 +19,12 @@ from publisher.domain import lifecycle
 from publisher.domain.models import Post, PostTarget, PostVersion, User
 from publisher.services.accounts import find_account
 from publisher.services.common import URL_MAX, audit, check_length, get
+from publisher.services.media import COVER_MAX_BYTES, check_media_cover, is_media_ref
 from publisher.services.people import Principal, require
 
 TITLE_MAX = 200
 SUMMARY_MAX = 1000  # every channel cuts a summary much shorter (120-300 characters); this only bounds the input
 TARGETS_MAX = 5000  # accounts one post goes to: each is looked up, so the list is bounded
-COVER_MAX_BYTES = 10 * 2**20  # WeChat's cover limit, the largest any channel takes
 
 
 def _validate_content(title: str, body: str) -> tuple[str, str]:
@@ -49,8 +49,9 @@ def _validate_extras(summary: str | None, cover_url: str | None) -> None:
 def check_cover(url: str | None) -> None:
     """Fetch a cover URL now and check it is an image, so a wrong address is found when the post is written,
     not at delivery. Through the guarded client (public addresses or the allow-list only); called before the
-    caller's transaction touches the database, so no lock is held over the network call."""
-    if not url:
+    caller's transaction touches the database, so no lock is held over the network call. An uploaded image
+    (``media:<id>``) was checked when it was uploaded: :func:`check_media_cover` checks who may use it."""
+    if not url or is_media_ref(url):
         return
     try:
         with guarded_client(timeout=get_settings().http_timeout_s) as client:
@@ -89,6 +90,8 @@ def create_post(
             raise InvalidInput(f"account {account.id} ({account.name}) is disabled")
     for org in sorted({a.organization_id for a in targets}):
         require(session, actor, "post.write", org)
+    if is_media_ref(cover_url):
+        check_media_cover(session, actor, cover_url, targets[0].organization_id)
     user = session.get(User, actor.user_id) if actor.user_id is not None else None
     post = Post(organization_id=targets[0].organization_id, author_id=actor.user_id, state="draft")
     session.add(post)
@@ -150,6 +153,8 @@ def edit_post(
     new_summary = summary if summary is not None else old.summary
     new_cover = cover_url if cover_url is not None else old.cover_url
     _validate_extras(new_summary, new_cover)
+    if cover_url and is_media_ref(cover_url):
+        check_media_cover(session, actor, cover_url, post.organization_id)
     if PostVersion.hash_content(new_title, new_body, new_summary, new_cover) == old.content_hash:
         return post  # nothing changed: keep the version and its approval
     user = session.get(User, actor.user_id) if actor.user_id is not None else None

@@ -176,3 +176,35 @@ def test_editing_an_approved_post_forces_new_screening(stack: Stack) -> None:
     assert second["version"] == first["version"] + 1
     assert second["content_hash"] != first["content_hash"]
     assert second["screening"] is not None
+
+
+def test_a_failed_post_edited_with_an_uploaded_cover_is_retried_with_the_new_version(stack: Stack) -> None:
+    """Issue 9's dead end: a post that failed is corrected (a new version with a cover uploaded as a file),
+    screened again by the worker, retried, and published once, with the new title and the uploaded bytes."""
+    from core.db import session_scope
+    from publisher import services
+    from tests.unit.test_editor_dead_ends import png
+
+    account = stack.website_account("tfix")
+    stack.sandbox_call(
+        "POST",
+        "/wp/_sandbox/faults",
+        json={"path": "tfix/wp-json/wp/v2/posts", "method": "POST", "status": 400, "times": 1},
+    )
+    post_id = stack.publish([account], title="职工书屋开放")
+    info = stack.wait_for(_settled(stack, post_id, "failed"), what="failed for good (400)")
+    assert info["deliveries"][0]["state"] == "failed" and stack.wp_posts("tfix") == []
+
+    editor = stack.editor.principal
+    image = png(6, 4)
+    with session_scope() as s:
+        media = services.upload_image(s, editor, None, image, "cover.png")
+        services.edit_post(s, editor, post_id, title="职工书屋开放（更正）", cover_url=services.media_ref(media))
+    stack.wait_for(_settled(stack, post_id, "approved"), what="the new version screened and approved")
+    with session_scope() as s:
+        services.retry_post(s, editor, post_id)
+    stack.wait_for(_settled(stack, post_id), what="published after the retry")
+    site = stack.sandbox_call("GET", "/wp/_sandbox/state")["sites"]["tfix"]
+    assert [p["title"] for p in site["posts"]] == ["职工书屋开放（更正）"]
+    assert [m["bytes"] for m in site["media"]] == [len(image)]
+    assert site["posts"][0]["featured_media"] == site["media"][0]["id"]
