@@ -28,7 +28,7 @@ from moderation.config import ModerationConfig, _install, current_config
 from moderation.lexicon import DEFAULT_BACKEND, Lexicon, OrgLists, load_builtin
 from moderation.normalize import Normalized, apply_homophones, normalize
 from moderation.pii import detect as detect_pii
-from moderation.policy import Policy
+from moderation.policy import GROUP_SUFFIX, Policy
 from moderation.types import CATEGORIES, Hit, ModerationError, Verdict
 
 __all__ = [
@@ -286,6 +286,8 @@ class Screener:
         decision = policy.decide(model, hits)
         scores = dict(model)
         for h in hits:
+            if h.list.endswith(GROUP_SUFFIX):
+                continue  # a group named, nobody insulted: no score (the hit stays as evidence)
             floor = _BLOCK_SCORE if (h.severity == "block" or h.source == "pii") else _REVIEW_SCORE
             scores[h.category] = max(scores.get(h.category, 0.0), floor)
         all_hits = list(hits)

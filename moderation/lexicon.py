@@ -34,16 +34,20 @@ from typing import Protocol
 
 import numpy as np
 
+from moderation.context import is_mention
 from moderation.normalize import (
     Normalized,
     apply_homophones,
     homophone_spans,
+    is_pinyin_word,
     normalize_term,
     pinyin_view,
     sound_key,
     sound_view,
     term_pinyin,
 )
+from moderation.policy import GROUP_SUFFIX, MENTION_SUFFIX
+from moderation.spelling import pinyin_spellings
 from moderation.types import CATEGORIES, SEVERITIES, Hit, LexiconError
 
 __all__ = [
@@ -82,6 +86,17 @@ _LATIN_PINYIN_CATEGORIES = frozenset({"abuse", "porn"})
 # also names and words in Latin text (suyang, junai, piyan all come from porn terms of the raw lists).
 _LATIN_PINYIN_MIN = 5
 _LATIN_PINYIN_MIN_LISTS = 8
+# Generated spellings of short terms (moderation.spelling: sha逼, 傻b, s逼, sha bi, shab, cnm). Which kinds a
+# term gets, by how often each kind was seen to fire on harmless text (COLD/SWSR train rows, English prose;
+# tests/unit/test_moderation_disguise.py guards the rates):
+# * abuse terms of every list: ``mixed`` (an ideograph touching a letter is rare in ordinary text) and ``full``
+#   from _VARIANT_FULL_MIN letters (lists) or _LATIN_PINYIN_MIN (core), at the term's severity;
+# * core abuse terms also ``partial`` (from 4 letters) and ``initials`` (from 3 letters), as review: codes
+#   such as ``sqj`` for 死全家 are real disguises but also occur as abbreviations;
+# * core terms of the other pinyin categories: ``mixed`` only.
+_VARIANT_FULL_MIN = 6
+_VARIANT_PARTIAL_MIN = 4
+_VARIANT_INITIALS_MIN = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +164,18 @@ def _matcher(patterns: Sequence[str], backend: str) -> _Matcher:
     return cls(patterns)
 
 
+# Characters so common that, kept beside initials only (r你, mm的), they do not make a mixed spelling unusual.
+_COMMON_CHARS = frozenset("的了是不我你他她它们在有这那个就也都和人大小一上中子么吗呢啊吧")
+
+
+def _weak_mixed(text: str, term_chars: int) -> bool:
+    """True for a mixed spelling whose Latin pieces are single initials and whose ideographs are all very
+    common (``r你`` for 日你, ``mm的`` for 毛妈的): such strings occur in ordinary text (``黑人mm的``)."""
+    cjk = [c for c in text if _CJK.match(c)]
+    letters = sum(1 for c in text if "a" <= c <= "z")
+    return letters == term_chars - len(cjk) and all(c in _COMMON_CHARS for c in cjk)
+
+
 @dataclass(frozen=True, slots=True)
 class _Pattern:
     term: str  # as written in the list (shown to reviewers)
@@ -173,9 +200,12 @@ class Lexicon:
         pinyin: bool = True,
         sound: Iterable[str] = (),
         common_bigrams: Iterable[str] = (),
+        group_words: Iterable[str] = (),
     ) -> None:
         """``sound`` lists terms (already in ``entries``) that are also matched by sound, as review;
-        ``common_bigrams`` are ordinary two-character words that veto a sound-alike match at its edges."""
+        ``common_bigrams`` are ordinary two-character words that veto a sound-alike match at its edges;
+        ``group_words`` are terms that only name a group of people (河南人, 穆斯林): their hits are marked
+        ``~group`` (review severity) and the policy lets them pass alone (``Policy.group_action``)."""
         self.version = version
         self.list_name = list_name
         self.backend = backend
@@ -206,6 +236,8 @@ class Lexicon:
                     # reviewer should see, and the one allowed a short Latin-only variant).
                     if old is None or (pat.list == "core" and self._patterns[old].list != "core"):
                         pinyin_texts[py] = patterns[norm]
+        if pinyin:
+            self._add_spellings(patterns, pattern_texts)
         # Latin-only pinyin variants ("shabi") live in the main automaton with the same boundary rule.
         for py, idx in list(pinyin_texts.items()):
             pat = self._patterns[idx]
@@ -232,8 +264,54 @@ class Lexicon:
         self._sound_idx = [sound_texts[k] for k in self._sound_keys]
         self._sound = _matcher(self._sound_keys, backend) if self._sound_keys else None
         self._common_bigrams = frozenset(common_bigrams)
+        self._group = frozenset(g for g in (normalize_term(t) for t in group_words) if g)
+        self._group_idx = frozenset(i for i, p in enumerate(self._pattern_texts) if p in self._group)
         allow_norm = sorted({a for a in (normalize_term(t) for t in allow) if a})
         self._allow = _matcher(allow_norm, backend) if allow_norm else None
+
+    def _add_spellings(self, patterns: dict[str, int], pattern_texts: list[str]) -> None:
+        """Add the generated pinyin spellings of short terms (see the rules at _VARIANT_FULL_MIN) to the main
+        automaton, each pointing at a copy of its term's pattern (same term shown, same category)."""
+        # Core terms first: when two terms share a spelling (煞笔 and 傻逼 both read shabi), the hand-curated one
+        # is what the reviewer sees.
+        order = sorted(range(len(self._patterns)), key=lambda i: self._patterns[i].list != "core")
+        for idx in order:
+            pat = self._patterns[idx]
+            core = pat.list == "core"
+            if pat.category != "abuse" and not (core and pat.category in _PINYIN_CATEGORIES):
+                continue
+            norm = pattern_texts[idx]
+            for text, kind in pinyin_spellings(norm):
+                letters = sum(1 for c in text if "a" <= c <= "z")
+                severity = pat.severity
+                if kind == "mixed":
+                    if not core and _weak_mixed(text, len(norm)):
+                        continue
+                elif pat.category != "abuse":
+                    continue
+                elif kind == "full":
+                    if letters < (_LATIN_PINYIN_MIN if core else _VARIANT_FULL_MIN):
+                        continue
+                elif not core:
+                    continue
+                elif (kind == "partial" and letters < _VARIANT_PARTIAL_MIN) or (
+                    kind == "initials" and letters < _VARIANT_INITIALS_MIN
+                ):
+                    continue
+                elif is_pinyin_word(text.replace(" ", "")):
+                    continue  # s + huo reads "shuo" (说): a code that is itself pinyin is ordinary text
+                else:
+                    severity = "review"  # short Latin codes: a person decides
+                if text in patterns:
+                    continue  # an explicit list term (or an earlier spelling) wins
+                patterns[text] = len(self._patterns)
+                pattern_texts.append(text)
+                self._patterns.append(
+                    _Pattern(
+                        pat.term, pat.category, severity, pat.list,
+                        bool(_ALNUM.match(text[0])), bool(_ALNUM.match(text[-1])),
+                    )
+                )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self._pattern_texts)
@@ -356,9 +434,20 @@ class Lexicon:
         pats = self._patterns
         original = norm.original
         hits: list[Hit] = []
+        group = self._group_idx
         for i, by_sound, (a, b) in zip(idx.tolist(), heard.tolist(), mapped, strict=True):
             p = pats[i]
-            if by_sound:
+            if i in group:
+                # Names a group, insults nobody: evidence only, unless the policy says otherwise.
+                hits.append(
+                    Hit(p.category, "lexicon", p.term, f"{p.list}{GROUP_SUFFIX}", a, b, original[a:b], "review")
+                )
+            elif p.severity == "block" and is_mention(original, a, b):
+                # Quoted or condemned, not used: a softer signal, so a person decides instead of a reject.
+                hits.append(
+                    Hit(p.category, "lexicon", p.term, f"{p.list}{MENTION_SUFFIX}", a, b, original[a:b], "review")
+                )
+            elif by_sound:
                 # Sounds like the term but is spelled otherwise: evidence for a person to weigh, never a block.
                 hits.append(Hit(p.category, "lexicon", p.term, f"{p.list}~sound", a, b, original[a:b], "review"))
             else:
@@ -463,6 +552,8 @@ def load_builtin(name: str = "default", backend: str = DEFAULT_BACKEND) -> Lexic
     sound_path, bigram_path = DATA_DIR / "sound.txt", DATA_DIR / "common_bigrams.txt"
     sound = load_allow(sound_path) if sound_path.is_file() else []
     bigrams = load_allow(bigram_path) if bigram_path.is_file() else []
+    group_path = DATA_DIR / "group.txt"
+    group = load_allow(group_path) if group_path.is_file() else []
     return Lexicon(
         entries,
         load_allow(),
@@ -471,4 +562,5 @@ def load_builtin(name: str = "default", backend: str = DEFAULT_BACKEND) -> Lexic
         backend=backend,
         sound=sound,
         common_bigrams=bigrams,
+        group_words=group,
     )

@@ -43,6 +43,7 @@ __all__ = [
     "apply_homophones",
     "char_pinyin",
     "homophone_spans",
+    "is_pinyin_word",
     "normalize",
     "normalize_term",
     "pinyin_view",
@@ -642,6 +643,22 @@ def _pinyin_table() -> dict[str, str]:
 def char_pinyin(ch: str) -> str:
     """Toneless pinyin of one ideograph (most frequent reading), or ``""``."""
     return _pinyin_table().get(ch, "")
+
+
+@lru_cache(maxsize=1)
+def _syllables() -> frozenset[str]:
+    return frozenset(_pinyin_table().values())
+
+
+@lru_cache(maxsize=4096)
+def is_pinyin_word(letters: str) -> bool:
+    """True if ``letters`` (lower-case a-z) splits into toneless pinyin syllables (``shuo``, ``nihao``)."""
+    syl = _syllables()
+    n = len(letters)
+    ok = [True] + [False] * n  # ok[i]: letters[:i] splits into syllables
+    for i in range(1, n + 1):
+        ok[i] = any(ok[j] and letters[j:i] in syl for j in range(max(0, i - 6), i))
+    return n > 0 and ok[n]
 
 
 def term_pinyin(term: str) -> str | None:

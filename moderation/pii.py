@@ -7,9 +7,13 @@ undone here too: full-width digits, ``①③⑧`` / ``❶`` digits, ``一三八`
 be split by spaces, dashes, dots or underscores (``138 0013-8000``). Every hit maps back to the original span.
 
 What is *not* a hit (look-alikes): an 18-digit number whose region code, birth date or check digit is wrong;
-a 16-19 digit number that fails the Luhn check or has no card-issuer prefix; any number introduced by an
-order/tracking/invoice word (订单号, 快递单号, 编号...), which are exactly the numbers that look like phones or
-cards; a QQ-like number after 扣 when it is an amount (扣款 100000 元).
+a 16-19 digit number that fails the Luhn check or whose issuer prefix and length do not fit a card scheme
+(UnionPay 62 with 16-19 digits; Visa 4, Mastercard 51-55/2221-2720, JCB 3528-3589 with 16, Visa also 19);
+an 11-digit number outside the mainland mobile segments (13x, 145-149, 150-159 but 154, 162/165-167, 170-178,
+18x, 19x but 194); any number introduced by an order/tracking/invoice word (订单号, 快递单号, 取件码,
+编号...), which are exactly the numbers that look like phones or cards; a number followed by a unit or
+currency (元, 块, 万, 件, 次, %, kg...), since personal data never is; a number inside a URL (a path or query
+``/item/13800138000``, ``?id=...``); a QQ-like number after 扣 when it is an amount (扣款 100000 元).
 """
 
 from __future__ import annotations
@@ -37,8 +41,19 @@ _EMAIL_RE = re.compile(r"[a-z0-9][a-z0-9._%+\-]{0,63}@[a-z0-9\-]+(?:\.[a-z0-9\-]
 # Words that introduce a number that is NOT personal data (order, tracking, invoice, serial, case numbers...).
 _LOOKALIKE_CONTEXT_RE = re.compile(
     r"(订单|单号|编号|流水|批号|序列号|工号|学号|发票|快递|运单|物流|合同|案号|文号|型号|批次|货号|条码|账单|交易号|"
+    r"取件码|提货码|验证码|工单|车次|航班|邮编|房间号|会员号|账号id|商品id|"
     r"order|tracking|invoice|serial|sku|no\.?)[ \t]*[:：#号是为]*[ \t]*$"
 )
+# A unit or currency right after a number: amounts, weights, counts are never personal data.
+_UNIT_AFTER_RE = re.compile(r"[ \t]?(?:元|块|万|亿|件|次|个|张|份|台|人|年|米|吨|公斤|斤|克|%|kg|km|rmb|usd|美元|港元)")
+# URLs and their path/query parts: a number there is an item, page or session id.
+_URL_RE = re.compile(
+    r"(?:https?://|www\.)[^\s，。！？、（）《》【】“”\u4e00-\u9fff]+"
+    r"|[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.(?:com|cn|net|org|io|cc|top|xyz|me|tv|info)(?:[/?#][^\s，。\u4e00-\u9fff]*)"
+)
+# Mainland mobile segments (MIIT numbering plan): 13x, 145-149, 15x but 154, 162/165-167, 170-178, 18x,
+# 19x but 194. A number outside them is an account, order or serial number.
+_MOBILE_RE = re.compile(r"1(?:3[0-9]|4[5-9]|5[0-35-9]|6[2567]|7[0-8]|8[0-9]|9[0-35-9])[0-9]{8}")
 # Contact-id context: the keyword, then optional 号/：/是, then the id.
 _QQ_CTX_RE = re.compile(
     r"(?:qq|扣扣|扣|企鹅|q号|加q)[ \t]*(?:号码|号)?[ \t]*[:：是为]?[ \t]*([1-9][0-9]{4,10})(?![0-9元块分万%])"
@@ -97,12 +112,25 @@ def mobile_valid(number: str) -> bool:
     """A mainland mobile number: 11 digits, 1 then 3-9 (an optional 86 country prefix is stripped first)."""
     if len(number) == 13 and number.startswith("86"):
         number = number[2:]
-    return len(number) == 11 and number[0] == "1" and number[1] in "3456789" and number.isdigit()
+    return len(number) == 11 and _MOBILE_RE.fullmatch(number) is not None
+
+
+def _card_scheme_ok(number: str) -> bool:
+    """Issuer prefix and length of a card scheme used in mainland China (Luhn aside): a random 16-19 digit
+    order number passes Luhn one time in ten, so the prefix/length pair has to carry the rest."""
+    n = len(number)
+    if number.startswith("62"):
+        return 16 <= n <= 19  # UnionPay: debit cards are mostly 19 digits, credit 16
+    if number[0] == "4":
+        return n in (16, 19)  # Visa
+    two, four = int(number[:2]), int(number[:4])
+    if 51 <= two <= 55 or 2221 <= four <= 2720:
+        return n == 16  # Mastercard
+    return 3528 <= four <= 3589 and n == 16  # JCB
 
 
 def _bank_card_valid(number: str) -> bool:
-    # UnionPay (62), Visa (4), Mastercard (5/2), Amex/JCB (3) prefixes; Chinese debit cards are mostly 62/4/5/6.
-    return 16 <= len(number) <= 19 and number[0] in "23456" and luhn_valid(number)
+    return 16 <= len(number) <= 19 and number.isdigit() and _card_scheme_ok(number) and luhn_valid(number)
 
 
 def _lookalike(text: str, start: int) -> bool:
@@ -136,11 +164,14 @@ def detect(norm: Normalized, today: date | None = None) -> list[Hit]:
         add("qq", m.start(1), m.end(1))
     for m in _EMAIL_RE.finditer(text):
         add("email", m.start(), m.end())
+    urls = [u.span() for u in _URL_RE.finditer(text)] if ("/" in text or "www." in text) else []
     for m in _DIGITS_RE.finditer(text):
         s, e = m.span()
         digits = _STRIP_RE.sub("", m.group())
-        if _lookalike(text, s):
+        if _lookalike(text, s) or _UNIT_AFTER_RE.match(text, e):
             continue
+        if urls and any(a <= s < b for a, b in urls):
+            continue  # an id inside a URL
         if len(digits) == 18 and _id_shaped(digits, today):
             # ID-shaped: a hit only with the right check digit; with a wrong one it is a look-alike (a typo or a
             # made-up example), never re-read as a bank card.

@@ -3,6 +3,10 @@
 Rules, in order:
 
 * a category listed in ``disabled`` is ignored entirely (an organisation that does not screen ads);
+* a lexicon hit on a *group word* alone (list ``<list>~group``: 河南人, 穆斯林 — a word that names a group of
+  people and insults nobody) → ``group_action`` (default ``pass``: evidence only). An insult next to it is a
+  hit of its own and decides as usual. A hit that quotes or condemns an insult (``~mention``) comes with
+  review severity from the lexicon, so it goes to review instead of being rejected;
 * a lexicon hit of severity ``block`` → ``block_action`` (default ``reject``);
 * a lexicon hit of severity ``review`` → ``review``;
 * personal data → ``pii_action`` (default ``review``);
@@ -16,6 +20,7 @@ channel)``. Accepted keys::
     {"thresholds": {"abuse": {"review": 0.4, "reject": 0.9}},   # per category, either key optional
      "block_action": "reject" | "review",
      "pii_action": "pass" | "review" | "reject",
+     "group_action": "pass" | "review" | "reject",
      "disabled": ["ads"],        # replaces the list
      "enabled": ["ads"]}         # removes from the list
 """
@@ -28,7 +33,11 @@ from typing import Any
 
 from moderation.types import CATEGORIES, Decision, Hit, PolicyError
 
-__all__ = ["DEFAULT_THRESHOLDS", "Policy"]
+__all__ = ["DEFAULT_THRESHOLDS", "GROUP_SUFFIX", "MENTION_SUFFIX", "Policy"]
+
+#: List-name suffixes the lexicon gives a hit on a group word alone, and a hit that quotes/condemns an insult.
+GROUP_SUFFIX = "~group"
+MENTION_SUFFIX = "~mention"
 
 # (review, reject) per category for model probabilities. Ads never reject on a score alone (too many honest
 # promotions of union events look like ads); politics needs near-certainty to reject automatically. Abuse
@@ -72,6 +81,7 @@ class Policy:
     block_action: Decision = "reject"
     pii_action: Decision = "review"
     disabled: frozenset[str] = frozenset()
+    group_action: Decision = "pass"
 
     def __post_init__(self) -> None:
         for cat, (rev, rej) in self.thresholds.items():
@@ -81,7 +91,8 @@ class Policy:
             _threshold(rej, cat)
             if rev is not None and rej is not None and rev > rej:
                 raise PolicyError(f"{cat}: review threshold {rev} is above reject threshold {rej}")
-        for action, name in ((self.block_action, "block_action"), (self.pii_action, "pii_action")):
+        actions = ((self.block_action, "block_action"), (self.pii_action, "pii_action"))
+        for action, name in (*actions, (self.group_action, "group_action")):
             if action not in _ACTIONS:
                 raise PolicyError(f"{name} must be one of {_ACTIONS}, not {action!r}")
         unknown = set(self.disabled) - set(CATEGORIES)
@@ -97,7 +108,7 @@ class Policy:
         """A new policy with ``overrides`` applied (see the module docstring for the keys)."""
         if not overrides:
             return self
-        unknown = set(overrides) - {"thresholds", "block_action", "pii_action", "disabled", "enabled"}
+        unknown = set(overrides) - {"thresholds", "block_action", "pii_action", "group_action", "disabled", "enabled"}
         if unknown:
             raise PolicyError(f"unknown policy keys: {sorted(unknown)}")
         thresholds = dict(self.thresholds)
@@ -121,6 +132,7 @@ class Policy:
             thresholds=thresholds,
             block_action=overrides.get("block_action", self.block_action),
             pii_action=overrides.get("pii_action", self.pii_action),
+            group_action=overrides.get("group_action", self.group_action),
             disabled=frozenset(disabled),
         )
 
@@ -130,8 +142,10 @@ class Policy:
         for h in hits:
             if h.category in self.disabled:
                 continue
-            if h.source == "lexicon":
-                outcome: Decision = self.block_action if h.severity == "block" else "review"
+            if h.source == "lexicon" and h.list.endswith(GROUP_SUFFIX):
+                outcome: Decision = self.group_action
+            elif h.source == "lexicon":
+                outcome = self.block_action if h.severity == "block" else "review"
             elif h.source == "pii":
                 outcome = self.pii_action
             else:
@@ -154,6 +168,7 @@ class Policy:
             "thresholds": {c: {"review": r, "reject": j} for c, (r, j) in self.thresholds.items()},
             "block_action": self.block_action,
             "pii_action": self.pii_action,
+            "group_action": self.group_action,
             "disabled": sorted(self.disabled),
         }
 
