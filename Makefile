@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench-fanout bench-moderation bench-people evaluate clean
+.PHONY: install run test lint bench-fanout bench-moderation bench-people bench-web evaluate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,7 +26,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/vulture core publisher channels moderation workers --min-confidence 100
+	$(BIN)/vulture core publisher channels moderation workers monitor --min-confidence 100
 	# known vulnerabilities in the installed dependencies; says NOT AUDITED when the service cannot be reached
 	# (an error with MATRIX_AUDIT_STRICT=1)
 	$(BIN)/python tools/audit.py
@@ -39,6 +39,9 @@ bench-moderation: install
 
 bench-people: install
 	$(BIN)/python -m bench.people_and_outbound
+
+bench-web: install
+	$(BIN)/python -m bench.web
 
 evaluate: install
 	$(BIN)/python -m moderation.evaluate

@@ -5,6 +5,7 @@ types, and :func:`after_commit` for work (broker wake-ups) that must wait until 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -64,14 +65,32 @@ class Base(DeclarativeBase):
 # ------------------------------------------------------------------------------------------ engines
 
 
+def engine_for(url: str, busy_timeout_s: float | None = None) -> Engine:
+    """A pooled engine for ``url`` (one per URL and busy timeout; default: ``MATRIX_DB_BUSY_TIMEOUT_S``).
+
+    SQLite gets WAL (readers never wait for the writer), a busy timeout (a writer waits for the other's lock
+    instead of failing at once), and ``BEGIN IMMEDIATE`` (writers serialised at their start). That only works
+    while transactions are short: nothing slow (screening, platform calls, file work) runs inside one.
+    """
+    if busy_timeout_s is None:
+        busy_timeout_s = get_settings().db_busy_timeout_s
+    return _engine_for(url, float(busy_timeout_s))
+
+
+# Connection.execution_options(**READ_ONLY) before a connection's first statement: on SQLite its transaction
+# starts with a plain (deferred) BEGIN, a read that takes no write lock, so it answers while a writer holds
+# the lock (health checks). Only for work that writes nothing: upgrading a deferred read to a write can fail
+# at once with SQLITE_BUSY, whatever the busy timeout.
+READ_ONLY = {"matrix_read_only": True}
+
+
 @lru_cache(maxsize=8)
-def engine_for(url: str) -> Engine:
-    """A pooled engine for ``url``. SQLite gets WAL + a busy timeout so a worker and the API can share it."""
+def _engine_for(url: str, busy_timeout_s: float) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -82,12 +101,13 @@ def engine_for(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - trivial
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = conn.get_execution_options().get("matrix_read_only")
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
@@ -101,6 +121,28 @@ def get_engine() -> Engine:
 def is_postgresql(session: Session) -> bool:
     """True when the session talks to PostgreSQL (row locks with SKIP LOCKED are available)."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+# SQLite's "database is locked" family; PostgreSQL's lock_not_available, serialization_failure and
+# deadlock_detected. Each means another transaction held what this one needed: try again, not a bug.
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database schema is locked")
+_PG_BUSY = {"55P03", "40001", "40P01"}
+
+
+# What a client is told when the database stayed busy (one line), and how many seconds to wait before asking again.
+BUSY_REASON = "the database is busy with other work; try again in a moment"
+BUSY_RETRY_AFTER_S = 2
+
+
+def is_database_busy(exc: BaseException) -> bool:
+    """True when ``exc`` (a SQLAlchemy error) says another transaction held a lock this one waited for in
+    vain: a temporary condition (a worker busy), which the API answers with 503 and Retry-After."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    if getattr(orig, "sqlstate", None) in _PG_BUSY or getattr(orig, "pgcode", None) in _PG_BUSY:
+        return True
+    return isinstance(orig, sqlite3.OperationalError) and str(orig).strip().lower().startswith(_SQLITE_BUSY)
 
 
 def session_factory() -> sessionmaker[Session]:

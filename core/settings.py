@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     retry_base_s: float = Field(2.0, description="First retry delay; doubles each attempt, with jitter.")
     retry_max_s: float = Field(600.0, description="Upper bound of one retry delay.")
     http_timeout_s: float = 20.0
+    db_busy_timeout_s: float = Field(
+        30.0,
+        description="SQLite: how long a transaction waits for another's write lock before 'database is locked' "
+        "(the API then answers 503 with Retry-After). Transactions are kept short, so this is rarely reached.",
+    )
     body_max_chars: int = Field(200_000, description="Largest post body accepted.")
     # Screening time grows with the text's length, about 0.5 ms a character with the classifier on 2 cores
     # (2,000 characters 1.1 s, 20,000 10.6 s; a 1,000,000-character text took 834 s and 1.6 GB): `POST /screen`

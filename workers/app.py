@@ -16,14 +16,19 @@ from core.crypto import check_secret_key
 from core.db import get_engine
 from core.errors import ConfigError
 from core.settings import Settings, get_settings
+from monitor.queue import celery_config as monitor_celery_config
+from monitor.settings import get_monitor_settings
 from publisher.services.screening import configure_moderation
 
 
 def create_app(settings: Settings | None = None) -> Celery:
     """A Celery app configured for ``settings`` (default: the process settings), with the tasks registered."""
     settings = settings or get_settings()
-    app = Celery("matrix", broker=settings.broker_url, include=["workers.tasks"])
+    app = Celery("matrix", broker=settings.broker_url, include=["workers.tasks", "workers.monitor_tasks"])
     app.conf.update(celery_config(settings))
+    monitor = monitor_celery_config(get_monitor_settings())  # the monitor's tasks on its own queue, and its poller
+    app.conf.task_routes = monitor["task_routes"]
+    app.conf.beat_schedule = {**app.conf.beat_schedule, **monitor["beat_schedule"]}
     return app
 
 

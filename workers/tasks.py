@@ -13,7 +13,6 @@ from celery import Celery, group
 from kombu.exceptions import ChannelError
 
 from core.broker import Task
-from core.db import session_scope
 from publisher.delivery import deliver as deliver_engine
 from publisher.delivery import dispatch, metrics, retract
 from publisher.delivery import reconcile as reconcile_engine
@@ -25,10 +24,8 @@ log = logging.getLogger(__name__)
 
 @celery_app.task(name=Task.SCREEN_VERSION.value)
 def screen_version(version_id: int) -> str | None:
-    """Screen one post version with the moderation engine."""
-    with session_scope() as session:
-        done = screening.screen_version(session, version_id)
-        return done.decision if done else None
+    """Screen one post version with the moderation engine (outside any transaction: seconds for a long post)."""
+    return screening.run_screening(version_id).decision
 
 
 @celery_app.task(name=Task.DISPATCH_DUE.value)

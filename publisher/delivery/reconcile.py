@@ -75,6 +75,11 @@ def _note(delivery_id: int, message: str) -> None:
 
 
 def _load_for_platform(delivery_id: int, state: str) -> tuple[Channel, DeliveryContext] | None:
+    """The adapter and its context for asking the platform about a delivery in ``state`` (None if it moved on).
+
+    The rows are read in a short transaction; the context is built after it: an uploaded cover is read in a
+    transaction of its own (``post_content``), which on SQLite would wait for this one's write lock.
+    """
     with session_scope() as s:
         d = s.get(Delivery, delivery_id)
         if d is None or d.state != state:
@@ -84,7 +89,8 @@ def _load_for_platform(delivery_id: int, state: str) -> tuple[Channel, DeliveryC
         if d.depends_on_id:
             dep = s.get(Delivery, d.depends_on_id)
             depends_url = dep.remote_url if dep else None
-        return make_channel(account_info(d.account)), delivery_context(d, version, depends_url)
+        info = account_info(d.account)
+    return make_channel(info), delivery_context(d, version, depends_url)
 
 
 def _resolve_unconfirmed(delivery_id: int) -> None:

@@ -5,7 +5,6 @@ Every user error is a 4xx with a one-line ``detail``; nothing is half-done (one 
 
 from __future__ import annotations
 
-import html
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -15,21 +14,21 @@ from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session
 from starlette.routing import Match
 from starlette.types import Scope
 
 import moderation
 from core import logredact
-from core.audit import events as audit_events
 from core.audit import verify as verify_audit
 from core.broker import broker_reachable
 from core.clock import iso_local, parse_local
 from core.crypto import check_secret_key
-from core.db import get_engine, session_scope
+from core.db import BUSY_REASON, BUSY_RETRY_AFTER_S, READ_ONLY, get_engine, is_database_busy, session_scope
 from core.errors import InvalidInput, MatrixError, NotFound
 from core.notify import Notification
 from core.notify import mark_read as mark_notifications_read
@@ -39,6 +38,9 @@ from publisher.delivery import assisted, retract
 from publisher.domain.models import Post
 from publisher.interfaces.identity import SESSION_COOKIE, RequireIdentity, client_source, current_principal
 from publisher.interfaces.limits import BodyLimit
+from publisher.interfaces.monitor_api import router as monitor_router
+from publisher.interfaces.web import dashboards as web_dashboards
+from publisher.interfaces.web import pages as web
 from publisher.services import LABEL_MAX, LIST_MAX, NAME_MAX, REASON_MAX, SUMMARY_MAX, TARGETS_MAX, URL_MAX, Principal
 from publisher.services.people import SESSION_ABSOLUTE
 from publisher.services.screening import configure_moderation
@@ -60,11 +62,18 @@ app = FastAPI(
     version="0.1.0",
     description="Draft once, screen, review, publish to the matrix.",
     lifespan=_lifespan,
+    docs_url=None,  # served below with Swagger UI's files from this server: a CDN is out of reach offline
+    redoc_url=None,
 )
+app.mount("/static", StaticFiles(directory=str(web.STATIC_DIR)), name="static")
+app.include_router(web.router)
+app.include_router(web_dashboards.router)
 
 
 @app.exception_handler(MatrixError)
-async def _publisher_error(_request: Request, exc: MatrixError) -> JSONResponse:
+async def _publisher_error(request: Request, exc: MatrixError) -> Response:
+    if web.is_page(request.url.path):
+        return web.error_page(request, exc)
     return JSONResponse(status_code=exc.status_code, content={"detail": str(exc)})
 
 
@@ -90,6 +99,19 @@ def _describe_error(error: dict[str, Any]) -> str:
     if kind in ("json_invalid", "json_type"):
         return f"the body is not valid JSON: {error.get('msg', '')}".rstrip(": ")
     return f"{name}: {error.get('msg', 'invalid')}"
+
+
+@app.exception_handler(OperationalError)
+async def _database_busy(_request: Request, exc: OperationalError) -> JSONResponse:
+    # Another process (a worker) held a lock longer than the busy timeout: the server is busy, not broken, so
+    # 503 with Retry-After and one line, never a 500 with a traceback. Any other operational error is a fault.
+    if not is_database_busy(exc):
+        raise exc
+    return JSONResponse(
+        status_code=503,
+        content={"detail": BUSY_REASON},
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
+    )
 
 
 @app.exception_handler(DataError)
@@ -140,6 +162,7 @@ def _body_cap_for(scope: Scope) -> int:
     return settings.api_body_max_bytes
 
 
+app.include_router(monitor_router)
 app.add_middleware(BodyLimit, cap_for=_body_cap_for)
 # Added last, so it runs first: nobody unidentified reaches a route, nor has a body read.
 app.add_middleware(RequireIdentity)
@@ -293,14 +316,10 @@ class PasswordIn(Strict):
 Actor = Annotated[Principal, Depends(current_principal)]
 
 
-@app.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index(actor: Actor) -> str:
-    """A start page with links."""
-    return (
-        "<!doctype html><meta charset='utf-8'><title>media-matrix</title>"
-        f"<h1>media-matrix</h1><p>Signed in as {html.escape(actor.name)}. API documentation: <a href='/docs'>/docs</a>"
-        " · <a href='/health'>/health</a> · <a href='/posts'>/posts</a> · <a href='/accounts'>/accounts</a></p>"
-    )
+@app.get("/docs", include_in_schema=False)
+def docs(actor: Actor) -> HTMLResponse:
+    """Swagger UI for this API, from this server's own files."""
+    return web.swagger_page()
 
 
 @app.get("/health")
@@ -308,7 +327,10 @@ def health() -> JSONResponse:
     """Database and broker reachable? 200 if both, 503 otherwise."""
     status: dict[str, Any] = {}
     try:
+        # A read that takes no write lock: a worker writing at this moment does not make the database
+        # unreachable (on SQLite a plain BEGIN, not the BEGIN IMMEDIATE of every other transaction).
         with get_engine().connect() as conn:
+            conn.execution_options(**READ_ONLY)
             conn.execute(text("SELECT 1"))
         status["database"] = "ok"
     except Exception as exc:
@@ -437,11 +459,10 @@ def audit_log(
     session: Session = Depends(db),
 ) -> list[dict[str, Any]]:
     """The audit log, newest first, filtered by user, object, action and time (admins)."""
-    services.require(session, actor, "audit.view")
-    services.check_page(limit, offset)
-    rows = audit_events(
+    return services.audit_rows(
         session,
-        actor=user,
+        actor,
+        user=user,
         object_type=object_type,
         object_id=object_id,
         action=action,
@@ -450,11 +471,6 @@ def audit_log(
         limit=limit,
         offset=offset,
     )
-    return [
-        {"id": e.id, "at": iso_local(e.at), "actor": e.actor, "actor_id": e.actor_id, "source": e.source,
-         "action": e.action, "object_type": e.object_type, "object_id": e.object_id, "detail": e.detail}
-        for e in rows
-    ]  # fmt: skip
 
 
 @app.get("/audit/verify")

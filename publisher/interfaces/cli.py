@@ -19,19 +19,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 from typer.core import TyperGroup
 
@@ -40,13 +37,24 @@ from core import logredact
 from core.clock import format_local, parse_local
 from core.crypto import check_secret_key, rotate
 from core.db import session_scope
-from core.errors import MatrixError, Unauthenticated
+from core.errors import Unauthenticated
 from core.settings import get_settings
 from moderation.cli import screen_command
-from moderation.types import ModerationError
 from publisher import migrate, services
 from publisher.delivery import assisted, retract
 from publisher.domain.models import Account, Organization
+from publisher.interfaces import monitor_cli
+from publisher.interfaces.cli_common import (
+    _principal,
+    _source,
+    _stored_token,
+    _token,
+    _token_file,
+    console,
+    err,
+    fail,
+    user_errors,
+)
 from publisher.services import Principal
 from publisher.services.demo import DEMO_PEOPLE, fetch_demo_accounts, seed, seed_people
 from publisher.services.screening import configure_moderation
@@ -103,32 +111,7 @@ moderation_app = typer.Typer(help="Screening: reviewers' feedback and allow-list
 feedback_app = typer.Typer(help="Reviewers' feedback on screening.", no_args_is_help=True)
 moderation_app.add_typer(feedback_app, name="feedback")
 app.add_typer(moderation_app, name="moderation")
-
-console = Console()
-err = Console(stderr=True)
-
-
-def fail(message: str) -> None:
-    """Print one red line and exit 2."""
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the publisher's and the moderation engine's errors into one line + exit 2."""
-
-    try:
-        yield
-    except (MatrixError, ModerationError) as exc:
-        fail(str(exc))
-    except DataError as exc:  # a value the database refuses (a NUL character on PostgreSQL): the input's fault
-        fail(f"the database refused a value: {_first_line(str(exc.orig))}")
-
-
-def _first_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0] if lines else "invalid value"
+app.add_typer(monitor_cli.app, name="monitor")
 
 
 def _writable(path: Path) -> None:
@@ -152,45 +135,6 @@ def _local(iso: str | None) -> str:
 
 
 # ------------------------------------------------------------------------------------------ signing in
-
-
-def _config_dir() -> Path:
-    """Where the CLI keeps its token: ``MATRIX_CLI_CONFIG_DIR``, else the platform's config folder."""
-    return Path(os.environ.get("MATRIX_CLI_CONFIG_DIR") or typer.get_app_dir("media-matrix"))
-
-
-def _token_file() -> Path:
-    return _config_dir() / "token"
-
-
-def _source() -> str:
-    """Where this CLI acts from, for the audit trail (``cli host-name``)."""
-    return f"cli {socket.gethostname()}"
-
-
-def _stored_token() -> str | None:
-    """The token ``matrix login`` stored, or None."""
-    path = _token_file()
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
-    return text or None
-
-
-def _token() -> str | None:
-    """``MATRIX_TOKEN``, else the stored token, else None."""
-    return os.environ.get("MATRIX_TOKEN", "").strip() or _stored_token()
-
-
-def _principal(session) -> Principal:
-    """The signed-in person (:class:`Unauthenticated` for a token that does not hold; one line if none)."""
-    token = _token()
-    if token is None:
-        fail("not signed in: run `matrix login`")
-    return services.authenticate(session, token, source=_source())
 
 
 def _signed_in() -> Principal:
@@ -536,7 +480,7 @@ def up(
     start("beat")
     _wait_http(f"http://{settings.api_host}:{settings.api_port}/health", 60)
     table = Table(title="media-matrix is running", show_header=False)
-    table.add_row("Web / API", f"http://{settings.api_host}:{settings.api_port}  (OpenAPI: /docs)")
+    table.add_row("Web / API", f"http://{settings.api_host}:{settings.api_port}/  (sign in there; API: /docs)")
     table.add_row("Sandboxes", settings.sandbox_url)
     table.add_row("Database", settings.database_url)
     table.add_row("Broker", settings.broker_url)

@@ -14,19 +14,33 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 from fastapi import Request
+from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.db import session_scope
+from core.db import BUSY_REASON, BUSY_RETRY_AFTER_S, is_database_busy, session_scope
 from core.errors import Unauthenticated
 from publisher import services
 from publisher.services import Principal
 
 SESSION_COOKIE = "mm_session"
+CSRF_COOKIE = "mm_csrf"  # the web pages' copy of the session's CSRF secret, which their script sends back
 CSRF_HEADER = "x-csrf-token"
-PUBLIC = frozenset({("GET", "/health"), ("HEAD", "/health"), ("POST", "/auth/login")})
+PUBLIC = frozenset(
+    {("GET", "/health"), ("HEAD", "/health"), ("POST", "/auth/login"), ("GET", "/login"), ("POST", "/login")}
+)
+PUBLIC_PREFIXES = ("/static/",)  # the pages' stylesheets, scripts and vendored libraries: nothing of anyone's
+
+
+def _is_page(scope: Scope) -> bool:
+    """A browser asking for a page (sent to the sign-in form rather than answered 401)."""
+    path = scope["path"]
+    return scope["method"] in ("GET", "HEAD") and (path == "/" or path.startswith("/ui/"))
+
+
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -86,14 +100,25 @@ class RequireIdentity:
         if scope["type"] != "http" or (scope["method"], scope["path"].rstrip("/") or "/") in PUBLIC:
             await self.app(scope, receive, send)
             return
+        if scope["method"] in ("GET", "HEAD") and scope["path"].startswith(PUBLIC_PREFIXES):
+            await self.app(scope, receive, send)
+            return
         try:
             # the database lookup in a worker thread: the event loop keeps serving other requests meanwhile
             actor = await anyio.to_thread.run_sync(_resolve, scope)
         except Unauthenticated as exc:
+            if _is_page(scope):
+                await _redirect(send, "/login?next=" + quote(scope["path"]))
+                return
             await _answer(send, exc.status_code, str(exc), {"www-authenticate": "Bearer"})
             return
         except CsrfMissing as exc:
             await _answer(send, 403, str(exc), {})
+            return
+        except OperationalError as exc:  # the sign-in lookup waited in vain for a busy writer: 503, not 500
+            if not is_database_busy(exc):
+                raise
+            await _answer(send, 503, BUSY_REASON, {"retry-after": str(BUSY_RETRY_AFTER_S)})
             return
         scope.setdefault("state", {})["principal"] = actor
         await self.app(scope, receive, send)
@@ -108,6 +133,12 @@ async def _answer(send: Send, status: int, detail: str, headers: dict[str, str])
     ]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send({"type": "http.response.start", "status": 303, "headers": [(b"location", location.encode()),
+                (b"content-length", b"0")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": b""})
 
 
 def current_principal(request: Request) -> Principal:

@@ -5,11 +5,12 @@ from alembic import context
 import core.audit
 import core.notify
 import core.ratelimit
+import monitor.models
 import publisher.domain.models
 from core.db import Base, engine_for
 
 # Every table of the one schema lives on core.db.Base; importing the modules that define them registers them.
-_MODELS = (core.audit, core.notify, core.ratelimit, publisher.domain.models)
+_MODELS = (core.audit, core.notify, core.ratelimit, publisher.domain.models, monitor.models)
 
 config = context.config
 target_metadata = Base.metadata

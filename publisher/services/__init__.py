@@ -15,6 +15,13 @@ from publisher.services.accounts import (
 )
 from publisher.services.chains import chain_for, review_chain_of, set_review_chain, validate_chain
 from publisher.services.common import LABEL_MAX, NAME_MAX, REASON_MAX, URL_MAX, audit, get, notify_owner
+from publisher.services.dashboards import (
+    calendar_events,
+    engagement_series,
+    matrix_index,
+    matrix_ranking,
+    top_posts,
+)
 from publisher.services.feedback import decide_proposal, export_lines, proposals
 from publisher.services.media import COVER_MAX_BYTES, get_media, media_ref, upload_image
 from publisher.services.organizations import ensure_organization
@@ -57,9 +64,11 @@ from publisher.services.terms import TERM_MAX, add_moderation_term
 from publisher.services.views import (
     LIST_MAX,
     account_rows,
+    audit_rows,
     check_page,
     deliveries_of,
     delivery_summary,
+    delivery_timeline,
     hit_context,
     latest_metrics,
     latest_screening,
@@ -88,7 +97,9 @@ __all__ = [
     "add_account",
     "add_moderation_term",
     "audit",
+    "audit_rows",
     "authenticate",
+    "calendar_events",
     "cancel_schedule",
     "chain_for",
     "chain_progress",
@@ -102,9 +113,11 @@ __all__ = [
     "delete_draft",
     "deliveries_of",
     "delivery_summary",
+    "delivery_timeline",
     "disable_user",
     "duplicate_post",
     "edit_post",
+    "engagement_series",
     "ensure_organization",
     "export_lines",
     "find_account",
@@ -117,6 +130,8 @@ __all__ = [
     "issue_credential",
     "latest_metrics",
     "latest_screening",
+    "matrix_index",
+    "matrix_ranking",
     "media_ref",
     "notification_rows",
     "notify_owner",
@@ -141,6 +156,7 @@ __all__ = [
     "sign_in",
     "submit_post",
     "token_rows",
+    "top_posts",
     "upload_image",
     "user_rows",
     "users_exist",

@@ -70,6 +70,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "user.manage": frozenset({"admin"}),
     "audit.view": frozenset({"admin"}),
     "screen": frozenset({"editor", "reviewer", "monitor", "admin"}),
+    "monitor.view": frozenset({"monitor", "admin"}),  # the public-opinion monitor: sources, items, stories, rules
+    "monitor.manage": frozenset({"monitor", "admin"}),  # add, pause and poll sources; write rules
 }
 _VERBS = {
     "post.view": "see posts",
@@ -83,6 +85,8 @@ _VERBS = {
     "user.manage": "manage users",
     "audit.view": "read the audit log",
     "screen": "screen texts",
+    "monitor.view": "read the monitor",
+    "monitor.manage": "manage monitor sources and rules",
 }
 
 

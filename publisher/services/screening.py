@@ -8,6 +8,7 @@ accounts is held to the strictest of their verdicts.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -66,59 +67,103 @@ def _chain(session: Session, org_id: int) -> list[Organization]:
     return [org for org in found if org is not None]
 
 
-def org_lists(session: Session, org_id: int) -> moderation.OrgLists | None:
-    """The compiled lists of an organisation and its ancestors (cached by version; None if empty)."""
+@dataclass(frozen=True)
+class OrgTerms:
+    """An organisation's deny- and allow-lists with its ancestors', as read from the database (plain values:
+    compiled outside the transaction, and only when the compiled cache has no such version)."""
+
+    deny: tuple[tuple[str, str, str], ...]
+    allow: tuple[str, ...]
+    version: int
+    key: str
+
+    def compile(self) -> moderation.OrgLists:
+        """The compiled lists (cached by the engine under ``key`` and ``version``)."""
+        configure_moderation()
+        return moderation.get_screener().compile_org_lists(
+            deny=self.deny, allow=self.allow, version=self.version, key=self.key
+        )
+
+
+def org_terms(session: Session, org_id: int) -> OrgTerms | None:
+    """The lists that apply to an organisation's posts: its own and its ancestors' (None if all are empty)."""
     chain = _chain(session, org_id)
     version = sum(o.lists_version for o in chain)  # versions only grow, so the sum changes on any edit
     if version == 0:
         return None
-
-    def terms(list_: str):
-        return session.scalars(
-            select(ModerationTerm).where(
-                ModerationTerm.organization_id.in_([o.id for o in chain]), ModerationTerm.list == list_
-            )
-        ).all()
-
-    configure_moderation()
-    return moderation.get_screener().compile_org_lists(
-        deny=((t.term, t.category, t.severity) for t in terms("deny")),
-        allow=(t.term for t in terms("allow")),
-        version=version,
-        key=f"org-{org_id}",
+    terms = session.scalars(
+        select(ModerationTerm)
+        .where(ModerationTerm.organization_id.in_([o.id for o in chain]))
+        .order_by(ModerationTerm.id)
     )
+    deny: list[tuple[str, str, str]] = []
+    allow: list[str] = []
+    for t in terms:
+        if t.list == "deny":
+            deny.append((t.term, t.category, t.severity))
+        elif t.list == "allow":
+            allow.append(t.term)
+    return OrgTerms(deny=tuple(deny), allow=tuple(allow), version=version, key=f"org-{org_id}")
 
 
-def screen_post(session: Session, post: Post, text: str) -> Verdict:
-    """The strictest verdict over the post's target accounts' policies."""
+@dataclass(frozen=True)
+class ScreeningJob:
+    """Everything one screening needs, read in a short transaction, so the engine runs with none open.
+
+    ``policies`` holds one policy per distinct override among the post's target accounts: the post is held to
+    the strictest of their verdicts.
+    """
+
+    version_id: int
+    text: str
+    policies: tuple[moderation.Policy, ...]
+    terms: OrgTerms | None
+
+    def run(self) -> Verdict:
+        """Screen the text (seconds for a long post; touches no database)."""
+        configure_moderation()
+        lists = self.terms.compile() if self.terms else None
+        verdicts = [moderation.screen(self.text, policy=policy, org=lists) for policy in self.policies]
+        return max(verdicts, key=lambda v: _SEVERITY_ORDER[v.decision])
+
+
+def screening_job(session: Session, post: Post, version: PostVersion) -> ScreeningJob:
+    """What screening ``version`` of ``post`` takes: its text, the policies of its accounts, its lists."""
     configure_moderation()
-    org = session.get(Organization, post.organization_id)
     base = moderation.default_policy()  # carries the classifier's own thresholds
-    for o in reversed(_chain(session, org.id)):  # ancestors first, the post's own organisation last
+    for o in reversed(_chain(session, post.organization_id)):  # ancestors first, the post's own organisation last
         base = base.with_overrides(o.moderation_policy or None)
     accounts = session.scalars(select(Account).where(Account.id.in_([t.account_id for t in post.targets]))).all()
     overrides: dict[str, dict[str, Any]] = {}
     for account in accounts:
         overrides.setdefault(json.dumps(account.moderation_policy or {}, sort_keys=True), account.moderation_policy)
-    lists = org_lists(session, org.id)
-    verdicts = [moderation.screen(text, policy=base.with_overrides(o or None), org=lists) for o in overrides.values()]
-    if not verdicts:
-        verdicts = [moderation.screen(text, policy=base, org=lists)]
-    return max(verdicts, key=lambda v: _SEVERITY_ORDER[v.decision])
+    policies = tuple(base.with_overrides(o or None) for o in overrides.values()) or (base,)
+    return ScreeningJob(version.id, version.screened_text(), policies, org_terms(session, post.organization_id))
 
 
-def screen_version(session: Session, version_id: int) -> Screening | None:
-    """Screen one version with the moderation engine and move its post on (if it is still current).
+def prepare_screening(session: Session, version_id: int) -> ScreeningJob | None:
+    """The first short transaction of a screening: what to screen, or None when the version has its result
+    already (a duplicate wake-up; :func:`record_screening` then only applies it, if that is still due)."""
+    version = get(session, PostVersion, version_id)
+    if session.scalar(select(Screening.id).where(Screening.version_id == version.id)) is not None:
+        return None
+    return screening_job(session, get(session, Post, version.post_id), version)
 
-    Returns the stored screening, or None if the post moved on to a newer version meanwhile.
+
+def record_screening(session: Session, version_id: int, verdict: Verdict | None) -> Screening:
+    """The second short transaction: store ``verdict`` for the version and move its post on, if the post is
+    still at that version and in ``screening``.
+
+    The post is locked and checked again here, as the screening ran with no transaction open: an edit made
+    meanwhile (a newer version, being screened in turn) wins, and this result is stored but changes nothing.
+    A version screened twice at once keeps the first result stored. ``verdict`` None applies the stored one.
     """
-    from publisher.services.screening import screen_post
-
     version = get(session, PostVersion, version_id)
     post = get(session, Post, version.post_id, lock=True)
     existing = session.scalar(select(Screening).where(Screening.version_id == version.id))
     if existing is None:
-        verdict = screen_post(session, post, version.screened_text())
+        if verdict is None:  # prepare_screening saw one stored, and screenings are never deleted
+            raise RuntimeError(f"version {version.id} has no screening to apply")
         data = verdict.to_dict()
         existing = Screening(
             version_id=version.id,
@@ -143,6 +188,30 @@ def screen_version(session: Session, version_id: int) -> Screening | None:
         reasons = "; ".join(f"{h.get('category')} 「{h.get('text')}」" for h in hits[:3]) or "see the screening"
         notify_owner(session, post, "post_rejected", f"screening rejected post {post.id}: {reasons}")
     return existing
+
+
+def screen_version(session: Session, version_id: int) -> Screening:
+    """Screen one version and move its post on (if it is still current), all in the caller's transaction.
+
+    For tools and tests that hold a session already; workers use :func:`run_screening`, which keeps the
+    engine out of any transaction. Returns the stored screening (of a stale version too).
+    """
+    job = prepare_screening(session, version_id)
+    return record_screening(session, version_id, job.run() if job else None)
+
+
+def run_screening(version_id: int) -> Screening:
+    """Screen one version with no transaction open while the engine runs (seconds for a long post).
+
+    Read what to screen in one short transaction, screen, then store the result and move the post on in a
+    second (:func:`record_screening`), so the database's writers (on SQLite: all of them) never wait for the
+    engine. Returns the stored screening (detached; the session's objects stay readable after commit).
+    """
+    with session_scope() as session:
+        job = prepare_screening(session, version_id)
+    verdict = job.run() if job else None
+    with session_scope() as session:
+        return record_screening(session, version_id, verdict)
 
 
 def latest_decision(session: Session, version_id: int) -> str | None:

@@ -3,20 +3,31 @@ the web pages all render. One query per view, here; the interfaces only format."
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
+from core.audit import events as audit_events
 from core.clock import iso_local
 from core.db import ID_MAX
 from core.errors import InvalidInput, NotFound
 from core.notify import mark_read as mark_notifications_read
 from core.notify import notifications_for
 from publisher.domain.lifecycle import PostState
-from publisher.domain.models import Account, Delivery, MetricSnapshot, Post, PostVersion, Schedule, Screening
+from publisher.domain.models import (
+    Account,
+    AuditEvent,
+    Delivery,
+    MetricSnapshot,
+    Post,
+    PostVersion,
+    Schedule,
+    Screening,
+)
 from publisher.services.common import get
-from publisher.services.people import PERMISSIONS, Principal, holds, visible_orgs
+from publisher.services.people import PERMISSIONS, Principal, holds, require, visible_orgs
 
 
 def deliveries_of(session: Session, post_id: int) -> list[Delivery]:
@@ -144,7 +155,8 @@ def post_rows(
     if state is not None and state not in PostState.__members__.values():
         raise InvalidInput(f"unknown post state {state!r}; choose from {', '.join(PostState)}")
     check_page(limit, offset)
-    q = select(Post).order_by(Post.id.desc()).limit(limit).offset(offset)
+    # the titles in one more query, not one per row
+    q = select(Post).options(selectinload(Post.current_version)).order_by(Post.id.desc()).limit(limit).offset(offset)
     orgs = visible_orgs(session, actor, "post.view")
     if orgs is not None:
         q = q.where(Post.organization_id.in_(orgs))
@@ -179,6 +191,7 @@ def account_rows(
             "kind": a.kind,
             "name": a.name,
             "organization": a.organization.name,
+            "organization_id": a.organization_id,
             "status": a.status,
             "status_reason": a.status_reason,
             "paused_until": iso_local(a.paused_until),
@@ -190,7 +203,14 @@ def account_rows(
 def review_queue(session: Session, actor: Principal, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     """Posts waiting for review that ``actor`` may review, oldest first, with the screening's evidence."""
     check_page(limit, offset)
-    q = select(Post).where(Post.state == PostState.NEEDS_REVIEW).order_by(Post.id).limit(limit).offset(offset)
+    q = (
+        select(Post)
+        .options(selectinload(Post.current_version))
+        .where(Post.state == PostState.NEEDS_REVIEW)
+        .order_by(Post.id)
+        .limit(limit)
+        .offset(offset)
+    )
     orgs = visible_orgs(session, actor, "post.review")
     if orgs is not None:
         q = q.where(Post.organization_id.in_(orgs))
@@ -220,3 +240,56 @@ def notification_rows(
     if mark_read:
         mark_notifications_read(shown)
     return rows
+
+
+def delivery_timeline(session: Session, actor: Principal, post_id: int) -> dict[int, list[dict[str, Any]]]:
+    """Each delivery of a post ``actor`` may see, as its audit trail: what happened when (attempts, errors,
+    state changes), oldest first — the post page's timeline."""
+    post = visible_post(session, actor, post_id)
+    ids = [d.id for d in deliveries_of(session, post.id)]
+    if not ids:
+        return {}
+    rows = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.object_type == "delivery", AuditEvent.object_id.in_(ids))
+        .order_by(AuditEvent.id)
+    ).all()
+    timeline: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    for e in rows:
+        timeline[e.object_id].append({"at": iso_local(e.at), "action": e.action, "detail": e.detail, "by": e.actor})
+    return timeline
+
+
+def audit_rows(
+    session: Session,
+    actor: Principal,
+    *,
+    user: str | None = None,
+    object_type: str | None = None,
+    object_id: int | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """The audit log, newest first, filtered by user, object, action and time (admins): ``GET /audit``, the
+    audit page."""
+    require(session, actor, "audit.view")
+    check_page(limit, offset)
+    rows = audit_events(
+        session,
+        actor=user,
+        object_type=object_type,
+        object_id=object_id,
+        action=action,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+    )
+    return [
+        {"id": e.id, "at": iso_local(e.at), "actor": e.actor, "actor_id": e.actor_id, "source": e.source,
+         "action": e.action, "object_type": e.object_type, "object_id": e.object_id, "detail": e.detail}
+        for e in rows
+    ]  # fmt: skip

@@ -30,6 +30,7 @@ from publisher.interfaces.api import app
 from publisher.interfaces.cli import app as cli
 from publisher.services.screening import configure_moderation
 from tests.support.people import PROVINCE, SYSTEM, Person, make_user, password_of
+from tests.support.routes import all_routes
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("MATRIX_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -236,6 +237,10 @@ _ID_ROUTES: dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, st
     ("POST", "/accounts/{account_id}/reauthorize"): ("account", {}, {"check": "false"}),
     ("GET", "/posts/{post_id}"): ("post", None, {}),
     ("GET", "/media/{media_id}"): ("media", None, {}),
+    ("GET", "/monitor/sources/{source_id}"): ("source", None, {}),
+    ("POST", "/monitor/sources/{source_id}/pause"): ("source", None, {}),
+    ("POST", "/monitor/sources/{source_id}/resume"): ("source", None, {}),
+    ("GET", "/monitor/stories/{story_id}"): ("story", None, {}),
     ("PATCH", "/posts/{post_id}"): ("post", {"title": "新标题"}, {}),
     ("DELETE", "/posts/{post_id}"): ("post", None, {}),
     ("POST", "/posts/{post_id}/submit"): ("post", None, {}),
@@ -260,8 +265,8 @@ _ID_ROUTES: dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, st
 def test_the_id_table_covers_every_route_with_an_id() -> None:
     with_ids = {
         (method, route.path)
-        for route in app.routes
-        if isinstance(route, APIRoute) and "_id}" in route.path
+        for route in all_routes(app)
+        if isinstance(route, APIRoute) and "_id}" in route.path and not route.path.startswith("/ui/")
         for method in route.methods
     }
     assert with_ids == set(_ID_ROUTES)

@@ -14,6 +14,7 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from starlette.routing import Mount
 
 from core.db import session_scope
 from core.errors import Forbidden, NotFound, Unauthenticated
@@ -22,6 +23,7 @@ from publisher.domain.models import ModerationTerm, Organization, Post, ReviewDe
 from publisher.interfaces.api import app
 from publisher.services.people import MAX_FAILED_SIGN_INS, LockedOut
 from tests.support.people import CITY, DISTRICT, NEIGHBOUR, PROVINCE, SYSTEM, Person, make_user, password_of
+from tests.support.routes import all_routes
 
 # ------------------------------------------------------------------------------------------ fixtures
 
@@ -87,21 +89,29 @@ def _sample_path(route: APIRoute) -> str:
 
 
 def test_anonymous_clients_reach_only_health_and_sign_in(client: TestClient) -> None:
-    public = {("GET", "/health"), ("POST", "/auth/login")}
+    public = {("GET", "/health"), ("POST", "/auth/login"), ("GET", "/login"), ("POST", "/login")}
     walked = 0
-    for route in app.routes:
+    for route in all_routes(app):
+        if isinstance(route, Mount):  # the pages' static files: stylesheets, scripts, vendored libraries
+            assert route.path == "/static"
+            continue
         methods = getattr(route, "methods", None) or {"GET"}
         for method in methods - {"HEAD", "OPTIONS"}:
             path = _sample_path(route) if isinstance(route, APIRoute) else route.path  # type: ignore[attr-defined]
-            answer = client.request(method, path, json={})
+            answer = client.request(method, path, json={}, follow_redirects=False)
             walked += 1
-            if (method, route.path) in public:  # type: ignore[attr-defined]
+            if (method, route.path) == ("POST", "/login"):  # the form, again, saying the sign-in failed
+                assert 'data-testid="login-error"' in answer.text
+            elif (method, route.path) in public:  # type: ignore[attr-defined]
                 assert answer.status_code != 401, (method, path)
+            elif method == "GET" and (path == "/" or path.startswith("/ui/")):  # a page: to the sign-in form
+                assert answer.status_code == 303 and answer.headers["location"].startswith("/login?next=")
             else:
                 assert answer.status_code == 401, (method, path, answer.status_code)
                 assert "sign in" in answer.json()["detail"]
-    assert walked >= 30  # every API route, /docs and /openapi.json included
+    assert walked >= 60  # every API route, the monitor's and the pages', /docs and /openapi.json included
     assert client.get("/docs").status_code == 401 and client.get("/openapi.json").status_code == 401
+    assert client.get("/static/app.js").status_code == 200
 
 
 def test_a_bad_or_revoked_token_is_401_with_the_reason(client: TestClient, people: dict[str, Person]) -> None:

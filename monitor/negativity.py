@@ -1,0 +1,87 @@
+"""Negativity of an item: a lexicon score with negation, for short Chinese posts about work. Pure.
+
+The method, simple and checkable: count the occurrences of negative terms (欠薪, 不公, 投诉, 愤怒…) and positive
+terms (表彰, 解决, 感谢, 到位…) in the normalised text; an occurrence preceded within two characters by a negator
+(不, 没, 未, 无, 别, 非) counts for the other side (没有解决 is negative, 不拖欠 is not). Then::
+
+    negativity = neg / (neg + pos + 1)           # 0 with no signal; above 0.5 needs neg > pos + 1
+
+It is measured on a labelled set that was written after the lexicons and not used to change them
+(``tests/monitor/data/negativity_eval.tsv``; the figures are in ``monitor/README.md``). A model trained on
+honestly licensed data is a later slice: this is the baseline it has to beat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moderation.normalize import Normalized, normalize, normalize_term
+
+NEGATIVE_THRESHOLD = 0.5  # an item at or above it counts as negative (in the README's figures too)
+
+_NEGATIVE = """
+欠薪 拖欠 讨薪 克扣 降薪 裁员 辞退 开除 解雇 跑路 倒闭 停工 违法 违规 不公 不满 失望 愤怒 气愤 无奈 心寒 委屈
+投诉 举报 维权 上访 曝光 纠纷 冲突 堵门 罢工 抗议 讨说法 黑心 压榨 剥削 强制 逼迫 威胁 殴打 欺负 刁难
+事故 伤亡 死亡 身亡 受伤 工伤 职业病 尘肺 爆炸 坍塌 坠落 隐患 危险 断缴 不签合同 无故 拒不 拒绝 推诿
+拿不到 没发 不发 未发 迟迟 至今 一直没有 没人管 无人问津 求助 求救 救救 可怜 艰难 困难 崩溃 绝望 痛苦
+焦虑 疲惫 累死 猝死 过劳 被迫 恶意 欺诈 骗 坑 霸王条款 扣钱 罚款 加班费都没有 不给
+"""
+_POSITIVE = """
+表彰 表扬 感谢 感恩 点赞 喜讯 好消息 祝贺 庆祝 荣获 获奖 先进 模范 劳模 工匠 解决 化解 落实 到位 到账
+发放 追回 兑现 保障 维护 帮助 帮扶 慰问 温暖 关爱 暖心 贴心 满意 开心 高兴 幸福 顺利 圆满 成功 提升
+提高 改善 优化 支持 服务 免费 福利 奖励 补贴 培训 成长 进步 和谐 稳定 安全生产 平安
+"""
+_NEGATORS = set("不没未无别非")
+_WINDOW = 2  # characters before a term searched for a negator
+
+
+def _terms(block: str) -> tuple[str, ...]:
+    return tuple(sorted({normalize_term(t) for t in block.split() if t.strip()}, key=len, reverse=True))
+
+
+_NEG_TERMS = _terms(_NEGATIVE)
+_POS_TERMS = _terms(_POSITIVE)
+
+
+@dataclass(frozen=True)
+class Negativity:
+    """The score and its evidence: the negative and positive terms counted (after negation)."""
+
+    score: float
+    negative: tuple[str, ...]
+    positive: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-safe form, stored with the item's scores."""
+        return {"score": round(self.score, 4), "negative": list(self.negative), "positive": list(self.positive)}
+
+
+def _occurrences(text: str, terms: tuple[str, ...], taken: list[bool]) -> list[tuple[int, str]]:
+    """Occurrences of ``terms`` (longest first) not overlapping an occurrence already counted."""
+    found = []
+    for term in terms:
+        start = text.find(term)
+        while start != -1:
+            end = start + len(term)
+            if not any(taken[start:end]):
+                taken[start:end] = [True] * len(term)
+                found.append((start, term))
+            start = text.find(term, start + 1)
+    return found
+
+
+def negativity(text: str | Normalized) -> Negativity:
+    """Score ``text`` (see the module docstring); 0 when no sentiment term occurs."""
+    norm = (text if isinstance(text, Normalized) else normalize(text)).text
+    taken = [False] * len(norm)
+    negative: list[str] = []
+    positive: list[str] = []
+    both = [(p, t, True) for p, t in _occurrences(norm, _NEG_TERMS, taken)]
+    both += [(p, t, False) for p, t in _occurrences(norm, _POS_TERMS, taken)]
+    for position, term, is_negative in both:
+        negated = any(ch in _NEGATORS for ch in norm[max(0, position - _WINDOW) : position])
+        if term[0] in _NEGATORS:  # 不公, 没发: the negator is part of the term, not a flip of it
+            negated = False
+        (positive if is_negative == negated else negative).append(("不" if negated else "") + term)
+    neg, pos = len(negative), len(positive)
+    return Negativity(neg / (neg + pos + 1), tuple(negative), tuple(positive))
