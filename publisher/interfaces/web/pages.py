@@ -174,11 +174,13 @@ def _visible(session: Session, actor: Principal, post_id: int) -> Post:
 
 
 def marked_fields(version: PostVersion, verdict: dict[str, Any] | None) -> dict[str, list[tuple[str, str | None]]]:
-    """Each screened field of a version cut into (text, category or None) pieces: the hits marked by category."""
+    """Each screened field of a version cut into (text, category or None) pieces: the hits marked by category.
+
+    ``verdict`` is a post read model's screening (:func:`services.post_summary`), whose hits carry ``where``."""
     fields = {field: text for field, text in version.screened_parts()}
     spans: dict[str, list[tuple[int, int, str]]] = {f: [] for f in fields}
     for hit in (verdict or {}).get("hits", []):
-        where = services.hit_context(version, hit["start"], hit["end"])
+        where = hit["where"]  # the read model placed each hit in its field already (views.hit_context)
         if where["field"] in spans and where["end"] > where["start"]:
             spans[where["field"]].append((where["start"], where["end"], hit.get("category") or ""))
     out: dict[str, list[tuple[str, str | None]]] = {}
