@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from moderation.config import ModerationConfig, current_config
 from moderation.encoder import EncoderError, base_model_dir, load_encoder
+from moderation.linear import LinearScorer
 from moderation.types import ClassifierError
 
 __all__ = [
@@ -134,6 +136,8 @@ class Classifier:
         thresholds: dict[str, float] | None = None,
         batch_size: int = 16,
         quantized: bool = False,
+        linear: LinearScorer | None = None,
+        transformer_weight: float = 1.0,
     ) -> None:
         self.tokenizer = tokenizer
         self.encoder = encoder
@@ -144,6 +148,11 @@ class Classifier:
         self.thresholds = dict(thresholds or {})
         self.batch_size = batch_size
         self.quantized = quantized  # int8 dynamic quantisation applied to the encoder's Linear layers
+        #: the transformer's own version (``version`` adds the linear scorer's when the two are combined)
+        self.transformer_version = version.split("+")[0]
+        #: optional second scorer (char n-gram TF-IDF + LR); scores = w * transformer + (1 - w) * linear
+        self.linear = linear
+        self.transformer_weight = float(transformer_weight) if linear is not None else 1.0
         self._lock = threading.Lock()  # HF tokenizers' padding state and torch modules are not re-entrant
 
     @classmethod
@@ -153,13 +162,17 @@ class Classifier:
         quantize: bool | None = None,
         *,
         config: ModerationConfig | None = None,
+        linear: bool = True,
     ) -> Classifier:
         """Load the trained classifier from ``model_dir``, on the base encoder that ``config`` names.
 
         ``model_dir`` defaults to ``config.model_dir``, then the shipped model; ``config`` defaults to the
         process default (:func:`moderation.config.current_config`). ``quantize`` applies int8 dynamic
         quantisation to the encoder's Linear layers (CPU); ``None`` uses what the model directory recommends
-        (``classifier.json: "quantize"``, chosen when it kept accuracy).
+        (``classifier.json: "quantize"``, chosen when it kept accuracy). Where ``classifier.json`` has a
+        ``"combine"`` entry (the linear scorer's file, the transformer's weight and the thresholds chosen for
+        the average), the linear scorer is loaded beside the transformer and :meth:`predict` returns the
+        weighted average; ``linear=False`` gives the transformer alone with its own thresholds.
         """
         from safetensors.torch import load_file
 
@@ -190,7 +203,28 @@ class Classifier:
             encoder = quantize_encoder(encoder)
         # int8 shifts scores slightly, so training picks thresholds for each mode on the selection slice
         thresholds = meta.get("thresholds_int8" if quantize else "thresholds_fp32") or meta.get("thresholds")
-        return cls(tokenizer, encoder, head, categories, str(meta["version"]), thresholds, quantized=quantize)
+        version = str(meta["version"])
+        combine = meta.get("combine") if linear else None
+        scorer, weight = None, 1.0
+        if combine:
+            scorer = LinearScorer.load(model_dir / str(combine["file"]))
+            if scorer.categories != tuple(categories):
+                raise ModelFileError(f"{model_dir}: the linear scorer's categories differ from the transformer's")
+            weight = float(combine["transformer_weight"])
+            # the average's thresholds were chosen with the int8 transformer (the default mode)
+            thresholds = combine.get("thresholds") or thresholds
+            version = f"{version}+{combine['version']}"
+        return cls(
+            tokenizer,
+            encoder,
+            head,
+            categories,
+            version,
+            thresholds,
+            quantized=quantize,
+            linear=scorer,
+            transformer_weight=weight,
+        )
 
     def _score_windows(self, windows: list[list[int]]) -> torch.Tensor:
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))  # similar lengths pad less
@@ -203,17 +237,32 @@ class Classifier:
             out[idx] = torch.sigmoid(self.head(mean_pool(hidden, mask)))
         return out
 
-    def predict(self, texts: list[str]) -> list[dict[str, float]]:
-        """Per-category probabilities for each text (max over a long text's windows)."""
+    def transformer_scores(self, texts: Sequence[str]) -> np.ndarray:
+        """``[len(texts), C]`` transformer probabilities (max over a long text's windows)."""
         if not texts:
-            return []
+            return np.zeros((0, len(self.categories)), dtype=np.float32)
         with self._lock, torch.inference_mode():
             win = make_windows(self.tokenizer, texts)
             scores = self._score_windows(win.ids)
             per_text = torch.zeros((len(texts), len(self.categories)))
             for row, owner in enumerate(win.owner):  # max over each text's windows
                 torch.maximum(per_text[owner], scores[row], out=per_text[owner])
-        return [{c: round(float(v), 6) for c, v in zip(self.categories, row, strict=True)} for row in per_text.tolist()]
+        return per_text.numpy()
+
+    def combine(self, transformer: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """The shipped scores from the transformer's scores of ``texts``: the weighted average with the
+        linear scorer's where one is loaded, else the transformer's as they are."""
+        if self.linear is None:
+            return np.asarray(transformer, dtype=np.float64)
+        w = self.transformer_weight
+        return w * np.asarray(transformer, dtype=np.float64) + (1.0 - w) * self.linear.predict_windows(texts)
+
+    def predict(self, texts: list[str]) -> list[dict[str, float]]:
+        """Per-category probabilities for each text (see :meth:`combine`)."""
+        if not texts:
+            return []
+        scores = self.combine(self.transformer_scores(texts), texts)
+        return [{c: round(float(v), 6) for c, v in zip(self.categories, row, strict=True)} for row in scores.tolist()]
 
 
 def quantize_encoder(encoder: nn.Module) -> nn.Module:

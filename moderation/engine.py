@@ -133,7 +133,7 @@ class Screener:
         """``classifier="auto"`` loads the classifier that ``config`` (default: the process default) names,
         lazily on first use; pass a classifier object to use that one, or ``None`` for rules only."""
         self.config = config if config is not None else current_config()
-        self.lexicon = lexicon if lexicon is not None else load_builtin("default", backend)
+        self.lexicon = lexicon if lexicon is not None else load_builtin("default", backend, self.config.cache_dir)
         self.policy = policy or Policy.default()
         # The default policy takes the classifier's own per-category thresholds (picked for max F1 when it was
         # trained) as review thresholds; a policy passed in explicitly is used as it is.

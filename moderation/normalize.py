@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -42,13 +43,17 @@ __all__ = [
     "PinyinView",
     "apply_homophones",
     "char_pinyin",
+    "homophone_keys",
     "homophone_spans",
     "is_pinyin_word",
     "normalize",
     "normalize_term",
     "pinyin_view",
+    "prime_tables",
     "sound_key",
+    "sound_table",
     "sound_view",
+    "table_state",
 ]
 
 # Markers written by the translate table (never produced by NFKC of real text: they are C0 controls, which the
@@ -141,9 +146,33 @@ _DUP_OK = frozenset(
 _KEEP_FULLWIDTH = set("，！？；：（）")
 
 
+# Tables handed over by :func:`prime_tables` (read from the lexicon cache) instead of being rebuilt: building
+# them (OpenCC over every ideograph, pypinyin's dictionary, the lookup arrays) is most of a cold start.
+_PRIMED: dict[str, Any] = {}
+_PRIMEABLE = ("_tables", "_vector_tables", "_pinyin_table", "_pinyin_arrays", "_sound_lut")
+
+
+def table_state() -> dict[str, Any]:
+    """Every lookup table the normaliser and its views build, for :func:`prime_tables` in another process."""
+    return {name: globals()[name]() for name in _PRIMEABLE}
+
+
+def prime_tables(state: dict[str, Any]) -> None:
+    """Use ``state`` (from :func:`table_state` of the same code version) instead of building the tables.
+
+    Tables already built in this process are kept; the caller is responsible for the version match (the
+    lexicon cache keys its file by a hash of this module's source).
+    """
+    for name in _PRIMEABLE:
+        if name in state and globals()[name].cache_info().currsize == 0:
+            _PRIMED[name] = state[name]
+
+
 @lru_cache(maxsize=1)
 def _tables() -> tuple[dict[int, str], dict[str, str]]:
     """Build (translate table, expansion map) once per process (~0.3 s)."""
+    if "_tables" in _PRIMED:
+        return _PRIMED.pop("_tables")  # type: ignore[no-any-return]
     import opencc  # local: only the table build needs it
 
     table: dict[int, str] = {}
@@ -222,6 +251,9 @@ class Normalized:
     seg_orig: Any = None
     seg_end: Any = None
     seg_linear: Any = None
+    #: The normalised text as a uint32 numpy array of code points, when the normaliser already had it (the
+    #: matchers need it; :meth:`code_points` computes it otherwise).
+    cps: Any = None
 
     @classmethod
     def from_segments(cls, text: str, original: str, segments: list[tuple[int, int, int, bool]]) -> Normalized:
@@ -295,6 +327,15 @@ class Normalized:
         o = np.asarray(origs, dtype=np.int64)
         k = np.searchsorted(self.seg_orig, o, side="right") - 1
         return np.where(self.seg_linear[k], self.seg_norm[k] + (o - self.seg_orig[k]), self.seg_norm[k]).tolist()
+
+    def code_points(self) -> Any:
+        """The normalised text as a uint32 numpy array (computed once, then kept)."""
+        if self.cps is None:
+            import numpy as np
+
+            arr = np.frombuffer(self.text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+            object.__setattr__(self, "cps", arr)  # a cache, not state: the frozen fields are unchanged
+        return self.cps
 
     @property
     def identity(self) -> bool:
@@ -375,9 +416,20 @@ def _normalize_str(text: str) -> Normalized:
     return Normalized.from_segments("".join(pieces), text, segments)
 
 
+# Character flags of the FOLDED character, one uint8 lookup per character for the vectorised path.
+_F_CJK = 1  # a CJK ideograph
+_F_SEP = 2  # a separator (not a word character, not a hard boundary; also the delete marker)
+_F_HARD = 4  # a hard boundary (sentence punctuation, line breaks)
+_F_CN = 8  # a Chinese numeral (becomes a digit inside a digit run)
+_F_DIGIT = 16  # digit-like (ASCII digit or Chinese numeral)
+_F_EXP = 32  # the expansion marker
+
+
 @lru_cache(maxsize=1)
 def _vector_tables() -> dict[str, Any]:
     """Lookup arrays for the vectorised path, built once (~0.2 s, ~6 MB)."""
+    if "_vector_tables" in _PRIMED:
+        return _PRIMED.pop("_vector_tables")  # type: ignore[no-any-return]
     import numpy as np
 
     table, _ = _tables()
@@ -386,42 +438,41 @@ def _vector_tables() -> dict[str, Any]:
     for cp, out in table.items():
         if len(out) == 1:
             fold[cp] = ord(out)  # markers included: _DEL -> 0, _EXP -> 1
-    # Character classes of the FOLDED character: 0 word, 1 CJK ideograph, 2 separator, 3 hard boundary.
-    cls = np.zeros(0x110000, dtype=np.uint8)
+    flags = np.zeros(0x110000, dtype=np.uint8)
     cjk = re.compile(rf"[{_CJK}]")
     for cp in range(size):
         ch = chr(cp)
         if ch in _HARD:
-            cls[cp] = 3
+            flags[cp] = _F_HARD
         elif cjk.match(ch):
-            cls[cp] = 1
+            flags[cp] = _F_CJK
         elif not ch.isalnum() or ch == "_":
-            cls[cp] = 2
-    cls[0] = 2  # the delete marker is a separator too
-    cls[1] = 0
-    digitish = np.zeros(0x110000, dtype=bool)
-    for ch in "0123456789" + "".join(_CN_DIGITS):
-        digitish[ord(ch)] = True
+            flags[cp] = _F_SEP
+    flags[0] = _F_SEP  # the delete marker is a separator too
+    flags[1] = _F_EXP
+    for ch in "0123456789":
+        flags[ord(ch)] |= _F_DIGIT
     cn_to_ascii = np.arange(0x110000, dtype=np.uint32)
-    is_cn = np.zeros(0x110000, dtype=bool)
     for ch, d in _CN_DIGITS.items():
         cn_to_ascii[ord(ch)] = ord(d)
-        is_cn[ord(ch)] = True
+        flags[ord(ch)] |= _F_CN | _F_DIGIT
     run_sep = np.zeros(0x110000, dtype=bool)
     for ch in " -.·":
         run_sep[ord(ch)] = True
     dup_ok = np.zeros(0x110000, dtype=bool)
     for ch in _DUP_OK:
         dup_ok[ord(ch)] = True
-    return {
-        "fold": fold, "cls": cls, "digitish": digitish, "cn_to_ascii": cn_to_ascii, "is_cn": is_cn,
-        "run_sep": run_sep, "dup_ok": dup_ok,
-    }  # fmt: skip
+    return {"fold": fold, "flags": flags, "cn_to_ascii": cn_to_ascii, "run_sep": run_sep, "dup_ok": dup_ok}
 
 
 def _normalize_vector(text: str) -> Normalized | None:
     """Vectorised twin of :func:`_normalize_str` for long texts; ``None`` means "use the reference path"
-    (a character that expands, or a lone surrogate that UTF-32 cannot encode)."""
+    (a character that expands, or a lone surrogate that UTF-32 cannot encode).
+
+    Two lookups per character (fold, flags) and a handful of whole-array passes; everything else works on
+    the sparse positions those passes find (separators, digits, repeats), so clean text costs a few
+    nanoseconds per character.
+    """
     import numpy as np
 
     t = _vector_tables()
@@ -429,76 +480,106 @@ def _normalize_vector(text: str) -> Normalized | None:
         arr = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     except UnicodeEncodeError:
         return None
-    m = t["fold"][arr]
-    if (m == 1).any():
+    m = np.take(t["fold"], arr)  # np.take: about twice as fast as fancy indexing for a table lookup
+    c = np.take(t["flags"], m)
+    present = int(np.bitwise_or.reduce(c)) if len(c) else 0
+    if present & _F_EXP:
         return None  # an expanding character: the reference path handles the 1:n offsets
     n = len(m)
+    # One pass finds the only positions the sparse steps below need: digits and separators.
+    sparse = np.flatnonzero(c & (_F_DIGIT | _F_SEP)) if present & (_F_CN | _F_SEP) else np.zeros(0, np.int64)
     # Step 2: Chinese numerals inside runs of >= 5 digit-like characters (single separators allowed).
-    if t["is_cn"][m].any():
-        idx = np.flatnonzero(t["digitish"][m])
+    if present & _F_CN:
+        idx = sparse[(c[sparse] & _F_DIGIT) != 0]
         if len(idx) >= 5:
             gaps = np.diff(idx)
             link = (gaps == 1) | ((gaps == 2) & t["run_sep"][m[idx[:-1] + 1]])
             run_id = np.cumsum(np.concatenate(([True], ~link))) - 1
-            cn = t["is_cn"][m[idx]]
+            cn = (c[idx] & _F_CN) != 0
             run_len = np.bincount(run_id)
             run_cn = np.bincount(run_id, weights=cn) > 0
             sel = idx[(run_len[run_id] >= 5) & run_cn[run_id] & cn]
             if len(sel):
                 m[sel] = t["cn_to_ascii"][m[sel]]
+                c[sel] = t["flags"][m[sel]]
+    deleted: list[Any] = []
+    gone_runs = None  # (first, end) of each run of separators deleted in step 3a
     # Step 3a: separator runs of <= 3 between two word characters, one of them an ideograph.
-    c = t["cls"][m]
-    word = c <= 1
-    cjk = c == 1
-    sep = c == 2
-    delete = m == 0
-    edges = np.diff(np.concatenate(([0], sep.view(np.int8), [0])))
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
-    if len(starts):
+    if present & _F_SEP:
+        sidx = sparse[(c[sparse] & _F_SEP) != 0]
+        new_run = np.concatenate(([True], np.diff(sidx) != 1))
+        run_of = np.cumsum(new_run) - 1
+        starts = sidx[new_run]
+        ends = np.concatenate((sidx[np.flatnonzero(new_run)[1:] - 1], sidx[-1:])) + 1
         prev = starts - 1
         ok = (prev >= 0) & (ends < n) & (ends - starts <= 3)
         prev_c = np.where(ok, prev, 0)
         next_c = np.where(ok, np.minimum(ends, n - 1), 0)
-        between_words = word[prev_c] & word[next_c] & (cjk[prev_c] | cjk[next_c])
+        cp, cn_ = c[prev_c], c[next_c]
+        nonword = _F_SEP | _F_HARD
+        between_words = ((cp & nonword) == 0) & ((cn_ & nonword) == 0) & (((cp | cn_) & _F_CJK) != 0)
         # ... or between two isolated Latin letters ("s b"): letter before and after, no letter beyond them.
-        latin = (m >= 97) & (m <= 122)
-        before2 = np.where(prev_c >= 1, prev_c - 1, 0)
-        after2 = np.minimum(next_c + 1, n - 1)
+        mp, mn = m[prev_c], m[next_c]
+        before2 = m[np.where(prev_c >= 1, prev_c - 1, 0)]
+        after2 = m[np.minimum(next_c + 1, n - 1)]
         isolated = (
-            latin[prev_c] & ((prev_c == 0) | ~latin[before2]) & latin[next_c] & ((next_c + 1 >= n) | ~latin[after2])
-        )
-        at_count = np.concatenate(([0], np.cumsum(m == ord("@"))))
-        isolated &= at_count[ends] == at_count[starts]  # no "@" inside the run (e-mail addresses)
+            (mp >= 97) & (mp <= 122) & ((prev_c == 0) | ~((before2 >= 97) & (before2 <= 122)))
+            & (mn >= 97) & (mn <= 122) & ((next_c + 1 >= n) | ~((after2 >= 97) & (after2 <= 122)))
+        )  # fmt: skip
+        at = m[sidx] == ord("@")
+        if at.any():  # no "@" inside the run (e-mail addresses)
+            isolated &= np.bincount(run_of, weights=at, minlength=len(starts)) == 0
         ok &= between_words | isolated
-        if ok.any():
-            delta = np.zeros(n + 1, dtype=np.int32)
-            np.add.at(delta, starts[ok], 1)
-            np.add.at(delta, ends[ok], -1)
-            delete |= np.cumsum(delta[:-1]) > 0
-    # Step 3b: repeated ideographs among what is left (separators between repeats are already gone).
-    kidx = np.flatnonzero(~delete)
-    if len(kidx) > 1:
-        km = m[kidx]
-        rep = np.concatenate(([False], (km[1:] == km[:-1]) & cjk[kidx[1:]]))
-        if rep.any():
-            run_id = np.cumsum(~rep) - 1
-            run_len = np.bincount(run_id)
-            first = np.flatnonzero(~rep)
-            pos = np.flatnonzero(rep)
-            r = run_id[pos]
-            adjacent = kidx[pos] - kidx[pos - 1] == 1
-            exempt = (run_len[r] == 2) & t["dup_ok"][km[first[r]]] & adjacent
-            delete[kidx[pos[~exempt]]] = True
-    if not delete.any():
-        return Normalized(m.tobytes().decode("utf-32-le"), text)
-    keep = ~delete
-    out = m[keep].tobytes().decode("utf-32-le")
-    edges = np.diff(np.concatenate(([0], keep.view(np.int8), [0])))
-    seg_start = np.flatnonzero(edges == 1)
-    seg_end = np.flatnonzero(edges == -1)
-    npos = np.concatenate(([0], np.cumsum(seg_end - seg_start)[:-1]))
-    return Normalized(out, text, npos, seg_start, seg_end, np.ones(len(npos), dtype=bool))
+        gone = ok[run_of] | (m[sidx] == 0)  # the delete marker goes wherever it is
+        if gone.any():
+            deleted.append(sidx[gone])
+            # Maximal runs of deleted positions: the characters either side of one become neighbours.
+            g = sidx[gone]
+            brk = np.concatenate(([True], np.diff(g) != 1))
+            gone_runs = (g[brk], np.concatenate((g[np.flatnonzero(brk)[1:] - 1], g[-1:])) + 1)
+    # Step 3b: repeated ideographs among what is left. A repeat is a pair (p, q) of neighbours in the kept
+    # text with the same ideograph: q = p + 1, or p and q either side of a deleted run (傻.傻). Only
+    # separators were deleted so far, and they are never ideographs, so both kinds are found sparsely.
+    q = np.flatnonzero(m[1:] == m[:-1]) + 1
+    p = q - 1
+    if gone_runs is not None:
+        gs, ge = gone_runs
+        inner = (gs > 0) & (ge < n)
+        gs, ge = gs[inner] - 1, ge[inner]
+        same = m[gs] == m[ge]
+        if same.any():
+            p, q = np.concatenate((p, gs[same])), np.concatenate((q, ge[same]))
+            order = np.argsort(q, kind="stable")
+            p, q = p[order], q[order]
+    if len(q):
+        cjk_rep = (c[q] & _F_CJK) != 0
+        p, q = p[cjk_rep], q[cjk_rep]
+    if len(q):
+        # Runs of repeats: a pair continues the run of the previous pair when it starts where that one ended.
+        new_run = np.concatenate(([True], p[1:] != q[:-1]))
+        run_id = np.cumsum(new_run) - 1
+        run_len = np.bincount(run_id) + 1  # the first character of the run is not a repeat
+        first = p[new_run]
+        exempt = (run_len[run_id] == 2) & t["dup_ok"][m[first[run_id]]] & (q - p == 1)
+        drop = q[~exempt]
+        if len(drop):
+            deleted.append(drop)
+    if not deleted:
+        if np.array_equal(m, arr):
+            return Normalized(text, text, cps=arr)  # nothing folded either: no decode needed
+        return Normalized(m.tobytes().decode("utf-32-le"), text, cps=m)
+    didx = np.unique(np.concatenate(deleted)) if len(deleted) > 1 else deleted[0]
+    kept = np.delete(m, didx)
+    out = kept.tobytes().decode("utf-32-le")
+    bounds = np.concatenate(([-1], didx, [n]))
+    seg_start = bounds[:-1] + 1
+    seg_end = bounds[1:]
+    nonempty = seg_end > seg_start
+    seg_start, seg_end = seg_start[nonempty], seg_end[nonempty]
+    npos = np.concatenate(([0], np.cumsum(seg_end - seg_start)[:-1])).astype(np.int64)
+    return Normalized(
+        out, text, npos, seg_start.astype(np.int64), seg_end.astype(np.int64), np.ones(len(npos), bool), kept
+    )
 
 
 def normalize_term(term: str) -> str:
@@ -544,21 +625,27 @@ def _is_ascii_alnum(ch: str) -> bool:
     return ch.isascii() and ch.isalnum()
 
 
-def homophone_spans(norm_text: str) -> list[tuple[int, int]]:
+def homophone_keys() -> list[str]:
+    """The normalised homophone spellings :func:`apply_homophones` replaces (for a matcher's pre-check)."""
+    return sorted(_homophones()[0])
+
+
+def homophone_spans(norm_text: str, candidates: Iterable[int] | None = None) -> list[tuple[int, int]]:
     """Normalised spans where :func:`apply_homophones` changes the text (so a matcher can look only there).
 
     Leftmost-longest, non-overlapping. A key with a Latin edge needs a word boundary there ("jb" must not fire
-    inside "jboss").
+    inside "jboss"). ``candidates`` (ascending positions) may name the only places where a spelling can start,
+    as found by a matcher's pre-check; the result is the same as without them.
     """
     _, by_first, first = _homophones()
     spans: list[tuple[int, int]] = []
     end = 0
     n = len(norm_text)
-    for m in first.finditer(norm_text):
-        i = m.start()
+    starts = (m.start() for m in first.finditer(norm_text)) if candidates is None else candidates
+    for i in starts:
         if i < end:
             continue
-        for key in by_first[norm_text[i]]:
+        for key in by_first.get(norm_text[i], ()):
             j = i + len(key)
             if not norm_text.startswith(key, i):
                 continue
@@ -630,6 +717,8 @@ _HAS_LATIN_RE = re.compile(r"[a-z]")
 @lru_cache(maxsize=1)
 def _pinyin_table() -> dict[str, str]:
     """Ideograph → toneless pinyin of its most frequent reading (from pypinyin's single-character dict)."""
+    if "_pinyin_table" in _PRIMED:
+        return _PRIMED.pop("_pinyin_table")  # type: ignore[no-any-return]
     from pypinyin import Style, pinyin_dict
     from pypinyin.style import convert
 
@@ -680,6 +769,8 @@ def term_pinyin(term: str) -> str | None:
 def _pinyin_arrays() -> tuple[dict[int, str], Any, Any]:
     """``str.translate`` table ideograph → pinyin, the pinyin length of every code point (1 for others), and
     which code points are ideographs with a reading."""
+    if "_pinyin_arrays" in _PRIMED:
+        return _PRIMED.pop("_pinyin_arrays")  # type: ignore[no-any-return]
     import numpy as np
 
     table = _pinyin_table()
@@ -752,6 +843,8 @@ _SOUND_BARRIER = 0x0  # every character without a reading
 @lru_cache(maxsize=1)
 def _sound_lut() -> tuple[Any, dict[str, str]]:
     """Code point → syllable code (or the barrier), and toneless pinyin syllable → its code character."""
+    if "_sound_lut" in _PRIMED:
+        return _PRIMED.pop("_sound_lut")  # type: ignore[no-any-return]
     import numpy as np
 
     codes: dict[str, str] = {}
@@ -760,6 +853,11 @@ def _sound_lut() -> tuple[Any, dict[str, str]]:
         code = codes.setdefault(py, chr(_SYLLABLE_BASE + len(codes)))
         lut[ord(ch)] = ord(code)
     return lut, codes
+
+
+def sound_table() -> Any:
+    """Code point → the character :func:`sound_view` writes for it (0 for a character without a reading)."""
+    return _sound_lut()[0]
 
 
 def sound_key(term: str) -> str | None:
@@ -789,24 +887,70 @@ def sound_view(norm_text: str) -> str | None:
     return lut[cps].tobytes().decode("utf-32-le")
 
 
-def pinyin_view(norm_text: str) -> PinyinView | None:
+def _latin_windows_np(cps: Any) -> tuple[Any, Any]:
+    """:func:`_latin_windows` vectorised over the code points of the text: ``(starts, ends)`` arrays."""
+    import numpy as np
+
+    n = len(cps)
+    lidx = np.flatnonzero((cps >= 97) & (cps <= 122))
+    if not len(lidx):
+        return lidx, lidx
+    new = np.concatenate(([True], np.diff(lidx) != 1))
+    s = lidx[new]
+    e = np.concatenate((lidx[np.flatnonzero(new)[1:] - 1], lidx[-1:])) + 1
+    flags = _vector_tables()["flags"]
+    steps = np.arange(1, _PINYIN_PAD + 1)
+    # Ideographs touching each run on the left (s-1, s-2, ...) and on the right (e, e+1, ...), at most
+    # _PINYIN_PAD, counted up to the first character that is not one.
+    left_at = s[:, None] - steps[None, :]
+    left_ok = (left_at >= 0) & ((flags[cps[np.maximum(left_at, 0)]] & _F_CJK) != 0)
+    right_at = e[:, None] + steps[None, :] - 1
+    right_ok = (right_at < n) & ((flags[cps[np.minimum(right_at, n - 1)]] & _F_CJK) != 0)
+    a = s - np.cumprod(left_ok, axis=1).sum(axis=1)
+    b = e + np.cumprod(right_ok, axis=1).sum(axis=1)
+    touch = (a < s) | (b > e)
+    a, b = a[touch], b[touch]
+    if not len(a):
+        return a, b
+    # Merge a window into the previous one when they overlap or touch (b only grows: runs are in order).
+    new = np.concatenate(([True], a[1:] > b[:-1]))
+    last = np.concatenate((np.flatnonzero(new)[1:] - 1, [len(a) - 1]))
+    return a[new], b[last]
+
+
+def pinyin_view(norm_text: str, cps: Any = None) -> PinyinView | None:
     """Build the pinyin view around Latin letters that touch ideographs; ``None`` if there are none.
 
     Pure-ideograph text is left out on purpose: matching every Chinese text by sound alone flags ordinary
-    words (草拟 reads like an insult); explicit homophones cover the common cases instead.
+    words (草拟 reads like an insult); explicit homophones cover the common cases instead. ``cps`` may pass
+    the text's code points (``Normalized.code_points()``) when the caller has them.
     """
     import numpy as np
 
     if not (_HAS_LATIN_RE.search(norm_text) and _HAS_CJK_RE.search(norm_text)):
         return None
-    windows = _latin_windows(norm_text)
-    if not windows:
+    if cps is None:
+        cps = np.frombuffer(norm_text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    wa, wb = _latin_windows_np(cps)
+    if not len(wa):
         return None
-    trans, lengths, _ = _pinyin_arrays()
-    joined = "".join(norm_text[a:b] + " " for a, b in windows)
-    cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-    piece_len = lengths[cps]
+    _, lengths, _ = _pinyin_arrays()
+    lens = wb - wa + 1  # each window and the space after it
+    cum = np.cumsum(lens)
+    src = np.arange(int(cum[-1]), dtype=np.int64) - np.repeat(cum - lens - wa, lens)
+    src[cum - 1] = -1
+    joined_cps = cps[np.maximum(src, 0)].astype(np.uint32)
+    joined_cps[cum - 1] = ord(" ")
+    joined = joined_cps.tobytes().decode("utf-32-le", "surrogatepass")
+    piece_len = lengths[joined_cps]
     bounds = np.cumsum(piece_len) - piece_len
-    src = np.concatenate([np.append(np.arange(a, b, dtype=np.int64), -1) for a, b in windows])
-    latin = (cps >= ord("a")) & (cps <= ord("z"))
-    return PinyinView(joined.translate(trans), bounds, src, latin)
+    latin = (joined_cps >= ord("a")) & (joined_cps <= ord("z"))
+    by_char = _pinyin_by_char()
+    # A join over a dict keyed by character: str.translate with multi-character values costs ~0.5 us a char.
+    return PinyinView("".join([by_char.get(ch, ch) for ch in joined]), bounds, src, latin)
+
+
+@lru_cache(maxsize=1)
+def _pinyin_by_char() -> dict[str, str]:
+    """The translate table of :func:`_pinyin_arrays` keyed by character instead of code point."""
+    return {chr(cp): py for cp, py in _pinyin_arrays()[0].items()}
