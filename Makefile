@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench-fanout bench-moderation bench-people bench-web evaluate clean
+.PHONY: install run test lint bench-fanout bench-moderation bench-people bench-web bench-monitor evaluate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-people: install
 
 bench-web: install
 	$(BIN)/python -m bench.web
+
+bench-monitor: install
+	$(BIN)/python -m bench.monitor
 
 evaluate: install
 	$(BIN)/python -m moderation.evaluate

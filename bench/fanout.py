@@ -4,6 +4,8 @@
     python bench/fanout.py --backend embedded    # SQLite + the SQLite broker
     python bench/fanout.py --accounts 200 --workers 2 --concurrency 4
     python bench/fanout.py --mix --faults     # website + WeChat + Weibo + Toutiao, random 5xx + lost answers
+    python bench/fanout.py --mix --latency-ms 300 --threads 32   # every platform call answers after 300 ms;
+                                              # delivery workers (`matrix worker --kind delivery`, 32 threads each)
 
 Prints deliveries/s (first due → last published) and p50/p95 of due → published per delivery, and checks
 that every site got exactly one post. The sandbox runs in this process on a real socket; workers and beat
@@ -33,6 +35,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--mix", action="store_true", help="spread the accounts over all four channels")
     parser.add_argument("--faults", action="store_true", help="inject 5%% random 5xx and lost answers everywhere")
+    parser.add_argument("--latency-ms", type=int, default=0, help="every sandbox call answers after this long")
+    parser.add_argument(
+        "--threads", type=int, default=0,
+        help="run --workers delivery workers of this many threads each (and one screening worker) instead of "
+        "--workers prefork workers of --concurrency",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.backend == "services":
         require_services()
@@ -43,7 +51,13 @@ def main() -> None:
         # the stack starts one worker; replace it with the requested shape
         stack.procs.pop("worker").terminate()
         for i in range(args.workers):
-            stack.start_process(f"worker{i}", ["worker", "-c", str(args.concurrency), "--loglevel", "warning"])
+            if args.threads:
+                shape = ["worker", "--kind", "delivery", "-c", str(args.threads)]
+            else:
+                shape = ["worker", "-c", str(args.concurrency)]
+            stack.start_process(f"worker{i}", [*shape, "--loglevel", "warning"])
+        if args.threads:  # the post is screened first: a worker of that kind takes the screening queue
+            stack.start_process("screening", ["worker", "--kind", "screening", "-c", "1", "--loglevel", "warning"])
         time.sleep(3)
         _run(stack, args)
     finally:
@@ -77,15 +91,20 @@ def _run(stack: Stack, args: argparse.Namespace) -> None:
             )
         s.flush()
         ids = list(s.scalars(select(Account.id).where(Account.organization_id == org.id)).all())
-        post = services.create_post(s, title="全省职工运动会开幕", body="全省职工运动会今天开幕。", accounts=ids)
+        post = services.create_post(
+            s, services.SYSTEM, title="全省职工运动会开幕", body="全省职工运动会今天开幕。", accounts=ids
+        )
         s.flush()
         post_id = post.id
     print(f"setup: {args.accounts} sites and accounts in {time.time() - t0:.1f} s")
     stack.wait_for(lambda: stack.post(post_id)["state"] == "approved", timeout=120, what="screening")
     if args.faults:
         _inject_faults(stack)
+    if args.latency_ms:
+        for prefix in ("wp", "wechat", "weibo", "toutiao"):
+            stack.sandbox_call("POST", f"/{prefix}/_sandbox/faults", json={"latency_ms": args.latency_ms})
     with session_scope() as s:
-        services.schedule_post(s, post_id, now())
+        services.schedule_post(s, services.SYSTEM, post_id, now())
     start = time.time()
 
     def done() -> bool:
@@ -112,6 +131,8 @@ def _run(stack: Stack, args: argparse.Namespace) -> None:
         f"p95 {latencies[int(0.95 * (len(latencies) - 1))]:.2f} s, max {latencies[-1]:.2f} s"
     )
     print(f"attempts: {sum(a for _, _, a in rows)} for {len(rows)} deliveries")
+    rss = {name: _rss_mb(proc.pid) for name, proc in stack.procs.items() if name.startswith("worker")}
+    print("worker RSS (MB, the process and its pool): " + ", ".join(f"{n} {v:.0f}" for n, v in sorted(rss.items())))
     print(f"posts per account: min {min(per_site)} max {max(per_site)} (must be exactly 1)")
     if min(per_site) != 1 or max(per_site) != 1:
         raise SystemExit("FAILED: a site did not get exactly one post")
@@ -149,6 +170,22 @@ def _sandbox_account(stack: Stack, kind: str, i: int) -> tuple[dict, dict]:
         "base_url": "{sandbox}/toutiao",
         "mode": "session",
     }
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (a prefork pool), from /proc (Linux)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
+            for task in Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text().split()
+                todo += [int(c) for c in children]
+        except (OSError, StopIteration):
+            continue
+    return total
 
 
 def _inject_faults(stack: Stack) -> None:

@@ -44,6 +44,7 @@ import httpx
 from channels.errors import (
     ChannelError,
     InvalidRequest,
+    NotSent,
     OutcomeUnknown,
     QuotaExhausted,
     RateLimited,
@@ -52,6 +53,7 @@ from channels.errors import (
 )
 from channels.media import ImageType, decode_data_uri, sniff_image
 from core.http import USER_AGENT, AddressPolicy, OutboundRefused, fetch, guarded_client, safe_url
+from core.metrics import timed_platform_call
 
 IMAGE_MAX_REDIRECTS = 3  # image hosts and CDNs often redirect once; more is a loop or a tracker chain
 
@@ -321,6 +323,8 @@ class Channel:
 
     kind: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
+    # the keys of the credentials object (what a re-authorisation form asks for; the values are never shown)
+    credential_fields: ClassVar[tuple[str, ...]] = ()
     title_maxlen: ClassVar[int] = 100
     summary_maxlen: ClassVar[int] = 200
     body_maxlen: ClassVar[int] = 100_000
@@ -376,9 +380,16 @@ class Channel:
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send one request: throttle, send, map transport failures, then map error replies (``_check``)."""
-        self.limiter.acquire(f"{self.kind}:{self.account.id}", self.rate_per_second)
         try:
-            response = self.client.request(method, url, **kwargs)
+            self.limiter.acquire(f"{self.kind}:{self.account.id}", self.rate_per_second)
+        except ChannelError:
+            raise
+        except Exception as exc:  # the shared limiter's store (Redis, the database) failed: nothing was sent
+            raise NotSent(f"{self.kind}: the rate limiter is unavailable ({exc.__class__.__name__})") from exc
+        try:
+            with timed_platform_call(self.kind, url) as call:
+                response = self.client.request(method, url, **kwargs)
+                call["outcome"] = str(response.status_code)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # The request never reached the platform: safe to retry.
             raise Unavailable(f"cannot reach {self.kind}: {exc.__class__.__name__}") from exc
@@ -535,6 +546,12 @@ class Channel:
     def retract(self, ctx: DeliveryContext) -> None:
         """Remove a published post from the platform (idempotent: gone already is success)."""
         raise NotImplementedError
+
+    @classmethod
+    def can_retract(cls, config: Mapping[str, Any]) -> bool:
+        """Whether an account with this ``config`` is retracted through the API (as an instance's
+        ``supports_retract`` says), known without its credentials; False: a person deletes the copy by hand."""
+        return cls.supports_retract
 
     # -- lifetime ---------------------------------------------------------------------------------
 

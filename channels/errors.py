@@ -6,6 +6,8 @@
     ├── TransientError                retry later (backoff + jitter, or ``retry_after``)
     │   ├── RateLimited               the platform said "slow down" (429, 45011, 10023 …)
     │   ├── Unavailable               5xx, busy (-1), connection refused before the request was sent
+    │   │   └── NotSent               our side failed before the request left (token cache, shared limiter):
+    │   │                             nothing reached the platform, so it is retried, never taken for a lost answer
     │   └── QuotaExhausted            a daily quota is spent: the account pauses until ``paused_until``
     ├── OutcomeUnknown                the request went out but the answer was lost: the call may have
     │                                 succeeded, so the delivery becomes ``unconfirmed`` (never blindly retried)
@@ -59,6 +61,11 @@ class RateLimited(TransientError):
 
 class Unavailable(TransientError):
     """The platform is down or busy, or the connection failed before the request was sent."""
+
+
+class NotSent(Unavailable):
+    """Something of ours (the token cache, the shared limiter: Redis or the database) failed before the request
+    left: the platform saw nothing, so the attempt is simply retried (no lookup, no grace period)."""
 
 
 class QuotaExhausted(TransientError):

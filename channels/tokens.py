@@ -42,7 +42,9 @@ from cryptography.fernet import InvalidToken
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from channels.errors import Unavailable
+from channels.errors import ChannelError, NotSent, Unavailable
+from core.errors import ConfigError
+from core.metrics import TOKEN_REFRESHES
 
 Fetch = Callable[[bool], tuple[str, float]]
 
@@ -136,27 +138,47 @@ class _LockingTokenCache:
         return cached is not None and cached.token != stale and cached.expires_at - EXPIRY_MARGIN_S > self.clock()
 
     def get(self, key: str, fetch: Fetch, *, stale: str | None = None) -> str:
-        """The cached token for ``key``; refreshed once (across all callers) if missing, expired or stale."""
-        cached = self._read(key)
+        """The cached token for ``key``; refreshed once (across all callers) if missing, expired or stale.
+
+        A failure of the store itself (Redis or the database down, a key of the wrong type) raises
+        :class:`NotSent`: the caller's request has not left yet, so it is retried, never taken for a lost answer.
+        """
+        cached = self._store("read", self._read, key)
         if self._usable(cached, stale):
             return cached.token  # type: ignore[union-attr]
-        handle = self._acquire(key, self.wait_s)
+        handle = self._store("lock", self._acquire, key, self.wait_s)
         if handle is None:
             # Someone else held the lock the whole time: use their token if it arrived.
-            cached = self._read(key)
+            cached = self._store("read", self._read, key)
             if self._usable(cached, stale):
                 return cached.token  # type: ignore[union-attr]
             raise Unavailable(f"token refresh for {key} is taking too long elsewhere", retry_after=self.wait_s)
         try:
             # Re-read under the lock: the holder before us may have stored a fresh token while we waited.
-            cached = self._read(key)
+            cached = self._store("read", self._read, key)
             if self._usable(cached, stale):
                 return cached.token  # type: ignore[union-attr]
             token, expires_in = fetch(stale is not None)
-            self._write(key, CachedToken(token, self.clock() + float(expires_in)))
+            TOKEN_REFRESHES.labels(key.split(":", 1)[0]).inc()  # the key's channel ("wechat:<appid>"), not the app
+            # A token fetched but not stored is merely fetched again: stable_token without force invalidates nothing.
+            self._store("write", self._write, key, CachedToken(token, self.clock() + float(expires_in)))
             return token
         finally:
-            self._release(key, handle)
+            try:
+                self._release(key, handle)
+            except Exception:  # noqa: S110 - a lock left behind lapses after lock_ttl_s; the token is what counts
+                pass
+
+    @staticmethod
+    def _store(what: str, op: Callable[..., Any], *args: Any) -> Any:
+        """Run one store operation; its failure (anything but a ConfigError: a refused secret key is the
+        operator's to fix) is :class:`NotSent`, naming the operation and the error's class, never its text."""
+        try:
+            return op(*args)
+        except (ConfigError, ChannelError):
+            raise
+        except Exception as exc:
+            raise NotSent(f"the token cache failed ({what}: {exc.__class__.__name__}); nothing was sent") from exc
 
 
 class MemoryTokenCache(_LockingTokenCache):

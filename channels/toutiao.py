@@ -124,6 +124,7 @@ class Toutiao(Channel):
 
     kind = "toutiao"
     display_name = "头条号"
+    credential_fields = ("sessionid", "expires_at")
     title_maxlen = 30  # the console refuses longer titles ("31 / 30", then 7050)
     summary_maxlen = 120
     body_maxlen = 100_000
@@ -164,12 +165,17 @@ class Toutiao(Channel):
         timeout: float = 20.0,
     ) -> None:
         super().__init__(account, client, limiter=limiter, token_cache=token_cache, timeout=timeout)
-        self.manual = str(account.config.get("mode", "session")).lower() == "manual"
+        self.manual = _is_manual(account.config)
         if self.manual:
             # Per account, not per class: the service must read these on the instance.
             self.supports_retract = False
             self.supports_metrics = False
             self.asynchronous = False
+
+    @classmethod
+    def can_retract(cls, config: Mapping[str, Any]) -> bool:
+        """An assisted (``mode: manual``) account's posts are deleted by hand."""
+        return not _is_manual(config)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -445,6 +451,10 @@ class Toutiao(Channel):
         except InvalidRequest as exc:
             if exc.code != 7004:
                 raise
+
+
+def _is_manual(config: Mapping[str, Any]) -> bool:
+    return str(config.get("mode", "session")).lower() == "manual"
 
 
 # How the console's list may word a state, besides the numbers above.

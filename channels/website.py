@@ -66,6 +66,7 @@ class WebsiteChannel(Channel):
 
     kind = "website"
     display_name = "网站 (WordPress)"
+    credential_fields = ("username", "app_password")
     title_maxlen = 200  # WordPress stores any length; themes and feeds do not cope with more
     summary_maxlen = 300
     body_maxlen = 1_000_000  # well inside MySQL's default max_allowed_packet

@@ -178,6 +178,7 @@ class WeChatChannel(Channel):
 
     kind: ClassVar[str] = "wechat"
     display_name: ClassVar[str] = "WeChat Official Account"
+    credential_fields: ClassVar[tuple[str, ...]] = ("appid", "secret")
     title_maxlen: ClassVar[int] = TITLE_MAX
     summary_maxlen: ClassVar[int] = DIGEST_MAX
     body_maxlen: ClassVar[int] = CONTENT_MAX_CHARS
@@ -658,7 +659,9 @@ class WeChatChannel(Channel):
             if ctx.progress.get("publish_id"):
                 state = self.status(ctx)
                 if state.state == "pending":
-                    raise Unavailable("the article is still being published; retract it later", retry_after=60)
+                    # Not a failure: the caller retries with its backoff (which a fixed wait would override)
+                    # and deletes the article as soon as it has settled.
+                    raise Unavailable("the article is still being published; retract it once it has settled")
                 if state.state != "published":
                     return  # failed or already removed
             elif self.lookup_published(ctx) is None:

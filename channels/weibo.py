@@ -142,6 +142,7 @@ class Weibo(Channel):
 
     kind = "weibo"
     display_name = "微博"
+    credential_fields = ("access_token", "uid")
     title_maxlen = ARTICLE_TITLE_MAXLEN
     summary_maxlen = 120
     body_maxlen = ARTICLE_BODY_MAXLEN

@@ -31,6 +31,11 @@ class Task(StrEnum):
     RETRACT_DELIVERY = "matrix.retract_delivery"
 
 
+def screening_queue(settings: Settings) -> str:
+    """The queue of screening (CPU, the classifier loaded): apart from deliveries, which wait on the network."""
+    return f"{settings.queue}-screening"
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for ``settings``: JSON only, late acks, time limits, the beat schedule."""
     transport_options: dict[str, Any] = {}
@@ -55,6 +60,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": 300,
         "task_soft_time_limit": 240,
         "task_default_queue": settings.queue,
+        # screening on its own queue: a delivery worker (threads, no classifier) never takes it
+        "task_routes": {Task.SCREEN_VERSION.value: {"queue": screening_queue(settings)}},
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "timezone": "UTC",
@@ -93,3 +100,19 @@ def broker_reachable(timeout: float = 3.0) -> None:
     """Connect to the broker once; raises the transport's error if it cannot (for health checks)."""
     with sender_app().connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=timeout)
+
+
+def queue_depths(queues: list[str], timeout: float = 3.0) -> dict[str, int]:
+    """Messages waiting in each queue, as the broker counts them (Redis list length, the SQLite transport's
+    rows); a queue the broker does not know yet has 0. Raises the transport's error if the broker is down."""
+    depths: dict[str, int] = {}
+    with sender_app().connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
+        channel = conn.default_channel
+        for name in queues:
+            try:
+                depths[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
+            except conn.channel_errors:  # never declared: nothing was ever sent there
+                depths[name] = 0
+                channel = conn.channel()  # a failed passive declare may close the channel
+    return depths

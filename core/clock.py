@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from core.errors import InvalidInput
 from core.settings import get_settings
@@ -59,3 +59,8 @@ def iso_local(value: datetime | None) -> str | None:
     The instant is the same as the stored UTC value; people reading the answer see their own clock.
     """
     return value.astimezone(get_settings().tz).isoformat() if value is not None else None
+
+
+def local_date(value: datetime) -> date:
+    """The calendar day of an aware time in the configured zone (what a person calls "that day")."""
+    return value.astimezone(get_settings().tz).date()

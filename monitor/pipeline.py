@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,8 +33,8 @@ from core.clock import now
 from core.db import session_scope
 from core.errors import InvalidInput
 from core.notify import notify
-from moderation.normalize import normalize, normalize_term
-from monitor import neardup, needs, query, text
+from moderation.normalize import Normalized, normalize, normalize_term
+from monitor import alerting, neardup, needs, query, text
 from monitor.errors import FeedError, FetchError, HostBusy, MonitorError, RetryLater
 from monitor.fetch import HostGate, fetch_feed, host_gate, host_of, make_client
 from monitor.models import Alert, Item, LshBand, Rule, RuleHit, Sighting, Source, Story
@@ -77,6 +77,7 @@ class _Scored:
     signature: Any
     negativity: float
     scores: dict[str, Any]
+    norm: Normalized  # title + text as normalised for scoring; the rules match on the same
 
 
 def backoff_s(interval_s: float, failures: int, settings: MonitorSettings, rng: random.Random | None = None) -> float:
@@ -223,6 +224,7 @@ def _score_new(source_id: int, entries: list[Entry]) -> list[_Scored]:
                 signature=signature,
                 negativity=neg.score,
                 scores=scores,
+                norm=norm,
             )
         )
     return scored
@@ -253,31 +255,120 @@ def _existing(session: Session, s: _Scored) -> Item | None:
     return item
 
 
+class _Known:
+    """The stored items a poll's entries may duplicate and the recent items sharing their LSH bands, each read
+    in one query for the whole poll (not two or three per entry, as profiling a cycle showed them costing),
+    and kept up to date as the poll stores items, so entries of one feed meet each other too. The band read is
+    capped at CANDIDATES rows per entry, newest first, over the whole poll: a very large recent story can use
+    the cap up, and an entry then starts a story of its own rather than joining an older one."""
+
+    def __init__(self, session: Session, scored: list[_Scored], settings: MonitorSettings) -> None:
+        self.threshold = settings.cluster_threshold
+        hashes = list({s.content_hash for s in scored})
+        links = list({s.link_hash for s in scored if s.link_hash})
+        self.by_hash: dict[str, Item] = {}
+        self.by_link: dict[tuple[str, str], Item] = {}
+        if hashes:
+            self.by_hash = {
+                i.content_hash: i for i in session.scalars(select(Item).where(Item.content_hash.in_(hashes)))
+            }
+        if links:
+            for i in session.scalars(select(Item).where(Item.link_hash.in_(links)).order_by(Item.id)):
+                self.by_link.setdefault((i.link_hash, i.title), i)
+        self.keys = {id(s): neardup.band_keys(s.signature, self.threshold) for s in scored}
+        # rows written in one executemany at the end of the poll, not as thousands of ORM objects (26 bands an item)
+        self.band_rows: list[dict[str, Any]] = []
+        self.sighting_rows: list[dict[str, Any]] = []
+        wanted = list({k for keys in self.keys.values() for k in keys})
+        since = now() - timedelta(hours=settings.cluster_window_h)
+        # the candidates of each band (newest first), at most CANDIDATES per entry as one query per entry read
+        self.bands: dict[str, list[tuple[int, int, Any]]] = {}
+        if wanted:
+            rows = session.execute(
+                select(LshBand.band_key, Item.id, Item.story_id, Item.signature)
+                .join(Item, Item.id == LshBand.item_id)
+                .where(LshBand.band_key.in_(wanted), LshBand.created_at >= since)
+                .order_by(LshBand.id.desc())
+                .limit(CANDIDATES * max(1, len(scored)))
+            ).all()
+            for key, item_id, story_id, signature in rows:
+                if signature is not None:
+                    self.bands.setdefault(key, []).append((item_id, story_id, signature))
+
+    def find(self, s: _Scored) -> Item | None:
+        item = self.by_hash.get(s.content_hash)
+        if item is None and s.link_hash:
+            item = self.by_link.get((s.link_hash, s.entry.title))
+        return item
+
+    def add(self, item: Item) -> None:
+        self.by_hash.setdefault(item.content_hash, item)
+        if item.link_hash:
+            self.by_link.setdefault((item.link_hash, item.title), item)
+
+    def add_bands(self, s: _Scored, item: Item) -> None:
+        for key in self.keys[id(s)]:
+            self.bands.setdefault(key, []).insert(0, (item.id, item.story_id, s.signature))
+
+    def story_of(self, s: _Scored) -> int | None:
+        """The story of the most similar recent item sharing a band, if similar enough."""
+        candidates: dict[int, tuple[int, Any]] = {}
+        for key in self.keys[id(s)]:
+            for item_id, story_id, signature in self.bands.get(key, ()):
+                if len(candidates) >= CANDIDATES:
+                    break
+                candidates.setdefault(item_id, (story_id, signature))
+        best, best_story = 0.0, None
+        for story_id, signature in candidates.values():
+            other = (
+                neardup.from_bytes(signature) if isinstance(signature, bytes | bytearray | memoryview) else signature
+            )
+            sim = neardup.similarity(s.signature, other)
+            if sim > best:
+                best, best_story = sim, story_id
+        if best_story is None or best < self.threshold:
+            return None
+        return best_story
+
+
+CANDIDATES = 200  # items compared per new entry (the most recent sharing a band)
+
+
 def _store(
     session: Session, source: Source, scored: list[_Scored], settings: MonitorSettings, outcome: PollOutcome
 ) -> None:
     rules = _rules_for(session, source)
+    known = _Known(session, scored, settings)
     for s in scored:
-        item = _existing(session, s)
+        item = known.find(s)
+        fresh = False
         if item is None:
             try:
                 with session.begin_nested():
-                    item = _new_item(session, source, s, settings)
+                    item = _new_item(session, source, s, settings, known)
                 outcome.new_items += 1
+                fresh = True
             except IntegrityError:  # another worker stored the same content a moment ago
                 item = _existing(session, s)
                 if item is None:
                     raise
+            known.add(item)
         # every entry this source carries is sighted once (the read in _score_new left out those it had)
-        session.add(Sighting(item_id=item.id, source_id=source.id, entry_key=s.key, link=s.entry.link))
+        known.sighting_rows.append(
+            {"item_id": item.id, "source_id": source.id, "entry_key": s.key, "link": s.entry.link}
+        )
         if item.source_id != source.id:
             outcome.sightings += 1
-        session.flush()
-        _match_rules(session, rules, item, outcome, settings)
+        _match_rules(session, rules, item, outcome, settings, norm=s.norm, fresh=fresh)
+    if known.sighting_rows:
+        session.execute(insert(Sighting), known.sighting_rows)
+    if known.band_rows:
+        session.execute(insert(LshBand), known.band_rows)
 
 
-def _new_item(session: Session, source: Source, s: _Scored, settings: MonitorSettings) -> Item:
-    story = _story_for(session, s, settings)
+def _new_item(session: Session, source: Source, s: _Scored, settings: MonitorSettings, known: _Known) -> Item:
+    story_id = known.story_of(s)
+    story = session.get(Story, story_id) if story_id is not None else None
     t = now()
     if story is None:
         story = Story(title=s.entry.title or s.entry.text[:100], item_count=0, first_seen_at=t, last_seen_at=t)
@@ -303,32 +394,9 @@ def _new_item(session: Session, source: Source, s: _Scored, settings: MonitorSet
     )
     session.add(item)
     session.flush()
-    session.add_all(
-        LshBand(band_key=key, item_id=item.id, created_at=t)
-        for key in neardup.band_keys(s.signature, settings.cluster_threshold)
-    )
+    known.band_rows.extend({"band_key": key, "item_id": item.id, "created_at": t} for key in known.keys[id(s)])
+    known.add_bands(s, item)
     return item
-
-
-def _story_for(session: Session, s: _Scored, settings: MonitorSettings) -> Story | None:
-    """The story of the most similar recent item sharing an LSH band, if similar enough; else None."""
-    keys = neardup.band_keys(s.signature, settings.cluster_threshold)
-    since = now() - timedelta(hours=settings.cluster_window_h)
-    candidates = session.execute(
-        select(Item.id, Item.story_id, Item.signature)
-        .where(Item.id.in_(select(LshBand.item_id).where(LshBand.band_key.in_(keys), LshBand.created_at >= since)))
-        .limit(200)
-    ).all()
-    best, best_story = 0.0, None
-    for _item_id, story_id, signature in candidates:
-        if signature is None:
-            continue
-        sim = neardup.similarity(s.signature, neardup.from_bytes(signature))
-        if sim > best:
-            best, best_story = sim, story_id
-    if best_story is None or best < settings.cluster_threshold:
-        return None
-    return session.get(Story, best_story)
 
 
 # ------------------------------------------------------------------------------------------ rules
@@ -359,12 +427,19 @@ def _window_start(t: datetime, hours: float) -> datetime:
 
 
 def _match_rules(
-    session: Session, rules: list[tuple[Rule, query.Node]], item: Item, outcome: PollOutcome, settings: MonitorSettings
+    session: Session,
+    rules: list[tuple[Rule, query.Node]],
+    item: Item,
+    outcome: PollOutcome,
+    settings: MonitorSettings,
+    *,
+    norm: Normalized,
+    fresh: bool,
 ) -> None:
     if not rules:
         return
-    done = set(session.scalars(select(RuleHit.rule_id).where(RuleHit.item_id == item.id)))
-    norm = normalize(f"{item.title}\n{item.text}")
+    # an item stored by this poll has no hits yet; one stored before may (another source's entry of it)
+    done = set() if fresh else set(session.scalars(select(RuleHit.rule_id).where(RuleHit.item_id == item.id)))
     for rule, node in rules:
         if rule.id in done:
             continue
@@ -392,15 +467,16 @@ def _alert_once(session: Session, rule: Rule, item: Item, settings: MonitorSetti
     if exists is not None:
         return
     message = f"monitor rule {rule.name!r} matched: {item.title or item.text[:80]} ({item.link or 'no link'})"
+    alert = Alert(rule_id=rule.id, story_id=item.story_id, item_id=item.id, window_start=window, message=message)
     try:
         with session.begin_nested():
-            session.add(
-                Alert(rule_id=rule.id, story_id=item.story_id, item_id=item.id, window_start=window, message=message)
-            )
+            session.add(alert)
     except IntegrityError:
         return
     recipients = (
         [rule.created_by] if rule.created_by is not None else holders(session, ["monitor"], rule.organization_id)
     )
     notify(session, recipients or [None], "monitor.alert", message[:2000])
+    # and once on each robot and mailbox that takes the rule's alerts (the unique send key; sent after commit)
+    alerting.queue_sends(session, alert, rule, settings)
     outcome.alerts += 1

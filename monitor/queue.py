@@ -18,6 +18,11 @@ class MonitorTask(StrEnum):
 
     POLL_DUE = "monitor.poll_due"
     POLL_SOURCE = "monitor.poll_source"
+    SEND_ALERT = "monitor.send_alert"
+    SEND_DUE = "monitor.send_due"
+    DETECT_BURSTS = "monitor.detect_bursts"
+    SEND_REPORTS = "monitor.send_reports"
+    SEND_REPORT = "monitor.send_report"
 
 
 def celery_config(settings: MonitorSettings) -> dict[str, Any]:
@@ -30,7 +35,22 @@ def celery_config(settings: MonitorSettings) -> dict[str, Any]:
                 "task": MonitorTask.POLL_DUE.value,
                 "schedule": settings.poll_interval_s,
                 "options": {"queue": queue},
-            }
+            },
+            "monitor-detect-bursts": {
+                "task": MonitorTask.DETECT_BURSTS.value,
+                "schedule": settings.burst_interval_s,
+                "options": {"queue": queue},
+            },
+            "monitor-send-due": {
+                "task": MonitorTask.SEND_DUE.value,
+                "schedule": settings.alert_send_interval_s,
+                "options": {"queue": queue},
+            },
+            "monitor-send-reports": {
+                "task": MonitorTask.SEND_REPORTS.value,
+                "schedule": settings.report_send_interval_s,
+                "options": {"queue": queue},
+            },
         },
     }
 

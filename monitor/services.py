@@ -329,10 +329,23 @@ def item_rows(
         q = q.where(Item.id.in_(select(RuleHit.item_id).where(RuleHit.rule_id == rule_id)))
     if story_id is not None:
         q = q.where(Item.story_id == story_id)
-    items = list(session.scalars(q))
-    if need is not None:
-        items = [i for i in items if need in ((i.scores or {}).get("needs") or {})]
-    return [item_row(session, i) for i in items[offset : offset + min(limit, LIST_MAX)]]
+    limit = min(limit, LIST_MAX)
+    if need is None:
+        return [item_row(session, i) for i in session.scalars(q.limit(limit).offset(offset))]
+    # A need lives in the scores' JSON (no portable index on it): read newest first, in batches, and stop as
+    # soon as the page is full, instead of loading every item.
+    page: list[Item] = []
+    skipped = 0
+    for item in session.scalars(q.execution_options(yield_per=500)):
+        if need not in ((item.scores or {}).get("needs") or {}):
+            continue
+        if skipped < offset:
+            skipped += 1
+            continue
+        page.append(item)
+        if len(page) >= limit:
+            break
+    return [item_row(session, i) for i in page]
 
 
 def story_rows(session: Session, actor: Principal, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:

@@ -46,6 +46,35 @@ class MonitorSettings(BaseSettings):
     cluster_threshold: float = Field(0.5, description="Jaccard similarity (char 3-grams) that joins a story.")
     cluster_window_h: float = Field(72.0, description="Items older than this are not joined to new ones.")
     alert_window_h: float = Field(24.0, description="One alert per story per rule within this window.")
+    burst_interval_s: float = Field(300.0, description="How often beat looks for bursts in the current hour.")
+    burst_history_h: int = Field(24, description="Hours of baseline before the hour that is judged.")
+    burst_alpha: float = Field(0.3, description="EWMA weight of the newest baseline hour.")
+    burst_z: float = Field(3.0, description="z-score over the baseline from which an hour is a burst.")
+    burst_min_count: int = Field(5, description="Fewest items in an hour for a burst.")
+    burst_min_std: float = Field(1.0, description="Floor of the baseline's standard deviation (quiet keys).")
+    burst_cooldown_h: int = Field(6, description="No second burst for one key within these hours.")
+    burst_min_history_h: int = Field(6, description="Hours of items behind the monitor before rules and needs burst.")
+    alert_send_interval_s: float = Field(
+        10.0, description="How often beat looks for alert sends that are due (after quiet hours, a retry)."
+    )
+    alert_max_attempts: int = Field(8, description="Tries of one alert on one channel before it is failed.")
+    alert_text_chars: int = Field(
+        5000, description="Characters of the item's text an alert carries (the rest is named, with the link)."
+    )
+    alert_timeout_s: float = Field(10.0, description="Connect/read timeout of one robot or SMTP request.")
+    alert_max_wait_s: float = Field(
+        10.0, description="Longest a worker waits for a robot's next slot (20/min: 3 s apart) before rescheduling."
+    )
+    report_font: str = Field(
+        "",
+        description="A CJK TrueType/OpenType font (.ttf, .otf, .ttc) for the daily report's PDF; default: Noto "
+        "Sans CJK where fonts-noto-cjk installed it. None found: the PDF is refused, the HTML still works.",
+    )
+    report_font_index: int = Field(2, description="The face in a .ttc collection (Noto Sans CJK: 2 is SC).")
+    report_base_url: str = Field(
+        "http://127.0.0.1:8000", description="The API's public address: robots get a link to the report page."
+    )
+    report_send_interval_s: float = Field(60.0, description="How often beat looks for daily reports due.")
 
 
 @lru_cache(maxsize=1)

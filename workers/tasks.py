@@ -17,7 +17,7 @@ from publisher.delivery import deliver as deliver_engine
 from publisher.delivery import dispatch, metrics, retract
 from publisher.delivery import reconcile as reconcile_engine
 from publisher.services import reviews, screening
-from workers.app import QUEUE, celery_app
+from workers.app import QUEUE, SCREENING_QUEUE, celery_app
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,11 @@ def deliver(delivery_id: int) -> str:
 
 @celery_app.task(name=Task.RECONCILE.value)
 def reconcile() -> dict[str, int]:
-    """Beat: resolve deliveries stuck in sending / unconfirmed / awaiting_confirmation, and wake up the
-    screening of posts whose screening message was lost."""
+    """Beat: resolve deliveries stuck in sending / unconfirmed / awaiting_confirmation, wake retractions whose
+    message was lost, and wake up the screening of posts whose screening message was lost."""
     counts = reconcile_engine.reconcile()
     # Only when nothing waits in the queue: behind a backlog, a screening message is late, not lost.
-    counts["screenings"] = screening.requeue_stale_screenings() if _queue_is_empty(celery_app, QUEUE) else 0
+    counts["screenings"] = screening.requeue_stale_screenings() if _queue_is_empty(celery_app, SCREENING_QUEUE) else 0
     counts.update(reviews.remind_overdue_reviews())  # review steps past their deadline: remind, then escalate
     return counts
 
@@ -76,5 +76,6 @@ def collect_metrics() -> int:
 
 @celery_app.task(name=Task.RETRACT_DELIVERY.value)
 def retract_delivery(delivery_id: int) -> dict:
-    """Retract one delivery (used when a post was retracted while the delivery was in flight)."""
+    """One attempt to retract a ``retracting`` delivery (a no-op for any other state, or while another worker
+    has it); a transient failure schedules the next attempt itself, and reconcile wakes one whose message is lost."""
     return retract.retract_delivery(delivery_id)

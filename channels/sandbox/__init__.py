@@ -29,6 +29,8 @@ SANDBOXES: dict[str, tuple[str, str]] = {
     "wechat": ("/wechat", "channels.sandbox.wechat:create_app"),
     "weibo": ("/weibo", "channels.sandbox.weibo:create_app"),
     "toutiao": ("/toutiao", "channels.sandbox.toutiao:create_app"),
+    # the monitor's alert robots (WeCom, DingTalk, Feishu): loaded by name, so channels still imports no monitor
+    "robots": ("/robots", "monitor.robot_sandbox:create_app"),
 }
 
 

@@ -21,18 +21,25 @@ def idempotency_key(delivery_id: int) -> str:
     return f"mm-{delivery_id}"
 
 
-def post_content(version: PostVersion, *, with_cover: bool = True) -> PostContent:
-    """A version as the adapters read it. An uploaded cover (``media:<id>``) is given as a ``data:`` URI of its
-    bytes, read in a short transaction of its own; ``with_cover=False`` where no image is sent (metrics)."""
+def post_content(version: PostVersion, *, with_cover: bool = True, kind: str | None = None) -> PostContent:
+    """A version as an adapter of ``kind`` reads it: that platform's own title and text where the editor wrote
+    them. An uploaded cover (``media:<id>``) is given as a ``data:`` URI of its bytes, read in a short
+    transaction of its own; ``with_cover=False`` where no image is sent (metrics)."""
     cover = version.cover_url
     if with_cover and is_media_ref(cover):
         with session_scope() as s:
             cover = cover_source(s, cover)
-    return PostContent(title=version.title, body=version.body, summary=version.summary, cover_url=cover)
+    title, body = version.text_for(kind)
+    return PostContent(title=title, body=body, summary=version.summary, cover_url=cover)
 
 
 def delivery_context(
-    d: Delivery, version: PostVersion, depends_url: str | None = None, *, with_cover: bool = True
+    d: Delivery,
+    version: PostVersion,
+    depends_url: str | None = None,
+    *,
+    with_cover: bool = True,
+    kind: str | None = None,
 ) -> DeliveryContext:
     """What the adapter needs for one delivery; remote ids it reports are saved at once, each in its own transaction."""
     delivery_id = d.id
@@ -46,7 +53,7 @@ def delivery_context(
     return DeliveryContext(
         delivery_id=d.id,
         idempotency_key=idempotency_key(d.id),
-        content=post_content(version, with_cover=with_cover),
+        content=post_content(version, with_cover=with_cover, kind=kind),
         progress=dict(d.progress or {}),
         remote_id=d.remote_id,
         remote_url=d.remote_url,

@@ -17,7 +17,6 @@ Rules that make "never post twice, never lose a post" hold:
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -25,13 +24,23 @@ from typing import Any
 from sqlalchemy import select
 
 from channels.base import AccountInfo, PublishResult, get_channel_class
-from channels.errors import ChannelError, NeedsReauth, OutcomeUnknown, PermanentError, QuotaExhausted, TransientError
+from channels.errors import (
+    ChannelError,
+    NeedsReauth,
+    NotSent,
+    OutcomeUnknown,
+    PermanentError,
+    QuotaExhausted,
+    TransientError,
+)
 from core.broker import Task, enqueue
 from core.clock import format_local, now
 from core.db import after_commit, is_postgresql, session_scope
+from core.errors import ConfigError
+from core.metrics import DELIVERY_ATTEMPTS
 from core.settings import get_settings
 from publisher.delivery.context import WORKER_ID, delivery_context
-from publisher.delivery.outcomes import apply_result, lock_post_and_delivery, settle_post
+from publisher.delivery.outcomes import apply_result, backoff, lock_post_and_delivery, notify_admins, settle_post
 from publisher.domain import lifecycle
 from publisher.domain.models import Account, Delivery, Post, PostVersion
 from publisher.services.channels import account_info, make_channel
@@ -62,7 +71,7 @@ def _claim(delivery_id: int) -> Claim | None:
         if d.next_attempt_at and d.next_attempt_at > t:
             return None
         post = s.get(Post, d.post_id)
-        if post is None or post.state == "retracted":
+        if post is None or post.state in lifecycle.RETRACTION:
             lifecycle.transition("delivery", d, "cancelled")
             return None
         if d.version_id != post.current_version_id:
@@ -116,6 +125,24 @@ def _claim(delivery_id: int) -> Claim | None:
                 until = recent[len(recent) - cls.posts_per_hour] + timedelta(hours=1)
                 _wait(d, "retry_wait", until, f"{cls.posts_per_hour} posts/hour limit of {account.kind}")
                 return None
+        try:
+            info = account_info(account)
+        except ConfigError as exc:
+            # This worker cannot decrypt the account's credentials (a wrong or missing MATRIX_SECRET_KEY): no
+            # retry can help until an admin fixes the key, so fail it with the reason (`matrix post retry` then).
+            _fail_unsent(d, f"credentials cannot be decrypted by worker {WORKER_ID}: {exc}")
+            audit(s, WORKER_ID, "delivery.error", d, error="ConfigError", message=d.last_error)
+            notify_admins(
+                s,
+                account.organization_id,
+                "secret_key",
+                f"worker {WORKER_ID} cannot decrypt the credentials of account {account.name}: {exc} "
+                "Its deliveries fail until the key is fixed; then `matrix post retry` the posts.",
+                post_id=post.id,
+            )
+            notify_owner(s, post, "delivery_failed", f"post {post.id} on {account.name}: {d.last_error}")
+            settle_post(s, post)
+            return None
         lifecycle.transition("delivery", d, "sending")
         d.attempts += 1
         d.claimed_at, d.claimed_by = t, WORKER_ID
@@ -125,7 +152,7 @@ def _claim(delivery_id: int) -> Claim | None:
         # after a definitive refusal the adapter resumes from the ids in ``progress`` instead.
         needs_lookup = d.outcome_unknown
         s.flush()
-        return Claim(d.id, account_info(account), (d, version, depends_url), needs_lookup)
+        return Claim(d.id, info, (d, version, depends_url), needs_lookup)
 
 
 def _wait(d: Delivery, state: str, until: Any, reason: str) -> None:
@@ -145,34 +172,51 @@ def deliver(delivery_id: int) -> str:
     claim = _claim(delivery_id)
     if claim is None:
         return "skipped"
-    ctx = delivery_context(*claim.ctx_args)
-    channel = make_channel(claim.info)
+    try:
+        # Before any platform call: a failure here (the database reading a cover, the token cache or limiter
+        # being set up) left nothing on the platform, so it is retried, never taken for a lost answer.
+        ctx = delivery_context(*claim.ctx_args, kind=claim.info.kind)
+        channel = make_channel(claim.info)
+    except Exception as exc:
+        log.warning("delivery %s: not sent: %s", delivery_id, exc.__class__.__name__)
+        not_sent = NotSent(f"not sent: {exc.__class__.__name__} before the first request")
+        return _counted(claim.info.kind, _record(delivery_id, error=not_sent, still_unknown=claim.needs_lookup))
+    looking = claim.needs_lookup
     try:
         result: PublishResult | None = None
         if claim.needs_lookup:
             result = channel.lookup(ctx)
+        looking = False
         if result is None:
             result = channel.publish(ctx)
-        return _record(delivery_id, ok=result)
+        return _counted(claim.info.kind, _record(delivery_id, ok=result))
     except ChannelError as exc:
-        return _record(delivery_id, error=exc)
+        return _counted(claim.info.kind, _record(delivery_id, error=exc, still_unknown=looking))
     except Exception as exc:  # a bug or an unexpected reply: the request may have gone out, so look later
         log.exception("delivery %s: unexpected error", delivery_id)
-        return _record(delivery_id, error=OutcomeUnknown(f"unexpected error: {exc!r}"))
+        return _counted(claim.info.kind, _record(delivery_id, error=OutcomeUnknown(f"unexpected error: {exc!r}")))
     finally:
         channel.close()
 
 
-def _backoff(attempt: int, retry_after: float | None) -> float:
-    settings = get_settings()
-    delay = min(settings.retry_max_s, settings.retry_base_s * 2 ** max(0, attempt - 1))
-    # jitter: workers that failed together don't retry together (a spread, not a secret: S311 does not apply)
-    delay = delay * (0.5 + random.random() / 2)  # noqa: S311
-    return max(delay, retry_after or 0.0)
+def _counted(channel: str, state: str) -> str:
+    """Count an attempt by channel and the state it left the delivery in (Prometheus), and pass it on."""
+    DELIVERY_ATTEMPTS.labels(channel, state).inc()
+    return state
 
 
-def _record(delivery_id: int, *, ok: PublishResult | None = None, error: ChannelError | None = None) -> str:
-    """Store the outcome of an attempt and move the post on. Wake-ups go out after commit."""
+def _record(
+    delivery_id: int,
+    *,
+    ok: PublishResult | None = None,
+    error: ChannelError | None = None,
+    still_unknown: bool = False,
+) -> str:
+    """Store the outcome of an attempt and move the post on. Wake-ups go out after commit.
+
+    ``still_unknown``: the error came from the lookup that had to find out whether an earlier attempt posted,
+    so that is still unknown and the next attempt looks again (a failed lookup is no answer to the publish).
+    """
     settings = get_settings()
     with session_scope() as s:
         post, d = lock_post_and_delivery(s, delivery_id)
@@ -199,7 +243,7 @@ def _record(delivery_id: int, *, ok: PublishResult | None = None, error: Channel
                 lifecycle.transition("delivery", d, "failed")
                 d.last_error = f"gave up after {d.attempts} attempts: {error}"
             else:
-                delay = _backoff(d.attempts, error.retry_after)
+                delay = backoff(d.attempts, error.retry_after)
                 _wait(d, "retry_wait", t + timedelta(seconds=delay), str(error))
                 if delay < settings.requeue_after_s:
                     d.claimed_by = "queued"
@@ -226,7 +270,7 @@ def _record(delivery_id: int, *, ok: PublishResult | None = None, error: Channel
             notify_owner(s, post, "delivery_failed", f"post {post.id} on {account.name}: {error}")
         if error is not None:
             # the platform answered (a refusal is an answer): the next attempt need not look first
-            d.outcome_unknown = isinstance(error, OutcomeUnknown)
+            d.outcome_unknown = isinstance(error, OutcomeUnknown) or still_unknown
             audit(s, WORKER_ID, "delivery.error", d, error=type(error).__name__, message=str(error))
         settle_post(s, post)
         return d.state

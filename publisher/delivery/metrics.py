@@ -10,6 +10,7 @@ from sqlalchemy import select
 from channels.errors import ChannelError
 from core.clock import now
 from core.db import session_scope
+from core.errors import ConfigError
 from publisher.delivery.context import delivery_context
 from publisher.domain.models import Delivery, MetricSnapshot, PostVersion
 from publisher.services.channels import account_info, make_channel
@@ -25,7 +26,15 @@ def collect_metrics(max_age_days: int = 30) -> int:
         by_account: dict[int, list[tuple[Delivery, PostVersion]]] = {}
         for d in rows:
             by_account.setdefault(d.account_id, []).append((d, s.get(PostVersion, d.version_id)))
-        infos = {d.account_id: account_info(d.account) for d in rows}
+        infos = {}
+        for d in rows:
+            if d.account_id in infos or d.account_id not in by_account:
+                continue
+            try:
+                infos[d.account_id] = account_info(d.account)
+            except ConfigError as exc:  # credentials this worker cannot decrypt: the other accounts still count
+                log.warning("metrics for account %s: %s", d.account_id, exc)
+                by_account.pop(d.account_id)
     taken = 0
     for account_id, items in by_account.items():
         channel = make_channel(infos[account_id])

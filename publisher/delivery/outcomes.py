@@ -1,19 +1,24 @@
-"""Recording outcomes: the lock order, applying a platform's answer, waking dependants, settling the post."""
+"""Recording outcomes: the lock order, applying a platform's answer (every path to ``published`` goes through
+:func:`mark_published`), starting retractions, waking dependants, backoff, settling the post, telling people."""
 
 from __future__ import annotations
+
+import random
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from channels.base import PublishResult
+from channels.base import PublishResult, get_channel_class
 from core.broker import Task, enqueue
 from core.clock import now
 from core.db import after_commit, id_in_range
 from core.errors import NotFound
+from core.notify import Notification, notify
+from core.settings import get_settings
 from publisher.delivery.context import WORKER_ID
 from publisher.domain import lifecycle
 from publisher.domain.models import Delivery, Post
-from publisher.services.common import audit, get
+from publisher.services.common import audit, get, holders, notify_owner
 
 
 def lock_post_and_delivery(s: Session, delivery_id: int) -> tuple[Post, Delivery]:
@@ -34,16 +39,76 @@ def apply_result(s: Session, d: Delivery, result: PublishResult, post: Post) -> 
     target = result.state if result.state in ("published", "awaiting_confirmation", "awaiting_manual") else "published"
     if d.state == "retry_wait":  # a late answer for a delivery that was given up on meanwhile: the truth wins
         d.state = "sending"
-    lifecycle.transition("delivery", d, target)
     d.remote_id = result.remote_id or d.remote_id
-    d.remote_url = result.url or d.remote_url
     d.outcome_unknown, d.last_error, d.claimed_by = False, None, None
     if target == "published":
-        d.published_at = now()
-        wake_dependants(s, d)
-        if post.state == "retracted":
-            after_commit(s, enqueue, Task.RETRACT_DELIVERY, d.id)
+        mark_published(s, d, post, result.url)
+        return
+    lifecycle.transition("delivery", d, target)
+    d.remote_url = result.url or d.remote_url
     audit(s, WORKER_ID, f"delivery.{target}", d, remote_id=d.remote_id, url=d.remote_url)
+    if target == "awaiting_confirmation" and post.state in lifecycle.RETRACTION:
+        # accepted by an asynchronous platform after the post was retracted: take it down as it settles
+        begin_retraction(s, d, post)
+
+
+def mark_published(s: Session, d: Delivery, post: Post, url: str | None = None, *, actor: str = WORKER_ID) -> None:
+    """Every path's way to ``published`` (a worker's answer, reconcile's lookup or status poll, a person's
+    confirmation): dependants are woken, and a copy that went live after its post was retracted is retracted
+    at once (``retracting``, a retraction task queued)."""
+    lifecycle.transition("delivery", d, "published")
+    d.remote_url = url or d.remote_url
+    d.published_at = now()
+    audit(s, actor, "delivery.published", d, remote_id=d.remote_id, url=d.remote_url)
+    if post.state in lifecycle.RETRACTION:
+        begin_retraction(s, d, post)
+    else:
+        wake_dependants(s, d)
+
+
+def can_retract(d: Delivery) -> bool:
+    """Whether the delivery's account is retracted through its platform's API (False: deleted by hand)."""
+    return get_channel_class(d.account.kind).can_retract(d.account.config or {})
+
+
+def begin_retraction(s: Session, d: Delivery, post: Post, *, wake: bool = True) -> bool:
+    """Move a delivery with a live (or settling) copy to ``retracting`` and, with ``wake``, queue its retraction
+    after commit (reconcile finds it anyway). False, with nothing changed, for an account without a retraction
+    API: its copy stays ``published`` until a person deletes it and records it (``matrix delivery removed``)."""
+    if not can_retract(d):
+        return False
+    lifecycle.transition("delivery", d, "retracting")
+    d.progress = {**(d.progress or {}), "retract_attempts": 0}
+    d.next_attempt_at, d.last_error = now(), None
+    d.claimed_by = "queued" if wake else None
+    if wake:
+        after_commit(s, enqueue, Task.RETRACT_DELIVERY, d.id)
+    audit(s, WORKER_ID, "delivery.retracting", d, post_state=post.state)
+    return True
+
+
+def backoff(attempt: int, retry_after: float | None) -> float:
+    """Seconds before the next attempt: exponential from ``MATRIX_RETRY_BASE_S`` up to ``MATRIX_RETRY_MAX_S``,
+    with jitter, and at least the platform's ``Retry-After``."""
+    settings = get_settings()
+    delay = min(settings.retry_max_s, settings.retry_base_s * 2 ** max(0, attempt - 1))
+    # jitter: workers that failed together don't retry together (a spread, not a secret: S311 does not apply)
+    delay = delay * (0.5 + random.random() / 2)  # noqa: S311
+    return max(delay, retry_after or 0.0)
+
+
+def notify_admins(s: Session, org_id: int, kind: str, message: str, *, post_id: int | None = None) -> None:
+    """Tell the admins of ``org_id`` (or above it; nobody there: whoever administers the installation) about a
+    fault of the installation, once: the same unread message is not repeated for every delivery it stops."""
+    recipients = holders(s, ["admin"], org_id) or [None]
+    unread = s.scalars(
+        select(Notification.user_id).where(
+            Notification.kind == kind, Notification.message == message, Notification.read_at.is_(None)
+        )
+    ).all()
+    fresh = [r for r in recipients if r not in set(unread)]
+    if fresh:
+        notify(s, fresh, kind, message, post_id=post_id)
 
 
 def wake_dependants(s: Session, d: Delivery) -> None:
@@ -55,11 +120,52 @@ def wake_dependants(s: Session, d: Delivery) -> None:
 
 
 def settle_post(s: Session, post: Post) -> None:
-    """Derive the post's state from its deliveries' states, where the lifecycle allows the move."""
-    if post.state not in ("publishing", "published", "partially_published", "failed"):
+    """Derive the post's state from its deliveries' states, where the lifecycle allows the move.
+
+    A post being retracted becomes ``retracted`` once no copy may be live anywhere; until then it stays
+    ``partially_retracted`` (:func:`report_leftovers` tells its owner what is left).
+    """
+    if post.state not in ("publishing", "published", "partially_published", "failed", "partially_retracted"):
         return
-    states = list(s.scalars(select(Delivery.state).where(Delivery.post_id == post.id)).all())
-    target = lifecycle.post_state_from_deliveries(states)
+    deliveries = list(s.scalars(select(Delivery).where(Delivery.post_id == post.id).order_by(Delivery.id)).all())
+    states = [d.state for d in deliveries]
+    if post.state == "partially_retracted":
+        target = lifecycle.retraction_state(states)
+    else:
+        target = lifecycle.post_state_from_deliveries(states)
     if target != post.state and lifecycle.can("post", post.state, target):
         lifecycle.transition("post", post, target)
         audit(s, "system", f"post.{target}", post)
+
+
+def report_leftovers(s: Session, post: Post) -> list[Delivery]:
+    """Tell the owner of a partially retracted post which copies are left, once nothing is in progress any
+    more (no retraction running, nothing in flight); returns those copies (none: nothing to tell)."""
+    if post.state != "partially_retracted":
+        return []
+    deliveries = list(s.scalars(select(Delivery).where(Delivery.post_id == post.id).order_by(Delivery.id)).all())
+    if any(d.state in ("retracting", "sending", "unconfirmed", "awaiting_confirmation") for d in deliveries):
+        return []
+    left = [d for d in deliveries if d.state in ("published", "retract_failed")]
+    if left:
+        parts = [
+            f"{d.account.name} (delivery {d.id}): "
+            + (
+                (d.last_error or "retraction failed")
+                if d.state == "retract_failed"
+                else f"no retraction API: delete {d.remote_url or 'it'} by hand, then `matrix delivery removed {d.id}`"
+            )
+            for d in left
+        ]
+        again = (
+            f" Run `matrix post retract {post.id}` again to retry."
+            if any(d.state == "retract_failed" for d in left)
+            else ""
+        )
+        notify_owner(
+            s,
+            post,
+            "retraction_incomplete",
+            f"post {post.id}: {len(left)} copies are still up: " + "; ".join(parts) + again,
+        )
+    return left

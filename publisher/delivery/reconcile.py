@@ -1,5 +1,11 @@
 """Reconcile: deliveries stuck in sending, unconfirmed or awaiting confirmation are resolved by asking the
-platform, never by blind retry."""
+platform, never by blind retry; retractions whose wake-up was lost (or whose worker died) are woken again.
+
+Every scan locks what it takes (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite every writing transaction
+begins with ``BEGIN IMMEDIATE``, so scans run one at a time) and leaves a mark before it commits (the stuck ones'
+new state, the others' ``next_attempt_at`` one interval on, the retractions' ``queued``): two reconciles running
+at once never take the same deliveries.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,18 @@ from channels.base import Channel, DeliveryContext
 from channels.errors import ChannelError
 from core.broker import Task, enqueue
 from core.clock import now
-from core.db import after_commit, session_scope
+from core.db import after_commit, is_postgresql, session_scope
+from core.errors import ConfigError
 from core.settings import get_settings
-from publisher.delivery.context import delivery_context
-from publisher.delivery.outcomes import apply_result, lock_post_and_delivery, settle_post, wake_dependants
+from publisher.delivery.context import WORKER_ID, delivery_context
+from publisher.delivery.outcomes import (
+    apply_result,
+    lock_post_and_delivery,
+    mark_published,
+    notify_admins,
+    report_leftovers,
+    settle_post,
+)
 from publisher.domain import lifecycle
 from publisher.domain.models import Delivery, Post, PostVersion
 from publisher.services.channels import account_info, make_channel
@@ -28,50 +42,103 @@ def reconcile(limit: int = 200) -> dict[str, int]:
     """Resolve deliveries stuck in sending / unconfirmed / awaiting_confirmation by asking the platform."""
     settings = get_settings()
     t = now()
-    counts = {"stuck": 0, "unconfirmed": 0, "awaiting": 0, "posts": 0}
+    counts = {"stuck": 0, "unconfirmed": 0, "awaiting": 0, "posts": 0, "retractions": 0}
     with session_scope() as s:
-        stuck = s.scalars(
+        q = (
             select(Delivery)
             .where(Delivery.state == "sending", Delivery.claimed_at < t - timedelta(seconds=settings.stuck_after_s))
             .limit(limit)
-        ).all()
+        )
+        stuck = s.scalars(_locked(s, q)).all()
         for d in stuck:  # its worker died or hangs: whether it posted is unknown
             lifecycle.transition("delivery", d, "unconfirmed")
             d.outcome_unknown, d.last_error = True, "worker stopped during the attempt"
             audit(s, "reconcile", "delivery.stuck", d, claimed_by=d.claimed_by)
         counts["stuck"] = len(stuck)
     for state, handler in (("unconfirmed", _resolve_unconfirmed), ("awaiting_confirmation", _resolve_awaiting)):
-        with session_scope() as s:
-            ids = list(
-                s.scalars(
-                    select(Delivery.id)
-                    .where(
-                        Delivery.state == state, or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= t)
-                    )
-                    .limit(limit)
-                ).all()
-            )
+        ids = _take(state, limit)
         for delivery_id in ids:
             try:
                 handler(delivery_id)
             except ChannelError as exc:  # leave it for the next round
                 log.warning("reconcile %s delivery %s: %s", state, delivery_id, exc)
                 _note(delivery_id, str(exc))
+            except ConfigError as exc:  # this worker cannot decrypt the account's credentials: an admin must act
+                log.warning("reconcile %s delivery %s: %s", state, delivery_id, exc)
+                _note(delivery_id, f"credentials cannot be decrypted by worker {WORKER_ID}: {exc}", admins=True)
         counts["unconfirmed" if state == "unconfirmed" else "awaiting"] = len(ids)
+    counts["retractions"] = _wake_retractions(limit)
     with session_scope() as s:
-        for post in s.scalars(select(Post).where(Post.state == "publishing").with_for_update()).all():
+        q = select(Post).where(Post.state.in_(("publishing", "partially_retracted")))
+        for post in s.scalars(_locked(s, q)).all():
             before = post.state
             settle_post(s, post)
             counts["posts"] += before != post.state
     return counts
 
 
-def _note(delivery_id: int, message: str) -> None:
+def _locked(s, q):
+    """``q`` locking the rows it takes; rows another transaction holds are skipped (PostgreSQL). SQLite has no
+    row locks: there ``BEGIN IMMEDIATE`` (:func:`core.db.engine_for`) runs writing transactions one at a time."""
+    return q.with_for_update(skip_locked=True) if is_postgresql(s) else q
+
+
+def _take(state: str, limit: int) -> list[int]:
+    """The due deliveries in ``state``, taken for this round: their next look is put one interval on in the
+    same transaction, so a reconcile running at the same time does not take them too."""
+    t = now()
+    with session_scope() as s:
+        q = (
+            select(Delivery)
+            .where(Delivery.state == state, or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= t))
+            .order_by(Delivery.id)
+            .limit(limit)
+        )
+        taken = s.scalars(_locked(s, q)).all()
+        lease = t + timedelta(seconds=get_settings().reconcile_interval_s)
+        for d in taken:
+            d.next_attempt_at = lease
+        return [d.id for d in taken]
+
+
+def _wake_retractions(limit: int) -> int:
+    """Queue the retractions that are due and that nobody is about to run: never woken, wake-up lost (queued
+    long ago), or claimed by a worker that stopped."""
+    settings = get_settings()
+    t = now()
+    with session_scope() as s:
+        q = (
+            select(Delivery)
+            .where(
+                Delivery.state == "retracting",
+                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= t),
+                or_(
+                    Delivery.claimed_by.is_(None),
+                    Delivery.updated_at < t - timedelta(seconds=settings.requeue_after_s),
+                ),
+            )
+            .order_by(Delivery.id)
+            .limit(limit)
+        )
+        due = [
+            d
+            for d in s.scalars(_locked(s, q)).all()
+            if d.claimed_by in (None, "queued") or d.updated_at < t - timedelta(seconds=settings.stuck_after_s)
+        ]
+        for d in due:
+            d.claimed_by, d.updated_at = "queued", t
+            after_commit(s, enqueue, Task.RETRACT_DELIVERY, d.id)
+        return len(due)
+
+
+def _note(delivery_id: int, message: str, *, admins: bool = False) -> None:
     with session_scope() as s:
         d = s.get(Delivery, delivery_id)
         if d is not None:
             d.last_error = message
             d.next_attempt_at = now() + timedelta(seconds=get_settings().reconcile_interval_s)
+            if admins:
+                notify_admins(s, d.account.organization_id, "secret_key", message, post_id=d.post_id)
 
 
 def _load_for_platform(delivery_id: int, state: str) -> tuple[Channel, DeliveryContext] | None:
@@ -90,7 +157,7 @@ def _load_for_platform(delivery_id: int, state: str) -> tuple[Channel, DeliveryC
             dep = s.get(Delivery, d.depends_on_id)
             depends_url = dep.remote_url if dep else None
         info = account_info(d.account)
-    return make_channel(info), delivery_context(d, version, depends_url)
+    return make_channel(info), delivery_context(d, version, depends_url, kind=info.kind)
 
 
 def _resolve_unconfirmed(delivery_id: int) -> None:
@@ -108,12 +175,16 @@ def _resolve_unconfirmed(delivery_id: int) -> None:
             return
         if found is not None:
             apply_result(s, d, found, post)
+        elif post.state in lifecycle.RETRACTION:  # not there, and its post was retracted: never send it
+            lifecycle.transition("delivery", d, "cancelled")
+            d.outcome_unknown = False
         else:  # looked, and it is not there: safe to send again (the next attempt looks once more first)
             lifecycle.transition("delivery", d, "retry_wait")
             d.next_attempt_at, d.claimed_by = now(), "queued"
             after_commit(s, enqueue, Task.DELIVER, d.id)
         audit(s, "reconcile", "delivery.reconciled", d, found=found is not None)
         settle_post(s, post)
+        report_leftovers(s, post)
 
 
 def _resolve_awaiting(delivery_id: int) -> None:
@@ -130,10 +201,11 @@ def _resolve_awaiting(delivery_id: int) -> None:
         if d.state != "awaiting_confirmation":
             return
         if status.state == "published":
-            lifecycle.transition("delivery", d, "published")
-            d.remote_url, d.published_at = status.url or d.remote_url, now()
-            wake_dependants(s, d)
-        elif status.state == "failed":
+            # the one way to published: a post retracted meanwhile has its copy retracted at once
+            mark_published(s, d, post, status.url, actor="reconcile")
+            settle_post(s, post)
+            return
+        if status.state == "failed":
             lifecycle.transition("delivery", d, "failed")
             d.last_error = status.reason or "the platform refused the post"
             notify_owner(s, post, "delivery_failed", f"post {post.id} on {d.account.name}: {d.last_error}")
@@ -145,3 +217,4 @@ def _resolve_awaiting(delivery_id: int) -> None:
             return
         audit(s, "reconcile", f"delivery.{d.state}", d, reason=status.reason, url=status.url)
         settle_post(s, post)
+        report_leftovers(s, post)

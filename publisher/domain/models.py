@@ -154,21 +154,38 @@ class PostVersion(Base):
     body: Mapped[str] = mapped_column(Text)
     summary: Mapped[str] = mapped_column(Text, default="")
     cover_url: Mapped[str | None] = mapped_column(String(2000))
+    # Per-platform text where an editor wants one platform's copy different (a shorter Weibo text, a WeChat
+    # title within its 64 characters): {kind: {"title": ..., "body": ...}}, either key optional. Screened and
+    # hashed with the rest, so an approval covers every variant too.
+    variants: Mapped[dict[str, Any]] = mapped_column(default=dict)
     content_hash: Mapped[str] = mapped_column(String(64))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @staticmethod
-    def hash_content(title: str, body: str, summary: str, cover_url: str | None) -> str:
+    def hash_content(
+        title: str, body: str, summary: str, cover_url: str | None, variants: dict[str, dict[str, str]] | None = None
+    ) -> str:
         """SHA-256 over the content fields: an approval is bound to exactly this content."""
-        payload = json.dumps([title, body, summary, cover_url or ""], ensure_ascii=False)
+        fields: list[Any] = [title, body, summary, cover_url or ""]
+        if variants:  # left out when there are none, so the hashes of versions without variants stay the same
+            fields.append({k: variants[k] for k in sorted(variants)})
+        payload = json.dumps(fields, ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def screened_parts(self) -> list[tuple[str, str]]:
-        """The fields screening reads, in order, as (field, text); empty fields are left out."""
-        return [
-            (f, text) for f, text in (("title", self.title), ("summary", self.summary), ("body", self.body)) if text
-        ]
+        """The fields screening reads, in order, as (field, text); empty fields are left out. A platform's own
+        text is a field of its own, ``<kind>.title`` / ``<kind>.body``."""
+        parts = [("title", self.title), ("summary", self.summary), ("body", self.body)]
+        for kind in sorted(self.variants or {}):
+            variant = self.variants[kind]
+            parts += [(f"{kind}.{key}", variant[key]) for key in ("title", "body") if variant.get(key)]
+        return [(f, text) for f, text in parts if text]
+
+    def text_for(self, kind: str | None) -> tuple[str, str]:
+        """The title and body a platform of ``kind`` gets: its own variant where the editor wrote one."""
+        variant = (self.variants or {}).get(kind or "", {})
+        return variant.get("title") or self.title, variant.get("body") or self.body
 
     def screened_text(self) -> str:
         """What screening reads: the fields joined by line breaks (hit offsets index this text)."""

@@ -5,6 +5,7 @@ Every user error is a 4xx with a one-line ``detail``; nothing is half-done (one 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -25,14 +26,17 @@ from starlette.types import Scope
 import moderation
 from core import logredact
 from core.audit import verify as verify_audit
-from core.broker import broker_reachable
+from core.broker import broker_reachable, queue_depths
 from core.clock import iso_local, parse_local
 from core.crypto import check_secret_key
 from core.db import BUSY_REASON, BUSY_RETRY_AFTER_S, READ_ONLY, get_engine, is_database_busy, session_scope
 from core.errors import InvalidInput, MatrixError, NotFound
+from core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from core.metrics import exposition
 from core.notify import Notification
 from core.notify import mark_read as mark_notifications_read
 from core.settings import Settings, get_settings
+from monitor.settings import get_monitor_settings, monitor_queue
 from publisher import services
 from publisher.delivery import assisted, retract
 from publisher.domain.models import Post
@@ -40,8 +44,10 @@ from publisher.interfaces.identity import SESSION_COOKIE, RequireIdentity, clien
 from publisher.interfaces.limits import BodyLimit
 from publisher.interfaces.monitor_api import router as monitor_router
 from publisher.interfaces.web import dashboards as web_dashboards
+from publisher.interfaces.web import monitor_pages as web_monitor
 from publisher.interfaces.web import pages as web
 from publisher.services import LABEL_MAX, LIST_MAX, NAME_MAX, REASON_MAX, SUMMARY_MAX, TARGETS_MAX, URL_MAX, Principal
+from publisher.services.observability import database_gauges
 from publisher.services.people import SESSION_ABSOLUTE
 from publisher.services.screening import configure_moderation
 
@@ -54,6 +60,11 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # Served without `matrix api` (`uvicorn publisher.interfaces.api:app`), the API still refuses to start
     # with a missing, public or short MATRIX_SECRET_KEY outside the embedded default.
     check_secret_key()
+    # Everything imported so far (templates, the models, the lexicons) lives as long as the process: moved out of
+    # the collector's generations, so a collection during a request does not walk it again (p95 of the pages)
+    if not gc.get_freeze_count():  # once a process (a test process starts the app many times)
+        gc.collect()
+        gc.freeze()
     yield
 
 
@@ -68,6 +79,7 @@ app = FastAPI(
 app.mount("/static", StaticFiles(directory=str(web.STATIC_DIR)), name="static")
 app.include_router(web.router)
 app.include_router(web_dashboards.router)
+app.include_router(web_monitor.router)
 
 
 @app.exception_handler(MatrixError)
@@ -144,7 +156,8 @@ def body_cap(cap: Callable[[Settings], int]) -> Callable[[Callable[..., Any]], C
 
 def _post_cap(settings: Settings) -> int:
     """A post: its longest body, escaped, on top of the default cap for everything else."""
-    return settings.api_body_max_bytes + _JSON_BYTES_PER_CHAR * settings.body_max_chars
+    # the common body and one per platform at most (the four platform kinds may each have their own text)
+    return settings.api_body_max_bytes + _JSON_BYTES_PER_CHAR * settings.body_max_chars * (1 + _VARIANTS_MAX)
 
 
 def _screen_cap(settings: Settings) -> int:
@@ -211,6 +224,22 @@ class AccountIn(Strict):
     check: bool = True  # ask the platform whether the credentials work before storing them
 
 
+_VARIANTS_MAX = 8  # one per platform kind a post goes to (four today; headroom for more kinds)
+
+
+class VariantIn(Strict):
+    """One platform's own text; the other fields come from the post."""
+
+    title: str | None = Field(None, max_length=services.TITLE_MAX)
+    body: str | None = Field(None, description="Markdown, at most MATRIX_BODY_MAX_CHARS characters.")
+
+
+Variants = Annotated[
+    dict[Annotated[str, Field(max_length=_WORD_MAX)], VariantIn],
+    Field(max_length=_VARIANTS_MAX, description='Per platform kind, e.g. {"weibo": {"body": "..."}}.'),
+]
+
+
 class PostIn(Strict):
     """A new post, optionally scheduled at once."""
 
@@ -223,6 +252,7 @@ class PostIn(Strict):
     accounts: list[AccountRef] = Field(min_length=1, max_length=TARGETS_MAX)
     summary: str = Field("", max_length=SUMMARY_MAX)
     cover_url: str | None = Field(None, max_length=URL_MAX, description="An image URL, or media:<id> (POST /media).")
+    variants: Variants = Field(default_factory=dict)
     at: str | None = Field(
         None, max_length=_TIME_MAX, description="Schedule too: local time '2026-12-01 09:00', ISO 8601, or 'now'."
     )
@@ -235,6 +265,7 @@ class PostEdit(Strict):
     body: str | None = Field(None, description="Markdown, at most MATRIX_BODY_MAX_CHARS characters.")
     summary: str | None = Field(None, max_length=SUMMARY_MAX)
     cover_url: str | None = Field(None, max_length=URL_MAX)
+    variants: Variants | None = Field(None, description="Replaces the per-platform texts; {} removes them.")
 
 
 class ScheduleIn(Strict):
@@ -342,6 +373,23 @@ def health() -> JSONResponse:
         status["broker"] = f"error: {exc.__class__.__name__}"
     ok = all(v == "ok" for v in status.values())
     return JSONResponse(status_code=200 if ok else 503, content={"status": "ok" if ok else "degraded", **status})
+
+
+@app.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    """Prometheus metrics: this machine's counted figures and the database's (an admin, or the scrape token)."""
+    if not request.scope.get("state", {}).get("metrics_scraper"):
+        actor = current_principal(request)
+        with session_scope() as session:
+            services.require(session, actor, "metrics.view")
+    try:
+        depths = queue_depths([get_settings().queue, monitor_queue(get_monitor_settings())])
+        queues = [("matrix_queue_depth", "Messages waiting per queue (the broker).", ["queue"],
+                   [([q], float(n)) for q, n in depths.items()])]  # fmt: skip
+    except Exception:  # the broker is down: the other figures still count (and /health says so)
+        queues = []
+    body = exposition(lambda: database_gauges() + queues)
+    return Response(content=body, media_type=METRICS_CONTENT_TYPE)
 
 
 # ------------------------------------------------------------------------------------------ people
@@ -545,11 +593,17 @@ def create_post(body: PostIn, actor: Actor, session: Session = Depends(db)) -> d
         accounts=body.accounts,
         summary=body.summary,
         cover_url=body.cover_url,
+        variants=_variants(body.variants),
     )
     if due is not None:
         services.schedule_post(session, actor, post.id, due)
     session.flush()
     return services.post_summary(session, post)
+
+
+def _variants(variants: dict[str, VariantIn]) -> dict[str, dict[str, str]]:
+    """The per-platform texts as the services take them (fields left out stay out)."""
+    return {kind: v.model_dump(exclude_none=True) for kind, v in variants.items()}
 
 
 def _upload_cap(_settings: Settings) -> int:
@@ -607,6 +661,7 @@ def edit_post(post_id: int, body: PostEdit, actor: Actor, session: Session = Dep
         body=body.body,
         summary=body.summary,
         cover_url=body.cover_url,
+        variants=None if body.variants is None else _variants(body.variants),
     )
     return services.post_summary(session, post)
 
@@ -684,8 +739,12 @@ def retry_post(post_id: int, actor: Actor, session: Session = Depends(db)) -> di
 
 @app.post("/posts/{post_id}/retract")
 def retract_post(post_id: int, actor: Actor) -> dict[str, Any]:
-    """Retract from every platform now; one line per delivery."""
-    return {"post": post_id, "deliveries": retract.retract_post(actor, post_id)}
+    """Retract from every platform now, or what is left (run it again); one line per delivery, and the post's
+    state after (``partially_retracted`` while copies are left, retried in the background)."""
+    lines = retract.retract_post(actor, post_id)
+    with session_scope() as s:
+        state = s.get(Post, post_id).state
+    return {"post": post_id, "state": state, "deliveries": lines}
 
 
 @app.get("/reviews")
@@ -715,10 +774,11 @@ def confirm_delivery(delivery_id: int, body: ConfirmIn, actor: Actor) -> dict[st
 
 
 @app.post("/deliveries/{delivery_id}/removed")
-def delivery_removed(delivery_id: int, actor: Actor) -> dict[str, Any]:
-    """An operator deleted by hand a delivery without a retraction API (its post was retracted)."""
-    d = assisted.confirm_removed(actor, delivery_id)
-    return {"id": d.id, "state": d.state, "remote_url": d.remote_url}
+def delivery_removed(delivery_id: int, actor: Actor, force: bool = False) -> dict[str, Any]:
+    """An operator deleted by hand a copy without a retraction API (its post was retracted); its URL is checked
+    first where it can be (still up: 409 unless ``force``)."""
+    d, checked = assisted.confirm_removed(actor, delivery_id, force=force)
+    return {"id": d.id, "state": d.state, "remote_url": d.remote_url, "check": checked}
 
 
 @app.post("/organizations/{org_id}/terms", status_code=201)
@@ -729,6 +789,18 @@ def add_term(org_id: int, body: TermIn, actor: Actor, session: Session = Depends
     )
     return {"term": entry.term, "list": entry.list, "category": entry.category, "severity": entry.severity,
             "created": created}  # fmt: skip
+
+
+@app.get("/organizations/{org_id}/terms")
+def list_terms(org_id: int, actor: Actor, session: Session = Depends(db)) -> list[dict[str, Any]]:
+    """An organisation's own deny- and allow-list terms (admins of the organisation)."""
+    return services.term_rows(session, actor, org_id)
+
+
+@app.get("/policies")
+def list_policies(actor: Actor, session: Session = Depends(db)) -> list[dict[str, Any]]:
+    """Per organisation you set policies for: its review chain (own or inherited), policy overrides, term lists."""
+    return services.policy_rows(session, actor)
 
 
 @app.get("/organizations/{org_id}/review-chain")

@@ -34,12 +34,15 @@ from typer.core import TyperGroup
 
 from core import audit as audit_log
 from core import logredact
+from core.broker import screening_queue
 from core.clock import format_local, parse_local
 from core.crypto import check_secret_key, rotate
 from core.db import session_scope
 from core.errors import Unauthenticated
+from core.metrics import ensure_multiprocess_dir
 from core.settings import get_settings
 from moderation.cli import screen_command
+from monitor.settings import monitor_queue
 from publisher import migrate, services
 from publisher.delivery import assisted, retract
 from publisher.domain.models import Account, Organization
@@ -379,13 +382,11 @@ def token_revoke(token_id: int) -> None:
 @app.command()
 def api(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
     """Serve the HTTP API (OpenAPI at /docs)."""
-    import uvicorn
-
     _require_secret_key()
     settings = get_settings()
-    uvicorn.run(
-        "publisher.interfaces.api:app", host=host or settings.api_host, port=port or settings.api_port, log_level="info"
-    )
+    ensure_multiprocess_dir(settings.data_dir)  # before the server's process imports the metrics (exec below)
+    _exec_module("uvicorn", "publisher.interfaces.api:app", "--host", host or settings.api_host,
+                 "--port", str(port or settings.api_port), "--log-level", "info")  # fmt: skip
 
 
 def _require_secret_key() -> None:
@@ -404,13 +405,38 @@ def _exec_module(module: str, *args: str) -> None:
 
 
 @app.command()
-def worker(concurrency: int = typer.Option(None, "--concurrency", "-c"), loglevel: str = "info") -> None:
-    """Run a Celery worker (deliveries, screening, reconciliation, metrics)."""
+def worker(
+    concurrency: int = typer.Option(None, "--concurrency", "-c"),
+    kind: str = typer.Option(
+        "all",
+        "--kind",
+        help="all (every queue: the embedded default), delivery (platform calls: threads, no classifier), "
+        "screening (CPU: processes with the classifier), monitor (feed fetching).",
+    ),
+    loglevel: str = "info",
+) -> None:
+    """Run a Celery worker for one kind of work, or all of it (deliveries, screening, reconciliation, metrics)."""
     _require_secret_key()
     settings = get_settings()
+    queues = {
+        "all": [settings.queue, screening_queue(settings)],
+        "delivery": [settings.queue],
+        "screening": [screening_queue(settings)],
+        "monitor": [monitor_queue()],
+    }
+    if kind not in queues:
+        fail(f"--kind {kind!r}: choose all, delivery, screening or monitor")
+    os.environ["MATRIX_WORKER_KIND"] = kind  # the worker app reads it: what to preload, which queues to add
+    pool: list[str] = []
     n = concurrency or settings.worker_concurrency
-    _exec_module("celery", "-A", "workers.app", "worker", "-l", loglevel, "-c", str(n), "-Q", settings.queue,
-                 "--without-mingle", "--without-gossip")  # fmt: skip
+    if kind == "delivery":
+        # Deliveries wait on the network, not the CPU: many in flight per process, in threads, in little memory.
+        n = concurrency or settings.delivery_threads
+        pool = ["--pool", "threads"]
+        os.environ.setdefault("MATRIX_DB_POOL_SIZE", str(n + 2))
+    ensure_multiprocess_dir(settings.data_dir)  # the pool's processes count into files GET /metrics sums
+    _exec_module("celery", "-A", "workers.app", "worker", "-l", loglevel, "-c", str(n), "-Q", ",".join(queues[kind]),
+                 *pool, "--without-mingle", "--without-gossip")  # fmt: skip
 
 
 @app.command()
@@ -458,6 +484,10 @@ def up(
             fail(f"{host}:{port} ({what}) is in use, by another `matrix up` perhaps; stop it or set {var}")
     fresh = migrate.current() is None
     migrate.upgrade()
+    # the processes below count into one folder that GET /metrics sums; a new run starts it afresh
+    metrics_dir = Path(ensure_multiprocess_dir(settings.data_dir))
+    for stale in metrics_dir.glob("*.db"):
+        stale.unlink()
     children: list[subprocess.Popen] = []
 
     def start(*args: str) -> None:
@@ -478,10 +508,14 @@ def up(
     start("api")
     start("worker")
     start("beat")
+    flower_port = _free_port_near(5555)
+    start("flower", "--port", str(flower_port))
     _wait_http(f"http://{settings.api_host}:{settings.api_port}/health", 60)
     table = Table(title="media-matrix is running", show_header=False)
     table.add_row("Web / API", f"http://{settings.api_host}:{settings.api_port}/  (sign in there; API: /docs)")
     table.add_row("Sandboxes", settings.sandbox_url)
+    table.add_row("Flower", f"http://127.0.0.1:{flower_port}/  (Celery's tasks and workers)")
+    table.add_row("Metrics", f"http://{settings.api_host}:{settings.api_port}/metrics  (Prometheus; admins)")
     table.add_row("Database", settings.database_url)
     table.add_row("Broker", settings.broker_url)
     console.print(table)
@@ -517,6 +551,15 @@ def up(
         err.print(f"[red]error:[/red] {names} stopped on its own; everything was stopped (see its log above)")
         raise typer.Exit(1)
     console.print("stopped.")
+
+
+def _free_port_near(port: int) -> int:
+    """``port`` if free on localhost, else the next free one of the ten after it (Flower is a convenience:
+    another program on 5555 should not stop `matrix up`)."""
+    for candidate in range(port, port + 10):
+        if _port_free("127.0.0.1", candidate):
+            return candidate
+    return port
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -631,6 +674,9 @@ def account_reauth(
 # --------------------------------------------------------------------------------------------- posts
 
 
+_VARIANT_HELP = "A platform's own text: KIND=TEXT or KIND=@FILE (e.g. weibo=@short.md); repeatable."
+
+
 def _read_body(body_file: Path | None, body: str | None) -> str:
     if body is not None:
         return body
@@ -662,10 +708,13 @@ def post_create(
     summary: str = typer.Option("", "--summary"),
     cover: str = typer.Option(None, "--cover", help="Cover image: a file to upload, or a URL."),
     at: str = typer.Option(None, "--at", help="Schedule too: local time like '2026-12-01 09:00', or 'now'."),
+    variant: list[str] = typer.Option(None, "--variant", help=_VARIANT_HELP),
+    variant_title: list[str] = typer.Option(None, "--variant-title", help="A platform's own title: KIND=TITLE."),
 ) -> None:
     """Create a post for some accounts and send it to screening (and schedule it with --at)."""
 
     text = _read_body(body_file, body)
+    variants = _variant_options(variant, variant_title)
     with user_errors():
         due = parse_local(at) if at else None
         with _session() as session:
@@ -673,7 +722,14 @@ def post_create(
             if cover and account:
                 cover = _cover_ref(session, actor, cover, services.find_account(session, account[0]).organization_id)
             post = services.create_post(
-                session, actor, title=title, body=text, accounts=account, summary=summary, cover_url=cover
+                session,
+                actor,
+                title=title,
+                body=text,
+                accounts=account,
+                summary=summary,
+                cover_url=cover,
+                variants=variants,
             )
             if due is not None:
                 services.schedule_post(session, actor, post.id, due)
@@ -689,16 +745,42 @@ def post_edit(
     body: str = typer.Option(None, "--body"),
     summary: str = typer.Option(None, "--summary"),
     cover: str = typer.Option(None, "--cover", help="New cover image: a file to upload, or a URL."),
+    variant: list[str] = typer.Option(None, "--variant", help=_VARIANT_HELP + " KIND= removes it."),
+    variant_title: list[str] = typer.Option(None, "--variant-title", help="A platform's own title: KIND=TITLE."),
 ) -> None:
     """Edit a post: a new version, screened again (a failed post too: then `matrix post retry` once approved)."""
 
     text = _read_body(body_file, body) if (body_file or body is not None) else None
+    changes = _variant_options(variant, variant_title)
     with user_errors(), _session() as session:
         actor = _principal(session)
+        visible = services.visible_post(session, actor, post_id)
         if cover:
-            cover = _cover_ref(session, actor, cover, services.visible_post(session, actor, post_id).organization_id)
-        post = services.edit_post(session, actor, post_id, title=title, body=text, summary=summary, cover_url=cover)
+            cover = _cover_ref(session, actor, cover, visible.organization_id)
+        variants = None
+        if changes:  # the options change the platforms they name; the others keep their own texts
+            current = visible.current_version.variants if visible.current_version else {}
+            variants = {kind: dict(v) for kind, v in (current or {}).items()}
+            for kind, fields in changes.items():
+                variants[kind] = {**variants.get(kind, {}), **fields}
+        post = services.edit_post(
+            session, actor, post_id, title=title, body=text, summary=summary, cover_url=cover, variants=variants
+        )
         console.print(f"post {post.id} is now version {post.current_version.number} ({post.state})")
+
+
+def _variant_options(bodies: list[str] | None, titles: list[str] | None) -> dict[str, dict[str, str]]:
+    """``--variant`` / ``--variant-title`` options as ``{kind: {"body"/"title": text}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for option, key, values in (("--variant", "body", bodies), ("--variant-title", "title", titles)):
+        for value in values or []:
+            kind, sep, text = value.partition("=")
+            if not sep or not kind.strip():
+                fail(f"{option} {value!r}: give KIND=TEXT, e.g. {option} weibo=...")
+            if key == "body" and text.startswith("@"):
+                text = _read_body(Path(text[1:]), None)
+            out.setdefault(kind.strip(), {})[key] = text
+    return out
 
 
 def _cover_ref(session: Session, actor: Principal, cover: str, org_id: int) -> str:
@@ -794,14 +876,20 @@ def post_retry(post_id: int) -> None:
 
 @post_app.command("retract")
 def post_retract(post_id: int) -> None:
-    """Retract a post from every platform; reports per account."""
+    """Retract a post from every platform, or what is left of it (run it again); reports per account."""
     actor = _signed_in()
     with user_errors():
         lines = retract.retract_post(actor, post_id)
-    table = Table("delivery", "account", "kind", "outcome", "detail", title=f"post {post_id} retracted")
+    left = [line for line in lines if line["outcome"] not in ("retracted", "cancelled", "already")]
+    title = f"post {post_id} retracted" if not left else f"post {post_id} partially retracted: {len(left)} copies left"
+    table = Table("delivery", "account", "kind", "outcome", "detail", title=title)
     for line in lines:
         table.add_row(str(line["delivery"]), line["account"], line["kind"], line["outcome"], line["detail"])
     console.print(table)
+    if any(line["outcome"] == "retracting" for line in lines):
+        console.print(
+            "retrying in the background; `matrix post show` follows it, `matrix post retract` again retries now"
+        )
 
 
 @post_app.command("show")
@@ -891,12 +979,16 @@ def delivery_confirm(delivery_id: int, url: str = typer.Option(..., "--url")) ->
 
 
 @delivery_app.command("removed")
-def delivery_removed(delivery_id: int) -> None:
-    """Record that an assisted delivery was deleted by hand after its post was retracted."""
+def delivery_removed(
+    delivery_id: int,
+    force: bool = typer.Option(False, "--force", help="Record it although its URL still answers (a removal notice)."),
+) -> None:
+    """Record that a copy without a retraction API (manual, assisted) was deleted by hand after its post was
+    retracted; its URL is checked first where it can be."""
     actor = _signed_in()
     with user_errors():
-        d = assisted.confirm_removed(actor, delivery_id)
-    console.print(f"delivery {d.id} recorded as removed ({d.remote_url})")
+        d, checked = assisted.confirm_removed(actor, delivery_id, force=force)
+    console.print(f"delivery {d.id} recorded as removed ({checked})")
 
 
 @delivery_app.command("package")

@@ -12,6 +12,7 @@ dependency) reads it: each route passes it to the services, which decide what it
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.db import BUSY_REASON, BUSY_RETRY_AFTER_S, is_database_busy, session_scope
 from core.errors import Unauthenticated
+from core.settings import get_settings
 from publisher import services
 from publisher.services import Principal
 
@@ -103,6 +105,10 @@ class RequireIdentity:
         if scope["method"] in ("GET", "HEAD") and scope["path"].startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
+        if scope["path"] == "/metrics" and _is_scraper(scope):
+            scope.setdefault("state", {})["metrics_scraper"] = True  # the route serves it without a person
+            await self.app(scope, receive, send)
+            return
         try:
             # the database lookup in a worker thread: the event loop keeps serving other requests meanwhile
             actor = await anyio.to_thread.run_sync(_resolve, scope)
@@ -122,6 +128,15 @@ class RequireIdentity:
             return
         scope.setdefault("state", {})["principal"] = actor
         await self.app(scope, receive, send)
+
+
+def _is_scraper(scope: Scope) -> bool:
+    """Whether a request carries the configured metrics token (a scrape by Prometheus, not a person)."""
+    token = get_settings().metrics_token
+    if len(token) < 32:  # unset, or too short to be a secret: nobody is let in by it
+        return False
+    given = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
 async def _answer(send: Send, status: int, detail: str, headers: dict[str, str]) -> None:

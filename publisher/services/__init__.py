@@ -60,7 +60,7 @@ from publisher.services.posts import (
 from publisher.services.reviews import chain_progress, override, review
 from publisher.services.schedules import cancel_schedule, retry_post, schedule_post
 from publisher.services.screening import requeue_stale_screenings, screen_version
-from publisher.services.terms import TERM_MAX, add_moderation_term
+from publisher.services.terms import TERM_MAX, add_moderation_term, policy_rows, term_rows
 from publisher.services.views import (
     LIST_MAX,
     account_rows,
@@ -136,6 +136,7 @@ __all__ = [
     "notification_rows",
     "notify_owner",
     "override",
+    "policy_rows",
     "post_detail",
     "post_rows",
     "post_summary",
@@ -155,6 +156,7 @@ __all__ = [
     "set_review_chain",
     "sign_in",
     "submit_post",
+    "term_rows",
     "token_rows",
     "top_posts",
     "upload_image",

@@ -69,6 +69,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "policy.manage": frozenset({"admin"}),  # term lists, moderation policies, review chains
     "user.manage": frozenset({"admin"}),
     "audit.view": frozenset({"admin"}),
+    "metrics.view": frozenset({"admin"}),  # GET /metrics (or the scrape token)
     "screen": frozenset({"editor", "reviewer", "monitor", "admin"}),
     "monitor.view": frozenset({"monitor", "admin"}),  # the public-opinion monitor: sources, items, stories, rules
     "monitor.manage": frozenset({"monitor", "admin"}),  # add, pause and poll sources; write rules
@@ -84,6 +85,7 @@ _VERBS = {
     "policy.manage": "change moderation lists, policies or review chains",
     "user.manage": "manage users",
     "audit.view": "read the audit log",
+    "metrics.view": "read the metrics",
     "screen": "screen texts",
     "monitor.view": "read the monitor",
     "monitor.manage": "manage monitor sources and rules",

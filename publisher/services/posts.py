@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -16,7 +17,7 @@ from core.errors import Conflict, InvalidInput
 from core.http import guarded_client, safe_url
 from core.settings import get_settings
 from publisher.domain import lifecycle
-from publisher.domain.models import Post, PostTarget, PostVersion, User
+from publisher.domain.models import Account, Post, PostTarget, PostVersion, User
 from publisher.services.accounts import find_account
 from publisher.services.common import URL_MAX, audit, check_length, get
 from publisher.services.media import COVER_MAX_BYTES, check_media_cover, is_media_ref
@@ -39,6 +40,28 @@ def _validate_content(title: str, body: str) -> tuple[str, str]:
     if len(body) > limit:
         raise InvalidInput(f"body is {len(body)} characters; at most {limit}")
     return title, body
+
+
+def _validate_variants(variants: dict[str, Any] | None, kinds: set[str]) -> dict[str, dict[str, str]]:
+    """An editor's per-platform texts, cleaned: ``{kind: {"title"?, "body"?}}`` for kinds the post goes to;
+    empty texts are dropped (the platform gets the common text)."""
+    out: dict[str, dict[str, str]] = {}
+    for kind, variant in (variants or {}).items():
+        if not isinstance(variant, dict):
+            raise InvalidInput(f"variant for {kind!r} must be an object with 'title' and/or 'body'")
+        unknown = set(variant) - {"title", "body"}
+        if unknown:
+            raise InvalidInput(f"variant for {kind!r} has unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+        if kind not in kinds:
+            where = ", ".join(sorted(kinds)) or "no platform"
+            raise InvalidInput(f"variant for {kind!r}, but the post goes to {where}")
+        clean = {k: str(v or "").strip() for k, v in variant.items()}
+        check_length(f"{kind} title", clean.get("title", ""), TITLE_MAX)
+        check_length(f"{kind} text", clean.get("body", ""), get_settings().body_max_chars)
+        clean = {k: v for k, v in clean.items() if v}
+        if clean:
+            out[kind] = clean
+    return out
 
 
 def _validate_extras(summary: str | None, cover_url: str | None) -> None:
@@ -71,10 +94,12 @@ def create_post(
     accounts: Sequence[str | int],
     summary: str = "",
     cover_url: str | None = None,
+    variants: dict[str, Any] | None = None,
     submit: bool = True,
 ) -> Post:
     """Create a post by ``actor`` (an editor of every target account's organisation) with its first version and
-    its target accounts; by default submit it for screening."""
+    its target accounts; by default submit it for screening. ``variants`` gives a platform its own title or
+    text (``{"weibo": {"body": ...}}``)."""
     title, body = _validate_content(title, body)
     _validate_extras(summary, cover_url)
     check_cover(cover_url)
@@ -88,6 +113,7 @@ def create_post(
     for account in targets:
         if account.status == "disabled":
             raise InvalidInput(f"account {account.id} ({account.name}) is disabled")
+    clean_variants = _validate_variants(variants, {a.kind for a in targets})
     for org in sorted({a.organization_id for a in targets}):
         require(session, actor, "post.write", org)
     if is_media_ref(cover_url):
@@ -97,7 +123,7 @@ def create_post(
     session.add(post)
     session.flush()
     post.targets = [PostTarget(post_id=post.id, account_id=a.id) for a in targets]
-    version = _new_version(session, post, title, body, summary, cover_url, user)
+    version = _new_version(session, post, title, body, summary, cover_url, user, clean_variants)
     audit(session, actor, "post.create", post, version=version.number, accounts=[a.id for a in targets])
     if submit:
         submit_post(session, actor, post.id)
@@ -105,7 +131,14 @@ def create_post(
 
 
 def _new_version(
-    session: Session, post: Post, title: str, body: str, summary: str, cover_url: str | None, user: User | None
+    session: Session,
+    post: Post,
+    title: str,
+    body: str,
+    summary: str,
+    cover_url: str | None,
+    user: User | None,
+    variants: dict[str, dict[str, str]],
 ) -> PostVersion:
     number = (session.scalar(select(func.max(PostVersion.number)).where(PostVersion.post_id == post.id)) or 0) + 1
     version = PostVersion(
@@ -115,7 +148,8 @@ def _new_version(
         body=body,
         summary=(summary or "").strip(),
         cover_url=cover_url or None,
-        content_hash=PostVersion.hash_content(title, body, (summary or "").strip(), cover_url),
+        variants=variants,
+        content_hash=PostVersion.hash_content(title, body, (summary or "").strip(), cover_url, variants),
         created_by=user.id if user else None,
     )
     session.add(version)
@@ -134,8 +168,10 @@ def edit_post(
     body: str | None = None,
     summary: str | None = None,
     cover_url: str | None = None,
+    variants: dict[str, Any] | None = None,
 ) -> Post:
-    """Make a new version. Past draft, the post goes back to screening: no approval carries to new content."""
+    """Make a new version. Past draft, the post goes back to screening: no approval carries to new content.
+    ``variants`` replaces the per-platform texts (``{}`` removes them; ``None`` keeps them)."""
     if cover_url:
         check_length("cover URL", cover_url, URL_MAX)
         check_cover(cover_url)  # before the row lock: a network call holds no lock
@@ -143,7 +179,7 @@ def edit_post(
     require(session, actor, "post.write", post.organization_id)
     if post.state not in lifecycle.EDITABLE:
         # Published content is not changed in place on the platforms: retract it and post a corrected one.
-        hint = "" if post.state == "retracted" else " (retract it and create a corrected post)"
+        hint = "" if post.state in lifecycle.RETRACTION else " (retract it and create a corrected post)"
         raise Conflict(f"post {post.id} is {post.state}; it can no longer be edited{hint}")
     old = post.current_version
     assert old is not None  # noqa: S101 - a post is made with its first version; for the type checker
@@ -155,10 +191,19 @@ def edit_post(
     _validate_extras(new_summary, new_cover)
     if cover_url and is_media_ref(cover_url):
         check_media_cover(session, actor, cover_url, post.organization_id)
-    if PostVersion.hash_content(new_title, new_body, new_summary, new_cover) == old.content_hash:
+    if variants is None:
+        new_variants = dict(old.variants or {})
+    else:
+        kinds = session.scalars(
+            select(Account.kind)
+            .join(PostTarget, PostTarget.account_id == Account.id)
+            .where(PostTarget.post_id == post.id)
+        )
+        new_variants = _validate_variants(variants, set(kinds))
+    if PostVersion.hash_content(new_title, new_body, new_summary, new_cover, new_variants) == old.content_hash:
         return post  # nothing changed: keep the version and its approval
     user = session.get(User, actor.user_id) if actor.user_id is not None else None
-    version = _new_version(session, post, new_title, new_body, new_summary, new_cover, user)
+    version = _new_version(session, post, new_title, new_body, new_summary, new_cover, user, new_variants)
     audit(session, actor, "post.edit", post, version=version.number, previous_state=post.state)
     if post.state != "draft":
         lifecycle.transition("post", post, "screening")
@@ -206,6 +251,7 @@ def duplicate_post(session: Session, actor: Principal, post_id: int) -> Post:
         body=version.body,
         summary=version.summary,
         cover_url=version.cover_url,
+        variants=version.variants,
         accounts=[t.account_id for t in source.targets],
         submit=False,
     )

@@ -8,6 +8,7 @@ version, and approvals of the old one count for nothing (the chain restarts).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -192,7 +193,34 @@ def _record(
     return decision
 
 
-__all__ = ["Chain", "approvals", "chain_progress", "override", "remind_overdue_reviews", "review"]
+__all__ = ["Chain", "approvals", "chain_progress", "override", "remind_overdue_reviews", "review", "waiting_step"]
+
+
+@dataclass(frozen=True)
+class WaitingStep:
+    """The chain step a post waits for: its index, the step, since when it waits, and when it is due."""
+
+    number: int
+    step: Step
+    since: datetime
+    due: datetime | None
+
+
+def waiting_step(session: Session, post: Post) -> WaitingStep | None:
+    """The step of the review chain ``post`` waits for (None when no step is left). A step's clock starts when
+    the previous step was approved (the first step's, when screening decided); its deadline is its
+    ``deadline_hours`` from then (None: no deadline)."""
+    version = post.current_version
+    if version is None:
+        return None
+    chain = chain_for(session, post)
+    done = approvals(session, version)
+    if len(done) >= len(chain.steps):
+        return None
+    step = chain.steps[len(done)]
+    since = done[-1].created_at if done else _screened_at(session, version.id) or post.updated_at
+    due = since + timedelta(hours=step.deadline_hours) if step.deadline_hours is not None else None
+    return WaitingStep(len(done), step, since, due)
 
 
 def remind_overdue_reviews(limit: int = 500) -> dict[str, int]:
@@ -207,18 +235,11 @@ def remind_overdue_reviews(limit: int = 500) -> dict[str, int]:
         t = now()
         posts = session.scalars(select(Post).where(Post.state == "needs_review").order_by(Post.id).limit(limit))
         for post in posts.all():
-            version = post.current_version
-            if version is None:
+            waiting = waiting_step(session, post)
+            if waiting is None or waiting.step.deadline_hours is None:
                 continue
-            chain = chain_for(session, post)
-            done = approvals(session, version)
-            if len(done) >= len(chain.steps):
-                continue
-            n, step = len(done), chain.steps[len(done)]
-            if step.deadline_hours is None:
-                continue
-            started = done[-1].created_at if done else _screened_at(session, version.id) or post.updated_at
-            overdue = t - started
+            version, n, step = post.current_version, waiting.number, waiting.step
+            overdue = t - waiting.since
             deadline = timedelta(hours=step.deadline_hours)
             org = step_org(session, post, step)
             for kind, after, where in (

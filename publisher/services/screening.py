@@ -20,6 +20,7 @@ import moderation
 from core.broker import Task, enqueue
 from core.clock import now
 from core.db import session_scope
+from core.metrics import SCREENING_SECONDS
 from core.settings import Settings, get_settings
 from moderation import Verdict
 from publisher.domain import lifecycle
@@ -122,8 +123,9 @@ class ScreeningJob:
     def run(self) -> Verdict:
         """Screen the text (seconds for a long post; touches no database)."""
         configure_moderation()
-        lists = self.terms.compile() if self.terms else None
-        verdicts = [moderation.screen(self.text, policy=policy, org=lists) for policy in self.policies]
+        with SCREENING_SECONDS.time():
+            lists = self.terms.compile() if self.terms else None
+            verdicts = [moderation.screen(self.text, policy=policy, org=lists) for policy in self.policies]
         return max(verdicts, key=lambda v: _SEVERITY_ORDER[v.decision])
 
 

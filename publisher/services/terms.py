@@ -7,8 +7,9 @@ from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
 from publisher.domain.models import ModerationTerm, Organization
+from publisher.services.chains import review_chain_of
 from publisher.services.common import audit, get
-from publisher.services.people import Principal, require
+from publisher.services.people import Principal, require, visible_orgs
 
 TERM_MAX = 200  # moderation_terms.term is VARCHAR(200)
 
@@ -59,3 +60,35 @@ def add_moderation_term(
     audit(session, actor, "terms.add" if created else "terms.update", org, list=list_, term=term,
           category=category, severity=severity)  # fmt: skip
     return entry, created
+
+
+def term_rows(session: Session, actor: Principal, org_id: int) -> list[dict[str, str]]:
+    """An organisation's own deny- and allow-list terms (admins of it), by list then term."""
+    org = get(session, Organization, org_id)
+    require(session, actor, "policy.manage", org.id)
+    q = select(ModerationTerm).where(ModerationTerm.organization_id == org.id)
+    return [
+        {"term": t.term, "list": t.list, "category": t.category, "severity": t.severity}
+        for t in session.scalars(q.order_by(ModerationTerm.list, ModerationTerm.term))
+    ]
+
+
+def policy_rows(session: Session, actor: Principal) -> list[dict[str, object]]:
+    """Each organisation ``actor`` sets policies for: its review chain as it applies (own or inherited), its
+    moderation policy overrides, and its term lists — what an admin's policies page shows."""
+    require(session, actor, "policy.manage")
+    orgs = visible_orgs(session, actor, "policy.manage")
+    q = select(Organization).order_by(Organization.id)
+    if orgs is not None:
+        q = q.where(Organization.id.in_(orgs))
+    return [
+        {
+            "id": org.id,
+            "name": org.name,
+            "review_chain": review_chain_of(session, actor, org.id),
+            "moderation_policy": dict(org.moderation_policy or {}),
+            "lists_version": org.lists_version,
+            "terms": term_rows(session, actor, org.id),
+        }
+        for org in session.scalars(q)
+    ]

@@ -3,14 +3,16 @@ the web pages all render. One query per view, here; the interfaces only format."
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from channels.base import Channel, get_channel_class
 from core.audit import events as audit_events
 from core.clock import iso_local
+from core.clock import now as clock_now
 from core.db import ID_MAX
 from core.errors import InvalidInput, NotFound
 from core.notify import mark_read as mark_notifications_read
@@ -73,6 +75,7 @@ def post_summary(session: Session, post: Post) -> dict[str, Any]:
         "content_hash": version.content_hash if version else None,
         "title": version.title if version else None,
         "summary": version.summary if version else None,
+        "variants": dict(version.variants or {}) if version else {},
         "targets": [t.account_id for t in post.targets],
         "screening": _with_context(screening.verdict, version) if screening and version else None,
         "schedule": ({"due_at": iso_local(schedule.due_at), "state": schedule.state} if schedule else None),
@@ -185,6 +188,8 @@ def account_rows(
     if limit is not None:
         check_page(limit, offset)
         q = q.limit(limit).offset(offset)
+    accounts = session.scalars(q).all()
+    last_hour, today = _posts_sent(session, [a.id for a in accounts])
     return [
         {
             "id": a.id,
@@ -195,9 +200,45 @@ def account_rows(
             "status": a.status,
             "status_reason": a.status_reason,
             "paused_until": iso_local(a.paused_until),
+            # quota used: what the claim counts against the platform's hourly limit, and the day's posts
+            "sent_last_hour": last_hour.get(a.id, 0),
+            "posts_per_hour": _channel_class(a.kind).posts_per_hour,
+            "sent_today": today.get(a.id, 0),
         }
-        for a in session.scalars(q).all()
+        for a in accounts
     ]
+
+
+def _channel_class(kind: str) -> type[Channel]:
+    return get_channel_class(kind)
+
+
+# a delivery claimed and then in one of these did not reach the platform: it does not count against a limit
+# (the claim in publisher.delivery.deliver counts the same way)
+_NOT_SENT_STATES = ("pending", "retry_wait", "cancelled", "failed")
+
+
+def _posts_sent(session: Session, account_ids: list[int]) -> tuple[dict[int, int], dict[int, int]]:
+    """Per account: deliveries claimed in the last hour, and since the start of today (UTC day), sent or
+    being sent. Two grouped queries, whatever the number of accounts."""
+    if not account_ids:
+        return {}, {}
+    t = clock_now()
+    day_start = t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    def counts(since: datetime) -> dict[int, int]:
+        rows = session.execute(
+            select(Delivery.account_id, func.count())
+            .where(
+                Delivery.account_id.in_(account_ids),
+                Delivery.claimed_at >= since,
+                Delivery.state.notin_(_NOT_SENT_STATES),
+            )
+            .group_by(Delivery.account_id)
+        ).all()
+        return {account_id: n for account_id, n in rows}
+
+    return counts(t - timedelta(hours=1)), counts(day_start)
 
 
 def review_queue(session: Session, actor: Principal, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:

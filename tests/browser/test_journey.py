@@ -17,6 +17,7 @@ from tests.support.stack import UNION, Stack
 
 pytestmark = pytest.mark.timeout(300)
 
+WEIBO_TEXT = "微博专版：职工书屋周六开放，欢迎报名。"
 CHAIN = {"applies": "flagged", "steps": [{"name": "初审", "role": "reviewer"}, {"name": "复审", "role": "reviewer"}]}
 
 
@@ -73,6 +74,13 @@ def test_compose_review_publish_retract(stack: Stack, web: str, browser: Any, sh
     editor.check(f"input[name=accounts][value='{weibo}']")
     editor.wait_for_selector("[data-testid=preview-weibo]")
     editor.wait_for_selector("[data-testid=preview-website]")
+    # Weibo gets a text of its own; its preview shows it, the website's keeps the common text
+    editor.click("[data-testid=variant-weibo] summary")
+    editor.fill("textarea[name=variant-body-weibo]", WEIBO_TEXT)
+    editor.wait_for_function(
+        "t => document.querySelector('[data-testid=preview-weibo]').innerText.includes(t)", arg=WEIBO_TEXT[:6]
+    )
+    assert WEIBO_TEXT[:6] not in editor.locator("[data-testid=preview-website]").inner_text()
     editor.click("text=预审")
     verdict = editor.wait_for_selector("[data-testid=verdict]")
     assert verdict.inner_text() == "review"
@@ -101,6 +109,8 @@ def test_compose_review_publish_retract(stack: Stack, web: str, browser: Any, sh
         lambda: (p := stack.post(post_id))["state"] == "published" and p, timeout=90, what="published on both"
     )
     assert {d["kind"] for d in info["deliveries"]} == {"website", "weibo"}
+    statuses = stack.sandbox_call("GET", "/weibo/_sandbox/state")["statuses"]
+    assert any(WEIBO_TEXT[:6] in st["text"] for st in statuses), statuses  # the variant went to Weibo
 
     # the post page: each delivery's timeline; then a retraction everywhere
     editor.goto(f"{web}/ui/posts/{post_id}")
@@ -144,4 +154,65 @@ def test_compose_review_publish_retract(stack: Stack, web: str, browser: Any, sh
     assert "职工书屋开放通知" in plain.content()
     plain.goto(f"{web}/ui/posts/{post_id}")
     assert plain.locator("[data-testid=delivery]").count() == 2
+    context.close()
+
+
+def test_a_scheduled_post_is_dragged_to_a_new_time_on_the_calendar(stack: Stack, web: str, browser: Any) -> None:
+    from core.clock import now, parse_local
+    from core.db import session_scope
+    from core.settings import get_settings
+    from publisher import services
+
+    site = stack.website_account("web2")
+    tz = get_settings().tz
+    # tomorrow 10:00 local: clean text, so screening approves it and it waits as scheduled
+    day = (now().astimezone(tz) + timedelta(days=1)).date()
+    due = f"{day.isoformat()} 10:00"
+    with session_scope() as s:
+        post = services.create_post(
+            s, stack.editor.principal, title="职工健步走活动", body="本周举办职工健步走活动。", accounts=[site]
+        )
+        services.schedule_post(s, stack.editor.principal, post.id, parse_local(due))
+        post_id = post.id
+    stack.wait_for(lambda: stack.post(post_id)["state"] == "scheduled", what="screened and scheduled")
+
+    editor = _sign_in(browser, web, "editor")
+    editor.goto(f"{web}/ui/calendar")
+    event = editor.locator(".ec-event", has_text=f"#{post_id} ")
+    try:
+        event.wait_for(timeout=5000)
+    except Exception:  # tomorrow is in next week (today is Sunday): go there
+        editor.click(".ec-next")
+        event.wait_for(timeout=5000)
+    event.evaluate("el => el.scrollIntoView({block: 'center'})")  # room below it to drag into
+    box = event.bounding_box()
+    assert box is not None
+    editor.on("dialog", lambda dialog: dialog.accept())
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    editor.mouse.move(x, y)
+    editor.mouse.down()
+    for step in range(1, 11):  # an event lasts 30 minutes: two of its heights are an hour
+        editor.mouse.move(x, y + 2 * box["height"] * step / 10)
+    editor.mouse.up()
+    before = stack.post(post_id)["schedule"]["due_at"]
+    moved = stack.wait_for(
+        lambda: (due := stack.post(post_id)["schedule"]["due_at"]) != before and due, timeout=20, what="a new time"
+    )
+    assert moved.startswith(f"{day.isoformat()}T11:00"), (before, moved)
+
+
+def test_the_pages_fit_a_phone(stack: Stack, web: str, browser: Any) -> None:
+    """At a phone's width (390 px) no page is wider than the screen: wide tables scroll inside their card."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN", is_mobile=True)
+    page = context.new_page()
+    page.goto(f"{web}/login")
+    page.fill("input[name=name]", "editor")
+    page.fill("input[name=password]", password_of("editor"))
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{web}/")
+    for path in ("/", "/ui/posts", "/ui/compose", "/ui/accounts", "/ui/calendar", "/ui/dashboard", "/ui/ranking"):
+        page.goto(f"{web}{path}")
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("document.scrollingElement.scrollWidth")
+        assert width <= 391, (path, width)
     context.close()

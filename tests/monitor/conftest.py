@@ -1,4 +1,5 @@
-"""Fixtures of the monitor's tests: the feed sandbox on a real socket, and a migrated installation with people."""
+"""Fixtures of the monitor's tests: the feed and robot sandboxes on real sockets, an SMTP sink, and a migrated
+installation with people."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import httpx
 import pytest
 
 from channels.sandbox.server import RunningServer, serve_in_thread
+from monitor import robot_sandbox
 from monitor.sandbox import create_app
 from monitor.settings import MonitorSettings, reset_monitor_settings
+from monitor.smtp_sandbox import SmtpSink
 from tests.support.people import CITY, NEIGHBOUR, PROVINCE, Person, make_user
 
 
@@ -63,3 +66,55 @@ def people(env: Path, rules_only: None) -> dict[str, Person]:
         "neighbour": make_user("nb-monitor", ("monitor", NEIGHBOUR)),
         "editor": make_user("city-editor", ("editor", CITY)),
     }
+
+
+class Robots:
+    """The robot sandbox's control API, and the webhook URLs of the robots registered on it."""
+
+    def __init__(self, server: RunningServer) -> None:
+        self.server = server
+
+    def add(self, kind: str, token: str, **body: Any) -> str:
+        """Register a robot; its webhook URL."""
+        r = httpx.post(f"{self.server.url}/_sandbox/robots", json={"kind": kind, "token": token, **body}, timeout=10)
+        r.raise_for_status()
+        return self.webhook(kind, token)
+
+    def webhook(self, kind: str, token: str) -> str:
+        base = self.server.url
+        return {
+            "wecom": f"{base}/wecom/cgi-bin/webhook/send?key={token}",
+            "dingtalk": f"{base}/dingtalk/robot/send?access_token={token}",
+            "feishu": f"{base}/feishu/open-apis/bot/v2/hook/{token}",
+        }[kind]
+
+    def messages(self, kind: str, token: str) -> dict[str, list[dict[str, Any]]]:
+        r = httpx.get(f"{self.server.url}/_sandbox/messages", params={"kind": kind, "token": token}, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def call(self, action: str, **body: Any) -> Any:
+        r = httpx.post(f"{self.server.url}/_sandbox/{action}", json=body, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+
+@pytest.fixture(scope="session")
+def robot_server() -> Iterator[RunningServer]:
+    server = serve_in_thread(robot_sandbox.create_app())
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def robots(robot_server: RunningServer) -> Robots:
+    control = Robots(robot_server)
+    control.call("reset")
+    return control
+
+
+@pytest.fixture()
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink(username="alerts", password="smtp-pass-of-test").start()
+    yield sink
+    sink.stop()

@@ -5,13 +5,16 @@ Run on the embedded default (SQLite token cache) and on PostgreSQL + Redis (Redi
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis
+import sqlalchemy as sa
 
-from tests.support.stack import UNION, Stack
+from tests.support.stack import REDIS_URL, UNION, Stack
 
 # The `stack` fixture (tests/scenarios/conftest.py), once per backend for the whole module.
 pytestmark = [
@@ -190,3 +193,109 @@ def test_assisted_delivery_package_then_confirm(stack: Stack) -> None:
     assert {"title.txt", "article.html", "article.txt", "README.txt"} <= set(names)
     confirm_manual(editor, delivery_id, "https://www.toutiao.com/article/7000000000000000001/")
     assert stack.post(post_id)["state"] == "published"
+
+
+# ----------------------------------------------------- retraction while settling; errors classified (issue 12)
+
+
+def _articles(stack: Stack, appid: str) -> list[dict]:
+    return _app_state(stack, appid)["articles"]
+
+
+def _delivery_audit(delivery_id: int) -> list[tuple[str, dict]]:
+    from sqlalchemy import select
+
+    from core.db import session_scope
+    from publisher.domain.models import AuditEvent
+
+    with session_scope() as s:
+        rows = s.execute(
+            select(AuditEvent.action, AuditEvent.detail)
+            .where(AuditEvent.object_type == "delivery", AuditEvent.object_id == delivery_id)
+            .order_by(AuditEvent.id)
+        ).all()
+    return [(action, detail or {}) for action, detail in rows]
+
+
+def _first_delivery(stack: Stack, post_id: int, state: str):
+    return lambda: (d := stack.post(post_id)["deliveries"]) and d[0]["state"] == state and d[0]
+
+
+def test_a_retraction_while_a_wechat_article_settles_leaves_no_live_copy(stack: Stack) -> None:
+    from publisher.delivery import retract
+
+    account, appid = _wechat_account(stack, settle_s=600)  # publish_status 1 for ten minutes of sandbox time
+    post_id = stack.publish([account], title="正在发布时撤稿")
+    delivery = stack.wait_for(_first_delivery(stack, post_id, "awaiting_confirmation"), what="submitted, settling")
+    (line,) = retract.retract_post(stack.editor.principal, post_id)
+    assert line["outcome"] == "retracting" and "still being published" in line["detail"]
+    assert stack.post(post_id)["state"] == "partially_retracted" and _articles(stack, appid) == []
+    stack.sandbox_call("POST", "/wechat/_sandbox/clock/advance", json={"seconds": 700})  # it settles: published
+    stack.wait_for(lambda: stack.post(post_id)["state"] == "retracted", what="retracted once it settled")
+    (article,) = _articles(stack, appid)
+    assert article["status"] == 5  # deleted by the account: no live copy
+    # reconcile's status poll never took the settling article for a published post
+    assert "delivery.published" not in [a for a, _ in _delivery_audit(delivery["id"])]
+
+
+class _TokenCacheOutage:
+    """The shared token cache failing for one app: its Redis key of the wrong type (services: GET answers
+    WRONGTYPE), or the database's token table gone (embedded). Every read of the token fails before any request."""
+
+    def __init__(self, stack: Stack, appid: str) -> None:
+        self.stack, self.key = stack, f"mm:token:wechat:{appid}"
+
+    def __enter__(self) -> None:
+        if self.stack.backend == "services":
+            r = redis.Redis.from_url(REDIS_URL)
+            r.delete(self.key)
+            r.hset(self.key, "not", "a token")
+        else:
+            self._sql("ALTER TABLE channel_tokens RENAME TO channel_tokens_away")
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.stack.backend == "services":
+            redis.Redis.from_url(REDIS_URL).delete(self.key)
+        else:
+            self._sql("ALTER TABLE channel_tokens_away RENAME TO channel_tokens")
+
+    @staticmethod
+    def _sql(statement: str) -> None:
+        from core.db import get_engine
+
+        with get_engine().begin() as conn:
+            conn.execute(sa.text(statement))
+
+
+def test_a_token_cache_outage_during_a_delivery_costs_no_grace_period(stack: Stack) -> None:
+    account, appid = _wechat_account(stack)
+    # draft/add answers after 2 s: the outage begins while the draft is being added, so the submit that follows
+    # cannot read its token (the case that used to wait out the 600 s submit grace as an unknown outcome)
+    stack.sandbox_call("POST", "/wechat/_sandbox/faults", json={"path": "draft/add", "latency_ms": 2000, "times": 1})
+    post_id = stack.publish([account], title="令牌缓存故障")
+
+    def thumb_saved():
+        d = stack.post(post_id)["deliveries"]
+        return d and d[0]["state"] == "sending" and _progress(d[0]["id"]).get("thumb_media_id") and d[0]["id"]
+
+    delivery_id = stack.wait_for(thumb_saved, what="the cover uploaded, the draft being added")
+    with _TokenCacheOutage(stack, appid):
+        stack.wait_for(
+            lambda: (d := _first_delivery(stack, post_id, "retry_wait")()) and "token cache" in (d["last_error"] or ""),
+            what="the submit not sent",
+        )
+    restored = time.monotonic()
+    stack.wait_for(_published(stack, post_id), timeout=60, what="published once the cache is back")
+    assert time.monotonic() - restored < 60  # far inside the 600 s grace: nothing waited for it
+    errors = [detail.get("error") for action, detail in _delivery_audit(delivery_id) if action == "delivery.error"]
+    assert errors and set(errors) == {"NotSent"}, errors  # never an unknown outcome, never a lookup
+    assert "delivery.reconciled" not in [a for a, _ in _delivery_audit(delivery_id)]
+    assert len(_articles(stack, appid)) == 1 and _progress(delivery_id).get("media_id")
+
+
+def _progress(delivery_id: int) -> dict:
+    from core.db import session_scope
+    from publisher.domain.models import Delivery
+
+    with session_scope() as s:
+        return dict(s.get(Delivery, delivery_id).progress or {})

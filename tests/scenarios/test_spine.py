@@ -208,3 +208,103 @@ def test_a_failed_post_edited_with_an_uploaded_cover_is_retried_with_the_new_ver
     assert [p["title"] for p in site["posts"]] == ["职工书屋开放（更正）"]
     assert [m["bytes"] for m in site["media"]] == [len(image)]
     assert site["posts"][0]["featured_media"] == site["media"][0]["id"]
+
+
+# ------------------------------------------------------------------ retraction is a delivery too (issue 12)
+
+
+def _retract(stack: Stack, post_id: int) -> dict[int, dict]:
+    """``matrix post retract`` as the editor (the API and the CLI call this), one line per delivery by id."""
+    from publisher.delivery import retract
+
+    return {line["delivery"]: line for line in retract.retract_post(stack.editor.principal, post_id)}
+
+
+def _audit_actions(delivery_id: int) -> list[str]:
+    from core.db import session_scope
+    from publisher.domain.models import AuditEvent
+
+    with session_scope() as s:
+        return list(
+            s.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.object_type == "delivery", AuditEvent.object_id == delivery_id)
+                .order_by(AuditEvent.id)
+            ).all()
+        )
+
+
+def test_a_failing_retraction_is_retried_until_the_copy_is_gone(stack: Stack) -> None:
+    account = stack.website_account("rt503")
+    post_id = stack.publish([account])
+    (delivery,) = stack.wait_for(_settled(stack, post_id), what="published")["deliveries"]
+    stack.sandbox_call(
+        "POST",
+        "/wp/_sandbox/faults",
+        json={"path": "rt503/wp-json/wp/v2/posts/", "method": "DELETE", "status": 503, "times": 2},
+    )
+    line = _retract(stack, post_id)[delivery["id"]]
+    assert line["outcome"] == "retracting" and "503" in line["detail"]
+    assert stack.post(post_id)["state"] == "partially_retracted"
+    # the worker retries it (the wake-ups carry the backoff) until the DELETE goes through
+    stack.wait_for(_settled(stack, post_id, "retracted"), what="retracted after two 503s")
+    assert [p["status"] for p in stack.wp_posts("rt503")] == ["trash"]
+    assert _audit_actions(delivery["id"]).count("delivery.retract_error") == 2
+
+
+def test_a_second_retract_finishes_what_the_first_left(stack: Stack) -> None:
+    from core.db import session_scope
+    from core.notify import Notification
+
+    first, second = stack.website_account("rtkeep"), stack.website_account("rtgone")
+    post_id = stack.publish([first, second])
+    info = stack.wait_for(_settled(stack, post_id), what="published on both")
+    ids = {d["account"]: d["id"] for d in info["deliveries"]}
+    stack.sandbox_call(
+        "POST",
+        "/wp/_sandbox/faults",
+        json={"path": "rtkeep/wp-json/wp/v2/posts/", "method": "DELETE", "status": 400, "code": "rest_invalid_param"},
+    )
+    lines = _retract(stack, post_id)
+    assert lines[ids["site rtkeep"]]["outcome"] == "retract_failed"
+    assert lines[ids["site rtgone"]]["outcome"] == "retracted"
+    assert stack.post(post_id)["state"] == "partially_retracted"
+    assert [p["status"] for p in stack.wp_posts("rtkeep")] == ["publish"]  # still up, and the owner knows it
+    with session_scope() as s:
+        (told,) = s.scalars(
+            select(Notification).where(Notification.post_id == post_id, Notification.kind == "retraction_incomplete")
+        ).all()
+    assert told.user_id == stack.editor.principal.user_id and "site rtkeep" in told.message
+
+    lines = _retract(stack, post_id)  # again: only what is left
+    assert lines[ids["site rtkeep"]]["outcome"] == "retracted" and lines[ids["site rtgone"]]["outcome"] == "already"
+    assert stack.post(post_id)["state"] == "retracted"
+    assert [p["status"] for p in stack.wp_posts("rtkeep")] == ["trash"]
+
+
+def test_a_worker_with_the_wrong_secret_key_fails_the_delivery_and_tells_an_admin(stack: Stack) -> None:
+    """The account's credentials were encrypted with another key than the worker's (a key changed on one machine):
+    the same as a worker started with the wrong key, without restarting the processes."""
+    import json
+
+    from cryptography.fernet import Fernet
+
+    from core.crypto import derive_key
+    from core.db import session_scope
+    from core.notify import Notification
+    from publisher.domain.models import Account
+
+    account = stack.website_account("rtkey")
+    other = Fernet(derive_key("another-secret-key-of-another-installation"))
+    credentials = {"username": "editor", "app_password": "abcd efgh ijkl mnop qrst uvwx"}
+    with session_scope() as s:
+        s.get(Account, account).credentials_enc = other.encrypt(json.dumps(credentials).encode())
+    post_id = stack.publish([account])
+    info = stack.wait_for(_settled(stack, post_id, "failed"), what="failed: credentials unreadable")
+    (delivery,) = info["deliveries"]
+    assert "cannot be decrypted" in delivery["last_error"] and delivery["attempts"] == 0  # never sent
+    assert stack.wp_posts("rtkey") == []
+    with session_scope() as s:
+        told = s.scalars(select(Notification).where(Notification.kind == "secret_key")).all()
+    # no admin in this organisation: whoever administers the installation is told, naming the account
+    assert [n.user_id for n in told] == [None] and "site rtkey" in told[0].message

@@ -241,6 +241,7 @@ _ID_ROUTES: dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, st
     ("POST", "/monitor/sources/{source_id}/pause"): ("source", None, {}),
     ("POST", "/monitor/sources/{source_id}/resume"): ("source", None, {}),
     ("GET", "/monitor/stories/{story_id}"): ("story", None, {}),
+    ("DELETE", "/monitor/alert-channels/{channel_id}"): ("alert channel", None, {}),
     ("PATCH", "/posts/{post_id}"): ("post", {"title": "新标题"}, {}),
     ("DELETE", "/posts/{post_id}"): ("post", None, {}),
     ("POST", "/posts/{post_id}/submit"): ("post", None, {}),
@@ -256,6 +257,7 @@ _ID_ROUTES: dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, st
     ("POST", "/deliveries/{delivery_id}/confirm"): ("delivery", {"url": "https://example.org/p/1"}, {}),
     ("POST", "/deliveries/{delivery_id}/removed"): ("delivery", None, {}),
     ("POST", "/organizations/{org_id}/terms"): ("organization", {"term": "词"}, {}),
+    ("GET", "/organizations/{org_id}/terms"): ("organization", None, {}),
     ("GET", "/organizations/{org_id}/review-chain"): ("organisation", None, {}),
     ("PUT", "/organizations/{org_id}/review-chain"): ("organisation", {"steps": [{"role": "reviewer"}]}, {}),
     ("POST", "/notifications/{notification_id}/read"): ("notification", None, {}),
@@ -340,6 +342,7 @@ def test_lists_page(embedded: Path, client: TestClient) -> None:
 _BOUNDED_BY_A_SETTING = {
     ("PostIn", "body"),
     ("PostEdit", "body"),
+    ("VariantIn", "body"),
     ("ScreenIn", "text"),
     ("Body_upload_media_media_post", "file"),  # bytes, not text: the route's body cap and COVER_MAX_BYTES
 }

@@ -17,20 +17,26 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from channels.base import PostContent
+from channels.base import PostContent, get_channel_class
 from channels.errors import ChannelError
+from core.clock import iso_local
+from core.clock import now as clock_now
 from core.db import session_scope
 from core.errors import Forbidden, MatrixError
 from core.settings import get_settings
+from moderation.types import CATEGORIES
+from monitor import alert_channels
 from publisher import services
-from publisher.domain.models import Post, PostVersion
+from publisher.domain.models import ROLES, Organization, Post, PostVersion
 from publisher.interfaces.identity import CSRF_COOKIE, SESSION_COOKIE, client_source, current_principal
 from publisher.interfaces.web.messages import DEFAULT_LANGUAGE, LANGUAGES, translate
 from publisher.services import Principal
 from publisher.services.channels import account_info, make_channel
 from publisher.services.people import SESSION_ABSOLUTE, holds
+from publisher.services.reviews import waiting_step
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -149,7 +155,10 @@ def home(request: Request, actor: Me, session: Db) -> Response:
     queue = services.review_queue(session, actor, limit=REVIEW_PAGE) if roles & {"reviewer", "admin"} else []
     accounts = services.account_rows(session, actor, limit=50) if roles & {"admin", "editor"} else []
     notes = services.notification_rows(session, actor, limit=20)
-    return render(request, "home.html", roles=roles, mine=mine, queue=queue, accounts=accounts, notes=notes)
+    alerts = alert_channels.alert_rows(session, actor, limit=10) if roles & {"monitor", "admin"} else []
+    return render(
+        request, "home.html", roles=roles, mine=mine, queue=queue, accounts=accounts, notes=notes, alerts=alerts
+    )
 
 
 # ------------------------------------------------------------------------------------------ posts
@@ -201,16 +210,24 @@ def marked_fields(version: PostVersion, verdict: dict[str, Any] | None) -> dict[
     return out
 
 
+def _diff_lines(version: PostVersion) -> list[str]:
+    """A version as lines to compare: the title, the body, then each platform's own title and text."""
+    lines = [f"# {version.title}", *version.body.splitlines()]
+    for field, text in version.screened_parts():
+        if "." in field:
+            lines += [f"## {field}", *text.splitlines()]
+    return lines
+
+
 def _previous_diff(session: Session, post: Post) -> list[tuple[str, str]]:
-    """The current version's body against the previous one's, line by line: (``+``/``-``/`` ``, line)."""
+    """The current version against the previous one, line by line: (``+``/``-``/`` ``, line)."""
     version = post.current_version
     if version is None or version.number < 2:
         return []
     previous = session.query(PostVersion).filter_by(post_id=post.id, number=version.number - 1).one_or_none()
     if previous is None:
         return []
-    old = [f"# {previous.title}", *previous.body.splitlines()]
-    new = [f"# {version.title}", *version.body.splitlines()]
+    old, new = _diff_lines(previous), _diff_lines(version)
     return [(line[0], line[2:]) for line in difflib.ndiff(old, new) if line[:1] in ("+", "-", " ")]
 
 
@@ -247,6 +264,14 @@ def review_page(request: Request, actor: Me, session: Db, page: int = 0) -> Resp
     """The posts waiting for the person's review, oldest first, 50 a page; j/k move, Enter opens."""
     page = max(0, min(page, 10_000))
     queue = services.review_queue(session, actor, limit=REVIEW_PAGE, offset=page * REVIEW_PAGE)
+    t = clock_now()
+    for row in queue:  # the step each waits for, and its deadline: reviewers work by these
+        waiting = waiting_step(session, services.get(session, Post, row["id"]))
+        row["waiting"] = waiting and {
+            "step": waiting.step.name,
+            "due": iso_local(waiting.due),
+            "overdue": waiting.due is not None and waiting.due < t,
+        }
     return render(request, "review_queue.html", queue=queue, page=page, more=len(queue) == REVIEW_PAGE)
 
 
@@ -262,7 +287,9 @@ def compose_page(request: Request, actor: Me, session: Db) -> Response:
         for a in services.account_rows(session, actor)
         if a.get("status") != "disabled" and (writable is None or a.get("organization_id") in writable)
     ]
-    return render(request, "compose.html", accounts=accounts, timezone=get_settings().timezone)
+    kinds = sorted({a["kind"] for a in accounts if a["kind"] != "manual"})
+    names = {kind: get_channel_class(kind).display_name or kind for kind in kinds}
+    return render(request, "compose.html", accounts=accounts, kinds=names, timezone=get_settings().timezone)
 
 
 class PreviewIn(BaseModel):
@@ -273,6 +300,7 @@ class PreviewIn(BaseModel):
     body: str = Field("", max_length=200_000)
     summary: str = Field("", max_length=services.SUMMARY_MAX)
     accounts: list[int] = Field(default_factory=list, max_length=services.TARGETS_MAX)
+    variants: dict[str, dict[str, str]] = Field(default_factory=dict, max_length=8)
 
 
 PREVIEW_LINK = "https://example.invalid/website-copy"  # Weibo's status links to the website copy, not known yet
@@ -286,9 +314,12 @@ def preview(request: Request, body: PreviewIn, actor: Me, session: Db) -> HTMLRe
     by_kind: dict[str, int] = {}
     for a in chosen:
         by_kind.setdefault(a["kind"], a["id"])
-    content = PostContent(title=body.title or "…", body=body.body or "…", summary=body.summary)
     previews = []
     for kind, account_id in sorted(by_kind.items()):
+        variant = body.variants.get(kind, {})  # a platform's own text, where the editor wrote one
+        title = (variant.get("title") or "").strip()[: services.TITLE_MAX] or body.title or "…"
+        text = (variant.get("body") or "").strip()[:200_000] or body.body or "…"
+        content = PostContent(title=title, body=text, summary=body.summary)
         channel = make_channel(account_info(services.find_account(session, account_id)))
         try:
             rendered = channel.render(content, link=PREVIEW_LINK) if kind == "weibo" else channel.render(content)
@@ -310,7 +341,55 @@ def notifications_page(request: Request, actor: Me, session: Db) -> Response:
 @router.get("/ui/accounts")
 def accounts_page(request: Request, actor: Me, session: Db) -> Response:
     """Each account's health: active, needs re-authorisation, paused until when (credentials are never shown)."""
-    return render(request, "accounts.html", accounts=services.account_rows(session, actor))
+    accounts = services.account_rows(session, actor)
+    return render(request, "accounts.html", accounts=accounts, reauth=reauth_forms(session, actor, accounts))
+
+
+def reauth_forms(session: Session, actor: Principal, accounts: list[dict[str, Any]]) -> dict[int, tuple[str, ...]]:
+    """The accounts ``actor`` may re-authorise in place, with the credential keys each one's platform takes."""
+    managed = services.visible_orgs(session, actor, "account.manage")
+    return {
+        a["id"]: get_channel_class(a["kind"]).credential_fields
+        for a in accounts
+        if get_channel_class(a["kind"]).credential_fields and (managed is None or a["organization_id"] in managed)
+    }
+
+
+# ------------------------------------------------------------------------------------------ admin
+
+
+def _managed_orgs(session: Session, actor: Principal, action: str) -> list[tuple[int, str]]:
+    """The organisations ``actor`` may act on for ``action``, as (id, name), for the pages' pickers."""
+    orgs = services.visible_orgs(session, actor, action)
+    q = select(Organization.id, Organization.name).order_by(Organization.id)
+    if orgs is not None:
+        q = q.where(Organization.id.in_(orgs))
+    return [(i, n) for i, n in session.execute(q).all()]
+
+
+@router.get("/ui/users")
+def users_page(request: Request, actor: Me, session: Db) -> Response:
+    """The users an admin looks after: their roles; add one, give a role, disable."""
+    try:
+        users = services.user_rows(session, actor)
+    except MatrixError as exc:
+        return error_page(request, exc)
+    orgs = _managed_orgs(session, actor, "user.manage")
+    return render(request, "users.html", users=users, orgs=orgs, roles=ROLES)
+
+
+@router.get("/ui/policies")
+def policies_page(request: Request, actor: Me, session: Db) -> Response:
+    """What screening and review apply per organisation: review chains, term lists, reviewers' proposals."""
+    try:
+        rows = services.policy_rows(session, actor)
+        proposals = services.proposals(session, actor)
+    except MatrixError as exc:
+        return error_page(request, exc)
+    names = {r["id"]: r["name"] for r in rows}
+    for p in proposals:
+        p["organization"] = names.get(p["organization_id"], p["organization_id"])
+    return render(request, "policies.html", orgs=rows, proposals=proposals, categories=CATEGORIES)
 
 
 @router.get("/ui/audit")

@@ -55,6 +55,50 @@ document.addEventListener("click", async (e) => {
   else window.location.reload();
 });
 
+// Admin forms (users, policies): each names the API call it makes from its fields.
+const FORMS = {
+  "user-new": (f) => ["POST", "/users", {
+    name: f.name.value, password: f.password.value,
+    roles: [{ role: f.role.value, organization: Number(f.organization.value) }],
+  }],
+  "user-role": (f) => ["POST", `/users/${f.dataset.id}/roles`, { role: f.role.value, organization: Number(f.organization.value) }],
+  "term-add": (f) => ["POST", `/organizations/${f.dataset.id}/terms`, {
+    term: f.term.value, list: f.list.value, category: f.category.value, severity: f.severity.value,
+  }],
+  "chain": (f) => ["PUT", `/organizations/${f.dataset.id}/review-chain`, JSON.parse(f.chain.value.trim() || "null")],
+  "proposal": (f) => ["POST", "/moderation/proposals", {
+    organization: Number(f.organization.value), term: f.term.value, accept: f.accept.value === "true",
+  }],
+};
+
+document.addEventListener("submit", async (e) => {
+  const form = e.target.closest("[data-form]");
+  if (!form || !FORMS[form.dataset.form]) return;
+  e.preventDefault();
+  let request;
+  try {
+    request = FORMS[form.dataset.form](form);
+  } catch (error) {
+    flash(`JSON: ${error.message}`);  // a chain that does not parse: said at once, nothing sent
+    return;
+  }
+  const data = await call(...request);
+  if (data !== null) window.location.reload();
+});
+
+// Accounts: re-authorise in place. The new credentials go to the API once; nothing is shown back.
+document.addEventListener("submit", async (e) => {
+  const form = e.target.closest("[data-reauth]");
+  if (!form) return;
+  e.preventDefault();
+  const credentials = {};
+  for (const input of form.querySelectorAll("input[type=password]")) if (input.value) credentials[input.name] = input.value;
+  const check = form.querySelector("[name=check]").checked;
+  const data = await call("POST", `/accounts/${form.dataset.reauth}/reauthorize?check=${check}`, credentials);
+  form.reset();
+  if (data !== null) window.location.reload();
+});
+
 // Review: approve / reject / override with a reason, bound to the version reviewed (409 if it changed meanwhile).
 async function decide(form, decision) {
   const reason = form.querySelector("[name=reason]").value.trim();
@@ -101,9 +145,23 @@ document.addEventListener("keydown", (e) => {
 
 // Compose: count, preview by the adapters' renderers, screening before submitting, then create (and schedule).
 function composeFields(form) {
-  const accounts = Array.from(form.querySelectorAll("[name=accounts]:checked")).map((c) => Number(c.value));
+  const checked = Array.from(form.querySelectorAll("[name=accounts]:checked"));
+  const accounts = checked.map((c) => Number(c.value));
+  const kinds = new Set(checked.map((c) => c.dataset.kind));
+  // A platform's own text goes with the post only where the editor wrote one and the post goes to that platform.
+  const variants = {};
+  for (const box of form.querySelectorAll("[data-variant]")) {
+    const kind = box.dataset.variant;
+    const title = box.querySelector(`[name="variant-title-${kind}"]`).value.trim();
+    const body = box.querySelector(`[name="variant-body-${kind}"]`).value.trim();
+    if ((title || body) && (kinds.has(kind) || !checked.length)) {
+      variants[kind] = {};
+      if (title) variants[kind].title = title;
+      if (body) variants[kind].body = body;
+    }
+  }
   return {
-    title: form.title.value, body: form.body.value, summary: form.summary.value, accounts,
+    title: form.title.value, body: form.body.value, summary: form.summary.value, accounts, variants,
   };
 }
 
@@ -123,7 +181,9 @@ function escapeHtml(text) {
 
 async function check(form) {
   const fields = composeFields(form);
-  const text = [fields.title, fields.summary, fields.body].filter(Boolean).join("\n");
+  // Screened as the server screens a version: title, summary, body, then each platform's own title and text.
+  const own = Object.keys(fields.variants).sort().flatMap((k) => [fields.variants[k].title, fields.variants[k].body]);
+  const text = [fields.title, fields.summary, fields.body, ...own].filter(Boolean).join("\n");
   if (!text.trim()) return;
   const verdict = await call("POST", "/screen", { text });
   if (verdict === null) return;
@@ -164,6 +224,13 @@ document.addEventListener("DOMContentLoaded", () => {
     previewTimer = setTimeout(() => refreshPreview(form), 300);
   });
   form.querySelector("[data-check]").addEventListener("click", () => check(form));
+  for (const button of form.querySelectorAll("[data-pick]")) {
+    button.addEventListener("click", () => {
+      const kind = button.dataset.pick;  // "" clears the choice
+      for (const c of form.querySelectorAll("[name=accounts]")) c.checked = kind !== "" && (c.checked || c.dataset.kind === kind);
+      refreshPreview(form);
+    });
+  }
   form.querySelector("[data-create]").addEventListener("click", () => create(form));
   refreshPreview(form);
 });

@@ -53,7 +53,24 @@ function setupChart(el) {
   window.addEventListener("resize", () => chart.resize());
 }
 
+// The needs radar: one line per need over the days (the table below it holds the same numbers).
+function setupNeeds(el) {
+  const data = JSON.parse(document.getElementById("needs-data").textContent);
+  const chart = echarts.init(el);
+  chart.setOption({
+    tooltip: { trigger: "axis" },
+    legend: { top: 0, data: data.needs.map((n) => n.label) },
+    grid: { left: 40, right: 20, top: 60, bottom: 30 },
+    xAxis: { type: "category", data: data.days },
+    yAxis: { type: "value", minInterval: 1 },
+    series: data.needs.map((n) => ({ name: n.label, type: "line", data: n.counts })),
+  });
+  window.addEventListener("resize", () => chart.resize());
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const needs = document.getElementById("needs-chart");
+  if (needs && window.echarts) setupNeeds(needs);
   const calendar = document.getElementById("calendar");
   if (calendar && window.EventCalendar) setupCalendar(calendar);
   const chart = document.getElementById("engagement-chart");

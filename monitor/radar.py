@@ -1,0 +1,80 @@
+"""The workers'-needs radar (职工诉求): how often each need shows, day by day and per organisation.
+
+A read model like those in :mod:`monitor.services`: it asks ``monitor.view`` first and counts only the items of
+sources the actor may see. An item counts once per need it shows, on the day it was fetched (local time), for
+the organisation of every source of the actor's that carried it (a story one city and the province both watch
+counts for each of them).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.clock import local_date, now
+from core.errors import InvalidInput
+from monitor.models import Item, Sighting, Source
+from monitor.needs import NEEDS
+from publisher.domain.models import Organization
+from publisher.services.people import Principal, require, visible_orgs
+
+RADAR_DAYS_MAX = 90
+RADAR_ITEMS_MAX = 50_000  # the newest items counted: a page's query stays bounded whatever the volume
+RISING = 1.5  # the last day against the mean of the days before it: a need "rises" at this factor and ≥ 3 items
+
+
+def needs_radar(session: Session, actor: Principal, *, days: int = 14) -> dict[str, Any]:
+    """Per need: a count per day over the last ``days`` days, its total, whether it rises; per organisation:
+    the total per need. Days are the organisation's local calendar days, oldest first."""
+    require(session, actor, "monitor.view")
+    if not 1 <= days <= RADAR_DAYS_MAX:
+        raise InvalidInput(f"days must be 1-{RADAR_DAYS_MAX}")
+    today = local_date(now())
+    dates = [today - timedelta(days=days - 1 - i) for i in range(days)]
+    index = {d: i for i, d in enumerate(dates)}
+    since = now() - timedelta(days=days + 1)  # a day more: the first local day may start before UTC's
+    q = (
+        select(Item.id, Item.fetched_at, Item.scores, Source.organization_id)
+        .join(Sighting, Sighting.item_id == Item.id)
+        .join(Source, Source.id == Sighting.source_id)
+        .where(Item.fetched_at >= since)
+        .order_by(Item.id.desc())
+        .limit(RADAR_ITEMS_MAX)
+    )
+    allowed = visible_orgs(session, actor, "monitor.view")
+    if allowed is not None:
+        q = q.where(Source.organization_id.in_(allowed))
+    series: dict[str, list[int]] = {n.key: [0] * days for n in NEEDS}
+    by_org: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(series, 0))
+    counted: set[tuple[int, str]] = set()  # (item, need): an item carried by two sources counts once per day
+    for item_id, fetched_at, scores, org_id in session.execute(q):
+        at = index.get(local_date(fetched_at))
+        if at is None:
+            continue
+        for key in (scores or {}).get("needs") or {}:
+            if key not in series:
+                continue
+            if (item_id, key) not in counted:
+                counted.add((item_id, key))
+                series[key][at] += 1
+            by_org[org_id][key] += 1
+    names = dict(session.execute(select(Organization.id, Organization.name).where(Organization.id.in_(by_org))).all())
+    needs = []
+    for need in NEEDS:
+        counts = series[need.key]
+        before = counts[:-1]
+        baseline = sum(before) / len(before) if before else 0.0
+        rising = counts[-1] >= 3 and counts[-1] >= RISING * max(baseline, 1.0)
+        needs.append({"key": need.key, "label": need.label, "counts": counts, "total": sum(counts), "rising": rising})
+    return {
+        "days": [d.isoformat() for d in dates],
+        "needs": needs,
+        "organizations": [
+            {"id": org_id, "name": names.get(org_id, str(org_id)), "needs": counts}
+            for org_id, counts in sorted(by_org.items(), key=lambda kv: -sum(kv[1].values()))
+        ],
+    }
