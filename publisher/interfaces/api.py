@@ -26,7 +26,7 @@ from starlette.types import Scope
 import moderation
 from core import logredact
 from core.audit import verify as verify_audit
-from core.broker import broker_reachable, queue_depths
+from core.broker import broker_reachable, queue_depths, screening_queue
 from core.clock import iso_local, parse_local
 from core.crypto import check_secret_key
 from core.db import BUSY_REASON, BUSY_RETRY_AFTER_S, READ_ONLY, get_engine, is_database_busy, session_scope
@@ -383,7 +383,9 @@ def metrics(request: Request) -> Response:
         with session_scope() as session:
             services.require(session, actor, "metrics.view")
     try:
-        depths = queue_depths([get_settings().queue, monitor_queue(get_monitor_settings())])
+        depths = queue_depths(
+            [get_settings().queue, screening_queue(get_settings()), monitor_queue(get_monitor_settings())]
+        )
         queues = [("matrix_queue_depth", "Messages waiting per queue (the broker).", ["queue"],
                    [([q], float(n)) for q, n in depths.items()])]  # fmt: skip
     except Exception:  # the broker is down: the other figures still count (and /health says so)

@@ -23,6 +23,7 @@ from publisher.interfaces.web.pages import Db, Me, error_page, render
 router = APIRouter(include_in_schema=False)
 
 STREAM_PAGE = 50
+STORIES_PAGE = 50  # the most recently active; each row counts its sources
 
 
 def _filters(rule: str | None, need: str | None, story: str | None) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def stream_page(
 def stories_page(request: Request, actor: Me, session: Db) -> Response:
     """Stories (reposts clustered), the most recently active first, with how many sources carried each."""
     try:
-        stories = monitor.story_rows(session, actor, limit=200)
+        stories = monitor.story_rows(session, actor, limit=STORIES_PAGE)
     except MatrixError as exc:
         return error_page(request, exc)
     return render(request, "monitor_stories.html", stories=stories)

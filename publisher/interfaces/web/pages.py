@@ -36,12 +36,12 @@ from publisher.interfaces.web.messages import DEFAULT_LANGUAGE, LANGUAGES, trans
 from publisher.services import Principal
 from publisher.services.channels import account_info, make_channel
 from publisher.services.people import SESSION_ABSOLUTE, holds
-from publisher.services.reviews import waiting_step
+from publisher.services.reviews import waiting_steps
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 LANG_COOKIE = "mm_lang"
-REVIEW_PAGE = 50  # posts per page of the review queue (each row carries its screening evidence)
+REVIEW_PAGE = 25  # posts per page of the review queue (each row carries its screening evidence and deadline)
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
@@ -261,16 +261,18 @@ def post_page(request: Request, post_id: int, actor: Me, session: Db) -> Respons
 
 @router.get("/ui/review")
 def review_page(request: Request, actor: Me, session: Db, page: int = 0) -> Response:
-    """The posts waiting for the person's review, oldest first, 50 a page; j/k move, Enter opens."""
+    """The posts waiting for the person's review, oldest first, 25 a page; j/k move, Enter opens."""
     page = max(0, min(page, 10_000))
     queue = services.review_queue(session, actor, limit=REVIEW_PAGE, offset=page * REVIEW_PAGE)
     t = clock_now()
-    for row in queue:  # the step each waits for, and its deadline: reviewers work by these
-        waiting = waiting_step(session, services.get(session, Post, row["id"]))
-        row["waiting"] = waiting and {
-            "step": waiting.step.name,
-            "due": iso_local(waiting.due),
-            "overdue": waiting.due is not None and waiting.due < t,
+    posts = [services.get(session, Post, row["id"]) for row in queue]  # loaded already (the identity map)
+    waiting = waiting_steps(session, posts)  # the step each waits for, and its deadline: reviewers work by these
+    for row in queue:
+        w = waiting.get(row["id"])
+        row["waiting"] = w and {
+            "step": w.step.name,
+            "due": iso_local(w.due),
+            "overdue": w.due is not None and w.due < t,
         }
     return render(request, "review_queue.html", queue=queue, page=page, more=len(queue) == REVIEW_PAGE)
 
@@ -338,11 +340,22 @@ def notifications_page(request: Request, actor: Me, session: Db) -> Response:
     return render(request, "notifications.html", notes=notes)
 
 
+ACCOUNTS_PAGE = 100  # a province's matrix has hundreds of accounts: a page of them, health and quota each
+
+
 @router.get("/ui/accounts")
-def accounts_page(request: Request, actor: Me, session: Db) -> Response:
+def accounts_page(request: Request, actor: Me, session: Db, page: int = 0) -> Response:
     """Each account's health: active, needs re-authorisation, paused until when (credentials are never shown)."""
-    accounts = services.account_rows(session, actor)
-    return render(request, "accounts.html", accounts=accounts, reauth=reauth_forms(session, actor, accounts))
+    page = max(0, min(page, 100_000))
+    accounts = services.account_rows(session, actor, limit=ACCOUNTS_PAGE, offset=page * ACCOUNTS_PAGE)
+    return render(
+        request,
+        "accounts.html",
+        accounts=accounts,
+        reauth=reauth_forms(session, actor, accounts),
+        page=page,
+        more=len(accounts) == ACCOUNTS_PAGE,
+    )
 
 
 def reauth_forms(session: Session, actor: Principal, accounts: list[dict[str, Any]]) -> dict[int, tuple[str, ...]]:
