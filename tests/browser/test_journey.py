@@ -184,20 +184,29 @@ def test_a_scheduled_post_is_dragged_to_a_new_time_on_the_calendar(stack: Stack,
     except Exception:  # tomorrow is in next week (today is Sunday): go there
         editor.click(".ec-next")
         event.wait_for(timeout=5000)
-    event.evaluate("el => el.scrollIntoView({block: 'center'})")  # room below it to drag into
-    box = event.bounding_box()
-    assert box is not None
     editor.on("dialog", lambda dialog: dialog.accept())
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    editor.mouse.move(x, y)
-    editor.mouse.down()
-    for step in range(1, 11):  # an event lasts 30 minutes: two of its heights are an hour
-        editor.mouse.move(x, y + 2 * box["height"] * step / 10)
-    editor.mouse.up()
     before = stack.post(post_id)["schedule"]["due_at"]
-    moved = stack.wait_for(
-        lambda: (due := stack.post(post_id)["schedule"]["due_at"]) != before and due, timeout=20, what="a new time"
-    )
+    moved = None
+    for _ in range(3):  # the calendar may re-render under the pointer while its events load: drag again then
+        editor.wait_for_load_state("networkidle")
+        event = editor.locator(".ec-event", has_text=f"#{post_id} ")
+        event.evaluate("el => el.scrollIntoView({block: 'center'})")  # room below it to drag into
+        box = event.bounding_box()
+        assert box is not None
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        editor.mouse.move(x, y)
+        editor.mouse.down()
+        for step in range(1, 11):  # an event lasts 30 minutes: two of its heights are an hour
+            editor.mouse.move(x, y + 2 * box["height"] * step / 10)
+        editor.mouse.up()
+        try:
+            moved = stack.wait_for(
+                lambda: (due := stack.post(post_id)["schedule"]["due_at"]) != before and due, timeout=8, what="moved"
+            )
+            break
+        except AssertionError:
+            continue
+    assert moved, f"the post was not moved from {before}"
     assert moved.startswith(f"{day.isoformat()}T11:00"), (before, moved)
 
 
