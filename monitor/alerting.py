@@ -356,15 +356,28 @@ def send_email(
     secrets: dict[str, Any], config: dict[str, Any], title: str, text: str, settings: MonitorSettings
 ) -> None:
     """Send the alert as one text/plain message through the channel's SMTP server (stdlib ``smtplib``)."""
-    host, port = str(config.get("smtp_host", "")), int(config.get("smtp_port") or 25)
-    _check_smtp_host(host, port)
     message = EmailMessage()
     message["Subject"] = title
     message["From"] = str(config.get("from", ""))
     message["To"] = ", ".join(config.get("to", []))
     message.set_content(text)
+    send_message(secrets, config, message, settings, what="the message")
+
+
+def send_message(
+    secrets: dict[str, Any],
+    config: dict[str, Any],
+    message: EmailMessage,
+    settings: MonitorSettings,
+    *,
+    what: str,
+) -> None:
+    """Send a built message through the channel's SMTP server, its answers mapped to retry-later, refused or
+    fix-the-configuration (``what`` names the message in the size refusal). The alert's and the report's mail."""
+    host, port = str(config.get("smtp_host", "")), int(config.get("smtp_port") or 25)
+    _check_smtp_host(host, port)
     if len(message.as_bytes()) > SMTP_MAX_BYTES:
-        raise AlertRefused(f"the message is over {SMTP_MAX_BYTES:,} bytes")
+        raise AlertRefused(f"{what} is over {SMTP_MAX_BYTES:,} bytes")
     security = str(config.get("security", "starttls"))
     try:
         smtp_class = smtplib.SMTP_SSL if security == "ssl" else smtplib.SMTP

@@ -21,8 +21,6 @@ through its first e-mail channel's SMTP server). Errors are :mod:`core.errors` (
 from __future__ import annotations
 
 import logging
-import smtplib
-import ssl
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -317,32 +315,8 @@ def send_report_email(
     settings: MonitorSettings,
 ) -> None:
     """Send the report through the channel's SMTP server; SMTP answers mapped as :func:`alerting.send_email`'s."""
-    host, port = str(config.get("smtp_host", "")), int(config.get("smtp_port") or 25)
-    alerting._check_smtp_host(host, port)
     message = report_email(config, title, text, data, settings)
-    if len(message.as_bytes()) > alerting.SMTP_MAX_BYTES:
-        raise AlertRefused(f"the report's e-mail is over {alerting.SMTP_MAX_BYTES:,} bytes")
-    security = str(config.get("security", "starttls"))
-    try:
-        smtp_class = smtplib.SMTP_SSL if security == "ssl" else smtplib.SMTP
-        with smtp_class(host, port, timeout=settings.alert_timeout_s) as smtp:
-            if security == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
-            if config.get("username"):
-                smtp.login(str(config["username"]), str(secrets.get("password", "")))
-            smtp.send_message(message)
-    except smtplib.SMTPAuthenticationError as exc:
-        raise AlertConfigError(f"SMTP {host}: login refused ({exc.smtp_code})") from None
-    except smtplib.SMTPRecipientsRefused:
-        raise AlertConfigError(f"SMTP {host}: every recipient refused") from None
-    except smtplib.SMTPNotSupportedError as exc:
-        raise AlertConfigError(f"SMTP {host}: {exc}") from None
-    except smtplib.SMTPResponseException as exc:
-        if 400 <= exc.smtp_code < 500:
-            raise AlertRetry(f"SMTP {host}: temporary failure {exc.smtp_code}") from None
-        raise AlertRefused(f"SMTP {host}: refused {exc.smtp_code}") from None
-    except (OSError, smtplib.SMTPException) as exc:
-        raise AlertRetry(f"SMTP {host}:{port} could not be reached ({type(exc).__name__})") from None
+    alerting.send_message(secrets, config, message, settings, what="the report's e-mail")
 
 
 def _finish(send_id: int, state: str, error: str | None) -> str:
