@@ -51,3 +51,10 @@ def test_a_worker_of_each_kind_takes_its_queues(
     if kind == "delivery":
         assert argv[argv.index("-c") + 1] == str(get_settings().delivery_threads)
     assert os.environ["MATRIX_WORKER_KIND"] == kind  # the worker app preloads the classifier for all/screening only
+
+
+def test_an_unknown_kind_is_one_line_and_starts_nothing(started: list[list[str]]) -> None:
+    result = CliRunner().invoke(cli.app, ["worker", "--kind", "nope"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --kind 'nope': choose all, delivery, screening or monitor"
+    assert started == []
