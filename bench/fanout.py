@@ -15,6 +15,7 @@ are separate processes, as in production.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -103,6 +104,7 @@ def _run(stack: Stack, args: argparse.Namespace) -> None:
     if args.latency_ms:
         for prefix in ("wp", "wechat", "weibo", "toutiao"):
             stack.sandbox_call("POST", f"/{prefix}/_sandbox/faults", json={"latency_ms": args.latency_ms})
+    cpu_before = _cpu_seconds(_tree(stack))
     with session_scope() as s:
         services.schedule_post(s, services.SYSTEM, post_id, now())
     start = time.time()
@@ -114,14 +116,17 @@ def _run(stack: Stack, args: argparse.Namespace) -> None:
 
     stack.wait_for(done, timeout=args.timeout, what="all deliveries published")
     wall = time.time() - start
+    cpu_after = _cpu_seconds(_tree(stack))
     with session_scope() as s:
         rows = s.execute(
-            select(Delivery.due_at, Delivery.published_at, Delivery.attempts).where(Delivery.post_id == post_id)
+            select(Delivery.due_at, Delivery.published_at, Delivery.attempts, Account.kind, Delivery.claimed_at)
+            .join(Account, Account.id == Delivery.account_id)
+            .where(Delivery.post_id == post_id)
         ).all()
         state = s.get(Post, post_id).state
-    latencies = sorted((p - d).total_seconds() for d, p, _ in rows)
-    first_due = min(d for d, _, _ in rows)
-    last_pub = max(p for _, p, _ in rows)
+    latencies = sorted((p - d).total_seconds() for d, p, *_ in rows)
+    first_due = min(d for d, *_ in rows)
+    last_pub = max(p for _, p, *_ in rows)
     span = (last_pub - first_due).total_seconds()
     per_site = _posts_per_account(stack, args.accounts, kinds)
     print(f"backend={args.backend} accounts={args.accounts} workers={args.workers}x{args.concurrency} post={state}")
@@ -130,7 +135,20 @@ def _run(stack: Stack, args: argparse.Namespace) -> None:
         f"due -> published: p50 {statistics.median(latencies):.2f} s, "
         f"p95 {latencies[int(0.95 * (len(latencies) - 1))]:.2f} s, max {latencies[-1]:.2f} s"
     )
-    print(f"attempts: {sum(a for _, _, a in rows)} for {len(rows)} deliveries")
+    for kind in kinds:
+        mine = sorted((p - d).total_seconds() for d, p, _, k, _ in rows if k == kind)
+        claimed = sorted((c - d).total_seconds() for d, _, _, k, c in rows if k == kind)
+        print(
+            f"  {kind}: {len(mine)} deliveries, due -> published p50 {_pct(mine, 50):.2f} s, "
+            f"p95 {_pct(mine, 95):.2f} s;"
+            f" due -> last claimed p50 {_pct(claimed, 50):.2f} s, p95 {_pct(claimed, 95):.2f} s"
+        )
+    print(f"attempts: {sum(a for _, _, a, *_ in rows)} for {len(rows)} deliveries")
+    print(
+        "CPU ms per delivery: "
+        + ", ".join(f"{k} {1000 * (cpu_after[k] - cpu_before[k]) / len(rows):.1f}" for k in cpu_after)
+        + f"; machine load average {os.getloadavg()[0]:.1f}"
+    )
     rss = {name: _rss_mb(proc.pid) for name, proc in stack.procs.items() if name.startswith("worker")}
     print("worker RSS (MB, the process and its pool): " + ", ".join(f"{n} {v:.0f}" for n, v in sorted(rss.items())))
     print(f"posts per account: min {min(per_site)} max {max(per_site)} (must be exactly 1)")
@@ -170,6 +188,52 @@ def _sandbox_account(stack: Stack, kind: str, i: int) -> tuple[dict, dict]:
         "base_url": "{sandbox}/toutiao",
         "mode": "session",
     }
+
+
+def _pct(values: list[float], q: int) -> float:
+    """The q-th percentile of sorted ``values`` (nearest rank)."""
+    return values[int(q / 100 * (len(values) - 1))]
+
+
+def _cpu_seconds(worker_pids: set[int]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by this process (the sandboxes), the workers and the database
+    server, from /proc (Linux): what each delivery costs the machine, apart from waiting on the network."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {"sandboxes+bench": 0.0, "workers": 0.0, "database": 0.0, "broker": 0.0}
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        if int(entry.name) == me:
+            out["sandboxes+bench"] += cpu
+        elif int(entry.name) in worker_pids:
+            out["workers"] += cpu
+        elif cmd.startswith("postgres") or "postgres:" in cmd:
+            out["database"] += cpu
+        elif "redis-server" in cmd:
+            out["broker"] += cpu
+    return out
+
+
+def _tree(stack: Stack) -> set[int]:
+    """The worker processes of ``stack`` and their children (a prefork pool)."""
+    found, todo = set(), [p.pid for name, p in stack.procs.items() if name.startswith(("worker", "screening"))]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
 
 
 def _rss_mb(pid: int) -> float:

@@ -22,6 +22,12 @@ Where a platform's envelope genuinely differs, the adapter overrides one small h
 (:meth:`Channel._error_fields`, :meth:`Channel._redirect_error`, :meth:`Channel._retry_after`), never
 the whole mapping.
 
+Throttling: before every request the account's pace (``rate_per_second`` on ``<kind>:<account id>``) and,
+where the platform limits calls per server IP, its ``ip_limit`` (on ``<kind>:ip``) are taken from the
+limiter (shared by every worker in production). A wait longer than the limiter's bound raises
+:class:`Throttled` (nothing was sent; the caller waits ``retry_after``). The per-account posting limit
+(``posts_per_hour``) is counted by the publisher when it claims a delivery, under the account's row lock.
+
 A channel closes the HTTP client it made itself (``with make(...) as channel:`` or :meth:`Channel.close`);
 a client passed in belongs to whoever passed it, who closes it.
 """
@@ -48,6 +54,7 @@ from channels.errors import (
     OutcomeUnknown,
     QuotaExhausted,
     RateLimited,
+    Throttled,
     TransientError,
     Unavailable,
 )
@@ -146,13 +153,41 @@ class Metrics:
     comments: int | None = None
 
 
+@dataclass(frozen=True)
+class Comment:
+    """One reader's comment on a post of ours, as the platform returned it.
+
+    ``id`` is the platform's own id (unique per platform, or per site / article where the adapter says so in
+    ``guid``); ``guid`` a stable key for the comment across polls (``weibo:comment:<id>``…); ``link`` the post's
+    page (with the comment's anchor where the platform has one); ``created_at`` aware UTC, ``None`` if unknown.
+    """
+
+    id: str
+    guid: str
+    text: str
+    author: str = ""
+    created_at: datetime | None = None
+    link: str = ""
+
+
+@dataclass(frozen=True)
+class CommentBatch:
+    """What one ``comments`` call found: the comments newer than the cursor it was given, the cursor to give
+    next time (JSON-safe; the caller stores it), and ``gone`` when the post no longer exists on the platform
+    (no more comments will come: the caller stops asking)."""
+
+    comments: list[Comment]
+    cursor: dict[str, Any]
+    gone: bool = False
+
+
 # --------------------------------------------------------------------------------------- throttle
 
 
 class Limiter(Protocol):
     """Shared rate limiting: raise :class:`RateLimited` (with ``retry_after``) instead of waiting long."""
 
-    def acquire(self, key: str, per_second: float) -> None: ...
+    def acquire(self, key: str, per_second: float, burst: int = 1) -> None: ...
 
 
 class LocalLimiter:
@@ -163,13 +198,13 @@ class LocalLimiter:
         self._lock = threading.Lock()
         self._max_wait = max_wait_s
 
-    def acquire(self, key: str, per_second: float) -> None:
+    def acquire(self, key: str, per_second: float, burst: int = 1) -> None:
         if per_second <= 0:
             return
         with self._lock:
             now = time.monotonic()
             at = max(now, self._next.get(key, now))
-            wait = at - now
+            wait = max(0.0, at - (max(1, burst) - 1) / per_second - now)  # GCRA, as core.ratelimit
             if wait > self._max_wait:
                 raise RateLimited(f"local rate limit for {key}", retry_after=wait)
             self._next[key] = at + 1.0 / per_second
@@ -330,9 +365,14 @@ class Channel:
     body_maxlen: ClassVar[int] = 100_000
     rate_per_second: ClassVar[float] = 5.0  # our own spacing of calls per account
     posts_per_hour: ClassVar[int | None] = None  # the platform's per-account posting limit, enforced by us
+    # The platform's limit on calls from one server IP, as (calls, per seconds), over all accounts: held on one
+    # shared key per platform (``<kind>:ip``), since our workers are taken to leave through one address (a NAT,
+    # the usual deployment; workers with addresses of their own then share it too, which errs on the safe side).
+    ip_limit: ClassVar[tuple[int, float] | None] = None
     asynchronous: ClassVar[bool] = False  # publish returns awaiting_confirmation; status() settles it
     supports_retract: ClassVar[bool] = True
     supports_metrics: ClassVar[bool] = True
+    supports_comments: ClassVar[bool] = False  # comments() reads readers' comments on our published posts
     needs_website_link: ClassVar[bool] = False  # a delivery waits for the post's website delivery URL
     quota_timezone: ClassVar[tzinfo] = UTC  # where the platform's day (and its daily quotas) ends
 
@@ -382,6 +422,19 @@ class Channel:
         """Send one request: throttle, send, map transport failures, then map error replies (``_check``)."""
         try:
             self.limiter.acquire(f"{self.kind}:{self.account.id}", self.rate_per_second)
+            if self.ip_limit:
+                # Half the hour's calls as a burst, the other half spread over it: no span of the period gets
+                # more than the platform allows (core.ratelimit), and a fan-out's first calls go at once.
+                calls, period = self.ip_limit
+                self.limiter.acquire(f"{self.kind}:ip", calls / 2 / period, burst=max(1, calls // 2))
+        except Throttled:
+            raise
+        except RateLimited as exc:
+            # Our own limiter said "wait longer than I let you sleep": nothing was sent, and it is no failed
+            # attempt. Without retry_after its store failed (Redis, the database): an ordinary NotSent.
+            if exc.retry_after is None:
+                raise NotSent(f"{self.kind}: the rate limiter is unavailable") from exc
+            raise Throttled(str(exc), retry_after=exc.retry_after) from exc
         except ChannelError:
             raise
         except Exception as exc:  # the shared limiter's store (Redis, the database) failed: nothing was sent
@@ -545,6 +598,14 @@ class Channel:
 
     def retract(self, ctx: DeliveryContext) -> None:
         """Remove a published post from the platform (idempotent: gone already is success)."""
+        raise NotImplementedError
+
+    def comments(
+        self, ctx: DeliveryContext, cursor: Mapping[str, Any] | None = None, *, limit: int = 500
+    ) -> CommentBatch:
+        """Readers' comments on one published delivery that came after ``cursor`` (``None``: from the first),
+        at most ``limit`` of them, oldest first where the platform allows. Read-only: never calls ``ctx.save``.
+        Adapters that can read comments set :attr:`supports_comments`."""
         raise NotImplementedError
 
     @classmethod

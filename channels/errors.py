@@ -7,7 +7,9 @@
     │   ├── RateLimited               the platform said "slow down" (429, 45011, 10023 …)
     │   ├── Unavailable               5xx, busy (-1), connection refused before the request was sent
     │   │   └── NotSent               our side failed before the request left (token cache, shared limiter):
-    │   │                             nothing reached the platform, so it is retried, never taken for a lost answer
+    │   │       │                     nothing reached the platform, so it is retried, never taken for a lost answer
+    │   │       └── Throttled         our own limiter held the request back (the account's or the IP's pace):
+    │   │                             no attempt was made, the delivery waits ``retry_after``
     │   └── QuotaExhausted            a daily quota is spent: the account pauses until ``paused_until``
     ├── OutcomeUnknown                the request went out but the answer was lost: the call may have
     │                                 succeeded, so the delivery becomes ``unconfirmed`` (never blindly retried)
@@ -66,6 +68,13 @@ class Unavailable(TransientError):
 class NotSent(Unavailable):
     """Something of ours (the token cache, the shared limiter: Redis or the database) failed before the request
     left: the platform saw nothing, so the attempt is simply retried (no lookup, no grace period)."""
+
+
+class Throttled(NotSent):
+    """Our own shared limiter held the request back: the account's (or the platform's per-IP) pace would have
+    made it wait past the limiter's bound. Nothing reached the platform and nothing failed: the caller waits
+    ``retry_after`` and tries again, and that wait is no failed attempt (a fan-out waits for the limit instead of
+    spending its attempts on it)."""
 
 
 class QuotaExhausted(TransientError):

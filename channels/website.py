@@ -9,7 +9,12 @@ Protocol (developer.wordpress.org/rest-api/reference/):
   ``{id, link, status, slug}``.
 - ``GET /posts?slug=…&status=any`` finds a post by slug (non-public statuses need an editing user);
   ``DELETE /posts/<id>`` moves it to the trash (410 ``rest_already_trashed`` the second time);
-  ``GET /comments?post=<id>&per_page=1`` gives the comment count in ``X-WP-Total``.
+  ``GET /comments?post=<id>&per_page=1`` gives the comment count in ``X-WP-Total``;
+  ``GET /comments?post=<id>&per_page=100&page=N&order=asc&orderby=date&after=<date>`` reads the comments
+  themselves (``X-WP-TotalPages`` says when to stop). ``after`` is compared with the comment's ``date`` (site
+  time: ``date_query``'s default column is ``comment_date``) and is exclusive, at one-second resolution, so
+  :meth:`WebsiteChannel.comments` asks from one second before the newest comment it saw and drops the ids it
+  saw in that second.
 - Errors: ``{"code": "rest_…", "message": …, "data": {"status": N}}``; proxies, WAFs and rate-limit
   plugins in front of WordPress answer with HTML instead, so the status code is the fallback.
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
@@ -31,6 +37,8 @@ import httpx
 from channels.base import (
     AccountInfo,
     Channel,
+    Comment,
+    CommentBatch,
     DeliveryContext,
     ErrorCode,
     Metrics,
@@ -58,6 +66,7 @@ COVER_MAX_BYTES = 20 * 2**20  # above what most sites allow (upload_max_filesize
 PUBLISHING_ROLES = {"administrator", "editor", "author"}
 # Statuses a post can be in before it is public: publish() reports them as awaiting confirmation.
 PENDING_STATUSES = {"pending", "draft", "future"}
+COMMENTS_PER_PAGE = 100  # the REST API's largest per_page
 
 
 @register
@@ -71,6 +80,7 @@ class WebsiteChannel(Channel):
     summary_maxlen = 300
     body_maxlen = 1_000_000  # well inside MySQL's default max_allowed_packet
     rate_per_second = 5.0
+    supports_comments = True
 
     # WordPress answers errors with an HTTP error status and {"code": "rest_…", "message": …}.
     ERROR_BODY_ON = "error"
@@ -314,6 +324,72 @@ class WebsiteChannel(Channel):
             comments = int(total) if total.isdigit() else len(self._json(reply))
             out[ctx.delivery_id] = Metrics(comments=comments)
         return out
+
+    def comments(
+        self, ctx: DeliveryContext, cursor: Mapping[str, Any] | None = None, *, limit: int = 500
+    ) -> CommentBatch:
+        """The post's approved comments after the cursor, oldest first (``after`` + ``order=asc``, paged).
+
+        Cursor: ``{"after": <the newest comment's date, site time>, "ids": [ids with that date]}``.
+        """
+        cursor = dict(cursor or {})
+        post_id = ctx.remote_id or ctx.progress.get("post_id")
+        if not post_id:
+            return CommentBatch([], cursor)
+        last, seen = str(cursor.get("after") or ""), {int(i) for i in cursor.get("ids") or ()}
+        params: dict[str, Any] = {
+            "post": int(post_id),
+            "per_page": COMMENTS_PER_PAGE,
+            "order": "asc",
+            "orderby": "date",
+        }
+        if last:
+            # exclusive and to the second: ask from a second earlier, drop what was seen in that second
+            params["after"] = (datetime.fromisoformat(last) - timedelta(seconds=1)).isoformat()
+        found: list[Comment] = []
+        page = 1
+        while len(found) < limit:
+            reply = self._wp("GET", "/comments", params={**params, "page": page})
+            rows = self._json(reply)
+            if not isinstance(rows, list):
+                raise InvalidRequest("WordPress answered /comments with something that is not a list")
+            for row in rows:
+                if not isinstance(row, dict) or "id" not in row or int(row["id"]) in seen:
+                    continue
+                comment = self._comment(row, ctx)
+                found.append(comment)
+                seen.add(int(row["id"]))
+                day = str(row.get("date") or "")
+                if day and day != last:
+                    last, seen = day, {int(row["id"])}
+                if len(found) >= limit:
+                    break
+            pages = reply.headers.get("x-wp-totalpages", "")
+            if len(rows) < COMMENTS_PER_PAGE or (pages.isdigit() and page >= int(pages)):
+                break
+            page += 1
+        ids_at_last = sorted(seen) if last else []
+        return CommentBatch(found, {"after": last, "ids": ids_at_last} if last else cursor)
+
+    def _comment(self, row: Mapping[str, Any], ctx: DeliveryContext) -> Comment:
+        content = row.get("content")
+        rendered = content.get("rendered", "") if isinstance(content, Mapping) else str(content or "")
+        created = None
+        if row.get("date_gmt"):
+            try:
+                created = datetime.fromisoformat(str(row["date_gmt"])).replace(tzinfo=UTC)
+            except ValueError:
+                created = None
+        link = str(row.get("link") or "") or f"{ctx.remote_url or ''}#comment-{row['id']}"
+        return Comment(
+            id=str(row["id"]),
+            # comment ids are per site: the account's id keeps two sites' comment 5 apart
+            guid=f"website:{self.account.id}:comment:{row['id']}",
+            text=html_to_text(str(rendered)),
+            author=str(row.get("author_name") or ""),
+            created_at=created,
+            link=link,
+        )
 
     def retract(self, ctx: DeliveryContext) -> None:
         """Move the post to the trash. Already trashed, or gone, counts as done."""

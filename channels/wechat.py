@@ -21,6 +21,15 @@ finds it. (The digest would show the key to readers.) An account without any lin
 copy and no ``config["source_url"]``) has no ``content_source_url``; lookup then falls back to the
 title, which is weaker and documented as such.
 
+Comments (留言): ``POST /cgi-bin/comment/list {msg_data_id, index, begin, count ≤ 50, type: 0}`` → ``{total,
+comment: [{user_comment_id, openid, create_time, content, comment_type}]}``; ``index`` counts the articles of a
+message from 0 (freepublish's ``idx`` from 1). Its own codes (88000 no comment privilege, 88001 the message does
+not exist, 88002 the article is limited for safety, 88010 count out of range) are all permanent, which is what
+an unmapped code on an HTTP 200 already is (:class:`InvalidRequest`, the code kept); 88001 ends the batch
+``gone``. The list is read from ``begin`` in the order the platform keeps (oldest first, as the sandbox does: the
+public documentation does not say); :meth:`WeChatChannel.comments` starts one page before where it stopped and
+keeps only ids above the highest it saw, so a few deleted comments shifting the positions lose none.
+
 Tokens: ``POST /cgi-bin/stable_token`` through the shared single-flight cache (:mod:`channels.tokens`),
 key ``wechat:<appid>``. A reply 40001/40014/42001 (token invalid / not the latest / expired) makes the
 adapter report the token as stale to the cache (one refresh across all workers) and repeat the call
@@ -33,10 +42,11 @@ Platform time: the sandbox runs a fake clock and real WeChat counts days in Asia
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlencode, urlparse, urlsplit, urlunsplit
@@ -48,6 +58,8 @@ from channels import render
 from channels.base import (
     AccountInfo,
     Channel,
+    Comment,
+    CommentBatch,
     DeliveryContext,
     ErrorCode,
     Metrics,
@@ -87,6 +99,7 @@ BODY_IMAGE_MAX_BYTES = 1_000_000
 COVER_MAX_BYTES = 10_000_000
 BODY_IMAGE_TYPES = frozenset({"png", "jpeg"})  # media/uploadimg
 COVER_TYPES = frozenset({"png", "jpeg", "gif", "bmp"})  # material/add_material?type=image
+COMMENTS_PER_PAGE = 50  # comment/list's largest count
 
 # freepublish/get publish_status → (our state, the platform's reason in words)
 PUBLISH_STATUS: dict[int, tuple[str, str | None]] = {
@@ -184,6 +197,7 @@ class WeChatChannel(Channel):
     body_maxlen: ClassVar[int] = CONTENT_MAX_CHARS
     rate_per_second: ClassVar[float] = 10.0
     asynchronous: ClassVar[bool] = True
+    supports_comments: ClassVar[bool] = True
 
     # Every reply is HTTP 200; an error is {"errcode": N, "errmsg": "…"}. An HTTP error status comes from
     # something in front of the API and is mapped by the status alone.
@@ -674,6 +688,59 @@ class WeChatChannel(Channel):
         except InvalidRequest as exc:
             if exc.code != 53600:  # invalid article_id: it is gone already
                 raise
+
+    def comments(
+        self, ctx: DeliveryContext, cursor: Mapping[str, Any] | None = None, *, limit: int = 500
+    ) -> CommentBatch:
+        """``comment/list`` of our article from the cursor (``{"begin", "max_id"}``); 88001 ends it ``gone``."""
+        cursor = dict(cursor or {})
+        msg = ctx.progress.get("msg_data_id")
+        idx = int(ctx.progress.get("idx", 1))
+        if not msg:
+            parsed = msgid_from_article_url(ctx.progress.get("article_url"))
+            msg, idx = parsed if parsed else (None, idx)
+        if not msg:
+            return CommentBatch([], cursor)
+        max_id = int(cursor.get("max_id") or 0)
+        begin = max(0, int(cursor.get("begin") or 0) - COMMENTS_PER_PAGE)  # one page back: see the module docstring
+        found: list[Comment] = []
+        while len(found) < limit:
+            body = {"msg_data_id": int(msg), "index": idx - 1, "begin": begin, "count": COMMENTS_PER_PAGE, "type": 0}
+            try:
+                data = self._api("/cgi-bin/comment/list", body, idempotent=True)
+            except InvalidRequest as exc:
+                if exc.code == 88001:
+                    return CommentBatch(found, cursor, gone=True)
+                raise
+            rows = [r for r in data.get("comment") or [] if isinstance(r, Mapping)]
+            for row in rows:
+                begin += 1
+                comment_id = int(row.get("user_comment_id") or 0)
+                if comment_id <= max_id:
+                    continue
+                max_id = comment_id
+                found.append(self._comment(row, f"{msg}_{idx}", ctx))
+                if len(found) >= limit:
+                    break
+            if len(rows) < COMMENTS_PER_PAGE or begin >= int(data.get("total") or 0):
+                break
+        return CommentBatch(found, {"begin": begin, "max_id": max_id})
+
+    def _comment(self, row: Mapping[str, Any], msgid: str, ctx: DeliveryContext) -> Comment:
+        comment_id = str(row.get("user_comment_id"))
+        openid = str(row.get("openid") or "")
+        created = row.get("create_time")
+        return Comment(
+            id=comment_id,
+            # user_comment_id counts within one article
+            guid=f"wechat:comment:{msgid}:{comment_id}",
+            text=str(row.get("content") or ""),
+            # the openid is a reader's stable identifier on this account: the monitor needs to tell readers
+            # apart, not to know who they are, so only a digest of it is kept
+            author=f"读者{hashlib.sha256(openid.encode()).hexdigest()[:8]}" if openid else "",
+            created_at=datetime.fromtimestamp(int(created), SHANGHAI).astimezone(UTC) if created else None,
+            link=str(ctx.progress.get("article_url") or ctx.remote_url or ""),
+        )
 
     def lookup_published(self, ctx: DeliveryContext) -> PublishResult | None:
         """Only the published-articles scan of :meth:`lookup` (no draft adoption)."""

@@ -22,12 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Table, select, text
+from sqlalchemy import BigInteger, Index, Integer, String, Table, event, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column
 
@@ -149,6 +151,9 @@ def append(
     so keep audited transactions short (no network calls after :func:`append`). Several appends in one
     transaction chain onto each other. Raises :class:`TypeError` / :class:`ValueError` for a ``detail``
     that is not JSON (a time is accepted and stored as ISO text).
+
+    Inside :func:`appended_at_commit` the event is only queued on the session and written just before it
+    commits; the object returned then has no ``id`` or hashes yet.
     """
     fields: dict[str, Any] = {
         "at": utcnow(),
@@ -160,6 +165,14 @@ def append(
         "object_id": object_id,
         "detail": _as_stored(detail),
     }
+    if _AT_COMMIT.get():
+        session.info.setdefault(_PENDING, []).append(fields)
+        return AuditEvent(**fields)
+    return _write(session, fields)
+
+
+def _write(session: Session, fields: dict[str, Any]) -> AuditEvent:
+    """Chain ``fields`` onto the last row and insert it (under the appenders' lock)."""
     # No autoflush and a Core INSERT of this one row: auditing flushes none of the caller's pending changes,
     # so it never moves the point where the caller's own writes fail.
     with session.no_autoflush:
@@ -181,6 +194,41 @@ def append(
     make_transient_to_detached(event)
     session.add(event)
     return event
+
+
+# Events queued by append() inside appended_at_commit(), per session, until it commits.
+_PENDING = "core.audit.pending"
+_AT_COMMIT: ContextVar[bool] = ContextVar("core.audit.at_commit", default=False)
+
+
+@contextmanager
+def appended_at_commit() -> Iterator[None]:
+    """Within this block (or a function it decorates), :func:`append` queues each event on its session and
+    writes it just before the session commits.
+
+    Why: the appenders' lock is held from the first append to the commit, so one transaction that audits early
+    and then does more work holds every other appender up for all of it. The delivery engine's transactions
+    (a claim, an outcome) each audit first and then settle the post; with many workers in flight the lock
+    made them run one at a time. Written at commit, each holds it for its last statements only. The chain is
+    the same: ids and hashes are taken under the lock, in commit order; a transaction that rolls back leaves
+    none of its events. Not for code that reads back the events it has just appended in the same transaction.
+    """
+    token = _AT_COMMIT.set(True)
+    try:
+        yield
+    finally:
+        _AT_COMMIT.reset(token)
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    for fields in session.info.pop(_PENDING, None) or ():
+        _write(session, fields)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 # ------------------------------------------------------------------------------------------ reading

@@ -29,6 +29,9 @@ class Task(StrEnum):
     RECONCILE = "matrix.reconcile"
     COLLECT_METRICS = "matrix.collect_metrics"
     RETRACT_DELIVERY = "matrix.retract_delivery"
+    CHECK_DELIVERY = "matrix.check_delivery"
+    RESCREEN_SCAN = "matrix.rescreen_scan"  # workers.rescreen_tasks: live posts whose rules changed
+    RESCREEN_BATCH = "matrix.rescreen_batch"
 
 
 def screening_queue(settings: Settings) -> str:
@@ -61,7 +64,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_soft_time_limit": 240,
         "task_default_queue": settings.queue,
         # screening on its own queue: a delivery worker (threads, no classifier) never takes it
-        "task_routes": {Task.SCREEN_VERSION.value: {"queue": screening_queue(settings)}},
+        "task_routes": {
+            task.value: {"queue": screening_queue(settings)}
+            for task in (Task.SCREEN_VERSION, Task.RESCREEN_SCAN, Task.RESCREEN_BATCH)
+        },
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "timezone": "UTC",
@@ -70,6 +76,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "dispatch-due": {"task": Task.DISPATCH_DUE.value, "schedule": settings.dispatch_interval_s},
             "reconcile": {"task": Task.RECONCILE.value, "schedule": settings.reconcile_interval_s},
             "collect-metrics": {"task": Task.COLLECT_METRICS.value, "schedule": settings.metrics_interval_s},
+            "rescreen": {"task": Task.RESCREEN_SCAN.value, "schedule": settings.rescreen_interval_s},
         },
     }
 

@@ -5,16 +5,20 @@ and the account: ``toutiao:42``). The limit must hold for the account, not for o
 state lives where every worker sees it: Redis in production (:class:`RedisLimiter`), the database on the
 embedded default (:class:`SqlLimiter`, SQLite or PostgreSQL). The publisher builds one instance per process.
 
-The algorithm is GCRA with a burst of one ("theoretical arrival time"): each key stores ``next_at``, the
-earliest time the next call may go. One atomic read-modify-write per call::
+The algorithm is GCRA ("theoretical arrival time"): each key stores ``next_at``, the theoretical time of
+the next call; ``burst`` calls may go at once before the spacing applies (default 1: pure spacing). One atomic
+read-modify-write per call::
 
-    at   = max(now, next_at)          # this call's slot
-    wait = at - now
+    at   = max(now, next_at)                         # this call's theoretical slot
+    wait = max(0, at - (burst - 1) / per_second - now)  # a burst lets it go that much early
     wait > max_wait  ──► refuse, store nothing: raise error(retry_after=wait)
     else             ──► next_at = at + 1 / per_second; sleep(wait); go
 
 A granted call *reserves* its slot before it sleeps, so concurrent callers queue up one interval apart
-without polling, and a refused one takes no slot from the others. ``max_wait`` (5 s, as
+without polling, and a refused one takes no slot from the others. In any span of ``T`` seconds at most
+``burst + per_second * T`` calls go: a platform's "N calls an hour" is held by ``burst = N / 2`` and
+``per_second = N / 2 / 3600`` (see ``channels.base.Channel.ip_limit``), which lets a fan-out's first N / 2
+calls go at once instead of spacing every call 3600 / N s apart. ``max_wait`` (5 s, as
 ``channels.base.LocalLimiter``) bounds how long a worker sleeps: past it the caller gets a transient error
 and the delivery is retried later instead of blocking a worker for a slow platform's queue.
 
@@ -85,21 +89,23 @@ class SharedLimiter:
         self.error = error
         self.sleep = sleep
 
-    def acquire(self, key: str, per_second: float) -> None:
+    def acquire(self, key: str, per_second: float, burst: int = 1) -> None:
         """Wait for ``key``'s next slot (at most ``max_wait_s``), or raise ``error(retry_after=…)``."""
-        wait = self.reserve(key, per_second)
+        wait = self.reserve(key, per_second, burst)
         if wait > 0:
             self.sleep(wait)
 
-    def reserve(self, key: str, per_second: float) -> float:
+    def reserve(self, key: str, per_second: float, burst: int = 1) -> float:
         """Take ``key``'s next slot without sleeping: the seconds until it, or raise ``error(retry_after=…)``.
 
-        ``per_second <= 0`` means no limit (0 s, nothing stored).
+        ``per_second <= 0`` means no limit (0 s, nothing stored). ``burst``: calls that may go at once before
+        the spacing applies (see the module docstring).
         """
         if per_second <= 0:
             return 0.0
+        interval = 1.0 / per_second
         try:
-            granted, wait = self._reserve(key, 1.0 / per_second, self.max_wait_s)
+            granted, wait = self._reserve(key, interval, self.max_wait_s, (max(1, burst) - 1) * interval)
         except (RedisError, sa.exc.OperationalError) as exc:
             raise self.error(f"rate limiter for {key} unavailable: {exc}", retry_after=None) from exc
         if not granted:
@@ -110,8 +116,10 @@ class SharedLimiter:
         """When ``key``'s next call may go (epoch seconds, the store's clock); ``None`` if never used."""
         raise NotImplementedError
 
-    def _reserve(self, key: str, interval: float, max_wait: float) -> tuple[bool, float]:
-        """Atomically: ``(True, wait)`` with the slot taken, or ``(False, wait)`` with nothing stored."""
+    def _reserve(self, key: str, interval: float, max_wait: float, tolerance: float) -> tuple[bool, float]:
+        """Atomically: ``(True, wait)`` with the slot taken, or ``(False, wait)`` with nothing stored.
+
+        ``tolerance``: how far ahead of its theoretical slot a call may go (``(burst - 1) * interval``)."""
         raise NotImplementedError
 
 
@@ -124,7 +132,7 @@ _RESERVE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local at = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
-local wait = at - now
+local wait = math.max(0, at - tonumber(ARGV[3]) - now)
 if wait > tonumber(ARGV[2]) then
   return {0, string.format('%.6f', wait)}
 end
@@ -149,8 +157,8 @@ class RedisLimiter(SharedLimiter):
     def _key(self, key: str) -> str:
         return f"{self.prefix}rate:{key}"
 
-    def _reserve(self, key: str, interval: float, max_wait: float) -> tuple[bool, float]:
-        granted, wait = self._script(keys=[self._key(key)], args=[repr(interval), repr(max_wait)])
+    def _reserve(self, key: str, interval: float, max_wait: float, tolerance: float) -> tuple[bool, float]:
+        granted, wait = self._script(keys=[self._key(key)], args=[repr(interval), repr(max_wait), repr(tolerance)])
         return bool(int(granted)), float(wait)
 
     def next_at(self, key: str) -> float | None:
@@ -194,17 +202,18 @@ class SqlLimiter(SharedLimiter):
         """Create ``rate_limits`` if missing (tests; the publisher's migration does it in production)."""
         Base.metadata.create_all(self.engine, tables=[_rate_limits])
 
-    def _reserve(self, key: str, interval: float, max_wait: float) -> tuple[bool, float]:
+    def _reserve(self, key: str, interval: float, max_wait: float, tolerance: float) -> tuple[bool, float]:
         t = _rate_limits.c
         with self.engine.begin() as conn:
             self._ensure_row(conn, key)
             next_at = conn.execute(sa.select(t.next_at).where(t.key == key).with_for_update()).scalar_one()
             now = self.clock()
             at = max(now, next_at)
-            if at - now > max_wait:
-                return False, at - now
+            wait = max(0.0, at - tolerance - now)
+            if wait > max_wait:
+                return False, wait
             conn.execute(_rate_limits.update().where(t.key == key).values(next_at=at + interval))
-        return True, at - now
+        return True, wait
 
     @staticmethod
     def _ensure_row(conn: Connection, key: str) -> None:

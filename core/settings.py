@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
@@ -59,8 +60,25 @@ class Settings(BaseSettings):
     dispatch_interval_s: float = Field(15.0, description="How often beat looks for due schedules.")
     reconcile_interval_s: float = Field(30.0, description="How often beat resolves stuck deliveries.")
     metrics_interval_s: float = Field(300.0, description="How often beat collects engagement metrics.")
+    rescreen_days: int = Field(
+        7,
+        ge=1,
+        le=3650,
+        description="Live posts published this many days back are "
+        "screened again when the lexicon, an organisation's lists or the model change.",
+    )
+    rescreen_interval_s: float = Field(60.0, description="How often beat looks for live posts to screen again.")
+    rescreen_batch: int = Field(
+        20, ge=1, le=500, description="Posts one re-screening task takes: a new screening waits for at most one batch."
+    )
     stuck_after_s: float = Field(120.0, description="A delivery in `sending` longer than this is reconciled.")
     requeue_after_s: float = Field(60.0, description="A queued delivery not yet claimed is queued again after this.")
+    status_poll_s: float = Field(
+        2.0,
+        gt=0,
+        description="First look at a delivery an asynchronous platform accepted (WeChat, Toutiao), then twice as "
+        "long each time up to the reconcile interval; reconcile looks at whatever these looks leave.",
+    )
     max_attempts: int = Field(6, description="Transient failures retried this many times before `failed`.")
     retract_max_attempts: int = Field(
         12, description="A retraction's transient failures retried this many times before `retract_failed`."
@@ -101,6 +119,11 @@ class Settings(BaseSettings):
         0.0, description="Shifts the service's clock (drills against a sandbox's fake clock). Keep 0 in production."
     )
     queue: str = Field("matrix", description="Celery queue name (lets several installations share one broker).")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Workers' log lines: text (for a terminal) or json (one object a line with the task, delivery "
+        "and post ids, for a log pipeline; core.logs).",
+    )
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

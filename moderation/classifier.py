@@ -8,7 +8,11 @@ the windows, so one offensive paragraph in a long article is not averaged away.
 The committed model directory (``moderation/data/model``) holds only what training changed: the top encoder
 layers (fp16) and the head in ``classifier.safetensors``, plus ``classifier.json`` (categories, which layers,
 thresholds chosen on the model-selection slice, the base encoder's fingerprint). The frozen rest comes from
-the base encoder (:mod:`moderation.encoder`); a fingerprint check refuses a head trained on another encoder.
+the base encoder; a fingerprint check refuses a head trained on another encoder. In int8 on the bundled
+e5-small (the shipped default) the base is the trimmed runtime of :mod:`moderation.fast_encoder` (built at
+install, loaded in well under a second, no transformers); in fp32 or on ``ModerationConfig.base_model`` it is
+the transformers model of :mod:`moderation.encoder` (training reads that one too). Both give the same ids
+for text in the kept scripts and the same int8 weights, so the same scores.
 
 Exceptions: :class:`moderation.types.ClassifierError` is the root here; :class:`ModelFileError` (bad or
 mismatched model directory) and :class:`moderation.encoder.EncoderError` (base encoder) derive from it.
@@ -16,7 +20,6 @@ mismatched model directory) and :class:`moderation.encoder.EncoderError` (base e
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Sequence
@@ -29,7 +32,8 @@ import torch
 from torch import nn
 
 from moderation.config import ModerationConfig, current_config
-from moderation.encoder import EncoderError, base_model_dir, load_encoder
+from moderation.encoder import EncoderError, base_model_dir, fingerprint, load_encoder
+from moderation.fast_encoder import load_runtime, runtime_dir
 from moderation.linear import LinearScorer
 from moderation.types import ClassifierError
 
@@ -56,14 +60,10 @@ class ModelFileError(ClassifierError):
 
 
 def encoder_fingerprint(model: nn.Module) -> str:
-    """A short hash of a few frozen base tensors: identifies the base encoder a head was trained on."""
-    state = model.state_dict()
-    h = hashlib.sha256()
-    for name in ("embeddings.LayerNorm.weight", "embeddings.position_embeddings.weight"):
-        if name in state:
-            # rounded, so fp32 vs fp16 storage of the same encoder gives the same fingerprint
-            h.update(state[name].detach().float().mul(1000).round().to(torch.int32).numpy().tobytes())
-    return h.hexdigest()[:16]
+    """A short hash of a few frozen base tensors (:func:`moderation.encoder.fingerprint`): identifies the base
+    encoder a head was trained on. Read from the parameters, not ``state_dict()``, which would unpack every
+    int8 weight of a quantised encoder."""
+    return fingerprint(dict(model.named_parameters()))
 
 
 @dataclass
@@ -137,7 +137,7 @@ class Classifier:
         batch_size: int = 16,
         quantized: bool = False,
         linear: LinearScorer | None = None,
-        transformer_weight: float = 1.0,
+        transformer_weight: float | Sequence[float] = 1.0,
     ) -> None:
         self.tokenizer = tokenizer
         self.encoder = encoder
@@ -150,9 +150,13 @@ class Classifier:
         self.quantized = quantized  # int8 dynamic quantisation applied to the encoder's Linear layers
         #: the transformer's own version (``version`` adds the linear scorer's when the two are combined)
         self.transformer_version = version.split("+")[0]
-        #: optional second scorer (char n-gram TF-IDF + LR); scores = w * transformer + (1 - w) * linear
+        #: optional second scorer (char n-gram TF-IDF + LR); scores = w * transformer + (1 - w) * linear, with
+        #: ``w`` one number or one per category (training chooses it per category)
         self.linear = linear
-        self.transformer_weight = float(transformer_weight) if linear is not None else 1.0
+        w = np.asarray(transformer_weight, dtype=np.float64) if linear is not None else np.float64(1.0)
+        if w.ndim and w.shape != (len(self.categories),):
+            raise ClassifierError(f"{w.shape[0]} transformer weights for {len(self.categories)} categories")
+        self.transformer_weight = w
         self._lock = threading.Lock()  # HF tokenizers' padding state and torch modules are not re-entrant
 
     @classmethod
@@ -169,10 +173,12 @@ class Classifier:
         ``model_dir`` defaults to ``config.model_dir``, then the shipped model; ``config`` defaults to the
         process default (:func:`moderation.config.current_config`). ``quantize`` applies int8 dynamic
         quantisation to the encoder's Linear layers (CPU); ``None`` uses what the model directory recommends
-        (``classifier.json: "quantize"``, chosen when it kept accuracy). Where ``classifier.json`` has a
-        ``"combine"`` entry (the linear scorer's file, the transformer's weight and the thresholds chosen for
-        the average), the linear scorer is loaded beside the transformer and :meth:`predict` returns the
-        weighted average; ``linear=False`` gives the transformer alone with its own thresholds.
+        (``classifier.json: "quantize"``, chosen when it kept accuracy). int8 on the bundled encoder loads the
+        built runtime (:func:`moderation.fast_encoder.runtime_dir`, built now if the cache lacks it). Where
+        ``classifier.json`` has a ``"combine"`` entry (the linear scorer's file, the transformer's weight and
+        the thresholds chosen for the average), the linear scorer is loaded beside the transformer and
+        :meth:`predict` returns the weighted average; ``linear=False`` gives the transformer alone with its
+        own thresholds.
         """
         from safetensors.torch import load_file
 
@@ -183,34 +189,47 @@ class Classifier:
             weights = load_file(str(model_dir / WEIGHTS_FILE))
         except (OSError, ValueError) as exc:
             raise ModelFileError(f"cannot read the classifier in {model_dir}: {exc}") from exc
-        tokenizer, encoder = load_encoder(base_model_dir(config))
-        if meta.get("base_fingerprint") and meta["base_fingerprint"] != encoder_fingerprint(encoder):
+        if quantize is None:
+            quantize = bool(meta.get("quantize", False))
+        layer_state = {k[len("encoder.") :]: v.float() for k, v in weights.items() if k.startswith("encoder.")}
+        encoder: nn.Module
+        if quantize and config.base_model is None:
+            # The bundled e5-small in int8: the trimmed runtime built at install (moderation.fast_encoder),
+            # ~1 s and ~100 MB instead of ~8 s and ~1 GB through transformers; same weights, same ids.
+            try:
+                tokenizer, encoder, runtime = load_runtime(runtime_dir(config), layer_state)
+            except EncoderError as exc:
+                raise ModelFileError(f"{model_dir}: {exc}") from exc
+            base_print = runtime["fingerprint"]
+        else:
+            tokenizer, encoder = load_encoder(base_model_dir(config))
+            base_print = encoder_fingerprint(encoder)
+            _missing, unexpected = encoder.load_state_dict(layer_state, strict=False)
+            if unexpected:
+                raise ModelFileError(f"{model_dir}: weights that the encoder does not have: {unexpected[:5]}")
+            if quantize:
+                encoder = quantize_encoder(encoder)
+        if meta.get("base_fingerprint") and meta["base_fingerprint"] != base_print:
             raise ModelFileError(
                 f"{model_dir} was trained on another base encoder ({meta.get('base_model')}); "
                 "train one for ModerationConfig.base_model or leave it unset"
             )
-        layer_state = {k[len("encoder.") :]: v.float() for k, v in weights.items() if k.startswith("encoder.")}
-        _missing, unexpected = encoder.load_state_dict(layer_state, strict=False)
-        if unexpected:
-            raise ModelFileError(f"{model_dir}: weights that the encoder does not have: {unexpected[:5]}")
         categories = meta["categories"]
         head = nn.Linear(encoder.config.hidden_size, len(categories))
         head.load_state_dict({"weight": weights["head.weight"].float(), "bias": weights["head.bias"].float()})
         head.eval()
-        if quantize is None:
-            quantize = bool(meta.get("quantize", False))
-        if quantize:
-            encoder = quantize_encoder(encoder)
         # int8 shifts scores slightly, so training picks thresholds for each mode on the selection slice
         thresholds = meta.get("thresholds_int8" if quantize else "thresholds_fp32") or meta.get("thresholds")
         version = str(meta["version"])
         combine = meta.get("combine") if linear else None
-        scorer, weight = None, 1.0
+        scorer: LinearScorer | None = None
+        weight: float | list[float] = 1.0
         if combine:
             scorer = LinearScorer.load(model_dir / str(combine["file"]))
             if scorer.categories != tuple(categories):
                 raise ModelFileError(f"{model_dir}: the linear scorer's categories differ from the transformer's")
-            weight = float(combine["transformer_weight"])
+            per_cat = combine.get("transformer_weights")
+            weight = [float(per_cat[c]) for c in categories] if per_cat else float(combine["transformer_weight"])
             # the average's thresholds were chosen with the int8 transformer (the default mode)
             thresholds = combine.get("thresholds") or thresholds
             version = f"{version}+{combine['version']}"

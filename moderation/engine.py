@@ -252,21 +252,28 @@ class Screener:
         *,
         policy: Policy | None = None,
         org: OrgLists | None = None,
-        batch_size: int = 32,
+        batch_size: int = 64,
     ) -> list[Verdict]:
-        """Screen many texts; the classifier sees them in batches of ``batch_size``."""
+        """Screen many texts; the classifier gets them ``batch_size`` at a time, shortest first.
+
+        Sorting by length puts texts of similar length in one call, so the classifier's forward passes (several
+        windows each, see ``Classifier.batch_size``) pad little; results go back in the input order. A call
+        holds the classifier's lock, so a bounded ``batch_size`` also bounds how long another thread waits.
+        """
         policy = policy or self.policy
         evidence = self.evidence_batch(texts, org)
         clf = self.classifier
         model_scores: list[dict[str, float]] = [{} for _ in texts]
         if clf is not None and texts:
             views = [model_text(text, norm_text, hits) for text, (norm_text, hits) in zip(texts, evidence, strict=True)]
-            for i in range(0, len(views), batch_size):
-                chunk = clf.predict(views[i : i + batch_size])
-                if len(chunk) != len(views[i : i + batch_size]):
+            order = sorted(range(len(views)), key=lambda k: len(views[k]))
+            for i in range(0, len(order), batch_size):
+                idx = order[i : i + batch_size]
+                chunk = clf.predict([views[k] for k in idx])
+                if len(chunk) != len(idx):
                     raise ModerationError("classifier returned a different number of results than texts")
-                for j, scores in enumerate(chunk):
-                    model_scores[i + j] = {c: float(s) for c, s in scores.items() if c in CATEGORIES}
+                for k, scores in zip(idx, chunk, strict=True):
+                    model_scores[k] = {c: float(s) for c, s in scores.items() if c in CATEGORIES}
         version = self.model_version
         lexicon_version = self.lexicon.version + (f"+{org.lexicon.version}" if org is not None else "")
         return [

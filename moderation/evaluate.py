@@ -6,6 +6,9 @@ Sets (none of them used for training, model selection or threshold choice):
 * ``swsr-test`` — our fixed SWSR held-out ids (``moderation/data/model/swsr_split.json``; sexist or not);
 * ``derived-test`` — the weakly labelled category sentences whose lexicon terms never occur in training,
   with their hard negatives (news, texts discussing the terms, anti-bias statements);
+* ``team-categories`` — the team category set (``moderation/data/team_categories.tsv``): texts of the
+  template families of :mod:`moderation.category_data` held out of training and selection (gambling, porn,
+  fraud, ads, violence, politics, and hard negatives), scored per category; harmless rows by family;
 * ``disguise`` — COLD dev offensive rows disguised by :mod:`moderation.disguise`, one copy per style: recall
   of each style beside the recall of the same rows written plainly.
 
@@ -46,7 +49,8 @@ from pathlib import Path
 import numpy as np
 
 from moderation import config as moderation_config
-from moderation.dataset import DEFAULT_DATA_ROOT, MODEL_CATEGORIES, Example, all_examples
+from moderation.category_data import all_examples, load_team_set
+from moderation.dataset import DEFAULT_DATA_ROOT, MODEL_CATEGORIES, DatasetError, Example
 from moderation.disguise import STYLES, _Finder, disguise, load_keywords
 from moderation.engine import Screener
 from moderation.policy import GROUP_SUFFIX
@@ -67,7 +71,7 @@ __all__ = [
     "two_class_macro_f1",
 ]
 
-SETS: tuple[str, ...] = ("cold-dev", "swsr-test", "derived-test", "disguise")
+SETS: tuple[str, ...] = ("cold-dev", "swsr-test", "derived-test", "team-categories", "disguise")
 BINARY_SETS = ("cold-dev", "swsr-test")
 ABUSE = MODEL_CATEGORIES.index("abuse")
 
@@ -242,14 +246,19 @@ def _subsample(rows: list[Example], limit: int | None) -> list[Example]:
 
 
 def load_sets(examples: Sequence[Example], names: Sequence[str], limit: int | None) -> dict[str, list[Example]]:
-    """The evaluation rows per set name (``disguise`` starts from COLD dev offensive rows)."""
+    """The evaluation rows per set name (``disguise`` starts from COLD dev offensive rows; ``team-categories``
+    is read from its file, not from ``examples``)."""
+    out = {}
+    if "team-categories" in names:
+        out["team-categories"] = _subsample(load_team_set(), limit)
     pick = {
         "cold-dev": lambda e: e.source == "cold" and e.split == "dev",
         "swsr-test": lambda e: e.source == "swsr" and e.split == "test",
         "derived-test": lambda e: e.source.startswith("derived") and e.split == "test",
         "disguise": lambda e: e.source == "cold" and e.split == "dev" and e.labels.get("abuse") == 1,
     }
-    return {name: _subsample([e for e in examples if pick[name](e)], limit) for name in names}
+    out.update({name: _subsample([e for e in examples if pick[name](e)], limit) for name in names if name in pick})
+    return {name: out[name] for name in names}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -489,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--limit must be positive")
     try:
         report = run(args)
-    except (EvalError, OSError) as exc:
+    except (EvalError, DatasetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_report(report))

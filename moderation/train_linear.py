@@ -2,16 +2,22 @@
 
 Protocol (every choice inside the training data; no dev split is read):
 
-1. Texts are what the engine's classifier reads (:func:`moderation.scorecache.engine_views`).
+1. Texts are what the engine's classifier reads (:func:`moderation.scorecache.engine_views`): COLD, SWSR, the
+   lexicon-derived sentences and the team's category families (:func:`moderation.category_data.all_examples`),
+   plus **disguised copies** of half the train texts (:func:`moderation.disguise.training_copies`: full,
+   spaced or mixed pinyin, initials, sound-alikes of their insult and category keywords, or of a random word
+   where they have none — positives and negatives alike, so pinyin alone is no evidence). A copy shares its
+   original's cross-validation fold, and out-of-fold figures are taken on the originals only.
 2. Char 1-3-gram TF-IDF (``sublinear_tf``, ``min_df=2``, the ``--max-features`` most frequent n-grams) +
    one logistic regression per category, on the **train** split (COLD train minus its select slice, SWSR
    train ids, derived train). ``C`` is chosen by 3-fold cross-validation on train (selection score of the
    out-of-fold scores at threshold 0.5; the vocabulary is fitted once on all train texts — unsupervised).
-3. On the **select** slice (held out from both models' fitting; part of COLD train, SWSR train ids and the
-   derived data), the transformer weight ``w`` of ``w * transformer + (1 - w) * linear`` is chosen from
-   :data:`WEIGHTS` by 2-fold cross-fitting: thresholds picked on one half, scored on the other, both ways.
-   ``w = 1`` is the transformer alone and ``w = 0`` the linear model alone, so the average ships only if
-   that estimate says it beats each of them.
+3. On the **select** slice (held out from both models' fitting; part of COLD train, SWSR train ids, the
+   derived data and the team families), the transformer weight ``w`` of ``w * transformer + (1 - w) * linear``
+   is chosen **per category** from :data:`WEIGHTS` by 2-fold cross-fitting: thresholds picked on one half,
+   scored on the other, both ways (``abuse`` by the COLD-select 2-class macro-F1, the others by their F1 on
+   the category rows; ties go to the weight nearest 0.5). ``w = 1`` is the transformer alone and ``w = 0``
+   the linear model alone, so a category averages the two only where that estimate says it beats each.
 4. Per-category thresholds for the chosen ``w`` on the whole select slice: ``abuse`` maximises the 2-class
    macro-F1 on the COLD + SWSR select rows (the issue's measure; a higher threshold than max-F1 of the
    positive class when that flags fewer harmless texts), the others the F1 on all select rows (COLD and
@@ -33,13 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
+from moderation.category_data import all_examples, disguise_keywords
 from moderation.classifier import CONFIG_FILE, DEFAULT_MODEL_DIR, MODEL_CATEGORIES, Classifier
-from moderation.dataset import DEFAULT_DATA_ROOT, Example, all_examples, by_split
+from moderation.dataset import DEFAULT_DATA_ROOT, Example, by_split
+from moderation.disguise import load_keywords, training_copies
 from moderation.linear import LINEAR_FILE, LinearScorer, char_ngrams
 from moderation.scorecache import DEFAULT_CACHE_DIR, TransformerCache, engine_views
 
 SEED = 13
-C_GRID = (1.0, 4.0, 16.0)
+C_GRID = (4.0, 16.0, 32.0)
 WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)
 GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 ABUSE = MODEL_CATEGORIES.index("abuse")
@@ -62,9 +70,9 @@ def _macro2(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def _rows(examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks: rows scored for abuse (COLD, SWSR) and for the derived categories."""
-    src = np.array([e.source for e in examples])
-    return np.isin(src, ["cold", "swsr"]), np.char.startswith(src.astype(str), "derived")
+    """Boolean masks: rows scored for abuse (COLD, SWSR) and for the other categories (derived, team)."""
+    src = np.array([e.source for e in examples]).astype(str)
+    return np.isin(src, ["cold", "swsr"]), np.char.startswith(src, "derived") | np.char.startswith(src, "team")
 
 
 def _plateau_middle(vals: Sequence[float]) -> float:
@@ -138,29 +146,36 @@ def fit_scorer(texts: Sequence[str], y: np.ndarray, c: float, max_features: int,
     return to_scorer(*fit_sklearn(texts, y, c, max_features, vectorizer))
 
 
-def cross_validate(texts: Sequence[str], examples: Sequence[Example], y: np.ndarray, max_features: int) -> dict:
-    """Out-of-fold selection score at threshold 0.5 for each ``C`` in :data:`C_GRID` (3 folds on train)."""
+def cross_validate(
+    texts: Sequence[str], examples: Sequence[Example], y: np.ndarray, max_features: int, origin: np.ndarray
+) -> dict:
+    """Out-of-fold selection score at threshold 0.5 for each ``C`` in :data:`C_GRID` (3 folds on train).
+
+    ``origin[i]`` is the row that row ``i`` copies (itself for an original): a disguised copy lives in its
+    original's fold, and the score is taken on the originals (``examples`` are the originals, in order)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vec = TfidfVectorizer(
         analyzer=char_ngrams, sublinear_tf=True, min_df=2, max_features=max_features, dtype=np.float64
     ).fit(texts)
-    folds = np.random.default_rng(SEED).permutation(len(texts)) % 3
+    folds = (np.random.default_rng(SEED).permutation(len(examples)) % 3)[origin]
+    n = len(examples)
     half = {c: 0.5 for c in MODEL_CATEGORIES}
     out = {}
     for c in C_GRID:
-        oof = np.zeros(y.shape)
+        oof = np.zeros((n, y.shape[1]))
         for k in range(3):
-            tr, te = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+            tr, te = np.flatnonzero(folds != k), np.flatnonzero(folds[:n] == k)
             scorer = fit_scorer([texts[i] for i in tr], y[tr], c, max_features, vec)
             oof[te] = scorer.predict_array([texts[i] for i in te])
-        out[str(c)] = selection_score(examples, y.astype(bool), oof, half)
+        out[str(c)] = selection_score(examples, y[:n].astype(bool), oof, half)
         log(f"CV C={c}: score {out[str(c)]['score']:.4f} (COLD macro-F1 {out[str(c)]['cold_macro_f1']:.4f})")
     return out
 
 
 def cross_fit_weights(examples: Sequence[Example], y: np.ndarray, st: np.ndarray, sl: np.ndarray) -> dict:
-    """For each weight, the 2-fold cross-fitted selection score on the select slice (step 3)."""
+    """For each weight, the 2-fold cross-fitted selection score on the select slice and its per-category F1
+    (step 3)."""
     halves = np.random.default_rng(SEED).permutation(len(examples)) % 2
     out = {}
     for w in WEIGHTS:
@@ -174,8 +189,44 @@ def cross_fit_weights(examples: Sequence[Example], y: np.ndarray, st: np.ndarray
             key: float(np.mean([p[key] for p in parts]))
             for key in ("score", "cold_macro_f1", "swsr_macro_f1", "category_macro_f1", "cold_harmless_flagged")
         }
+        out[str(w)]["per_category_f1"] = {
+            c: float(np.mean([p["per_category_f1"][c] for p in parts])) for c in MODEL_CATEGORIES
+        }
         log(f"select cross-fit w={w}: {json.dumps(out[str(w)])}")
     return out
+
+
+def choose_weights(cross_fit: dict) -> dict[str, float]:
+    """Per category, the weight with the best cross-fitted figure (``abuse``: COLD-select 2-class macro-F1;
+    the others: their F1 on the category rows); ties go to the weight nearest 0.5, the shipped default."""
+    out = {}
+    for cat in MODEL_CATEGORIES:
+
+        def value(w: str, cat: str = cat) -> float:
+            r = cross_fit[w]
+            return r["cold_macro_f1"] if cat == "abuse" else r["per_category_f1"][cat]
+
+        best = max(value(w) for w in cross_fit)
+        tied = [float(w) for w in cross_fit if value(w) >= best - 1e-9]
+        out[cat] = min(tied, key=lambda w: (abs(w - 0.5), w))
+    return out
+
+
+def disguised_train(examples: Sequence[Example], data_root: Path, share: int = 2) -> tuple[list[Example], np.ndarray]:
+    """Disguised copies of one in ``share`` train examples (by a stable hash of the text) and, per copy, the
+    index of its original (see step 1)."""
+    keywords = sorted(set(load_keywords(data_root)) | set(disguise_keywords()))
+    picked = [
+        i
+        for i, e in enumerate(examples)
+        if int(hashlib.sha1(f"copy{e.text}".encode(), usedforsecurity=False).hexdigest()[:8], 16) % share == 0
+    ]
+    copies = training_copies([examples[i].text for i in picked], keywords)
+    out = [
+        Example(text, examples[picked[k]].labels, examples[picked[k]].source, "train", {"disguise": style})
+        for k, style, text in copies
+    ]
+    return out, np.array([picked[k] for k, _, _ in copies], dtype=np.int64)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -187,18 +238,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--max-features", type=int, default=100_000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--c", type=float, default=None, help="skip the cross-validation and use this C")
+    ap.add_argument("--no-disguise", action="store_true", help="train without the disguised copies")
     args = ap.parse_args(argv)
 
     examples = all_examples(args.data_root)
     train_ex, select_ex = by_split(examples, "train"), by_split(examples, "select")
-    log(f"{len(train_ex)} train, {len(select_ex)} select examples")
-    train_x = engine_views([e.text for e in train_ex])
+    copies, copy_of = (
+        ([], np.zeros(0, dtype=np.int64)) if args.no_disguise else disguised_train(train_ex, args.data_root)
+    )
+    log(f"{len(train_ex)} train (+ {len(copies)} disguised copies), {len(select_ex)} select examples")
+    train_x = engine_views([e.text for e in [*train_ex, *copies]])
     select_x = engine_views([e.text for e in select_ex])
-    y_train = np.array([e.target() for e in train_ex], dtype=np.int64)
+    y_train = np.array([e.target() for e in [*train_ex, *copies]], dtype=np.int64)
     y_sel = np.array([e.target() for e in select_ex], dtype=bool)
+    origin = np.concatenate([np.arange(len(train_ex)), copy_of])
 
     if args.c is None:
-        cv = cross_validate(train_x, train_ex, y_train, args.max_features)
+        cv = cross_validate(train_x, train_ex, y_train, args.max_features, origin)
         best_c = float(max(cv, key=lambda c: cv[c]["score"]))
     else:  # a re-run of the later steps: keep the figures of the cross-validation that chose C
         best_c = args.c
@@ -218,8 +274,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     st = cache.scores(select_x, progress=lambda a, b: log(f"transformer on select {a}/{b}"))
     sl = scorer.predict_windows(select_x)  # as the classifier combines them (long texts by windows)
     weights = cross_fit_weights(select_ex, y_sel, st, sl)
-    best_w = float(max(weights, key=lambda w: weights[w]["score"]))
-    log(f"chosen transformer weight {best_w}")
+    per_cat = choose_weights(weights)
+    best_w = np.array([per_cat[c] for c in MODEL_CATEGORIES])
+    log(f"chosen transformer weights {per_cat}")
     s = best_w * st + (1 - best_w) * sl
     thresholds = choose_thresholds(select_ex, y_sel, s)
 
@@ -230,10 +287,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     entry = {
         "file": LINEAR_FILE,
         "version": version,
-        "transformer_weight": best_w,
+        # the average's overall weight (kept for readers of the older entry) and the per-category ones
+        "transformer_weight": float(best_w.mean()),
+        "transformer_weights": per_cat,
+        "disguised_copies": len(copies),
         "thresholds": thresholds,
         "transformer_mode": mode,
-        "protocol": "C by 3-fold CV on train; weight by 2-fold cross-fitting on select; thresholds on select",
+        "protocol": "C by 3-fold CV on train (+ disguised copies); per-category weight by 2-fold cross-fitting "
+        "on select; thresholds on select",
         "max_features": args.max_features,
         "cv_train": cv,
         "select_cross_fit": weights,
@@ -249,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     meta_path = args.model_dir / CONFIG_FILE
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if best_w >= 1.0:
+    if best_w.min() >= 1.0:
         # the transformer alone is best: nothing to ship, the figures are kept for the model card
         meta.pop("combine", None)
         meta["linear_selection"] = entry | {"check": None}

@@ -13,6 +13,9 @@
 - A **story** groups near-duplicate items across sources (MinHash LSH; the bands are in ``monitor_lsh_bands``).
 - A **rule** is a keyword query owned by an organisation and scoped to sources; a **rule hit** is one item it
   matched, and an **alert** is at most one per story per rule per window.
+- A source of kind ``comments`` (migration ``0012_monitor_comments``) reads readers' comments on the organisation's
+  own published posts (or one account's) through the channel adapters; each comment is an item naming its
+  delivery, account and post, and a **comment cursor** per source and delivery says where the last poll stopped.
 - ``monitor_host_slots`` are leases that hold the per-host concurrency limit across processes and machines.
 - An **alert channel** (migration ``0009_monitor_alerts``) is a WeCom, DingTalk or Feishu robot or an e-mail
   address list of an organisation, its secrets encrypted; an **alert send** is one alert on one channel (once:
@@ -35,7 +38,12 @@ TITLE_MAX = 500
 
 
 class Source(Base):
-    """A feed (RSS, Atom or JSON Feed) polled every ``interval_s``; ``state`` is ``active`` or ``paused``."""
+    """A feed (RSS, Atom or JSON Feed) polled every ``interval_s``; ``state`` is ``active`` or ``paused``.
+
+    ``kind`` is ``feed`` or ``comments``: the comments on the organisation's own published posts, or on one
+    account's (``account_id``); its ``url`` is then a name of that scope (``comments:org:<id>``), unique per
+    organisation like a feed's URL.
+    """
 
     __tablename__ = "monitor_sources"
     __table_args__ = (
@@ -47,6 +55,7 @@ class Source(Base):
     name: Mapped[str] = mapped_column(String(NAME_MAX))
     url: Mapped[str] = mapped_column(String(URL_MAX))
     kind: Mapped[str] = mapped_column(String(20), default="feed")
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))  # comments: one account only
     interval_s: Mapped[int] = mapped_column(Integer, default=3600)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     state: Mapped[str] = mapped_column(String(20), default="active")
@@ -97,6 +106,26 @@ class Item(Base):
     signature: Mapped[bytes | None] = mapped_column(LargeBinary)  # MinHash values (uint64), for similarity
     negativity: Mapped[float] = mapped_column(Float, default=0.0)
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)  # moderation, needs, mentions, negativity detail
+    # a comment on one of our posts: under which delivery, on which account, of which post ("in whose comments")
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"))
+
+
+class CommentCursor(Base):
+    """Where a comments source's last poll of one delivery stopped (the adapter's cursor, JSON), so the next
+    fetches only what is new. ``state``: ``active``, or ``gone`` once the platform says the post is no more."""
+
+    __tablename__ = "monitor_comment_cursors"
+    __table_args__ = (UniqueConstraint("source_id", "delivery_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("monitor_sources.id"))
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"))
+    cursor: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(20), default="active")
+    comments: Mapped[int] = mapped_column(Integer, default=0)  # comments read through this cursor, all polls
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_polled_at: Mapped[datetime | None] = mapped_column()
 
 
 class Sighting(Base):

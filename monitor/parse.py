@@ -52,6 +52,10 @@ class Entry:
     text: str
     author: str = ""
     published_at: datetime | None = None
+    # a comment on one of our posts (monitor.comments): its GUID is its identity, so two readers who write the
+    # same words are two items, and ``origin`` names the delivery, account and post it was written under
+    identity: str = ""
+    origin: dict[str, Any] | None = None
 
 
 @dataclass

@@ -13,6 +13,10 @@ The steps and where the transactions are (no transaction is held over the networ
 
 Exact duplicates: the same entry key in one source (GUID, else link, else title + text); across sources the
 same content hash, or the same link with the same title. Near duplicates: :mod:`monitor.neardup`.
+
+A source of kind ``comments`` reads readers' comments on our own posts instead of a feed
+(:mod:`monitor.comments`: the same steps, the platforms called outside any transaction); a comment's identity is
+its GUID, not its words (two readers writing 欠薪了 are two items), and its cursors are saved with its items.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from core.db import session_scope
 from core.errors import InvalidInput
 from core.notify import notify
 from moderation.normalize import Normalized, normalize, normalize_term
-from monitor import alerting, neardup, needs, query, text
+from monitor import alerting, comments, neardup, needs, query, text
 from monitor.errors import FeedError, FetchError, HostBusy, MonitorError, RetryLater
 from monitor.fetch import HostGate, fetch_feed, host_gate, host_of, make_client
 from monitor.models import Alert, Item, LshBand, Rule, RuleHit, Sighting, Source, Story
@@ -105,7 +109,9 @@ def poll_source(
         source = session.get(Source, source_id)
         if source is None or source.state != "active":
             return PollOutcome(source_id, "skipped")
-        url, etag, last_modified = source.url, source.etag, source.last_modified
+        url, etag, last_modified, kind = source.url, source.etag, source.last_modified, source.kind
+    if kind == comments.KIND:
+        return _poll_comments(source_id, settings)
     own_client = client is None
     client = client or make_client(settings)
     gate = gate or host_gate(settings)
@@ -152,6 +158,32 @@ def poll_source(
             return PollOutcome(source_id, "not_modified")
         source.parse_count += 1
         outcome = PollOutcome(source_id, "new", warnings=parsed.warnings)
+        _store(session, source, scored, settings, outcome)
+        return outcome
+
+
+def _poll_comments(source_id: int, settings: MonitorSettings) -> PollOutcome:
+    """One poll of a comments source: read (no transaction), score (none), store with the cursors (one)."""
+    fetched = comments.fetch_comments(source_id, settings)
+    if fetched is None:
+        return PollOutcome(source_id, "skipped")
+    scored = _score_new(source_id, fetched.entries) if fetched.entries else []
+    with session_scope() as session:
+        source = session.get(Source, source_id)
+        if source is None:
+            return PollOutcome(source_id, "skipped")
+        source.fetch_count += 1
+        source.last_fetched_at = now()
+        source.claimed_until = None
+        comments.save_cursors(session, source_id, fetched)
+        if fetched.failure is not None:
+            return _record_failure(session, source, fetched.failure, settings)
+        source.failures, source.last_success_at = 0, now()
+        # a poll that read some posts and not others succeeded; what failed is said, and kept on its cursor
+        source.last_error = "; ".join(fetched.errors)[:2000] or None
+        source.next_poll_at = now() + timedelta(seconds=_spread(source.interval_s))
+        source.parse_count += 1
+        outcome = PollOutcome(source_id, "new", warnings=fetched.errors)
         _store(session, source, scored, settings, outcome)
         return outcome
 
@@ -208,6 +240,13 @@ def _score_new(source_id: int, entries: list[Entry]) -> list[_Scored]:
     scored = []
     for (key, entry), body, signature, verdict in zip(fresh, bodies, signatures, verdicts, strict=True):
         norm = normalize(body)
+        if entry.identity:
+            # a comment: its GUID is what it is (the same words from two readers are two comments), and its
+            # link is the post's, shared with every other comment on it, so it is no duplicate key either
+            content_hash, link_hash = text.sha256("identity:" + entry.identity), ""
+        else:
+            content_hash = text.content_key(entry.title, entry.text)
+            link_hash = text.sha256(text.canonical_link(entry.link)) if entry.link else ""
         neg = negativity(norm)
         scores = {
             "moderation": verdict,
@@ -219,8 +258,8 @@ def _score_new(source_id: int, entries: list[Entry]) -> list[_Scored]:
             _Scored(
                 entry=entry,
                 key=key,
-                content_hash=text.content_key(entry.title, entry.text),
-                link_hash=text.sha256(text.canonical_link(entry.link)) if entry.link else "",
+                content_hash=content_hash,
+                link_hash=link_hash,
                 signature=signature,
                 negativity=neg.score,
                 scores=scores,
@@ -392,6 +431,10 @@ def _new_item(session: Session, source: Source, s: _Scored, settings: MonitorSet
         negativity=s.negativity,
         scores=s.scores,
     )
+    if s.entry.origin:
+        item.delivery_id = s.entry.origin.get("delivery_id")
+        item.account_id = s.entry.origin.get("account_id")
+        item.post_id = s.entry.origin.get("post_id")
     session.add(item)
     session.flush()
     known.band_rows.extend({"band_key": key, "item_id": item.id, "created_at": t} for key in known.keys[id(s)])

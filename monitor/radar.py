@@ -3,7 +3,8 @@
 A read model like those in :mod:`monitor.services`: it asks ``monitor.view`` first and counts only the items of
 sources the actor may see. An item counts once per need it shows, on the day it was fetched (local time), for
 the organisation of every source of the actor's that carried it (a story one city and the province both watch
-counts for each of them).
+counts for each of them). Comments on our own posts (:mod:`monitor.comments`) are counted once more per
+account they were written under: "in whose comments" a need shows.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from core.clock import local_date, now
 from core.errors import InvalidInput
 from monitor.models import Item, Sighting, Source
 from monitor.needs import NEEDS
-from publisher.domain.models import Organization
+from publisher.domain.models import Account, Organization
 from publisher.services.people import Principal, require, visible_orgs
 
 RADAR_DAYS_MAX = 90
@@ -39,7 +40,7 @@ def needs_radar(session: Session, actor: Principal, *, days: int = 14) -> dict[s
     since = now() - timedelta(days=days + 1)  # a day more: the first local day may start before UTC's
     q = (
         # only the needs of the scores (not the moderation evidence): far less JSON to read per item
-        select(Item.id, Item.fetched_at, Item.scores["needs"], Source.organization_id)
+        select(Item.id, Item.fetched_at, Item.scores["needs"], Source.organization_id, Item.account_id)
         .join(Sighting, Sighting.item_id == Item.id)
         .join(Source, Source.id == Sighting.source_id)
         .where(Item.fetched_at >= since)
@@ -51,8 +52,9 @@ def needs_radar(session: Session, actor: Principal, *, days: int = 14) -> dict[s
         q = q.where(Source.organization_id.in_(allowed))
     series: dict[str, list[int]] = {n.key: [0] * days for n in NEEDS}
     by_org: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(series, 0))
+    by_account: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(series, 0))
     counted: set[tuple[int, str]] = set()  # (item, need): an item carried by two sources counts once per day
-    for item_id, fetched_at, item_needs, org_id in session.execute(q):
+    for item_id, fetched_at, item_needs, org_id, account_id in session.execute(q):
         at = index.get(local_date(fetched_at))
         if at is None:
             continue
@@ -62,6 +64,8 @@ def needs_radar(session: Session, actor: Principal, *, days: int = 14) -> dict[s
             if (item_id, key) not in counted:
                 counted.add((item_id, key))
                 series[key][at] += 1
+                if account_id is not None:
+                    by_account[account_id][key] += 1
             by_org[org_id][key] += 1
     names = dict(session.execute(select(Organization.id, Organization.name).where(Organization.id.in_(by_org))).all())
     needs = []
@@ -71,11 +75,24 @@ def needs_radar(session: Session, actor: Principal, *, days: int = 14) -> dict[s
         baseline = sum(before) / len(before) if before else 0.0
         rising = counts[-1] >= 3 and counts[-1] >= RISING * max(baseline, 1.0)
         needs.append({"key": need.key, "label": need.label, "counts": counts, "total": sum(counts), "rising": rising})
+    accounts = (
+        {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(by_account)))} if by_account else {}
+    )
     return {
         "days": [d.isoformat() for d in dates],
         "needs": needs,
         "organizations": [
             {"id": org_id, "name": names.get(org_id, str(org_id)), "needs": counts}
             for org_id, counts in sorted(by_org.items(), key=lambda kv: -sum(kv[1].values()))
+        ],
+        # needs in the comments on our own posts, per account they were written under
+        "accounts": [
+            {
+                "id": account_id,
+                "name": accounts[account_id].name if account_id in accounts else str(account_id),
+                "kind": accounts[account_id].kind if account_id in accounts else "",
+                "needs": counts,
+            }
+            for account_id, counts in sorted(by_account.items(), key=lambda kv: -sum(kv[1].values()))
         ],
     }

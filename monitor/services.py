@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 from core.clock import iso_local, now
 from core.db import after_commit
 from core.errors import Conflict, InvalidInput, NotFound
-from monitor import query
-from monitor.models import NAME_MAX, URL_MAX, Alert, Item, Rule, RuleHit, Sighting, Source, Story
+from monitor import comments, query
+from monitor.models import NAME_MAX, URL_MAX, Alert, CommentCursor, Item, Rule, RuleHit, Sighting, Source, Story
 from monitor.queue import MonitorTask, enqueue
 from monitor.settings import MonitorSettings, get_monitor_settings
-from publisher.domain.models import Organization
+from publisher.domain.models import Account, Delivery, Organization, PostVersion
 from publisher.services.common import audit, check_length, get
 from publisher.services.people import Principal, find_organization, require, visible_orgs
 
@@ -103,6 +103,58 @@ def add_source(
     return source
 
 
+def add_comments_source(
+    session: Session,
+    actor: Principal,
+    *,
+    organization: int | str | None = None,
+    account: int | None = None,
+    name: str = "",
+    interval_s: int | None = None,
+    tags: list[str] | None = None,
+    settings: MonitorSettings | None = None,
+) -> Source:
+    """A new source of the comments on the organisation's own published posts (or on one of its accounts'),
+    due at once. The account must be the organisation's; without ``organization``, one account names it."""
+    settings = settings or get_monitor_settings()
+    acct = None
+    if account is not None:
+        acct = session.get(Account, int(account))
+        allowed = visible_orgs(session, actor, "monitor.manage")
+        if acct is None or (allowed is not None and acct.organization_id not in allowed):
+            raise NotFound(f"account {account} not found")  # another organisation's is not shown to exist
+        if organization is None:
+            organization = acct.organization_id
+    org = _org_for(session, actor, organization, "monitor.manage")
+    if acct is not None and acct.organization_id != org.id:
+        # an account of another organisation is not this monitor's to read, whatever they may see
+        raise InvalidInput(f"account {acct.id} ({acct.name}) is not an account of {org.name}")
+    name = (name or (f"{acct.name} 的评论" if acct is not None else f"{org.name} 的评论")).strip()
+    check_length("the name", name, NAME_MAX)
+    interval = settings.comments_interval_s if interval_s is None else int(interval_s)
+    if not settings.min_interval_s <= interval <= 7 * 86_400:
+        raise InvalidInput(f"interval is {interval} s; between {settings.min_interval_s} s and 7 days")
+    url = comments.scope_url(org.id, acct.id if acct is not None else None)
+    if session.scalar(select(Source.id).where(Source.organization_id == org.id, Source.url == url)):
+        what = f"account {acct.id}" if acct is not None else org.name
+        raise Conflict(f"{org.name} already has a comments source for {what}")
+    source = Source(
+        organization_id=org.id,
+        name=name,
+        url=url,
+        kind=comments.KIND,
+        account_id=acct.id if acct is not None else None,
+        interval_s=interval,
+        tags=_tags(tags),
+        next_poll_at=now(),
+        created_by=actor.user_id,
+    )
+    session.add(source)
+    session.flush()
+    audit(session, actor, "monitor.source.add", source, url=url, organization=org.name, kind=comments.KIND)
+    return source
+
+
 def find_source(session: Session, actor: Principal, source_id: int, action: str = "monitor.view") -> Source:
     """A source the actor may ``action`` (404 for one outside their organisations, as if it did not exist)."""
     source = get(session, Source, source_id)
@@ -127,10 +179,13 @@ def set_source_state(session: Session, actor: Principal, source_id: int, *, paus
 def source_row(session: Session, source: Source) -> dict[str, Any]:
     """The read model of a source."""
     org = session.get(Organization, source.organization_id)
+    account = session.get(Account, source.account_id) if source.account_id is not None else None
     return {
         "id": source.id,
         "name": source.name,
+        "kind": source.kind,
         "url": source.url,
+        "account": {"id": account.id, "kind": account.kind, "name": account.name} if account else None,
         "organization": org.name if org else None,
         "interval_s": source.interval_s,
         "tags": list(source.tags or []),
@@ -295,6 +350,7 @@ def item_row(session: Session, item: Item) -> dict[str, Any]:
     scores = item.scores or {}
     return {
         "id": item.id,
+        "comment_of": comment_of(session, item),
         "story_id": item.story_id,
         "title": item.title,
         "link": item.link,
@@ -310,6 +366,44 @@ def item_row(session: Session, item: Item) -> dict[str, Any]:
         "moderation": {k: v for k, v in (scores.get("moderation") or {}).items() if k in ("decision", "categories")},
         "rules": rule_ids,
     }
+
+
+def comment_of(session: Session, item: Item) -> dict[str, Any] | None:
+    """Where a comment was written ("in whose comments"): the post, its delivery and account; ``None`` for an
+    item of a feed."""
+    if item.delivery_id is None:
+        return None
+    delivery = session.get(Delivery, item.delivery_id)
+    account = session.get(Account, item.account_id) if item.account_id is not None else None
+    version = session.get(PostVersion, delivery.version_id) if delivery is not None else None
+    url = (delivery.remote_url or "") if delivery is not None else ""
+    return {
+        "delivery_id": item.delivery_id,
+        "post_id": item.post_id,
+        "post_title": version.title if version is not None else "",
+        "post_url": url if url.lower().startswith(("https://", "http://")) else None,  # shown as a link
+        "account_id": item.account_id,
+        "account": account.name if account is not None else None,
+        "platform": account.kind if account is not None else None,
+    }
+
+
+def comment_cursor_rows(session: Session, actor: Principal, source_id: int) -> list[dict[str, Any]]:
+    """A comments source's cursors: per delivery, comments read, state, last error, last poll."""
+    source = find_source(session, actor, source_id)
+    rows = session.scalars(
+        select(CommentCursor).where(CommentCursor.source_id == source.id).order_by(CommentCursor.delivery_id)
+    )
+    return [
+        {
+            "delivery_id": c.delivery_id,
+            "comments": c.comments,
+            "state": c.state,
+            "last_error": c.last_error,
+            "last_polled_at": iso_local(c.last_polled_at),
+        }
+        for c in rows
+    ]
 
 
 def item_rows(

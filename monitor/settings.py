@@ -65,6 +65,12 @@ class MonitorSettings(BaseSettings):
     alert_max_wait_s: float = Field(
         10.0, description="Longest a worker waits for a robot's next slot (20/min: 3 s apart) before rescheduling."
     )
+    comments_interval_s: int = Field(900, description="A new comments source's polling interval.")
+    comments_days: int = Field(
+        14, description="Comments are read on the posts published within this many days (older ones are left)."
+    )
+    comments_per_post: int = Field(500, description="Comments read per post in one poll (the rest come next poll).")
+    comments_posts_max: int = Field(200, description="Posts one comments source reads in one poll, newest first.")
     report_font: str = Field(
         "",
         description="A CJK TrueType/OpenType font (.ttf, .otf, .ttc) for the daily report's PDF; default: Noto "

@@ -68,6 +68,13 @@ def reconcile() -> dict[str, int]:
     return counts
 
 
+@celery_app.task(name=Task.CHECK_DELIVERY.value)
+def check_delivery(delivery_id: int, checks: int = 1) -> str:
+    """Look at one settling or unconfirmed delivery on its platform now (an early wake-up: reconcile looks at
+    whatever this misses)."""
+    return reconcile_engine.check_delivery(delivery_id, checks)
+
+
 @celery_app.task(name=Task.COLLECT_METRICS.value)
 def collect_metrics() -> int:
     """Beat: snapshot engagement numbers of published deliveries."""

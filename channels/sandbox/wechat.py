@@ -12,6 +12,11 @@ Mounted at ``/wechat`` (the root of ``api.weixin.qq.com`` paths). What it reprod
 * ``freepublish/submit`` → ``publish_status`` 1 for ``settle_s`` fake seconds, then the configured
   outcome (0 published, 2/3/4 failed); ``freepublish/get|batchget|getarticle|delete`` (5 deleted);
   the platform ban (6) through the control API.
+* ``comment/list`` ``{msg_data_id, index (from 0), begin, count ≤ 50, type}``: an article's comments oldest
+  first, ``total``; 88000 when the article was published without ``need_open_comment``, 88001 for a message that
+  does not exist (or was deleted), 88010 for a count outside 1-50. Comments come only through the control API
+  (``POST /wechat/_sandbox/comments {"msg_data_id" | "article_id", "index"?, "comments": [{"text", "author"}] |
+  "count": N}``, texts from :mod:`channels.sandbox.comments`).
 * ``datacube/getarticletotaldetail`` with the T+1 rule; engagement grows with the fake clock.
 * quotas: a daily publish quota per app (45009 until 00:00 Asia/Shanghai on the fake clock) and a
   per-minute API quota (45011).
@@ -50,7 +55,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from channels.sandbox.faults import FakeClock, Fault, Faults, install_knobs
+from channels.sandbox import comments as reader_comments
+from channels.sandbox.faults import FakeClock, Fault, Faults, SandboxError, install_knobs
 from channels.sandbox.media import BMP, GIF, JPEG, PNG, image_type
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -102,6 +108,9 @@ ERRMSG = {
     53503: "该草稿未通过发布检查",
     53600: "Article ID 无效",
     61500: "date format error",
+    88000: "without comment privilege",
+    88001: "msg_data is not exists",
+    88010: "count range error. cout <= 0 or count > 50",
     61501: "date range error",
 }
 
@@ -220,6 +229,7 @@ class State:
             self.drafts: dict[str, Draft] = {}
             self.jobs: dict[str, Job] = {}
             self.articles: dict[str, Article] = {}
+            self.comments: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (article_id, index from 0) -> rows
 
     def new_id(self, prefix: str = "") -> str:
         return f"{prefix}{next(self._ids)}{secrets.token_hex(4)}"
@@ -456,6 +466,8 @@ class WeChatSandbox:
             Route("/cgi-bin/freepublish/getarticle", self.getarticle, methods=post),
             Route("/cgi-bin/freepublish/delete", self.publish_delete, methods=post),
             Route("/datacube/getarticletotaldetail", self.article_total_detail, methods=post),
+            Route("/cgi-bin/comment/list", self.comment_list, methods=post),
+            Route("/_sandbox/comments", self.control_comments, methods=post),
             Route("/s", self.article_page, methods=["GET"]),
             Route("/mmbiz/{name}", self.image, methods=["GET"]),
             Route("/_sandbox/accounts", self.control_accounts, methods=post),
@@ -731,6 +743,40 @@ class WeChatSandbox:
                 art.status = 5
         return JSONResponse({"errcode": 0, "errmsg": "ok"})
 
+    # -- comments --------------------------------------------------------------------------------------
+
+    def _commented(self, msg_data_id: str, index: int) -> Article:
+        """The live article with comments open for ``comment/list`` (call with the lock held)."""
+        art = next((a for a in self.state.articles.values() if a.msg_data_id == msg_data_id), None)
+        if art is None or art.status != 0 or not 0 <= index < len(art.news):
+            raise WeChatError(88001)
+        if not int(art.news[index].get("need_open_comment") or 0):
+            raise WeChatError(88000)
+        return art
+
+    @_api
+    async def comment_list(self, request: Request, app: App) -> Response:
+        """``POST /cgi-bin/comment/list``: one article's comments, oldest first, from ``begin``."""
+        data = await _body_json(request)
+        try:
+            begin, count = int(data.get("begin", 0)), int(data.get("count", 0))
+            kind, index = int(data.get("type", 0)), int(data.get("index", 0))
+        except (TypeError, ValueError):
+            raise WeChatError(47001) from None
+        if not 1 <= count <= 50:
+            raise WeChatError(88010)
+        if begin < 0 or kind not in (0, 1, 2):
+            raise WeChatError(47001)
+        with self.state.lock:
+            art = self._commented(str(data.get("msg_data_id", "")), index)
+            if art.appid != app.appid:
+                raise WeChatError(88001)
+            rows = self.state.comments.get((art.article_id, index), [])
+            if kind:  # 1: ordinary comments only, 2: the elected (精选) ones
+                rows = [r for r in rows if r["comment_type"] == kind - 1]
+            chunk = [dict(r) for r in rows[begin : begin + count]]
+        return JSONResponse({"errcode": 0, "errmsg": "ok", "total": len(rows), "comment": chunk})
+
     # -- statistics ------------------------------------------------------------------------------------
 
     @_api
@@ -831,6 +877,37 @@ class WeChatSandbox:
             except (ValueError, TypeError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({a.appid: asdict(a.settings) for a in targets})
+
+    async def control_comments(self, request: Request) -> Response:
+        """``POST /_sandbox/comments``: readers comment on a published article now (texts given, or ``count``)."""
+        try:
+            data = await request.json()
+            if not isinstance(data, dict):
+                raise SandboxError("body must be a JSON object")
+            index = int(data.get("index", 0))
+            with self.state.lock:
+                wanted = str(data.get("article_id") or "")
+                msg = str(data.get("msg_data_id") or "")
+                found = (a for a in self.state.articles.values() if wanted == a.article_id or msg == a.msg_data_id)
+                art = next(found, None) if wanted or msg else None
+                if art is None or not 0 <= index < len(art.news):
+                    return JSONResponse({"error": "no such published article"}, status_code=404)
+                rows = self.state.comments.setdefault((art.article_id, index), [])
+                added = []
+                for sample in reader_comments.from_body(data, start=len(rows)):
+                    row = {
+                        "user_comment_id": len(rows) + 1,
+                        # a reader's openid on this account, stable per display name
+                        "openid": "o" + hashlib.sha256(f"{art.appid}:{sample.author}".encode()).hexdigest()[:27],
+                        "create_time": int(self.clock.now()),
+                        "content": sample.text,
+                        "comment_type": 0,
+                    }
+                    rows.append(row)
+                    added.append(row)
+        except (SandboxError, TypeError, ValueError) as exc:
+            return JSONResponse({"error": f"bad comments: {exc}"}, status_code=400)
+        return JSONResponse(added)
 
     async def control_ban(self, request: Request) -> Response:
         """``POST /_sandbox/articles/<article_id>/ban``: the platform bans an article (status 6)."""

@@ -15,9 +15,13 @@ Mounted under ``/weibo`` (so ``{sandbox}/weibo/2/statuses/share.json`` stands fo
 - ``user_timeline``, ``show``, ``destroy`` (20101 when gone, 20102 when not yours), ``count`` (≤ 100 ids,
   deleted ones silently missing; comments, reposts and attitudes grow with the fake clock),
   ``oauth2/get_token_info``;
+- ``comments/show.json`` (``id`` required, ``since_id``, ``max_id``, ``count`` ≤ 200, ``page``): a status's
+  comments newest first, ``total_number``; 20101 for a deleted or unknown status. Comments come only through the
+  control API (``POST /_sandbox/comments {"id", "comments": [{"text", "author"}] | "count": N}``, texts from
+  :mod:`channels.sandbox.comments`), so a test knows exactly what is there;
 - ``proxy/article/publish.json`` for accounts flagged ``long_article`` (10014 for the others);
 - every status and article as an HTML page: ``/<uid>/<id>`` and ``/ttarticle/p/show?id=``;
-- control API under ``/_sandbox/``: ``POST accounts``, ``POST tokens/revoke``, ``GET state`` and the
+- control API under ``/_sandbox/``: ``POST accounts``, ``POST comments``, ``POST tokens/revoke``, ``GET state`` and the
   shared knobs (faults with ``error_code``, clock, reset).
 """
 
@@ -42,8 +46,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from channels.sandbox import comments as reader_comments
 from channels.sandbox import weibo_rules
-from channels.sandbox.faults import FakeClock, Fault, Faults, install_knobs
+from channels.sandbox.faults import FakeClock, Fault, Faults, SandboxError, install_knobs
 from channels.sandbox.media import SAMPLE_PNG
 
 HOUR = 3600.0
@@ -143,6 +148,17 @@ class Status:
 
 
 @dataclass
+class StatusComment:
+    """A reader's comment on a status (ids from the same sequence as statuses: they increase with time)."""
+
+    id: int
+    status_id: int
+    author: str
+    text: str
+    created_at: float
+
+
+@dataclass
 class Article:
     """A long article (头条文章) and the status bound to it."""
 
@@ -172,6 +188,7 @@ class WeiboState:
             self.accounts: dict[str, Account] = {}
             self.statuses: dict[int, Status] = {}
             self.articles: dict[str, Article] = {}
+            self.comments: dict[int, list[StatusComment]] = {}
             self.calls: dict[str, int] = {}
             self._ids = itertools.count(1)
             for demo in DEMO_ACCOUNTS:
@@ -318,6 +335,11 @@ class WeiboState:
             }
 
 
+def _reader_uid(name: str) -> int:
+    # a reader's uid, stable per display name (10 digits, like Weibo's)
+    return 6_000_000_000 + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 1_000_000_000
+
+
 def _short_code(n: int) -> str:
     digits = []
     n += 1_000_000_000
@@ -427,6 +449,8 @@ class WeiboSandbox:
             Route("/2/statuses/show.json", self.show, methods=["GET"]),
             Route("/2/statuses/count.json", self.count, methods=["GET"]),
             Route("/2/statuses/destroy.json", self.destroy, methods=["POST"]),
+            Route("/2/comments/show.json", self.comments_show, methods=["GET"]),
+            Route("/_sandbox/comments", self.control_comments, methods=["POST"]),
             Route("/oauth2/get_token_info", self.token_info, methods=["POST"]),
             Route("/proxy/article/publish.json", self.article_publish, methods=["POST"]),
             Route("/ttarticle/p/show", self.article_page, methods=["GET"]),
@@ -573,6 +597,47 @@ class WeiboSandbox:
             status.deleted = True
             return JSONResponse(self.state.status_json(status))
 
+    @_api("comments_show")
+    async def comments_show(self, request: Request) -> Response:
+        """``GET /2/comments/show.json``: one status's comments, newest first, ``since_id`` / ``max_id``, paged."""
+        data = await _params(request)
+        self.state.authorise(data.get("access_token"))
+        try:
+            since = int(data.get("since_id") or 0)
+            top = int(data.get("max_id") or 0)
+            count = int(data.get("count") or 50)
+            page = int(data.get("page") or 1)
+        except ValueError:
+            raise WeiboError(10008) from None
+        if not 1 <= count <= 200 or page < 1:
+            raise WeiboError(10017, MESSAGES[10017] % ("count", "1-200", count))
+        with self.state.lock:
+            status = self.state.find_status(_require(data, "id"))
+            rows = [
+                c
+                for c in self.state.comments.get(status.id, [])
+                if c.id > since and (not top or c.id <= top)  # since_id exclusive, max_id inclusive
+            ]
+            rows.sort(key=lambda c: c.id, reverse=True)
+            chunk = rows[(page - 1) * count : page * count]
+            status_json = self.state.status_json(status)
+            comments = [
+                {
+                    "created_at": datetime.fromtimestamp(c.created_at, BEIJING).strftime("%a %b %d %H:%M:%S %z %Y"),
+                    "id": c.id,
+                    "idstr": str(c.id),
+                    "mid": str(c.id),
+                    "text": c.text,
+                    "source": '<a href="https://weibo.com/" rel="nofollow">微博 weibo.com</a>',
+                    "user": {"id": _reader_uid(c.author), "idstr": str(_reader_uid(c.author)), "screen_name": c.author},
+                    "status": status_json,
+                }
+                for c in chunk
+            ]
+            return JSONResponse(
+                {"comments": comments, "previous_cursor": 0, "next_cursor": 0, "total_number": len(rows)}
+            )
+
     @_api("token_info")
     async def token_info(self, request: Request) -> Response:
         """``POST /oauth2/get_token_info``: the token's user and remaining lifetime."""
@@ -660,6 +725,28 @@ class WeiboSandbox:
         if not revoked:
             return JSONResponse({"error": "no such token or uid"}, status_code=404)
         return JSONResponse({"revoked": revoked})
+
+    async def control_comments(self, request: Request) -> Response:
+        """``POST /_sandbox/comments``: readers comment on a live status now (texts given, or ``count``)."""
+        body = await _control_body(request)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+        with self.state.lock:
+            try:
+                status = self.state.find_status(str(body.get("id", "")))
+            except WeiboError:
+                return JSONResponse({"error": "no such live status"}, status_code=404)
+            existing = self.state.comments.setdefault(status.id, [])
+            try:
+                samples = reader_comments.from_body(body, start=len(existing))
+            except (SandboxError, TypeError, ValueError) as exc:
+                return JSONResponse({"error": f"bad comments: {exc}"}, status_code=400)
+            added = []
+            for sample in samples:
+                comment = StatusComment(self.state.next_id(), status.id, sample.author, sample.text, self.clock.now())
+                existing.append(comment)
+                added.append(asdict(comment))
+        return JSONResponse(added, status_code=201)
 
     async def control_state(self, request: Request) -> Response:
         """``GET /_sandbox/state``: everything the sandbox holds."""

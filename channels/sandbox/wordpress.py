@@ -15,13 +15,17 @@ What is reproduced, because the adapter's correctness depends on it:
   ``wp_unique_post_slug``; trashing renames the slug to ``<slug>__trashed``.
 * Media upload as a raw body with ``Content-Disposition`` or as multipart ``file``; the file is served
   at its ``source_url``.
-* Comments list with ``X-WP-Total``; a published post gains a comment every ``COMMENT_EVERY_S``
-  seconds of the sandbox clock, so metrics have something to collect.
+* Comments list with ``X-WP-Total`` / ``X-WP-TotalPages``, ``post``, ``page``, ``per_page``, ``order``
+  (``asc``/``desc``), ``orderby`` (``date``, ``date_gmt``, ``id``) and ``after`` (exclusive, compared with the
+  comment's ``date`` in site time, as ``date_query`` compares ``comment_date``); a published post gains a comment
+  every ``COMMENT_EVERY_S`` seconds of the sandbox clock (texts from :mod:`channels.sandbox.comments`), so
+  metrics have something to collect, and ``POST /wp/_sandbox/comments`` ``{"site", "post", "comments": [{"text",
+  "author"}] | "count": N}`` adds comments now.
 * Every published post is an HTML page at its ``link`` (``/wp/<site>/?p=<id>``).
 * WordPress error bodies ``{"code", "message", "data": {"status"}}``; injected faults use them too
   (5xx and 429 from "the proxy in front" come as HTML, as they do in real life).
 
-Control API under ``/wp/_sandbox/``: ``accounts`` (POST: ``{"site", "username", "app_password"?,
+Control API under ``/wp/_sandbox/``: ``comments`` (above), ``accounts`` (POST: ``{"site", "username", "app_password"?,
 "role"?, "name"?}``), ``state``, ``faults``, ``clock/advance``, ``reset`` (also restores the demo
 accounts); ``/wp/_sandbox/sample-cover.png`` is an image to use as a cover.
 """
@@ -50,10 +54,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from channels.sandbox import comments as reader_comments
 from channels.sandbox.faults import FakeClock, Fault, Faults, SandboxError, install_knobs
 from channels.sandbox.media import SAMPLE_PNG
 
 COMMENT_EVERY_S = 600  # one new comment per published post every 10 minutes of sandbox time
+ADDED_COMMENT_IDS = 900_000_000  # comments added through the control API count up from here (apart from the
+# generated ones, whose ids are post id * 100,000 + n)
+COMMENT_ORDERBY = ("date", "date_gmt", "id")
 SITE_TZ = timezone(timedelta(hours=8))  # the sites' "timezone_string" (Asia/Shanghai): ``date`` is local
 POST_STATUSES = ("publish", "future", "draft", "pending", "private")
 UPLOAD_TYPES = {
@@ -133,11 +141,21 @@ class Media:
 
 
 @dataclass
+class AddedComment:
+    id: int
+    post: int
+    author: str
+    text: str
+    at: float  # sandbox clock, seconds
+
+
+@dataclass
 class Site:
     name: str
     users: dict[str, User] = field(default_factory=dict)
     posts: dict[int, Post] = field(default_factory=dict)
     media: dict[int, Media] = field(default_factory=dict)
+    comments: list[AddedComment] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
     next_id: int = 1  # posts and attachments share one ID sequence (the wp_posts table)
     next_user_id: int = 1
@@ -515,6 +533,7 @@ class WordPressSandbox:
         rest = "/{site}/wp-json/wp/v2"
         return [
             Route("/_sandbox/accounts", self.add_account, methods=["POST"]),
+            Route("/_sandbox/comments", self.add_comments, methods=["POST"]),
             Route("/_sandbox/state", self.get_state, methods=["GET"]),
             Route("/_sandbox/sample-cover.png", self.sample_cover, methods=["GET"]),
             Route(f"{rest}/users/me", self.users_me, methods=["GET"]),
@@ -742,31 +761,44 @@ class WordPressSandbox:
 
     @_endpoint("comments.list")
     def list_comments(self, call: Call) -> Response:
-        """``GET wp/v2/comments``: comments published posts gained on the fake clock, ``X-WP-Total``."""
-        site, params = call.site, call.params
+        """``GET wp/v2/comments``: generated and added comments of published posts, filtered, ordered, paged."""
+        request, site, params = call.request, call.site, call.params
         per_page = _int_param(params, "per_page", 10, 1, 100)
         page = _int_param(params, "page", 1, 1)
+        order = str(params.get("order", "desc"))
+        orderby = str(params.get("orderby", "date_gmt"))
+        if order not in ("asc", "desc") or orderby not in COMMENT_ORDERBY:
+            name = "order" if order not in ("asc", "desc") else "orderby"
+            raise WPError("rest_invalid_param", f"Invalid parameter(s): {name}", 400)
+        after = None
+        if params.get("after"):
+            try:
+                after = datetime.fromisoformat(str(params["after"])).replace(tzinfo=None)
+            except ValueError:
+                raise WPError(
+                    "rest_invalid_param", "Invalid parameter(s): after", 400, params={"after": "Invalid date."}
+                ) from None
         wanted = {int(x) for x in str(params.get("post", "")).split(",") if x.strip().isdigit()}
         now = self.state.clock.now()
-        comments: list[dict[str, Any]] = []
+        rows: list[tuple[float, int, int, str, str]] = []  # (at, id, post, author, text)
         for post in site.posts.values():
             if (wanted and post.id not in wanted) or post.status != "publish" or post.published is None:
                 continue  # comments of trashed or unpublished posts are not listed
             for n in range(int((now - post.published) // COMMENT_EVERY_S)):
+                sample = reader_comments.take(1, post.id + n)[0]
                 at = post.published + (n + 1) * COMMENT_EVERY_S
-                comments.append(
-                    {
-                        "id": post.id * 100_000 + n + 1,
-                        "post": post.id,
-                        "parent": 0,
-                        "author_name": f"读者{n + 1}",
-                        "date_gmt": _iso(at),
-                        "status": "approved",
-                        "content": {"rendered": f"<p>评论 #{n + 1}</p>\n"},
-                        "type": "comment",
-                    }
-                )
-        comments.sort(key=lambda c: c["date_gmt"], reverse=True)
+                rows.append((at, post.id * 100_000 + n + 1, post.id, sample.author, sample.text))
+        for c in site.comments:
+            post = site.posts.get(c.post)
+            if (wanted and c.post not in wanted) or post is None or post.status != "publish":
+                continue
+            rows.append((c.at, c.id, c.post, c.author, c.text))
+        comments = [self._comment_json(request, site.name, *row) for row in rows]
+        if after is not None:
+            # date_query's default column is comment_date (site time), and "after" is exclusive
+            comments = [c for c in comments if datetime.fromisoformat(c["date"]) > after]
+        key = {"date": "date_gmt", "date_gmt": "date_gmt", "id": "id"}[orderby]
+        comments.sort(key=lambda c: (c[key], c["id"]), reverse=order == "desc")
         total = len(comments)
         pages = math.ceil(total / per_page)
         if page > 1 and page > pages:
@@ -779,6 +811,51 @@ class WordPressSandbox:
             comments[(page - 1) * per_page : page * per_page],
             headers={"X-WP-Total": str(total), "X-WP-TotalPages": str(pages)},
         )
+
+    @staticmethod
+    def _comment_json(
+        request: Request, site: str, at: float, comment_id: int, post_id: int, author: str, text: str
+    ) -> dict[str, Any]:
+        return {
+            "id": comment_id,
+            "post": post_id,
+            "parent": 0,
+            "author": 0,
+            "author_name": author,
+            "author_url": "",
+            "date": _iso(at, SITE_TZ),
+            "date_gmt": _iso(at),
+            "content": {"rendered": f"<p>{html.escape(text, quote=False)}</p>\n"},
+            "link": f"{_site_url(request, site)}/?p={post_id}#comment-{comment_id}",
+            "status": "approved",
+            "type": "comment",
+        }
+
+    async def add_comments(self, request: Request) -> Response:
+        """``POST /_sandbox/comments``: readers comment on a published post now (texts given, or ``count``)."""
+        try:
+            data = await request.json()
+            if not isinstance(data, dict):
+                raise SandboxError("body must be a JSON object")
+            with self.state.lock:
+                site = self.state.sites.get(str(data.get("site", "")))
+                post = site.posts.get(int(data.get("post", 0))) if site else None
+                if site is None or post is None or post.status != "publish":
+                    return JSONResponse({"error": "no such published post on that site"}, status_code=404)
+                added = []
+                for sample in reader_comments.from_body(data, start=len(site.comments)):
+                    c = AddedComment(
+                        ADDED_COMMENT_IDS + len(site.comments) + 1,
+                        post.id,
+                        sample.author,
+                        sample.text,
+                        self.state.clock.now(),
+                    )
+                    site.comments.append(c)
+                    added.append(self._comment_json(request, site.name, c.at, c.id, post.id, c.author, c.text))
+        except (SandboxError, TypeError, ValueError) as exc:
+            return JSONResponse({"error": f"bad comments: {exc}"}, status_code=400)
+        return JSONResponse(added, status_code=201)
 
     @_endpoint("no_route")
     def no_route(self, call: Call) -> Response:

@@ -31,8 +31,10 @@ from channels.errors import (
     OutcomeUnknown,
     PermanentError,
     QuotaExhausted,
+    Throttled,
     TransientError,
 )
+from core.audit import appended_at_commit
 from core.broker import Task, enqueue
 from core.clock import format_local, now
 from core.db import after_commit, is_postgresql, session_scope
@@ -40,9 +42,16 @@ from core.errors import ConfigError
 from core.metrics import DELIVERY_ATTEMPTS
 from core.settings import get_settings
 from publisher.delivery.context import WORKER_ID, delivery_context
-from publisher.delivery.outcomes import apply_result, backoff, lock_post_and_delivery, notify_admins, settle_post
+from publisher.delivery.outcomes import (
+    apply_result,
+    backoff,
+    load_post,
+    lock_post_and_delivery,
+    notify_admins,
+    settle_post,
+)
 from publisher.domain import lifecycle
-from publisher.domain.models import Account, Delivery, Post, PostVersion
+from publisher.domain.models import Account, Delivery, PostVersion
 from publisher.services.channels import account_info, make_channel
 from publisher.services.common import audit, notify_owner
 
@@ -70,8 +79,8 @@ def _claim(delivery_id: int) -> Claim | None:
             return None
         if d.next_attempt_at and d.next_attempt_at > t:
             return None
-        post = s.get(Post, d.post_id)
-        if post is None or post.state in lifecycle.RETRACTION:
+        post = load_post(s, d.post_id)
+        if post.state in lifecycle.RETRACTION:
             lifecycle.transition("delivery", d, "cancelled")
             return None
         if d.version_id != post.current_version_id:
@@ -167,6 +176,7 @@ def _fail_unsent(d: Delivery, reason: str) -> None:
     d.last_error = reason
 
 
+@appended_at_commit()
 def deliver(delivery_id: int) -> str:
     """Claim and send one delivery. Returns the delivery's state afterwards ("skipped" if not claimed)."""
     claim = _claim(delivery_id)
@@ -239,6 +249,8 @@ def _record(
             _wait(d, "retry_wait", until, str(error))
             audit(s, WORKER_ID, "account.paused", account, until=until.isoformat(), reason=str(error))
         elif isinstance(error, TransientError):
+            if isinstance(error, Throttled):
+                d.attempts -= 1  # our own limiter held the request back: nothing was sent, so it is no attempt
             if d.attempts >= settings.max_attempts:
                 lifecycle.transition("delivery", d, "failed")
                 d.last_error = f"gave up after {d.attempts} attempts: {error}"

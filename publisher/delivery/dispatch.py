@@ -8,6 +8,7 @@ from sqlalchemy import false, or_, select, update
 from sqlalchemy.orm import Session
 
 from channels.base import get_channel_class
+from core.audit import appended_at_commit
 from core.clock import now
 from core.db import is_postgresql, session_scope
 from core.settings import get_settings
@@ -16,6 +17,7 @@ from publisher.domain.models import Account, Delivery, Post, Schedule
 from publisher.services.common import audit, get
 
 
+@appended_at_commit()
 def dispatch_due(limit: int = 1000, *, requeue_stale: bool = True) -> list[int]:
     """Turn due schedules into deliveries and return the ids of deliveries that should run now.
 

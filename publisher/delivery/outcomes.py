@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from channels.base import PublishResult, get_channel_class
 from core.broker import Task, enqueue
@@ -18,7 +19,7 @@ from core.settings import get_settings
 from publisher.delivery.context import WORKER_ID
 from publisher.domain import lifecycle
 from publisher.domain.models import Delivery, Post
-from publisher.services.common import audit, get, holders, notify_owner
+from publisher.services.common import audit, holders, notify_owner
 
 
 def lock_post_and_delivery(s: Session, delivery_id: int) -> tuple[Post, Delivery]:
@@ -29,9 +30,20 @@ def lock_post_and_delivery(s: Session, delivery_id: int) -> tuple[Post, Delivery
         post_id = s.execute(select(Delivery.post_id).where(Delivery.id == delivery_id)).scalar_one_or_none()
     if post_id is None:
         raise NotFound(f"delivery {delivery_id} not found")
-    post = get(s, Post, post_id, lock=True)
+    post = load_post(s, post_id, lock=True)
     d = s.execute(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).scalar_one()
     return post, d
+
+
+def load_post(s: Session, post_id: int, *, lock: bool = False) -> Post:
+    """The post of a delivery, without its targets: a post loads every target account eagerly (its pages list
+    them), and the engine loads the post several times per delivery, so a fan-out to 1,000 accounts loaded a
+    million rows. Its targets still load on first use."""
+    q = select(Post).where(Post.id == post_id).options(lazyload(Post.targets))
+    post = s.execute(q.with_for_update() if lock else q).scalar_one_or_none()
+    if post is None:
+        raise NotFound(f"post {post_id} not found")
+    return post
 
 
 def apply_result(s: Session, d: Delivery, result: PublishResult, post: Post) -> None:
@@ -50,6 +62,25 @@ def apply_result(s: Session, d: Delivery, result: PublishResult, post: Post) -> 
     if target == "awaiting_confirmation" and post.state in lifecycle.RETRACTION:
         # accepted by an asynchronous platform after the post was retracted: take it down as it settles
         begin_retraction(s, d, post)
+    elif target == "awaiting_confirmation":
+        schedule_status_check(s, d, 0)
+
+
+#: looks a worker takes at a settling delivery before leaving it to reconcile's round (2+4+...+30 s: minutes)
+STATUS_CHECKS = 8
+
+
+def schedule_status_check(s: Session, d: Delivery, done: int) -> None:
+    """Look at a delivery that an asynchronous platform accepted (WeChat, Toutiao) again soon, after ``done``
+    looks: ``MATRIX_STATUS_POLL_S`` doubled each time up to the reconcile interval, by a ``check_delivery`` task
+    after commit. It settles seconds after the platform does, not at reconcile's next round; the delivery's
+    ``next_attempt_at`` keeps reconcile off it until then, and reconcile looks at it if the wake-up is lost."""
+    settings = get_settings()
+    if done >= STATUS_CHECKS:
+        return
+    delay = min(settings.status_poll_s * 2**done, settings.reconcile_interval_s)
+    d.next_attempt_at = now() + timedelta(seconds=delay)
+    after_commit(s, enqueue, Task.CHECK_DELIVERY, d.id, done + 1, countdown=delay)
 
 
 def mark_published(s: Session, d: Delivery, post: Post, url: str | None = None, *, actor: str = WORKER_ID) -> None:
@@ -113,7 +144,12 @@ def notify_admins(s: Session, org_id: int, kind: str, message: str, *, post_id: 
 
 def wake_dependants(s: Session, d: Delivery) -> None:
     """Deliveries that waited for this one (Weibo links to the website copy) are queued now."""
-    dependants = s.scalars(select(Delivery).where(Delivery.depends_on_id == d.id, Delivery.state == "pending")).all()
+    # a dependant belongs to the same post: the post's index finds it (depends_on_id has none of its own)
+    dependants = s.scalars(
+        select(Delivery).where(
+            Delivery.post_id == d.post_id, Delivery.depends_on_id == d.id, Delivery.state == "pending"
+        )
+    ).all()
     for dep in dependants:
         dep.next_attempt_at, dep.claimed_by = now(), "queued"
         after_commit(s, enqueue, Task.DELIVER, dep.id)
@@ -127,8 +163,9 @@ def settle_post(s: Session, post: Post) -> None:
     """
     if post.state not in ("publishing", "published", "partially_published", "failed", "partially_retracted"):
         return
-    deliveries = list(s.scalars(select(Delivery).where(Delivery.post_id == post.id).order_by(Delivery.id)).all())
-    states = [d.state for d in deliveries]
+    # The distinct states decide it, not the rows: a post to 1,000 accounts is settled after each of its 1,000
+    # deliveries, and loading every row each time made a fan-out quadratic.
+    states = sorted(s.scalars(select(Delivery.state).where(Delivery.post_id == post.id).distinct()).all())
     if post.state == "partially_retracted":
         target = lifecycle.retraction_state(states)
     else:

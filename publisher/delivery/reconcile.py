@@ -10,12 +10,14 @@ at once never take the same deliveries.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from sqlalchemy import or_, select
 
 from channels.base import Channel, DeliveryContext
 from channels.errors import ChannelError
+from core.audit import appended_at_commit
 from core.broker import Task, enqueue
 from core.clock import now
 from core.db import after_commit, is_postgresql, session_scope
@@ -28,6 +30,7 @@ from publisher.delivery.outcomes import (
     mark_published,
     notify_admins,
     report_leftovers,
+    schedule_status_check,
     settle_post,
 )
 from publisher.domain import lifecycle
@@ -38,6 +41,7 @@ from publisher.services.common import audit, notify_owner
 log = logging.getLogger(__name__)
 
 
+@appended_at_commit()
 def reconcile(limit: int = 200) -> dict[str, int]:
     """Resolve deliveries stuck in sending / unconfirmed / awaiting_confirmation by asking the platform."""
     settings = get_settings()
@@ -55,17 +59,12 @@ def reconcile(limit: int = 200) -> dict[str, int]:
             d.outcome_unknown, d.last_error = True, "worker stopped during the attempt"
             audit(s, "reconcile", "delivery.stuck", d, claimed_by=d.claimed_by)
         counts["stuck"] = len(stuck)
-    for state, handler in (("unconfirmed", _resolve_unconfirmed), ("awaiting_confirmation", _resolve_awaiting)):
+    for state in ("unconfirmed", "awaiting_confirmation"):
         ids = _take(state, limit)
-        for delivery_id in ids:
-            try:
-                handler(delivery_id)
-            except ChannelError as exc:  # leave it for the next round
-                log.warning("reconcile %s delivery %s: %s", state, delivery_id, exc)
-                _note(delivery_id, str(exc))
-            except ConfigError as exc:  # this worker cannot decrypt the account's credentials: an admin must act
-                log.warning("reconcile %s delivery %s: %s", state, delivery_id, exc)
-                _note(delivery_id, f"credentials cannot be decrypted by worker {WORKER_ID}: {exc}", admins=True)
+        # Each look is a platform call (hundreds of milliseconds): a few at a time, or a round of 200 settling
+        # deliveries would take a minute. Each look runs its own short transactions.
+        with ThreadPoolExecutor(max_workers=RECONCILE_THREADS, thread_name_prefix="reconcile") as pool:
+            list(pool.map(lambda delivery_id, state=state: _look(state, delivery_id), ids))
         counts["unconfirmed" if state == "unconfirmed" else "awaiting"] = len(ids)
     counts["retractions"] = _wake_retractions(limit)
     with session_scope() as s:
@@ -75,6 +74,41 @@ def reconcile(limit: int = 200) -> dict[str, int]:
             settle_post(s, post)
             counts["posts"] += before != post.state
     return counts
+
+
+#: platform looks one reconcile round runs at once (each in its own thread, with its own short transactions)
+RECONCILE_THREADS = 8
+
+
+@appended_at_commit()
+def check_delivery(delivery_id: int, checks: int = 1) -> str:
+    """Look at one delivery on its platform now (the ``check_delivery`` task): a settling one (WeChat's
+    ``freepublish``, Toutiao's review) is recorded as it settled, or looked at again later (``checks`` so far);
+    an unconfirmed one is looked up. Returns the delivery's state afterwards; any other state is left alone."""
+    with session_scope() as s:
+        d = s.get(Delivery, delivery_id)
+        state = d.state if d is not None else "missing"
+    if state in ("unconfirmed", "awaiting_confirmation"):
+        _look(state, delivery_id, checks)
+        with session_scope() as s:
+            state = s.get(Delivery, delivery_id).state
+    return state
+
+
+@appended_at_commit()
+def _look(state: str, delivery_id: int, checks: int | None = None) -> None:
+    """Resolve one delivery in ``state`` by asking its platform; a failed look is noted and left for later."""
+    try:
+        if state == "unconfirmed":
+            _resolve_unconfirmed(delivery_id)
+        else:
+            _resolve_awaiting(delivery_id, checks)
+    except ChannelError as exc:  # leave it for the next round
+        log.warning("reconcile %s delivery %s: %s", state, delivery_id, exc)
+        _note(delivery_id, str(exc))
+    except ConfigError as exc:  # this worker cannot decrypt the account's credentials: an admin must act
+        log.warning("reconcile %s delivery %s: %s", state, delivery_id, exc)
+        _note(delivery_id, f"credentials cannot be decrypted by worker {WORKER_ID}: {exc}", admins=True)
 
 
 def _locked(s, q):
@@ -187,7 +221,9 @@ def _resolve_unconfirmed(delivery_id: int) -> None:
         report_leftovers(s, post)
 
 
-def _resolve_awaiting(delivery_id: int) -> None:
+def _resolve_awaiting(delivery_id: int, checks: int | None = None) -> None:
+    """Ask the platform how an accepted delivery settled. ``checks``: looks a worker took so far (a
+    ``check_delivery`` task, which schedules the next one while it is still pending); None: reconcile's round."""
     loaded = _load_for_platform(delivery_id, "awaiting_confirmation")
     if loaded is None:
         return
@@ -213,7 +249,9 @@ def _resolve_awaiting(delivery_id: int) -> None:
             lifecycle.transition("delivery", d, "retracted")
             d.last_error = status.reason or "removed on the platform"
             notify_owner(s, post, "removed_by_platform", f"post {post.id} on {d.account.name}: {d.last_error}")
-        else:
+        else:  # still settling
+            if checks is not None:
+                schedule_status_check(s, d, checks)
             return
         audit(s, "reconcile", f"delivery.{d.state}", d, reason=status.reason, url=status.url)
         settle_post(s, post)

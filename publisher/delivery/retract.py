@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from channels.base import DeliveryContext, get_channel_class
 from channels.errors import ChannelError, InvalidRequest, NeedsReauth, OutcomeUnknown, TransientError, Unavailable
+from core.audit import appended_at_commit
 from core.broker import Task, enqueue
 from core.clock import format_local, now
 from core.db import after_commit, is_postgresql, session_scope
@@ -34,6 +35,7 @@ from publisher.delivery.context import WORKER_ID, delivery_context
 from publisher.delivery.outcomes import (
     backoff,
     begin_retraction,
+    load_post,
     lock_post_and_delivery,
     notify_admins,
     report_leftovers,
@@ -123,6 +125,7 @@ def _mark_ours(d: Delivery) -> None:
     d.claimed_by, d.updated_at = _FIRST_ATTEMPT, now()
 
 
+@appended_at_commit()
 def retract_delivery(delivery_id: int, actor: Principal = SYSTEM) -> Line:
     """One attempt to retract a ``retracting`` delivery; a no-op line for any other state, for a delivery
     another worker is retracting right now, or for one whose next attempt is not due yet."""
@@ -180,7 +183,7 @@ def _claim(delivery_id: int, *, wait: bool) -> Line | tuple[Line, Any, DeliveryC
         try:
             info = account_info(d.account)
         except ConfigError as exc:
-            post = s.get(Post, d.post_id)
+            post = load_post(s, d.post_id)
             _give_up(s, d, f"credentials cannot be decrypted by worker {WORKER_ID}: {exc}", "ConfigError")
             notify_admins(
                 s,

@@ -202,7 +202,33 @@ class Screening(Base):
     verdict: Mapped[dict[str, Any]] = mapped_column()
     model_version: Mapped[str] = mapped_column(String(100), default="")
     lexicon_version: Mapped[str] = mapped_column(String(100), default="")
+    # What the version was last screened against (publisher.services.screening.engine_fingerprint): the built-in
+    # lexicon, the organisation chain's list versions and the model. A live post whose fingerprint is not the
+    # current one is screened again (publisher.services.rescreen); "" (screened before 0013): unknown, stale.
+    fingerprint: Mapped[str] = mapped_column(String(300), default="")
+    rescreened_at: Mapped[datetime | None] = mapped_column()
+    # Set by `matrix post rescreen` (a person asked for it): screened again even with the current fingerprint
+    rescreen_requested_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LiveFlag(Base):
+    """A live post that a re-screen flagged (the rules changed since it was published): the new verdict as
+    evidence, waiting for a reviewer of the post's organisation to retract it everywhere or keep it.
+    Nothing is retracted without a person. ``state``: open | retracted | kept | superseded (a newer flag)."""
+
+    __tablename__ = "live_flags"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("post_versions.id"))
+    fingerprint: Mapped[str] = mapped_column(String(300))
+    decision: Mapped[str] = mapped_column(String(10))  # review | reject: what the re-screen said
+    verdict: Mapped[dict[str, Any]] = mapped_column()
+    state: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column()
 
 
 class ReviewDecision(Base):

@@ -40,6 +40,7 @@ from monitor.settings import get_monitor_settings, monitor_queue
 from publisher import services
 from publisher.delivery import assisted, retract
 from publisher.domain.models import Post
+from publisher.interfaces import live_flags as live_flags_action
 from publisher.interfaces.identity import SESSION_COOKIE, RequireIdentity, client_source, current_principal
 from publisher.interfaces.limits import BodyLimit
 from publisher.interfaces.monitor_api import router as monitor_router
@@ -49,6 +50,7 @@ from publisher.interfaces.web import pages as web
 from publisher.services import LABEL_MAX, LIST_MAX, NAME_MAX, REASON_MAX, SUMMARY_MAX, TARGETS_MAX, URL_MAX, Principal
 from publisher.services.observability import database_gauges
 from publisher.services.people import SESSION_ABSOLUTE
+from publisher.services.rescreen import flag_rows, keep_flag, request_rescreen
 from publisher.services.screening import configure_moderation
 
 # At import, before uvicorn logs a request line: query strings and headers reach no log in clear.
@@ -747,6 +749,53 @@ def retract_post(post_id: int, actor: Actor) -> dict[str, Any]:
     with session_scope() as s:
         state = s.get(Post, post_id).state
     return {"post": post_id, "state": state, "deliveries": lines}
+
+
+class RescreenIn(Strict):
+    """Screen live posts again now, whatever their fingerprint (admins)."""
+
+    days: int | None = Field(None, ge=1, le=3650, description="Posts published this many days back (default "
+                             "MATRIX_RESCREEN_DAYS).")  # fmt: skip
+    organization: str | None = Field(None, max_length=LABEL_MAX, description="Its subtree only: id or name.")
+
+
+class KeepIn(Strict):
+    """A reviewer keeps a flagged live post: why the new rules are wrong about it."""
+
+    reason: str = Field(max_length=REASON_MAX)
+
+
+@app.post("/rescreen")
+def rescreen_now(body: RescreenIn, actor: Actor, session: Session = Depends(db)) -> dict[str, Any]:
+    """Screen the live posts published in the last ``days`` again, in the background on the screening queue
+    (new screenings first); how many were queued."""
+    queued = request_rescreen(session, actor, days=body.days, org=body.organization)
+    return {"queued": queued}
+
+
+@app.get("/live-flags")
+def live_flags(
+    actor: Actor, limit: Limit = 100, offset: Offset = 0, open_only: bool = True, session: Session = Depends(db)
+) -> list[dict[str, Any]]:
+    """Live posts a re-screen flagged that you review, newest first, with the new evidence."""
+    return flag_rows(session, actor, open_only=open_only, limit=limit, offset=offset)
+
+
+@app.post("/live-flags/{flag_id}/retract")
+def retract_flagged(flag_id: int, actor: Actor) -> dict[str, Any]:
+    """Retract a flagged live post everywhere in one step (a reviewer of its organisation); one line per
+    delivery, as ``POST /posts/ID/retract``."""
+    post_id, lines = live_flags_action.retract_flagged(actor, flag_id)
+    with session_scope() as s:
+        state = s.get(Post, post_id).state
+    return {"flag": flag_id, "post": post_id, "state": state, "deliveries": lines}
+
+
+@app.post("/live-flags/{flag_id}/keep")
+def keep_flagged(flag_id: int, body: KeepIn, actor: Actor, session: Session = Depends(db)) -> dict[str, Any]:
+    """Keep a flagged live post (a reason is required): the flag is closed, the post stays live."""
+    flag = keep_flag(session, actor, flag_id, reason=body.reason)
+    return {"flag": flag.id, "post": flag.post_id, "state": flag.state}
 
 
 @app.get("/reviews")

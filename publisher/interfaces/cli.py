@@ -46,7 +46,7 @@ from monitor.settings import monitor_queue
 from publisher import migrate, services
 from publisher.delivery import assisted, retract
 from publisher.domain.models import Account, Organization
-from publisher.interfaces import monitor_cli
+from publisher.interfaces import live_flags, monitor_cli
 from publisher.interfaces.cli_common import (
     _principal,
     _source,
@@ -58,7 +58,7 @@ from publisher.interfaces.cli_common import (
     fail,
     user_errors,
 )
-from publisher.services import Principal
+from publisher.services import Principal, rescreen
 from publisher.services.demo import DEMO_PEOPLE, fetch_demo_accounts, seed, seed_people
 from publisher.services.screening import configure_moderation
 
@@ -890,6 +890,51 @@ def post_retract(post_id: int) -> None:
         console.print(
             "retrying in the background; `matrix post show` follows it, `matrix post retract` again retries now"
         )
+
+
+@post_app.command("rescreen")
+def post_rescreen(
+    days: int | None = typer.Option(None, "--days", help="Published this many days back (MATRIX_RESCREEN_DAYS)."),
+    org: str | None = typer.Option(None, "--org", help="That organisation's subtree only (id or name)."),
+) -> None:
+    """Screen the live posts again now, whatever rules they were screened with (admins); in the background on
+    the screening queue, new screenings first. Prints how many were queued."""
+    with user_errors(), _session() as session:
+        queued = rescreen.request_rescreen(session, _principal(session), days=days, org=org)
+    console.print(f"{queued} live posts queued for re-screening")
+
+
+@post_app.command("flags")
+def post_flags(include_closed: bool = typer.Option(False, "--all", help="Closed flags too.")) -> None:
+    """Live posts a re-screen flagged (the rules changed since they went out), with the new evidence."""
+    with user_errors(), _session() as session:
+        rows = rescreen.flag_rows(session, _principal(session), open_only=not include_closed)
+    table = Table("flag", "post", "title", "decision", "evidence", "state", title="live posts flagged again")
+    for r in rows:
+        evidence = "; ".join(f"{h['category']} 「{h['text']}」" for h in r["hits"][:5])
+        table.add_row(str(r["id"]), str(r["post"]), escape(r["title"] or ""), r["decision"], escape(evidence),
+                      r["state"])  # fmt: skip
+    console.print(table)
+
+
+@post_app.command("flag-retract")
+def post_flag_retract(flag_id: int) -> None:
+    """Retract a flagged live post from every platform in one step (a reviewer of its organisation)."""
+    actor = _signed_in()
+    with user_errors():
+        post_id, lines = live_flags.retract_flagged(actor, flag_id)
+    table = Table("delivery", "account", "kind", "outcome", "detail", title=f"post {post_id} (flag {flag_id})")
+    for line in lines:
+        table.add_row(str(line["delivery"]), line["account"], line["kind"], line["outcome"], line["detail"])
+    console.print(table)
+
+
+@post_app.command("flag-keep")
+def post_flag_keep(flag_id: int, reason: str = typer.Option(..., "--reason", "-r")) -> None:
+    """Keep a flagged live post (the new rules are wrong about it): the flag is closed with your reason."""
+    with user_errors(), _session() as session:
+        flag = rescreen.keep_flag(session, _principal(session), flag_id, reason=reason)
+    console.print(f"flag {flag.id} kept: post {flag.post_id} stays live")
 
 
 @post_app.command("show")

@@ -59,6 +59,20 @@ class SourceIn(Strict):
     tags: list[Tag] = Field(default_factory=list, max_length=services.TAGS_MAX)
 
 
+class CommentsSourceIn(Strict):
+    """A new source of the comments on our own published posts: an organisation's, or one account's."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"account_id": 3, "tags": ["评论"]}]})
+
+    organization: OrgRef | None = Field(None, description="Name or id; default: the account's, or the one you monitor.")
+    account_id: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Only this account's posts (one of the organisation's)."
+    )
+    name: str = Field("", max_length=NAME_MAX)
+    interval_s: int | None = Field(None, ge=1, le=7 * 86_400)
+    tags: list[Tag] = Field(default_factory=list, max_length=services.TAGS_MAX)
+
+
 class RuleIn(Strict):
     """A new keyword rule."""
 
@@ -149,6 +163,27 @@ def add_source(body: SourceIn, actor: Actor, session: Session = Depends(db)) -> 
         tags=body.tags,
     )
     return services.source_row(session, source)
+
+
+@router.post("/sources/comments", status_code=201)
+def add_comments_source(body: CommentsSourceIn, actor: Actor, session: Session = Depends(db)) -> dict[str, Any]:
+    """Add a source of the comments on the organisation's own published posts (or one account's); due at once."""
+    source = services.add_comments_source(
+        session,
+        actor,
+        organization=body.organization,
+        account=body.account_id,
+        name=body.name,
+        interval_s=body.interval_s,
+        tags=body.tags,
+    )
+    return services.source_row(session, source)
+
+
+@router.get("/sources/{source_id}/cursors")
+def comment_cursors(source_id: int, actor: Actor, session: Session = Depends(db)) -> list[dict[str, Any]]:
+    """A comments source's progress per post: comments read, state (``gone`` once deleted), last error."""
+    return services.comment_cursor_rows(session, actor, source_id)
 
 
 @router.get("/sources/{source_id}")

@@ -37,18 +37,30 @@ report_app.add_typer(schedule_app, name="schedule")
 
 @source_app.command("add")
 def source_add(
-    url: str,
-    name: str = typer.Option("", "--name", help="Default: the URL's host."),
+    url: str = typer.Argument(None, help="The feed's URL (not with --comments)."),
+    comments: bool = typer.Option(False, "--comments", help="The comments on our own published posts instead."),
+    account: int = typer.Option(None, "--account", help="With --comments: only this account's posts."),
+    name: str = typer.Option("", "--name", help="Default: the URL's host (comments: the account's or org's name)."),
     org: str = typer.Option(None, "--org", help="Owner organisation (name or id); default: your only one."),
-    interval: int = typer.Option(None, "--interval", help="Seconds between polls (default 3600)."),
+    interval: int = typer.Option(None, "--interval", help="Seconds between polls (default 3600; comments 900)."),
     tag: list[str] = typer.Option([], "--tag", help="A tag; repeat for several."),
 ) -> None:
-    """Add a feed source (polled at once, then every interval)."""
+    """Add a feed source, or (--comments) the comments on your organisation's posts; polled at once, then every
+    interval."""
     with user_errors(), session_scope() as session:
+        if comments and url:
+            raise InvalidInput("a comments source takes no URL: --comments [--account ID] --org ORG")
+        if not comments and (not url or account is not None):
+            raise InvalidInput("give the feed's URL, or --comments [--account ID] for the comments on your posts")
         actor = _principal(session)
-        source = services.add_source(
-            session, actor, url=url, name=name, organization=org, interval_s=interval, tags=tag
-        )
+        if comments:
+            source = services.add_comments_source(
+                session, actor, organization=org, account=account, name=name, interval_s=interval, tags=tag
+            )
+        else:
+            source = services.add_source(
+                session, actor, url=url, name=name, organization=org, interval_s=interval, tags=tag
+            )
         session.flush()
         console.print(f"source {source.id} added: {source.name}")
 
@@ -61,9 +73,11 @@ def source_list(tag: str = typer.Option(None, "--tag"), as_json: bool = typer.Op
     if as_json:
         console.print_json(json.dumps(rows, ensure_ascii=False))
         return
-    table = Table("id", "name", "organisation", "state", "interval", "failures", "fetches", "parses", "last error")
+    table = Table("id", "kind", "name", "organisation", "state", "interval", "failures", "fetches", "parses",
+                  "last error")  # fmt: skip
     for r in rows:
-        table.add_row(str(r["id"]), r["name"], r["organization"] or "", r["state"], str(r["interval_s"]),
+        kind = r["kind"] + (f" ({r['account']['kind']} {r['account']['id']})" if r["account"] else "")
+        table.add_row(str(r["id"]), kind, r["name"], r["organization"] or "", r["state"], str(r["interval_s"]),
                       str(r["failures"]), str(r["fetches"]), str(r["parses"]), r["last_error"] or "")  # fmt: skip
     console.print(table)
 

@@ -107,6 +107,16 @@ def org_terms(session: Session, org_id: int) -> OrgTerms | None:
     return OrgTerms(deny=tuple(deny), allow=tuple(allow), version=version, key=f"org-{org_id}")
 
 
+def engine_fingerprint(lists_version: int, model_version: str | None = None) -> str:
+    """What a screening is screened against, as one string: the built-in lexicon's version, the sum of the
+    organisation chain's list versions (:func:`org_terms`) and the model's version (None: the loaded one's,
+    which loads the classifier if it is not yet). A live post screened against another is screened again."""
+    configure_moderation()
+    screener = moderation.get_screener()
+    model = screener.model_version if model_version is None else model_version
+    return f"lexicon={screener.lexicon.version};lists={lists_version};model={model}"
+
+
 @dataclass(frozen=True)
 class ScreeningJob:
     """Everything one screening needs, read in a short transaction, so the engine runs with none open.
@@ -127,6 +137,10 @@ class ScreeningJob:
             lists = self.terms.compile() if self.terms else None
             verdicts = [moderation.screen(self.text, policy=policy, org=lists) for policy in self.policies]
         return max(verdicts, key=lambda v: _SEVERITY_ORDER[v.decision])
+
+    def fingerprint(self, verdict: Verdict) -> str:
+        """The fingerprint ``verdict`` was screened against: this job's list version, the model that ran."""
+        return engine_fingerprint(self.terms.version if self.terms else 0, verdict.model_version)
 
 
 def screening_job(session: Session, post: Post, version: PostVersion) -> ScreeningJob:
@@ -152,13 +166,14 @@ def prepare_screening(session: Session, version_id: int) -> ScreeningJob | None:
     return screening_job(session, get(session, Post, version.post_id), version)
 
 
-def record_screening(session: Session, version_id: int, verdict: Verdict | None) -> Screening:
+def record_screening(session: Session, version_id: int, verdict: Verdict | None, fingerprint: str = "") -> Screening:
     """The second short transaction: store ``verdict`` for the version and move its post on, if the post is
     still at that version and in ``screening``.
 
     The post is locked and checked again here, as the screening ran with no transaction open: an edit made
     meanwhile (a newer version, being screened in turn) wins, and this result is stored but changes nothing.
     A version screened twice at once keeps the first result stored. ``verdict`` None applies the stored one.
+    ``fingerprint``: what it was screened against (:meth:`ScreeningJob.fingerprint`), kept for re-screening.
     """
     version = get(session, PostVersion, version_id)
     post = get(session, Post, version.post_id, lock=True)
@@ -173,6 +188,7 @@ def record_screening(session: Session, version_id: int, verdict: Verdict | None)
             verdict=data,
             model_version=data.get("model_version", ""),
             lexicon_version=data.get("lexicon_version", ""),
+            fingerprint=fingerprint,
         )
         session.add(existing)
         session.flush()
@@ -199,7 +215,8 @@ def screen_version(session: Session, version_id: int) -> Screening:
     engine out of any transaction. Returns the stored screening (of a stale version too).
     """
     job = prepare_screening(session, version_id)
-    return record_screening(session, version_id, job.run() if job else None)
+    verdict = job.run() if job else None
+    return record_screening(session, version_id, verdict, job.fingerprint(verdict) if job and verdict else "")
 
 
 def run_screening(version_id: int) -> Screening:
@@ -212,8 +229,9 @@ def run_screening(version_id: int) -> Screening:
     with session_scope() as session:
         job = prepare_screening(session, version_id)
     verdict = job.run() if job else None
+    fingerprint = job.fingerprint(verdict) if job and verdict else ""
     with session_scope() as session:
-        return record_screening(session, version_id, verdict)
+        return record_screening(session, version_id, verdict, fingerprint)
 
 
 def latest_decision(session: Session, version_id: int) -> str | None:

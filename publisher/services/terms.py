@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.broker import Task, enqueue
+from core.db import after_commit
 from core.errors import InvalidInput
 from publisher.domain.models import ModerationTerm, Organization
 from publisher.services.chains import review_chain_of
@@ -57,6 +59,8 @@ def add_moderation_term(
     else:
         entry.category, entry.severity = category, severity
     org.lists_version += 1
+    # What is live was screened with the old lists: beat's re-screen is woken now (publisher.services.rescreen)
+    after_commit(session, enqueue, Task.RESCREEN_SCAN)
     audit(session, actor, "terms.add" if created else "terms.update", org, list=list_, term=term,
           category=category, severity=severity)  # fmt: skip
     return entry, created

@@ -45,7 +45,7 @@ class RecordingLimiter:
     def __init__(self) -> None:
         self.asked: list[tuple[str, float]] = []
 
-    def acquire(self, key: str, per_second: float) -> None:
+    def acquire(self, key: str, per_second: float, burst: int = 1) -> None:
         self.asked.append((key, per_second))
 
 

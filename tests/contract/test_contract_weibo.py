@@ -39,10 +39,10 @@ class RecordingLimiter:
     """Records what the adapter asks the limiter for, without waiting (the service brings the real one)."""
 
     def __init__(self) -> None:
-        self.asked: list[tuple[str, float]] = []
+        self.asked: list[tuple[str, float, int]] = []
 
-    def acquire(self, key: str, per_second: float) -> None:
-        self.asked.append((key, per_second))
+    def acquire(self, key: str, per_second: float, burst: int = 1) -> None:
+        self.asked.append((key, per_second, burst))
 
 
 NO_WAIT = RecordingLimiter()
@@ -477,4 +477,6 @@ def test_every_call_goes_through_the_limiter(weibo: SandboxControl) -> None:
     channel.check_credentials()
     channel.publish(ctx_for(weibo))
     channel.close()
-    assert NO_WAIT.asked == [("weibo:21", Weibo.rate_per_second)] * 2
+    # each call: the account's pace, then the server IP's hourly budget shared by every Weibo account
+    ip = ("weibo:ip", Weibo.ip_limit[0] / 2 / Weibo.ip_limit[1], Weibo.ip_limit[0] // 2)
+    assert NO_WAIT.asked == [("weibo:21", Weibo.rate_per_second, 1), ip] * 2

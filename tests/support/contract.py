@@ -138,5 +138,5 @@ def make_ctx(content: PostContent | None = None, delivery_id: int | None = None,
 class NoWait:
     """The adapters' limiter, without the waiting (the service injects the real one)."""
 
-    def acquire(self, key: str, per_second: float) -> None:
+    def acquire(self, key: str, per_second: float, burst: int = 1) -> None:
         return None

@@ -145,15 +145,17 @@ class Stack:
         self.procs[name] = proc
         return proc
 
-    def start_worker(self, timeout: float = 60) -> None:
-        log_path = self.tmp / "worker.log"
+    def start_worker(self, timeout: float = 60, *, name: str = "worker", args: list[str] | None = None) -> None:
+        """Start a worker (default: one of every queue, ``-c concurrency``; ``args``: another shape, such as
+        ``["worker", "--kind", "delivery", "-c", "16"]``, under ``name``) and wait until it is ready."""
+        log_path = self.tmp / f"{name}.log"
         start_size = log_path.stat().st_size if log_path.exists() else 0
-        self.start_process("worker", ["worker", "-c", str(self.concurrency), "--loglevel", "info"])
+        self.start_process(name, args or ["worker", "-c", str(self.concurrency), "--loglevel", "info"])
         deadline = time.time() + timeout
         while time.time() < deadline:
             if log_path.exists() and b"ready." in log_path.read_bytes()[start_size:]:
                 return
-            if self.procs["worker"].poll() is not None:
+            if self.procs[name].poll() is not None:
                 raise RuntimeError("worker exited:\n" + log_path.read_text(errors="replace")[-3000:])
             time.sleep(0.2)
         raise RuntimeError("worker not ready:\n" + log_path.read_text(errors="replace")[-3000:])

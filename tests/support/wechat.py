@@ -77,7 +77,7 @@ class RecordingLimiter:
     def __init__(self) -> None:
         self.keys: list[str] = []
 
-    def acquire(self, key: str, per_second: float) -> None:
+    def acquire(self, key: str, per_second: float, burst: int = 1) -> None:
         assert per_second == WeChatChannel.rate_per_second
         self.keys.append(key)
 

@@ -97,6 +97,7 @@ def test_rotate_with_no_key_that_fits_changes_nothing_and_says_so(env, monkeypat
 
 def test_every_task_name_has_a_task_and_every_beat_entry_names_one() -> None:
     importlib.import_module("workers.tasks")  # registers the tasks (a worker loads it through `include`)
+    importlib.import_module("workers.rescreen_tasks")
     from workers.app import celery_app
 
     registered = set(celery_app.tasks)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from moderation.classifier import CONFIG_FILE, DEFAULT_MODEL_DIR, MODEL_CATEGORIES, Classifier
+from moderation.classifier import CONFIG_FILE, DEFAULT_MODEL_DIR, MODEL_CATEGORIES, Classifier, ClassifierError
 from moderation.linear import LINEAR_FILE, LinearModelError, LinearScorer, char_ngrams
 from moderation.train_linear import fit_sklearn, to_scorer
 
@@ -90,11 +90,25 @@ def test_shipped_combination_reproduces_training_time_scores() -> None:
     scorer = LinearScorer.load(DEFAULT_MODEL_DIR / combine["file"])  # offline: numpy only
     assert scorer.categories == MODEL_CATEGORIES
     # the combination arithmetic of the classifier itself, on the transformer scores recorded at training
-    clf = Classifier(
-        None, None, None, MODEL_CATEGORIES, "t", linear=scorer, transformer_weight=combine["transformer_weight"]
-    )
+    per_cat = combine.get("transformer_weights")
+    weight = [per_cat[c] for c in MODEL_CATEGORIES] if per_cat else combine["transformer_weight"]
+    clf = Classifier(None, None, None, MODEL_CATEGORIES, "t", linear=scorer, transformer_weight=weight)
     check = combine["check"]
     got = clf.combine(np.array(check["transformer"]), check["texts"])
     np.testing.assert_allclose(got, np.array(check["scores"]), atol=1e-9, rtol=0)
-    assert 0.0 < combine["transformer_weight"] < 1.0
+    assert 0.0 <= min(np.atleast_1d(weight)) and max(np.atleast_1d(weight)) <= 1.0
+    assert 0.0 < combine["transformer_weight"] < 1.0  # on average the two halves are both used
     assert set(combine["thresholds"]) == set(MODEL_CATEGORIES)
+
+
+def test_per_category_weights_mix_each_column_on_its_own(fitted) -> None:
+    _, _, scorer = fitted
+    texts = ["傻逼们好", "加微信聊"]
+    transformer = np.array([[0.9, 0.2], [0.1, 0.8]])
+    linear = scorer.predict_windows(texts)
+    clf = Classifier(None, None, None, ("abuse", "ads"), "t", linear=scorer, transformer_weight=[1.0, 0.0])
+    got = clf.combine(transformer, texts)
+    np.testing.assert_allclose(got[:, 0], transformer[:, 0])  # abuse: the transformer alone
+    np.testing.assert_allclose(got[:, 1], linear[:, 1])  # ads: the linear scorer alone
+    with pytest.raises(ClassifierError, match="3 transformer weights for 2 categories"):
+        Classifier(None, None, None, ("abuse", "ads"), "t", linear=scorer, transformer_weight=[0.5, 0.5, 0.5])

@@ -91,7 +91,8 @@ def test_engine_combines_model_and_rules() -> None:
     # with a lexicon that knows the term, sound-alike and pinyin spellings reach the model spelled plainly
     s2 = Screener(lexicon=moderation.get_screener().lexicon, classifier=clf)
     s2.screen_batch(["你是沙币吗", "你个sha逼"])
-    assert clf.seen[-2:] == ["你是傻逼吗", "你个傻逼"]
+    # screen_batch sends texts sorted by length (less padding): the order the model saw them in is its own
+    assert sorted(clf.seen[-2:]) == sorted(["你是傻逼吗", "你个傻逼"])
     (model_hit,) = [h for h in v2.hits if h.source == "model"]
     assert model_hit.category == "porn" and model_hit.text == "有点暧昧"
     assert v3.categories["custom"] == 1.0

@@ -255,7 +255,7 @@ def test_a_token_cache_that_fails_before_the_request_left_is_not_sent() -> None:
 
 def test_a_limiter_that_fails_before_the_request_left_is_not_sent() -> None:
     class Down(LocalLimiter):
-        def acquire(self, key: str, per_second: float) -> None:
+        def acquire(self, key: str, per_second: float, burst: int = 1) -> None:
             raise sa.exc.OperationalError("UPDATE rate_limits", {}, Exception("database is locked"))
 
     sent: list[httpx.Request] = []

@@ -36,6 +36,7 @@ from publisher.interfaces.web.messages import DEFAULT_LANGUAGE, LANGUAGES, trans
 from publisher.services import Principal
 from publisher.services.channels import account_info, make_channel
 from publisher.services.people import SESSION_ABSOLUTE, holds
+from publisher.services.rescreen import flag_rows
 from publisher.services.reviews import waiting_steps
 
 HERE = Path(__file__).parent
@@ -274,7 +275,9 @@ def review_page(request: Request, actor: Me, session: Db, page: int = 0) -> Resp
             "due": iso_local(w.due),
             "overdue": w.due is not None and w.due < t,
         }
-    return render(request, "review_queue.html", queue=queue, page=page, more=len(queue) == REVIEW_PAGE)
+    # live posts a re-screen flagged come first: they are out there now (publisher.services.rescreen)
+    flags = flag_rows(session, actor, limit=REVIEW_PAGE) if page == 0 else []
+    return render(request, "review_queue.html", queue=queue, page=page, more=len(queue) == REVIEW_PAGE, flags=flags)
 
 
 # ------------------------------------------------------------------------------------------ compose

@@ -66,6 +66,7 @@ const FORMS = {
     term: f.term.value, list: f.list.value, category: f.category.value, severity: f.severity.value,
   }],
   "chain": (f) => ["PUT", `/organizations/${f.dataset.id}/review-chain`, JSON.parse(f.chain.value.trim() || "null")],
+  "flag-keep": (f) => ["POST", `/live-flags/${f.dataset.id}/keep`, { reason: f.reason.value }],
   "proposal": (f) => ["POST", "/moderation/proposals", {
     organization: Number(f.organization.value), term: f.term.value, accept: f.accept.value === "true",
   }],
