@@ -44,7 +44,12 @@ GENESIS = "0" * 64
 _APPEND_LOCK_KEY = 0x6D6D41554449
 
 _LOCK_PG = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_APPEND_LOCK_KEY)
-_NEXT_ID_PG = text("SELECT nextval(pg_get_serial_sequence('audit_events', 'id'))")
+# n ids from the sequence, ascending, each row beside the chain's last hash (NULL for an empty table)
+_NEXT_IDS_PG = text(
+    "SELECT nextval(pg_get_serial_sequence('audit_events', 'id')) AS next_id, last.row_hash AS last_hash"
+    " FROM generate_series(1, :n) LEFT JOIN"
+    " (SELECT row_hash FROM audit_events ORDER BY id DESC LIMIT 1) AS last ON true ORDER BY next_id"
+)
 
 SOURCE_MAX = 100  # audit_events.source
 EVENTS_LIMIT_MAX = 1000  # the most rows one events() call returns
@@ -172,28 +177,43 @@ def append(
 
 
 def _write(session: Session, fields: dict[str, Any]) -> AuditEvent:
-    """Chain ``fields`` onto the last row and insert it (under the appenders' lock)."""
-    # No autoflush and a Core INSERT of this one row: auditing flushes none of the caller's pending changes,
-    # so it never moves the point where the caller's own writes fail.
-    with session.no_autoflush:
-        postgresql = is_postgresql(session)
-        if postgresql:
-            # Before reading the last row: the next appender waits here until this transaction ends, then
-            # (READ COMMITTED: a fresh snapshot per statement) sees the row this one added.
-            session.execute(_LOCK_PG)
-        last = session.execute(select(_table.c.id, _table.c.row_hash).order_by(_table.c.id.desc()).limit(1)).first()
-        # The id is part of the hash, so it is taken before the INSERT (rows cannot be updated afterwards):
-        # from the sequence on PostgreSQL (under the lock, so ids grow in chain order), and on SQLite the
-        # id the database would have chosen itself (max + 1), under its write lock.
-        fields["id"] = session.execute(_NEXT_ID_PG).scalar_one() if postgresql else (last.id if last else 0) + 1
-        fields["prev_hash"] = last.row_hash if last else GENESIS
-        fields["row_hash"] = compute_hash(SimpleNamespace(**fields))
-        session.execute(_table.insert().values(**fields))
+    """Chain ``fields`` onto the last row and insert it (under the appenders' lock); the row's object is put in
+    the session as if loaded."""
+    _write_many(session, [fields])
     # The row is in the database: hand back its object, in the session as if loaded (nothing left to write).
     event = AuditEvent(**fields)
     make_transient_to_detached(event)
     session.add(event)
     return event
+
+
+def _write_many(session: Session, batch: list[dict[str, Any]]) -> None:
+    """Chain the rows of ``batch`` onto the last row, in order, and insert them: one lock, one read of the chain's
+    end and one INSERT for the whole batch (the delivery engine's transactions each write their events at
+    commit, while every other appender waits on the lock)."""
+    # No autoflush and a Core INSERT: auditing flushes none of the caller's pending changes, so it never moves
+    # the point where the caller's own writes fail.
+    with session.no_autoflush:
+        if is_postgresql(session):
+            # Before reading the last row: the next appender waits here until this transaction ends, then
+            # (READ COMMITTED: a fresh snapshot per statement) sees the rows this one added.
+            session.execute(_LOCK_PG)
+            # The id is part of the hash, so it is taken before the INSERT (rows cannot be updated afterwards):
+            # from the sequence, under the lock, so ids grow in chain order; the chain's end in the same
+            # statement.
+            rows = session.execute(_NEXT_IDS_PG, {"n": len(batch)}).all()
+            ids = [r.next_id for r in rows]
+            prev = rows[0].last_hash or GENESIS
+        else:
+            # SQLite: the ids the database would have chosen itself (max + 1 on), under its write lock.
+            last = session.execute(select(_table.c.id, _table.c.row_hash).order_by(_table.c.id.desc()).limit(1)).first()
+            start = (last.id if last else 0) + 1
+            ids = list(range(start, start + len(batch)))
+            prev = last.row_hash if last else GENESIS
+        for fields, id_ in zip(batch, ids, strict=True):
+            fields["id"], fields["prev_hash"] = id_, prev
+            fields["row_hash"] = prev = compute_hash(SimpleNamespace(**fields))
+        session.execute(_table.insert(), batch)
 
 
 # Events queued by append() inside appended_at_commit(), per session, until it commits.
@@ -222,8 +242,9 @@ def appended_at_commit() -> Iterator[None]:
 
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
-    for fields in session.info.pop(_PENDING, None) or ():
-        _write(session, fields)
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        _write_many(session, pending)
 
 
 @event.listens_for(Session, "after_rollback")

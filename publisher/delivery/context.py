@@ -6,10 +6,10 @@ import os
 import socket
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from channels.base import DeliveryContext, PostContent
-from core.db import session_scope
+from core.db import get_engine, session_scope
 from publisher.domain.models import Delivery, PostVersion
 from publisher.services.media import cover_source, is_media_ref
 
@@ -45,10 +45,17 @@ def delivery_context(
     delivery_id = d.id
 
     def save_progress(update_: dict[str, Any]) -> None:
-        # Its own transaction, committed before the adapter makes its next call.
-        with session_scope() as s:
-            row = s.execute(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).scalar_one()
-            row.progress = {**(row.progress or {}), **update_}
+        # Its own transaction, committed before the adapter makes its next call. Two Core statements on a
+        # connection, not an ORM session: a WeChat delivery saves four ids, and a session's set-up, flush and
+        # commit events cost more CPU than the statements (profiled). The merge reads the row under its lock:
+        # whatever an earlier attempt saved stays.
+        with get_engine().begin() as conn:
+            saved = conn.execute(
+                select(Delivery.progress).where(Delivery.id == delivery_id).with_for_update()
+            ).scalar_one()
+            conn.execute(
+                update(Delivery).where(Delivery.id == delivery_id).values(progress={**(saved or {}), **update_})
+            )
 
     return DeliveryContext(
         delivery_id=d.id,

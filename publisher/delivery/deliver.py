@@ -51,7 +51,7 @@ from publisher.delivery.outcomes import (
     settle_post,
 )
 from publisher.domain import lifecycle
-from publisher.domain.models import Account, Delivery, PostVersion
+from publisher.domain.models import Account, Delivery, Post, PostVersion
 from publisher.services.channels import account_info, make_channel
 from publisher.services.common import audit, notify_owner
 
@@ -63,6 +63,7 @@ class Claim:
     """A delivery this worker has claimed: the account as the adapter sees it, and whether to look before posting."""
 
     delivery_id: int
+    post_id: int
     info: AccountInfo
     ctx_args: tuple[Delivery, PostVersion, str | None]
     needs_lookup: bool
@@ -72,31 +73,38 @@ def _claim(delivery_id: int) -> Claim | None:
     """Atomically take a delivery for this worker, or return None (someone else has it / not due / blocked)."""
     t = now()
     with session_scope() as s:
-        q = select(Delivery).where(Delivery.id == delivery_id)
-        q = q.with_for_update(skip_locked=True) if is_postgresql(s) else q
-        d = s.execute(q).scalar_one_or_none()
-        if d is None or d.state not in lifecycle.DELIVERY_READY:
+        # One statement for the delivery (locked), the version it sends and its post's state: the post row
+        # itself is loaded only where the claim settles it.
+        q = (
+            select(Delivery, PostVersion, Post.state, Post.current_version_id)
+            .join(Post, Post.id == Delivery.post_id)
+            .join(PostVersion, PostVersion.id == Delivery.version_id)
+            .where(Delivery.id == delivery_id)
+        )
+        q = q.with_for_update(skip_locked=True, of=Delivery) if is_postgresql(s) else q
+        row = s.execute(q).one_or_none()
+        if row is None or row[0].state not in lifecycle.DELIVERY_READY:
             return None
+        d, version, post_state, current_version_id = row
         if d.next_attempt_at and d.next_attempt_at > t:
             return None
-        post = load_post(s, d.post_id)
-        if post.state in lifecycle.RETRACTION:
+        if post_state in lifecycle.RETRACTION:
             lifecycle.transition("delivery", d, "cancelled")
             return None
-        if d.version_id != post.current_version_id:
+        if d.version_id != current_version_id:
             # Never send content that is no longer the post's: it was edited after this delivery was made (a
             # failed post); a retry moves the delivery to the new version once that is approved.
             _fail_unsent(d, "the post was edited after this delivery was made; retry the post to send the new version")
-            settle_post(s, post)
+            settle_post(s, load_post(s, d.post_id))
             return None
         account = s.execute(select(Account).where(Account.id == d.account_id).with_for_update()).scalar_one()
         if account.status == "disabled":
             _fail_unsent(d, f"account {account.name} is disabled")
-            settle_post(s, post)
+            settle_post(s, load_post(s, d.post_id))
             return None
         if account.status == "needs_reauth":
             _wait(d, "needs_reauth", None, f"account {account.name} needs re-authorisation")
-            settle_post(s, post)
+            settle_post(s, load_post(s, d.post_id))
             return None
         if account.paused_until and account.paused_until > t:
             _wait(d, "retry_wait", account.paused_until, f"account paused until {format_local(account.paused_until)}")
@@ -108,7 +116,7 @@ def _claim(delivery_id: int) -> Claim | None:
             dep = s.get(Delivery, d.depends_on_id)
             if dep is None or dep.state in ("failed", "cancelled", "retracted"):
                 _fail_unsent(d, "the website copy this post links to was not published")
-                settle_post(s, post)
+                settle_post(s, load_post(s, d.post_id))
                 return None
             if dep.state != "published" or not dep.remote_url:
                 if dep.state == "needs_reauth":  # recoverable: it waits, it does not fail
@@ -147,21 +155,21 @@ def _claim(delivery_id: int) -> Claim | None:
                 "secret_key",
                 f"worker {WORKER_ID} cannot decrypt the credentials of account {account.name}: {exc} "
                 "Its deliveries fail until the key is fixed; then `matrix post retry` the posts.",
-                post_id=post.id,
+                post_id=d.post_id,
             )
+            post = load_post(s, d.post_id)
             notify_owner(s, post, "delivery_failed", f"post {post.id} on {account.name}: {d.last_error}")
             settle_post(s, post)
             return None
         lifecycle.transition("delivery", d, "sending")
         d.attempts += 1
         d.claimed_at, d.claimed_by = t, WORKER_ID
-        version = s.get(PostVersion, d.version_id)
         audit(s, WORKER_ID, "delivery.attempt", d, attempt=d.attempts)
         # Look before posting only when an earlier attempt's outcome is unknown (answer lost, worker died);
         # after a definitive refusal the adapter resumes from the ids in ``progress`` instead.
         needs_lookup = d.outcome_unknown
         s.flush()
-        return Claim(d.id, info, (d, version, depends_url), needs_lookup)
+        return Claim(d.id, d.post_id, info, (d, version, depends_url), needs_lookup)
 
 
 def _wait(d: Delivery, state: str, until: Any, reason: str) -> None:
@@ -190,7 +198,7 @@ def deliver(delivery_id: int) -> str:
     except Exception as exc:
         log.warning("delivery %s: not sent: %s", delivery_id, exc.__class__.__name__)
         not_sent = NotSent(f"not sent: {exc.__class__.__name__} before the first request")
-        return _counted(claim.info.kind, _record(delivery_id, error=not_sent, still_unknown=claim.needs_lookup))
+        return _counted(claim.info.kind, _record(claim, error=not_sent, still_unknown=claim.needs_lookup))
     looking = claim.needs_lookup
     try:
         result: PublishResult | None = None
@@ -199,12 +207,13 @@ def deliver(delivery_id: int) -> str:
         looking = False
         if result is None:
             result = channel.publish(ctx)
-        return _counted(claim.info.kind, _record(delivery_id, ok=result))
+        return _counted(claim.info.kind, _record(claim, ok=result))
     except ChannelError as exc:
-        return _counted(claim.info.kind, _record(delivery_id, error=exc, still_unknown=looking))
+        return _counted(claim.info.kind, _record(claim, error=exc, still_unknown=looking))
     except Exception as exc:  # a bug or an unexpected reply: the request may have gone out, so look later
         log.exception("delivery %s: unexpected error", delivery_id)
-        return _counted(claim.info.kind, _record(delivery_id, error=OutcomeUnknown(f"unexpected error: {exc!r}")))
+        unknown = OutcomeUnknown(f"unexpected error: {exc!r}")
+        return _counted(claim.info.kind, _record(claim, error=unknown))
     finally:
         channel.close()
 
@@ -216,7 +225,7 @@ def _counted(channel: str, state: str) -> str:
 
 
 def _record(
-    delivery_id: int,
+    claim: Claim,
     *,
     ok: PublishResult | None = None,
     error: ChannelError | None = None,
@@ -229,20 +238,20 @@ def _record(
     """
     settings = get_settings()
     with session_scope() as s:
-        post, d = lock_post_and_delivery(s, delivery_id)
-        account = s.get(Account, d.account_id)
+        post, d = lock_post_and_delivery(s, claim.delivery_id, claim.post_id)
         t = now()
         if ok is not None:
-            apply_result(s, d, ok, post)
+            apply_result(s, d, ok, post, kind=claim.info.kind)
             if d.state == "awaiting_manual":  # nothing more happens until a person posts it by hand
                 notify_owner(
                     s,
                     post,
                     "awaiting_manual",
-                    f"post {post.id} on {account.name} waits for a person to post it by hand: "
+                    f"post {post.id} on {s.get(Account, d.account_id).name} waits for a person to post it by hand: "
                     f"`matrix delivery package {d.id} -o delivery-{d.id}.zip`, then `matrix delivery confirm {d.id}`",
                 )
         elif isinstance(error, QuotaExhausted):
+            account = s.get(Account, d.account_id)
             until = error.paused_until or t + timedelta(hours=1)
             account.status, account.paused_until, account.status_reason = "paused", until, str(error)
             d.attempts -= 1  # a spent quota is not the delivery's failure
@@ -264,6 +273,7 @@ def _record(
             lifecycle.transition("delivery", d, "unconfirmed")
             d.outcome_unknown, d.last_error = True, str(error)
         elif isinstance(error, NeedsReauth):
+            account = s.get(Account, d.account_id)
             lifecycle.transition("delivery", d, "needs_reauth")
             d.last_error = str(error)
             account.status, account.status_reason = "needs_reauth", str(error)
@@ -279,7 +289,8 @@ def _record(
             assert isinstance(error, (PermanentError, ChannelError))  # noqa: S101 - for the type checker only
             lifecycle.transition("delivery", d, "failed")
             d.last_error = str(error)
-            notify_owner(s, post, "delivery_failed", f"post {post.id} on {account.name}: {error}")
+            name = s.get(Account, d.account_id).name
+            notify_owner(s, post, "delivery_failed", f"post {post.id} on {name}: {error}")
         if error is not None:
             # the platform answered (a refusal is an answer): the next attempt need not look first
             d.outcome_unknown = isinstance(error, OutcomeUnknown) or still_unknown

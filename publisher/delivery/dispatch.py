@@ -12,6 +12,7 @@ from core.audit import appended_at_commit
 from core.clock import now
 from core.db import is_postgresql, session_scope
 from core.settings import get_settings
+from publisher.delivery.outcomes import LINK_TARGET
 from publisher.domain import lifecycle
 from publisher.domain.models import Account, Delivery, Post, Schedule
 from publisher.services.common import audit, get
@@ -85,7 +86,7 @@ def _expand_schedule(s: Session, schedule: Schedule) -> None:
         s.add(d)
         made[account.id] = d
     s.flush()
-    website = next((made[a.id] for a in accounts if a.kind == "website"), None)
+    website = next((made[a.id] for a in accounts if a.kind == LINK_TARGET), None)
     for account in accounts:
         if get_channel_class(account.kind).needs_website_link:
             d = made[account.id]

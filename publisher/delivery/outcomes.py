@@ -22,11 +22,11 @@ from publisher.domain.models import Delivery, Post
 from publisher.services.common import audit, holders, notify_owner
 
 
-def lock_post_and_delivery(s: Session, delivery_id: int) -> tuple[Post, Delivery]:
+def lock_post_and_delivery(s: Session, delivery_id: int, post_id: int | None = None) -> tuple[Post, Delivery]:
     """Lock the delivery's post, then the delivery: always in this order, so recording outcomes of one
-    post's deliveries is serialised (the post state derived from them never misses a concurrent change)."""
-    post_id = None
-    if id_in_range(delivery_id):  # out of range the database would fail rather than find nothing
+    post's deliveries is serialised (the post state derived from them never misses a concurrent change).
+    ``post_id``: the delivery's post where the caller knows it (a delivery never changes post)."""
+    if post_id is None and id_in_range(delivery_id):  # out of range the database would fail rather than find nothing
         post_id = s.execute(select(Delivery.post_id).where(Delivery.id == delivery_id)).scalar_one_or_none()
     if post_id is None:
         raise NotFound(f"delivery {delivery_id} not found")
@@ -46,15 +46,16 @@ def load_post(s: Session, post_id: int, *, lock: bool = False) -> Post:
     return post
 
 
-def apply_result(s: Session, d: Delivery, result: PublishResult, post: Post) -> None:
-    """Record a platform's answer (published, awaiting confirmation or a person) on a locked delivery."""
+def apply_result(s: Session, d: Delivery, result: PublishResult, post: Post, *, kind: str | None = None) -> None:
+    """Record a platform's answer (published, awaiting confirmation or a person) on a locked delivery;
+    ``kind``: the account's channel where the caller knows it (see :func:`mark_published`)."""
     target = result.state if result.state in ("published", "awaiting_confirmation", "awaiting_manual") else "published"
     if d.state == "retry_wait":  # a late answer for a delivery that was given up on meanwhile: the truth wins
         d.state = "sending"
     d.remote_id = result.remote_id or d.remote_id
     d.outcome_unknown, d.last_error, d.claimed_by = False, None, None
     if target == "published":
-        mark_published(s, d, post, result.url)
+        mark_published(s, d, post, result.url, kind=kind)
         return
     lifecycle.transition("delivery", d, target)
     d.remote_url = result.url or d.remote_url
@@ -65,6 +66,9 @@ def apply_result(s: Session, d: Delivery, result: PublishResult, post: Post) -> 
     elif target == "awaiting_confirmation":
         schedule_status_check(s, d, 0)
 
+
+#: the channel whose copies other deliveries link to (``needs_website_link``; see ``dispatch``)
+LINK_TARGET = "website"
 
 #: looks a worker takes at a settling delivery before leaving it to reconcile's round (2+4+...+30 s: minutes)
 STATUS_CHECKS = 8
@@ -83,17 +87,26 @@ def schedule_status_check(s: Session, d: Delivery, done: int) -> None:
     after_commit(s, enqueue, Task.CHECK_DELIVERY, d.id, done + 1, countdown=delay)
 
 
-def mark_published(s: Session, d: Delivery, post: Post, url: str | None = None, *, actor: str = WORKER_ID) -> None:
+def mark_published(
+    s: Session,
+    d: Delivery,
+    post: Post,
+    url: str | None = None,
+    *,
+    actor: str = WORKER_ID,
+    kind: str | None = None,
+) -> None:
     """Every path's way to ``published`` (a worker's answer, reconcile's lookup or status poll, a person's
     confirmation): dependants are woken, and a copy that went live after its post was retracted is retracted
-    at once (``retracting``, a retraction task queued)."""
+    at once (``retracting``, a retraction task queued). ``kind``: the account's channel, where the caller knows
+    it: only a website copy has dependants (posts that link to it), so the others skip looking for them."""
     lifecycle.transition("delivery", d, "published")
     d.remote_url = url or d.remote_url
     d.published_at = now()
     audit(s, actor, "delivery.published", d, remote_id=d.remote_id, url=d.remote_url)
     if post.state in lifecycle.RETRACTION:
         begin_retraction(s, d, post)
-    else:
+    elif kind is None or kind == LINK_TARGET:
         wake_dependants(s, d)
 
 
