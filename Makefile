@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench-fanout bench-moderation bench-people bench-web bench-monitor evaluate clean
+.PHONY: install run test lint bench-fanout bench-moderation bench-people bench-web bench-monitor bench-rescreen evaluate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -52,6 +52,9 @@ bench-web: install
 
 bench-monitor: install
 	$(BIN)/python -m bench.monitor
+
+bench-rescreen: install
+	$(BIN)/python bench/rescreen.py
 
 evaluate: install
 	$(BIN)/python -m moderation.evaluate

@@ -240,7 +240,8 @@ def make_client(
             follow_redirects=bool(max_redirects),
             max_redirects=max_redirects or 0,
         )
-    return guarded_client(base_url, policy=policy, timeout=timeout, max_redirects=max_redirects or 0)
+    # connections kept alive across the adapters of a process (one per delivery): core.http.shared_transport
+    return guarded_client(base_url, policy=policy, timeout=timeout, max_redirects=max_redirects or 0, shared=True)
 
 
 # ------------------------------------------------------------------------------------ error replies

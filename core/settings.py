@@ -71,7 +71,12 @@ class Settings(BaseSettings):
     rescreen_batch: int = Field(
         20, ge=1, le=500, description="Posts one re-screening task takes: a new screening waits for at most one batch."
     )
-    stuck_after_s: float = Field(120.0, description="A delivery in `sending` longer than this is reconciled.")
+    stuck_after_s: float = Field(
+        300.0,
+        description="A delivery in `sending` longer than this is reconciled (presumed orphaned and looked up). "
+        "Keep it above the longest attempt (its platform calls, each up to MATRIX_HTTP_TIMEOUT_S): a live slow "
+        "attempt looked up before it noted its submit would be sent a second time.",
+    )
     requeue_after_s: float = Field(60.0, description="A queued delivery not yet claimed is queued again after this.")
     status_poll_s: float = Field(
         2.0,

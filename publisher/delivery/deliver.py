@@ -48,6 +48,7 @@ from publisher.delivery.outcomes import (
     load_post,
     lock_post_and_delivery,
     notify_admins,
+    settle_after_outcome,
     settle_post,
 )
 from publisher.domain import lifecycle
@@ -238,7 +239,7 @@ def _record(
     """
     settings = get_settings()
     with session_scope() as s:
-        post, d = lock_post_and_delivery(s, claim.delivery_id, claim.post_id)
+        post, d = lock_post_and_delivery(s, claim.delivery_id, claim.post_id, shared=True)
         t = now()
         if ok is not None:
             apply_result(s, d, ok, post, kind=claim.info.kind)
@@ -295,5 +296,14 @@ def _record(
             # the platform answered (a refusal is an answer): the next attempt need not look first
             d.outcome_unknown = isinstance(error, OutcomeUnknown) or still_unknown
             audit(s, WORKER_ID, "delivery.error", d, error=type(error).__name__, message=str(error))
-        settle_post(s, post)
-        return d.state
+        state = d.state
+    _settle(claim.post_id)
+    return state
+
+
+def _settle(post_id: int) -> None:
+    """Settle the post after an outcome committed; a failure there loses nothing (reconcile settles it)."""
+    try:
+        settle_after_outcome(post_id)
+    except Exception:
+        log.exception("post %s: not settled now; reconcile settles it", post_id)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, lazyload
 from channels.base import PublishResult, get_channel_class
 from core.broker import Task, enqueue
 from core.clock import now
-from core.db import after_commit, id_in_range
+from core.db import after_commit, id_in_range, session_scope
 from core.errors import NotFound
 from core.notify import Notification, notify
 from core.settings import get_settings
@@ -22,25 +22,33 @@ from publisher.domain.models import Delivery, Post
 from publisher.services.common import audit, holders, notify_owner
 
 
-def lock_post_and_delivery(s: Session, delivery_id: int, post_id: int | None = None) -> tuple[Post, Delivery]:
+def lock_post_and_delivery(
+    s: Session, delivery_id: int, post_id: int | None = None, *, shared: bool = False
+) -> tuple[Post, Delivery]:
     """Lock the delivery's post, then the delivery: always in this order, so recording outcomes of one
     post's deliveries is serialised (the post state derived from them never misses a concurrent change).
-    ``post_id``: the delivery's post where the caller knows it (a delivery never changes post)."""
+    ``post_id``: the delivery's post where the caller knows it (a delivery never changes post).
+
+    ``shared``: the post in share mode (PostgreSQL ``FOR SHARE``): outcomes of one post's deliveries are then
+    recorded side by side, while a retraction (which locks the post exclusively, then its deliveries) waits
+    for them or they for it, so the post's state read here holds until commit. Such a transaction must not
+    change the post: it settles it afterwards (:func:`settle_after_outcome`). Exclusive, a fan-out to 1,000
+    accounts recorded its outcomes one at a time, each waiting for the last to commit."""
     if post_id is None and id_in_range(delivery_id):  # out of range the database would fail rather than find nothing
         post_id = s.execute(select(Delivery.post_id).where(Delivery.id == delivery_id)).scalar_one_or_none()
     if post_id is None:
         raise NotFound(f"delivery {delivery_id} not found")
-    post = load_post(s, post_id, lock=True)
+    post = load_post(s, post_id, lock=True, shared=shared)
     d = s.execute(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).scalar_one()
     return post, d
 
 
-def load_post(s: Session, post_id: int, *, lock: bool = False) -> Post:
+def load_post(s: Session, post_id: int, *, lock: bool = False, shared: bool = False) -> Post:
     """The post of a delivery, without its targets: a post loads every target account eagerly (its pages list
     them), and the engine loads the post several times per delivery, so a fan-out to 1,000 accounts loaded a
-    million rows. Its targets still load on first use."""
+    million rows. Its targets still load on first use. ``lock``: the row locked (``shared``: in share mode)."""
     q = select(Post).where(Post.id == post_id).options(lazyload(Post.targets))
-    post = s.execute(q.with_for_update() if lock else q).scalar_one_or_none()
+    post = s.execute(q.with_for_update(read=shared) if lock else q).scalar_one_or_none()
     if post is None:
         raise NotFound(f"post {post_id} not found")
     return post
@@ -186,6 +194,29 @@ def settle_post(s: Session, post: Post) -> None:
     if target != post.state and lifecycle.can("post", post.state, target):
         lifecycle.transition("post", post, target)
         audit(s, "system", f"post.{target}", post)
+
+
+def settle_after_outcome(post_id: int) -> None:
+    """Settle a post after an outcome of one of its deliveries was committed under a shared post lock, in a
+    short transaction of its own; then tell its owner what a retraction left (:func:`report_leftovers`).
+
+    While a publishing post still has a delivery that has not settled, no outcome can change its state, so
+    nothing is locked: that delivery's own outcome settles it later. This check runs after its outcome
+    committed, so of the post's last two outcomes, committed at the same time, the later one sees both (READ
+    COMMITTED: each statement sees what was committed before it). Reconcile settles any post left over.
+    """
+    with session_scope() as s:
+        unsettled = (
+            select(Delivery.id)
+            .where(Delivery.post_id == post_id, Delivery.state.notin_(lifecycle.DELIVERY_SETTLED))
+            .exists()
+        )
+        row = s.execute(select(Post.state, unsettled).where(Post.id == post_id)).one_or_none()
+        if row is None or (row[0] == "publishing" and row[1]):
+            return
+        post = load_post(s, post_id, lock=True)
+        settle_post(s, post)
+        report_leftovers(s, post)
 
 
 def report_leftovers(s: Session, post: Post) -> list[Delivery]:

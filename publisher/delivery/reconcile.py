@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import or_, select
@@ -31,10 +32,11 @@ from publisher.delivery.outcomes import (
     notify_admins,
     report_leftovers,
     schedule_status_check,
+    settle_after_outcome,
     settle_post,
 )
 from publisher.domain import lifecycle
-from publisher.domain.models import Delivery, Post, PostVersion
+from publisher.domain.models import Account, Delivery, Post, PostVersion
 from publisher.services.channels import account_info, make_channel
 from publisher.services.common import audit, notify_owner
 
@@ -175,40 +177,57 @@ def _note(delivery_id: int, message: str, *, admins: bool = False) -> None:
                 notify_admins(s, d.account.organization_id, "secret_key", message, post_id=d.post_id)
 
 
-def _load_for_platform(delivery_id: int, state: str) -> tuple[Channel, DeliveryContext] | None:
+@dataclass
+class _Loaded:
+    """What asking the platform about one delivery takes: the adapter, its context, and the delivery's post
+    and channel (for recording the answer without reading them again)."""
+
+    channel: Channel
+    ctx: DeliveryContext
+    post_id: int
+    kind: str
+
+
+def _load_for_platform(delivery_id: int, state: str) -> _Loaded | None:
     """The adapter and its context for asking the platform about a delivery in ``state`` (None if it moved on).
 
-    The rows are read in a short transaction; the context is built after it: an uploaded cover is read in a
-    transaction of its own (``post_content``), which on SQLite would wait for this one's write lock.
+    The rows are read in a short transaction (one statement for the delivery, its version and its account);
+    the context is built after it: an uploaded cover is read in a transaction of its own (``post_content``),
+    which on SQLite would wait for this one's write lock.
     """
     with session_scope() as s:
-        d = s.get(Delivery, delivery_id)
-        if d is None or d.state != state:
+        row = s.execute(
+            select(Delivery, PostVersion, Account)
+            .join(PostVersion, PostVersion.id == Delivery.version_id)
+            .join(Account, Account.id == Delivery.account_id)
+            .where(Delivery.id == delivery_id)
+        ).one_or_none()
+        if row is None or row[0].state != state:
             return None
-        version = s.get(PostVersion, d.version_id)
+        d, version, account = row
         depends_url = None
         if d.depends_on_id:
             dep = s.get(Delivery, d.depends_on_id)
             depends_url = dep.remote_url if dep else None
-        info = account_info(d.account)
-    return make_channel(info), delivery_context(d, version, depends_url, kind=info.kind)
+        info = account_info(account)
+    ctx = delivery_context(d, version, depends_url, kind=info.kind)
+    return _Loaded(make_channel(info), ctx, d.post_id, info.kind)
 
 
 def _resolve_unconfirmed(delivery_id: int) -> None:
     loaded = _load_for_platform(delivery_id, "unconfirmed")
     if loaded is None:
         return
-    channel, ctx = loaded
     try:
-        found = channel.lookup(ctx)
+        found = loaded.channel.lookup(loaded.ctx)
     finally:
-        channel.close()
+        loaded.channel.close()
     with session_scope() as s:
-        post, d = lock_post_and_delivery(s, delivery_id)
+        post, d = lock_post_and_delivery(s, delivery_id, loaded.post_id)
         if d.state != "unconfirmed":
             return
         if found is not None:
-            apply_result(s, d, found, post)
+            apply_result(s, d, found, post, kind=loaded.kind)
         elif post.state in lifecycle.RETRACTION:  # not there, and its post was retracted: never send it
             lifecycle.transition("delivery", d, "cancelled")
             d.outcome_unknown = False
@@ -227,21 +246,19 @@ def _resolve_awaiting(delivery_id: int, checks: int | None = None) -> None:
     loaded = _load_for_platform(delivery_id, "awaiting_confirmation")
     if loaded is None:
         return
-    channel, ctx = loaded
     try:
-        status = channel.status(ctx)
+        status = loaded.channel.status(loaded.ctx)
     finally:
-        channel.close()
+        loaded.channel.close()
     with session_scope() as s:
-        post, d = lock_post_and_delivery(s, delivery_id)
+        # the post shared (see lock_post_and_delivery): a fan-out's settling copies are recorded side by side
+        post, d = lock_post_and_delivery(s, delivery_id, loaded.post_id, shared=True)
         if d.state != "awaiting_confirmation":
             return
         if status.state == "published":
             # the one way to published: a post retracted meanwhile has its copy retracted at once
-            mark_published(s, d, post, status.url, actor="reconcile")
-            settle_post(s, post)
-            return
-        if status.state == "failed":
+            mark_published(s, d, post, status.url, actor="reconcile", kind=loaded.kind)
+        elif status.state == "failed":
             lifecycle.transition("delivery", d, "failed")
             d.last_error = status.reason or "the platform refused the post"
             notify_owner(s, post, "delivery_failed", f"post {post.id} on {d.account.name}: {d.last_error}")
@@ -253,6 +270,6 @@ def _resolve_awaiting(delivery_id: int, checks: int | None = None) -> None:
             if checks is not None:
                 schedule_status_check(s, d, checks)
             return
-        audit(s, "reconcile", f"delivery.{d.state}", d, reason=status.reason, url=status.url)
-        settle_post(s, post)
-        report_leftovers(s, post)
+        if status.state != "published":
+            audit(s, "reconcile", f"delivery.{d.state}", d, reason=status.reason, url=status.url)
+    settle_after_outcome(loaded.post_id)
