@@ -387,7 +387,11 @@ class Toutiao(Channel):
         return result
 
     def lookup(self, ctx: DeliveryContext) -> PublishResult | None:
-        """Find an article an earlier attempt submitted: by saved id, by ``title_id``, or title and time."""
+        """Find an article an earlier attempt submitted: by saved id, by ``title_id``, or title and time.
+
+        Whatever became of it counts as found (in review, published, rejected, deleted): only an article that
+        is not in the list at all lets publish post one.
+        """
         if self.manual:
             return manual_lookup(ctx)
         pgc_id = ctx.progress.get("pgc_id")
@@ -406,11 +410,12 @@ class Toutiao(Channel):
             if not hit:
                 continue
             status = self._status_of(item, item_id)
-            if status.state in ("retracted", "failed"):
-                return None
             ctx.save(pgc_id=item_id)
             if status.state == "published":
                 return PublishResult(remote_id=item_id, state="published", url=status.url)
+            # In review, and also rejected or deleted: it is ours and it was posted. Posting again would put a
+            # second copy up (the console's 7053 ignores deleted articles) or defy a removal; status() settles
+            # it as failed (with the review's reason) or retracted, as for a delivery whose answer arrived.
             return PublishResult(remote_id=item_id, state="awaiting_confirmation")
         return None
 

@@ -11,6 +11,7 @@ is returned, so a retry resumes instead of repeating::
     draft/add ──► progress["media_id"]
     progress["submit_started_at"] (before the call: a lost answer is told apart from "never sent")
     freepublish/submit ──► progress["publish_id"], progress["msg_data_id"]  → awaiting_confirmation
+                           (40007 for a draft an earlier attempt submitted: OutcomeUnknown, never a failure)
     freepublish/get (reconcile) ──► 0 published (article_id, article_url) | 1 pending | 2/3/4 failed
                                     | 5/6 retracted by the platform
 
@@ -20,6 +21,13 @@ by the platform and returned by ``freepublish/batchget`` and ``draft/batchget``,
 finds it. (The digest would show the key to readers.) An account without any link base (no website
 copy and no ``config["source_url"]``) has no ``content_source_url``; lookup then falls back to the
 title, which is weaker and documented as such.
+
+A submit whose answer was lost (``media_id`` and ``submit_started_at`` saved, no ``publish_id``) is never
+submitted again on time alone. WeChat lists only finished articles, so :meth:`WeChatChannel.lookup` also
+asks the draft box (``draft/get``): a draft that has left it was submitted — it is still being published, or
+it was published and removed — and the delivery waits for the article to be listed (:class:`OutcomeUnknown`),
+however long that takes; only a draft still in the box, with nothing listed after ``submit_grace_s``, is
+submitted again (the earlier request never landed, or its publishing failed and the draft came back).
 
 Comments (留言): ``POST /cgi-bin/comment/list {msg_data_id, index, begin, count ≤ 50, type: 0}`` → ``{total,
 comment: [{user_comment_id, openid, create_time, content, comment_type}]}``; ``index`` counts the articles of a
@@ -432,8 +440,21 @@ class WeChatChannel(Channel):
         media_id = progress.get("media_id")
         if not media_id:
             media_id = self._add_draft(ctx)
+        submitted_before = progress.get("submit_started_at") is not None
         ctx.save(submit_started_at=time.time())
-        data = self._api("/cgi-bin/freepublish/submit", {"media_id": media_id})
+        try:
+            data = self._api("/cgi-bin/freepublish/submit", {"media_id": media_id})
+        except InvalidRequest as exc:
+            if exc.code == 40007 and submitted_before:
+                # Our own draft, which an earlier attempt sent to this very call: "invalid media_id" means it
+                # has left the draft box, i.e. that submit landed. Failing the delivery would hide a live (or
+                # soon live) article; submitting anew would publish it twice. Look it up instead.
+                raise OutcomeUnknown(
+                    "wechat: the draft was already submitted by an earlier attempt (40007 for its media_id); "
+                    "looking it up instead",
+                    code=exc.code,
+                ) from exc
+            raise
         publish_id = str(data["publish_id"])
         ctx.save(publish_id=publish_id, msg_data_id=str(data.get("msg_data_id", "")))
         return PublishResult(remote_id=publish_id, state="awaiting_confirmation")
@@ -541,9 +562,11 @@ class WeChatChannel(Channel):
         * publish_id saved: the submit happened; its state comes from :meth:`status` (never None).
         * otherwise, the published articles (freepublish/batchget) are scanned for our key: found →
           published.
-        * media_id saved and a submit may have been sent (its answer lost) less than ``submit_grace_s``
-          ago: it may still be publishing, and WeChat lists only finished articles, so
-          :class:`OutcomeUnknown` (look again later). After that: None, publish resumes from the draft.
+        * media_id saved and a submit may have been sent (its answer lost): the draft box decides, since
+          WeChat lists only finished articles. Draft gone: that submit landed and is still publishing (or
+          was published and removed) → :class:`OutcomeUnknown` (look again later), never a second submit.
+          Draft still there: within ``submit_grace_s`` of the submit :class:`OutcomeUnknown` too; after it,
+          None, and publish submits the same draft (the earlier request never landed, or failed).
         * nothing saved: the draft box is scanned for our key; a draft found is adopted (media_id saved)
           so publish resumes from it instead of adding a second draft. Returns None.
         """
@@ -557,8 +580,15 @@ class WeChatChannel(Channel):
             return found
         if progress.get("media_id"):
             started = progress.get("submit_started_at")
+            if started is None:
+                return None  # never submitted: publish resumes from the draft
+            if not self._draft_in_box(str(progress["media_id"])):
+                raise OutcomeUnknown(
+                    "the submit's answer was lost and its draft has left the draft box: it was submitted and is "
+                    "not listed yet (still publishing, or removed); never submitted again, looking again later"
+                )
             grace = float(self.account.config.get("submit_grace_s", 600))
-            if started is not None and time.time() - float(started) < grace:
+            if time.time() - float(started) < grace:
                 raise OutcomeUnknown(
                     "the submit's answer was lost and the article is not listed yet; looking again later"
                 )
@@ -603,6 +633,16 @@ class WeChatChannel(Channel):
                 ctx.save(**update)
                 return PublishResult(remote_id=str(item["article_id"]), state="published", url=url)
         return None
+
+    def _draft_in_box(self, media_id: str) -> bool:
+        """Whether our draft is still in the draft box (``draft/get``; 40007: it is not, as once submitted)."""
+        try:
+            self._api("/cgi-bin/draft/get", {"media_id": media_id}, idempotent=True)
+        except InvalidRequest as exc:
+            if exc.code == 40007:
+                return False
+            raise
+        return True
 
     def _find_draft(self, ctx: DeliveryContext) -> str | None:
         for item in self._scan("/cgi-bin/draft/batchget"):

@@ -11,7 +11,11 @@ Mounted at ``/wechat`` (the root of ``api.weixin.qq.com`` paths). What it reprod
   uploadimg are stripped from the body, as WeChat does.
 * ``freepublish/submit`` → ``publish_status`` 1 for ``settle_s`` fake seconds, then the configured
   outcome (0 published, 2/3/4 failed); ``freepublish/get|batchget|getarticle|delete`` (5 deleted);
-  the platform ban (6) through the control API.
+  the platform ban (6) through the control API. A submitted draft leaves the draft box at once (it is
+  being published: ``draft/get`` and ``submit`` answer 40007 for it); a failed publish puts it back, as
+  the console lets a person correct and publish it again; a published one stays gone ("the draft leaves
+  the draft box once published"). So the draft box tells a submission that landed from one that did not
+  (verify: the public documentation states only the published case).
 * ``comment/list`` ``{msg_data_id, index (from 0), begin, count ≤ 50, type}``: an article's comments oldest
   first, ``total``; 88000 when the article was published without ``need_open_comment``, 88001 for a message that
   does not exist (or was deleted), 88010 for a count outside 1-50. Comments come only through the control API
@@ -192,6 +196,7 @@ class Job:
     outcome: int
     status: int = 1
     article_id: str | None = None
+    draft: Draft | None = None  # taken out of the draft box by the submit; put back if publishing fails
 
 
 @dataclass
@@ -289,21 +294,22 @@ class State:
             if job.status != 1 or now < job.settle_at:
                 continue
             job.status = job.outcome
-            if job.outcome == 0:
-                article_id = self.new_id("art_")
-                self.articles[article_id] = Article(
-                    article_id=article_id,
-                    appid=job.appid,
-                    publish_id=job.publish_id,
-                    msg_data_id=job.msg_data_id,
-                    sn=secrets.token_hex(16),
-                    news=copy.deepcopy(job.articles),
-                    published_at=job.settle_at,
-                    seed=int(hashlib.sha256(article_id.encode()).hexdigest()[:6], 16),
-                )
-                job.article_id = article_id
-                # "the draft leaves the draft box once published"
-                self.drafts.pop(job.media_id, None)
+            if job.outcome != 0:
+                if job.draft is not None:  # a failed publish: the draft is back in the box, to be fixed
+                    self.drafts[job.media_id] = job.draft
+                continue
+            article_id = self.new_id("art_")
+            self.articles[article_id] = Article(
+                article_id=article_id,
+                appid=job.appid,
+                publish_id=job.publish_id,
+                msg_data_id=job.msg_data_id,
+                sn=secrets.token_hex(16),
+                news=copy.deepcopy(job.articles),
+                published_at=job.settle_at,
+                seed=int(hashlib.sha256(article_id.encode()).hexdigest()[:6], 16),
+            )
+            job.article_id = article_id
 
     def job_status(self, job: Job) -> int:
         if job.article_id and job.article_id in self.articles:
@@ -673,6 +679,7 @@ class WeChatSandbox:
                 appid=app.appid,
                 media_id=draft.media_id,
                 articles=copy.deepcopy(draft.articles),
+                draft=self.state.drafts.pop(draft.media_id),  # being published: no longer in the draft box
                 submitted_at=now,
                 settle_at=now + app.settings.settle_s,
                 outcome=app.settings.publish_outcome,

@@ -464,3 +464,47 @@ def test_every_call_goes_through_the_limiter(toutiao: SandboxControl) -> None:
     channel.publish(ctx())
     channel.close()
     assert NO_WAIT.asked == [("toutiao:31", Toutiao.rate_per_second)] * 2
+
+
+# -- a lost answer, then the retry: never a second article (issue 12) -----------------------------------------
+
+
+def _lost_publish(ch: Channel, sb: SandboxControl) -> DeliveryContext:
+    """Publish with the console committing the article and dropping its answer."""
+    sb.faults(path="/mp/agw/article/publish", drop_after_commit=True)
+    context = ctx()
+    with pytest.raises(OutcomeUnknown):
+        ch.publish(context)
+    assert "pgc_id" not in context.progress
+    return context
+
+
+def test_lost_answer_then_removed_before_the_lookup_is_found_not_posted_again(toutiao: SandboxControl) -> None:
+    """The article landed and someone deleted it before the retry looked: it was posted once, and posting it
+    again would defy the removal. The lookup finds it; its status says retracted."""
+    toutiao.reset()
+    channel = factory_for(toutiao)(None)
+    context = _lost_publish(channel, toutiao)
+    (article,) = toutiao.state()["articles"]
+    channel.retract(ctx(remote_id=article["pgc_id"]))  # removed on the platform (by a person, say)
+    found = channel.lookup(context)
+    assert found is not None and found.remote_id == article["pgc_id"]
+    assert channel.status(context).state == "retracted"
+    assert len(toutiao.state()["articles"]) == 1
+    channel.close()
+
+
+def test_lost_answer_then_rejected_by_review_is_found_and_fails_with_the_reason(toutiao: SandboxControl) -> None:
+    """The article landed and the platform's review rejected it: the lookup finds it, its status says failed with
+    the platform's reason (what a delivery without a lost answer gets), and nothing is submitted again."""
+    toutiao.reset()
+    session = "toutiao-rejecting-" + "x" * 8
+    toutiao.add_account(sessionid=session, review_s=0, reject_review=True, reject_reason="标题党")
+    channel = with_session(factory_for(toutiao)(None), session)
+    context = _lost_publish(channel, toutiao)
+    found = channel.lookup(context)
+    assert found is not None and found.state == "awaiting_confirmation"
+    status = channel.status(context)
+    assert status.state == "failed" and "标题党" in (status.reason or "")
+    assert len(toutiao.state()["articles"]) == 1
+    channel.close()

@@ -480,3 +480,43 @@ def test_every_call_goes_through_the_limiter(weibo: SandboxControl) -> None:
     # each call: the account's pace, then the server IP's hourly budget shared by every Weibo account
     ip = ("weibo:ip", Weibo.ip_limit[0] / 2 / Weibo.ip_limit[1], Weibo.ip_limit[0] // 2)
     assert NO_WAIT.asked == [("weibo:21", Weibo.rate_per_second, 1), ip] * 2
+
+
+# -- a lost answer, then the retry: never a second status (issue 12) ------------------------------------------
+
+
+def _live_statuses(sb: SandboxControl, uid: str) -> list[dict[str, Any]]:
+    return [s for s in sb.state()["statuses"] if s["uid"] == uid and not s["deleted"]]
+
+
+def test_lost_share_answer_then_the_retry_finds_it_and_posts_nothing(weibo: SandboxControl) -> None:
+    """What the engine does after a lost answer: look first (found: done); a retry that skips the look still
+    posts nothing (20019 for our own text, recognised as ours)."""
+    weibo.reset()
+    ch = factory_for(weibo)(None)
+    weibo.faults(path="/2/statuses/share.json", drop_after_commit=True)
+    context = ctx_for(weibo)
+    with pytest.raises(OutcomeUnknown):
+        ch.publish(context)
+    found = ch.lookup(context)
+    assert found is not None and found.state == "published"
+    again = ctx_for(weibo, delivery_id=context.delivery_id, progress={"status_text": context.progress["status_text"]})
+    assert ch.publish(again).remote_id == found.remote_id  # no look first: 20019, then found
+    assert len(_live_statuses(weibo, UID)) == 1
+    ch.close()
+
+
+def test_lost_long_article_answer_then_the_lookup_finds_its_bound_status(weibo: SandboxControl) -> None:
+    """A 头条文章's answer lost: the lookup finds the status bound to it on the timeline (the marker is in its
+    link), so the retry does not publish a second article."""
+    weibo.reset()
+    ch = article_channel(factory_for(weibo)(None), weibo)
+    weibo.faults(path="/proxy/article/publish.json", drop_after_commit=True)
+    context = ctx_for(weibo)
+    with pytest.raises(OutcomeUnknown):
+        ch.publish(context)
+    found = ch.lookup(context)
+    assert found is not None and found.state == "published"
+    (status,) = _live_statuses(weibo, ARTICLE_UID)
+    assert str(status["id"]) == found.remote_id and len(weibo.state()["articles"]) == 1
+    ch.close()

@@ -176,6 +176,26 @@ def test_publish_lifecycle_batchget_delete_and_pages(api: Api, wx: SandboxContro
     assert api.call("/cgi-bin/freepublish/delete", token, {"article_id": "zzz", "index": 1})["errcode"] == 53600
 
 
+def test_a_submitted_draft_leaves_the_draft_box_and_a_failed_one_comes_back(api: Api, wx: SandboxControl) -> None:
+    """What a lookup after a lost submit answer reads: the draft box tells a submission that landed from one that
+    did not, and the same draft cannot be submitted twice while it is being published."""
+    settings(wx, settle_s=60, publish_outcome=3)
+    token = api.stable()["access_token"]
+    article = {"title": "草稿", "content": "<p>x</p>", "thumb_media_id": api.cover(token)}
+    media_id = api.call("/cgi-bin/draft/add", token, {"articles": [article]})["media_id"]
+    assert "news_item" in api.call("/cgi-bin/draft/get", token, {"media_id": media_id})
+    sub = api.call("/cgi-bin/freepublish/submit", token, {"media_id": media_id})
+    assert "publish_id" in sub
+    assert api.call("/cgi-bin/draft/get", token, {"media_id": media_id})["errcode"] == 40007  # being published
+    assert api.call("/cgi-bin/freepublish/submit", token, {"media_id": media_id})["errcode"] == 40007
+    assert app_state(wx)["drafts"] == [] and len(app_state(wx)["jobs"]) == 1
+    wx.advance(61)
+    token = api.stable()["access_token"]
+    assert api.call("/cgi-bin/freepublish/get", token, {"publish_id": sub["publish_id"]})["publish_status"] == 3
+    assert app_state(wx)["drafts"] == [media_id]  # publishing failed: back in the box, to be fixed and sent again
+    assert "news_item" in api.call("/cgi-bin/draft/get", token, {"media_id": media_id})
+
+
 def test_datacube_t_plus_one_and_growth(api: Api, wx: SandboxControl) -> None:
     token = api.stable()["access_token"]
     sub = _publish(api, token)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -389,4 +390,79 @@ def test_every_platform_call_goes_through_the_limiter(
     state = app_state(wx)
     platform_calls = sum(state["calls"].values()) + state["token_calls"]["stable_token"]
     assert ch.limiter.keys == ["wechat:42"] * platform_calls
+    ch.close()
+
+
+# -- a lost submit answer, then the retry (issue 12: a chaos run saw one article submitted again) ------------
+
+
+def _submit_lost(wx: SandboxControl, ch: WeChatChannel, ctx) -> None:
+    """Publish with the sandbox committing the submit and dropping its answer."""
+    wx.faults(path="freepublish/submit", drop_after_commit=True)
+    with pytest.raises(OutcomeUnknown):
+        ch.publish(ctx)
+    assert "publish_id" not in ctx.progress and ctx.progress.get("submit_started_at")
+
+
+def test_lost_submit_still_publishing_after_the_grace_is_never_submitted_again(
+    wx: SandboxControl,
+    wx_server: RunningServer,
+) -> None:
+    """The platform takes longer to publish than our grace: the retry's lookup must see the submission in
+    flight (its draft has left the draft box) and wait, not submit the same draft a second time."""
+    settings(wx, settle_s=900)  # publishing takes 15 minutes on the platform's clock
+    ch = factory(wx_server, submit_grace_s=0)(None)  # the grace is over at once
+    ctx = make_ctx()
+    _submit_lost(wx, ch, ctx)
+    for _ in range(3):  # reconcile's looks, and the engine's retries that look first
+        with pytest.raises(OutcomeUnknown, match="draft box"):
+            ch.lookup(ctx)
+    wx.advance(900)
+    found = ch.lookup(ctx)
+    assert found is not None and found.state == "published"
+    state = app_state(wx)
+    assert state["calls"]["freepublish/submit"] == 1
+    assert len(state["articles"]) == 1 and len(state["jobs"]) == 1
+    ch.close()
+
+
+def test_a_second_submit_of_a_draft_already_submitted_is_an_unknown_outcome(
+    wx: SandboxControl,
+    wx_server: RunningServer,
+) -> None:
+    """A caller that skips the lookup (two workers on one delivery) gets 40007 for the draft the first submit
+    took: that means "submitted already", never a failed delivery, and nothing is published twice."""
+    settings(wx, settle_s=900)
+    ch = factory(wx_server)(None)
+    ctx = make_ctx()
+    _submit_lost(wx, ch, ctx)
+    with pytest.raises(OutcomeUnknown, match="already submitted"):
+        ch.publish(ctx)
+    wx.advance(900)
+    assert ch.lookup(ctx).state == "published"
+    assert len(app_state(wx)["articles"]) == 1
+    ch.close()
+
+
+def test_a_submit_that_never_reached_the_platform_is_sent_once_the_grace_is_over(
+    wx: SandboxControl,
+    wx_server: RunningServer,
+) -> None:
+    """The worker died after noting the submit and before the request left: the draft is still in the draft
+    box and nothing is listed, so once the grace is over the retry submits it (once)."""
+    ch = factory(wx_server, submit_grace_s=30)(None)
+    ctx = make_ctx()
+    wx.faults(path="freepublish/submit", status=503)  # refused before the platform saw it: nothing submitted
+    with pytest.raises(Unavailable):
+        ch.publish(ctx)
+    ctx.progress["submit_started_at"] = time.time() - 10  # as if its answer had been lost 10 s ago
+    with pytest.raises(OutcomeUnknown, match="not listed yet"):
+        ch.lookup(ctx)  # within the grace: wait
+    ctx.progress["submit_started_at"] = time.time() - 31
+    assert ch.lookup(ctx) is None
+    assert ch.publish(ctx).state == "awaiting_confirmation"
+    wx.advance(60)
+    assert ch.status(ctx).state == "published"
+    state = app_state(wx)
+    assert state["calls"]["draft/add"] == 1 and len(state["articles"]) == 1
     ch.close()
