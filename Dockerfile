@@ -10,6 +10,9 @@ COPY channels ./channels
 COPY workers ./workers
 COPY monitor ./monitor
 # torch first and pinned to the CPU build: an unpinned torch pulls a multi-GB CUDA build.
-RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
- && pip install --no-cache-dir .
+# gcc only while installing: it builds the lexicon path's C loops (moderation/_lexfast.c), then goes.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+ && pip install --no-cache-dir . \
+ && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 CMD ["matrix", "api", "--host", "0.0.0.0"]

@@ -126,6 +126,13 @@ def traffic_corpus(target_chars: int, seed: int = 14) -> tuple[list[str], str]:
     return out, name
 
 
+def _lexicon_loops() -> str:
+    """Which loops the lexicon path runs here: the compiled extension (moderation/_lexfast.c) or numpy."""
+    from moderation import fastpath
+
+    return "compiled loops (moderation/_lexfast.c)" if fastpath.compiled() else "numpy loops (extension not built)"
+
+
 def timed(repeat: int, fn: Callable[[], object]) -> tuple[float, float]:
     """(best wall seconds, CPU seconds of that same run) over ``repeat`` runs."""
     best = (float("inf"), float("inf"))
@@ -177,6 +184,7 @@ def cold_start(classifier: bool) -> dict[str, object]:
 
 def summary(args: argparse.Namespace) -> None:
     """The issue's figures: lexicon path, classifier latency and throughput, start-up time and memory."""
+    from moderation import fastpath
     from moderation.engine import Screener
     from moderation.lexicon import load_builtin
     from moderation.normalize import normalize
@@ -200,10 +208,19 @@ def summary(args: argparse.Namespace) -> None:
     hits = sum(len(lex.match(normalize(b))) for b in joined)
     wall, cpu = timed(args.repeat, lambda: [lex.match(normalize(b)) for b in joined])
     table.add_row(
-        "lexicon path (normaliser + matcher), 1 core",
+        f"lexicon path (normaliser + matcher), 1 core, {_lexicon_loops()}",
         f"{chars / wall / 1e6:.1f} M chars/s wall, {chars / cpu / 1e6:.1f} M chars/s CPU",
         f"default lexicon ({len(lex):,} patterns), {hits / chars * 1e6:,.0f} hits per M chars",
     )
+    if fastpath.available():
+        # The same texts through the numpy loops, the path an install without the extension runs.
+        with fastpath.disabled():
+            wall, cpu = timed(args.repeat, lambda: [lex.match(normalize(b)) for b in joined])
+        table.add_row(
+            "lexicon path, numpy loops (extension off)",
+            f"{chars / wall / 1e6:.1f} M chars/s wall, {chars / cpu / 1e6:.1f} M chars/s CPU",
+            "same hits",
+        )
     screener = Screener(lexicon=lex, classifier=None)
     wall, cpu = timed(args.repeat, lambda: [screener.screen_batch(b) for b in batches(texts, args.batch)])
     table.add_row(
@@ -367,7 +384,7 @@ def throughput(args: argparse.Namespace) -> None:
                 add("rules screen (screen_batch: + PII, policy, verdicts)", label, backend, sec,
                     f"{len(texts) / sec:,.0f} texts/s")  # fmt: skip
 
-    table = Table(title="moderation rules engine throughput, one core (chars/s of original text)")
+    table = Table(title=f"moderation rules engine throughput, one core (chars/s of original text), {_lexicon_loops()}")
     for col in ("what", "lexicon", "Aho-Corasick", "chars/s", "note"):
         table.add_column(col, justify="right" if col == "chars/s" else "left")
     for what, lex_label, backend, cps, note in rows:

@@ -22,12 +22,19 @@ How a hit is found and reported:
 
 Aho–Corasick backend: ``pyahocorasick`` or ``ahocorasick_rs`` (``backend=``); ``bench/moderation.py`` measures
 both and the default is the faster one there (``ahocorasick_rs``), with ``pyahocorasick`` as the fallback.
+
+The per-character loops around the automata (the pre-check gates, the compaction of their windows) run in C
+where the optional extension ``moderation/_lexfast.c`` was built (:mod:`moderation.fastpath`), with numpy
+otherwise; both give the same rows (tests/unit/test_moderation_compiled.py). A batch has a handful of spans,
+so the steps after the automata (allow-list windows, folding, deduplication) use lists below _SMALL_SPANS.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import pickle
@@ -39,10 +46,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from moderation import fastpath
 from moderation.config import DEFAULT_CACHE_DIR
 from moderation.context import is_mention
 from moderation.normalize import (
@@ -299,7 +308,7 @@ class Lexicon:
         self._cat_code = np.array([CATEGORIES.index(p.category) for p in self._patterns] or [0], dtype=np.int64)
         self._main = _matcher(pattern_texts, backend)
         self._pinyin_keys = list(pinyin_texts)
-        self._pinyin_idx = [pinyin_texts[k] for k in self._pinyin_keys]
+        self._pinyin_idx = np.array([pinyin_texts[k] for k in self._pinyin_keys], dtype=np.int64)
         self._pinyin = _matcher(self._pinyin_keys, backend) if self._pinyin_keys else None
         sound_texts: dict[str, int] = {}
         for term in sound:
@@ -433,9 +442,21 @@ class Lexicon:
         text = norm.text
         n = len(text)
         cps = norm.code_points()
+        sound_runs = None
         if exhaustive:
             found = [self._boundary_ok(_as_array(self._main.find(text)), cps)]
             changed = homophone_spans(text)
+        elif (lib := fastpath.compiled()) is not None:
+            # The same gates, all three in one pass of the C loop over the code points (no full-length arrays).
+            codes = None
+            specs = [self._gate.spec(0, sparse=False, windows=True), self._hom_gate.spec(0, sparse=True, windows=False)]
+            if self._sound_gate is not None:
+                specs.append(self._sound_gate.spec(16, sparse=True, windows=True))
+            gated = _compiled_gates(lib, cps, self._lut, specs)
+            found = [self._boundary_ok(_find_in_runs(self._main, cps, gated[0]), cps)]
+            cand = gated[1][0]
+            changed = homophone_spans(text, cand.tolist()) if len(cand) else []
+            sound_runs = gated[2] if len(gated) > 2 else None
         else:
             codes = np.take(self._lut, cps)
             c, y = self._gate.bigrams(codes, 0xFFFF)
@@ -457,17 +478,15 @@ class Lexicon:
         if self._pinyin is not None:
             view = pinyin_view(text, cps)
             if view is not None:
-                rows = []
-                for k, s, e in _as_array(self._pinyin.find(view.text)).tolist():
-                    span = view.source_span(s, e)
-                    if span is not None:
-                        rows.append((self._pinyin_idx[k], span[0], span[1]))
-                found.append(_as_array(rows))
+                m = _as_array(self._pinyin.find(view.text))
+                if len(m):
+                    ok, a, b = view.source_spans(m[:, 1], m[:, 2])
+                    found.append(np.column_stack((self._pinyin_idx[m[ok, 0]], a[ok], b[ok])))
         found = [f for f in found if len(f)] or found[:1]
         # Rows from several views: sorted and deduplicated (one list alone has neither ties nor duplicates).
-        spelled = np.unique(np.concatenate(found), axis=0) if len(found) > 1 else found[0]
+        spelled = _unique_rows(np.concatenate(found)) if len(found) > 1 else found[0]
         out = np.column_stack((spelled, np.zeros(len(spelled), dtype=np.int64)))
-        heard_rows = self._sound_matches(text, cps, None if exhaustive else codes)
+        heard_rows = self._sound_matches(text, cps, None if exhaustive else codes, not exhaustive, sound_runs)
         if len(heard_rows):
             rows = []
             common = self._common_bigrams
@@ -486,18 +505,30 @@ class Lexicon:
                     out = np.concatenate((out, np.column_stack((heard.reshape(-1, 3), flags))))
         return out
 
-    def _sound_matches(self, text: str, cps: np.ndarray, sound_codes: np.ndarray | None) -> np.ndarray:
-        """``(sound key index, start, end)`` of every sound-alike match; ``sound_codes`` (the lexicon's lookup
-        of each character: its dense syllable code in the high 16 bits) gates the search, ``None`` searches
-        the whole sound view."""
+    def _sound_matches(
+        self,
+        text: str,
+        cps: np.ndarray,
+        sound_codes: np.ndarray | None,
+        gated: bool = True,
+        runs: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """``(sound key index, start, end)`` of every sound-alike match. ``gated``: only the windows the sound
+        gate leaves are searched — ``runs`` when the caller has them (the compiled gates), else computed from
+        ``sound_codes`` (the lexicon's lookup of each character: its dense syllable code in the high 16 bits)
+        or, without those, from the code points; not ``gated``: the whole sound view is searched."""
         if self._sound is None:
             return _EMPTY
-        if sound_codes is None:
+        if not gated:
             heard_text = sound_view(text)
             return _EMPTY if heard_text is None else _as_array(self._sound.find(heard_text))
         gate, dense = self._sound_gate, self._sound_dense
         if gate is None or dense is None:  # never: both are built together with self._sound
             return _EMPTY
+        if runs is not None:
+            return _find_in_runs(dense, cps, runs, shift=16, base=_SOUND_BASE, lut=self._lut)
+        if sound_codes is None:
+            sound_codes = np.take(self._lut, cps)
         # The high halves of the lookup, read in place where the machine is little-endian.
         high = sound_codes.view(np.uint16)[1::2] if sys.byteorder == "little" else sound_codes >> np.uint32(16)
         pos, longest = gate.sparse_candidates(high)
@@ -547,12 +578,53 @@ class Lexicon:
         lo, hi = np.maximum(e - reach, 0)[coverable], np.minimum(s + reach, n)[coverable]
         if not len(lo):
             return []
+        if len(lo) <= _SMALL_SPANS:
+            # A few windows: searched as slices of the text, which is what _find_in_runs computes, minus its
+            # fixed cost (every window is a contiguous piece of the text either way).
+            found: list[tuple[int, int]] = []
+            text = norm.text
+            for a, b in _merge_small(sorted(zip(lo.tolist(), hi.tolist(), strict=True))):
+                rows = self._allow.find(text[a:b])
+                found += [(a + fs, a + fe) for _, fs, fe in (rows.tolist() if isinstance(rows, np.ndarray) else rows)]
+            return found
         order = np.argsort(lo, kind="stable")
         runs = _merge_runs(lo[order], hi[order])
         return [(a, b) for _, a, b in _find_in_runs(self._allow, norm.code_points(), runs).tolist()]
 
     def to_hits(self, norm: Normalized, spans: np.ndarray, allow: Sequence[tuple[int, int]]) -> list[Hit]:
         """Turn raw spans into :class:`Hit` objects (allow-list, folding, offset mapping)."""
+        # A batch has a handful of spans: below _SMALL_SPANS, lists beat the fixed cost of ~40 numpy calls.
+        fold = self._fold_small if len(spans) <= _SMALL_SPANS else self._fold
+        idx, s, e, heard = fold(spans, allow)
+        mapped = norm.spans(s, e)
+        pats = self._patterns
+        original = norm.original
+        hits: list[Hit] = []
+        group = self._group_idx
+        for i, by_sound, (a, b) in zip(idx, heard, mapped, strict=True):
+            p = pats[i]
+            if i in group:
+                # Names a group, insults nobody: evidence only, unless the policy says otherwise.
+                hits.append(
+                    Hit(p.category, "lexicon", p.term, f"{p.list}{GROUP_SUFFIX}", a, b, original[a:b], "review")
+                )
+            elif p.severity == "block" and is_mention(original, a, b):
+                # Quoted or condemned, not used: a softer signal, so a person decides instead of a reject.
+                hits.append(
+                    Hit(p.category, "lexicon", p.term, f"{p.list}{MENTION_SUFFIX}", a, b, original[a:b], "review")
+                )
+            elif by_sound:
+                # Sounds like the term but is spelled otherwise: evidence for a person to weigh, never a block.
+                hits.append(Hit(p.category, "lexicon", p.term, f"{p.list}~sound", a, b, original[a:b], "review"))
+            else:
+                hits.append(Hit(p.category, "lexicon", p.term, p.list, a, b, original[a:b], p.severity))  # type: ignore[arg-type]
+        return hits
+
+    def _fold(
+        self, spans: np.ndarray, allow: Sequence[tuple[int, int]]
+    ) -> tuple[list[int], list[int], list[int], list[int]]:
+        """The spans :meth:`to_hits` reports, ``(pattern, start, end, by_sound)`` as lists in report order:
+        sorted, allow-listed ones dropped, contained ones folded (whole-array steps, for many spans)."""
         idx, s, e, heard = spans[:, 0], spans[:, 1], spans[:, 2], spans[:, 3]
         # by start, longest first, a spelled match before a sound-alike one of the same span
         order = np.lexsort((heard, s - e, s))
@@ -593,30 +665,45 @@ class Lexicon:
                     kk = np.maximum(k, 0)
                     inside = (k >= 0) & (sp_cat[kk] == so_cat) & (reach[kk] - so_cat * big >= e[sounded])
                     keep[sounded[inside]] = False
-        idx, s, e, heard = idx[keep], s[keep], e[keep], heard[keep]
-        mapped = norm.spans(s.tolist(), e.tolist())
-        pats = self._patterns
-        original = norm.original
-        hits: list[Hit] = []
-        group = self._group_idx
-        for i, by_sound, (a, b) in zip(idx.tolist(), heard.tolist(), mapped, strict=True):
-            p = pats[i]
-            if i in group:
-                # Names a group, insults nobody: evidence only, unless the policy says otherwise.
-                hits.append(
-                    Hit(p.category, "lexicon", p.term, f"{p.list}{GROUP_SUFFIX}", a, b, original[a:b], "review")
-                )
-            elif p.severity == "block" and is_mention(original, a, b):
-                # Quoted or condemned, not used: a softer signal, so a person decides instead of a reject.
-                hits.append(
-                    Hit(p.category, "lexicon", p.term, f"{p.list}{MENTION_SUFFIX}", a, b, original[a:b], "review")
-                )
-            elif by_sound:
-                # Sounds like the term but is spelled otherwise: evidence for a person to weigh, never a block.
-                hits.append(Hit(p.category, "lexicon", p.term, f"{p.list}~sound", a, b, original[a:b], "review"))
-            else:
-                hits.append(Hit(p.category, "lexicon", p.term, p.list, a, b, original[a:b], p.severity))  # type: ignore[arg-type]
-        return hits
+        return idx[keep].tolist(), s[keep].tolist(), e[keep].tolist(), heard[keep].tolist()
+
+    def _fold_small(
+        self, spans: np.ndarray, allow: Sequence[tuple[int, int]]
+    ) -> tuple[list[int], list[int], list[int], list[int]]:
+        """:meth:`_fold` in plain Python, for a few spans (same result: a test compares the two)."""
+        # Rows of (pattern, start, end, by_sound, category); stable like np.lexsort: ties keep their order.
+        cats = self._cat_code[spans[:, 0]].tolist()
+        rows = sorted(
+            ([*r, c] for r, c in zip(spans.tolist(), cats, strict=True)), key=lambda r: (r[1], r[1] - r[2], r[3])
+        )
+        if allow:
+            al = sorted(allow)
+            starts = [a for a, _ in al]
+            maxend = list(itertools.accumulate((b for _, b in al), max))
+            kept = []
+            for r in rows:
+                k = bisect.bisect_right(starts, r[1]) - 1
+                if not (k >= 0 and maxend[k] >= r[2]):
+                    kept.append(r)
+            rows = kept
+        if len(rows) > 1:
+            reach: dict[tuple[int, int], int] = {}  # (category, by_sound) -> furthest end so far
+            folded = []
+            for r in rows:
+                key = (r[4], r[3])
+                far = reach.get(key, -1)
+                if far < r[2]:
+                    folded.append(r)
+                reach[key] = max(far, r[2])
+            # A sound-alike hit inside a kept spelled hit of its category (that starts no later) is dropped.
+            spelled = [(r[4], r[1], r[2]) for r in folded if not r[3]]
+            rows = [
+                r for r in folded if not r[3] or not any(c == r[4] and a <= r[1] and b >= r[2] for c, a, b in spelled)
+            ]
+        if not rows:
+            return [], [], [], []
+        idx, s, e, heard, _ = (list(c) for c in zip(*rows, strict=True))
+        return idx, s, e, heard
 
 
 def _as_array(matches: Iterable[tuple[int, int, int]]) -> np.ndarray:
@@ -627,6 +714,7 @@ def _as_array(matches: Iterable[tuple[int, int, int]]) -> np.ndarray:
     return arr.reshape(-1, 3)
 
 
+_SMALL_SPANS = 48  # below this many raw spans, to_hits folds with lists (see Lexicon._fold_small)
 _HOMOPHONE_WINDOW = 16  # characters around a homophone spelling searched again (longer than any useful term)
 
 
@@ -660,7 +748,7 @@ class _Gate:
     a match.
     """
 
-    __slots__ = ("bi", "bmask", "first", "k", "qshift", "quad", "tri", "tshift")
+    __slots__ = ("bi", "bits", "bmask", "first", "k", "qshift", "quad", "tri", "tribits", "tshift")
 
     def __init__(self, k: int, patterns: Sequence[Sequence[int]]) -> None:
         self.k = k
@@ -694,6 +782,11 @@ class _Gate:
         x = (four[:, 0] * k + four[:, 1]).astype(np.uint64) * np.uint64(k) + four[:, 2].astype(np.uint64)
         h4 = self._hash(x, four[:, 3].astype(np.uint64), self.qshift)
         np.maximum.at(self.quad, h4, lens[lens >= 4].astype(np.uint8))
+        # One bit per bigram entry (any flag set), for the compiled loop: 32 KB for the default list, so the
+        # test most positions fail stays in the first-level cache instead of reading the 256 KB byte table.
+        self.bits = np.packbits(self.bi != 0, bitorder="little")
+        # The trigram flags as two bit planes (64 KB each instead of one 512 KB byte table), for the same reason.
+        self.tribits = np.concatenate([np.packbits((self.tri & flag) != 0, bitorder="little") for flag in (1, 2)])
 
     def _hash(self, prefix: np.ndarray, c: np.ndarray, shift: np.uint64) -> np.ndarray:
         """Fibonacci hash of the n-gram id ``prefix * k + c`` (uint64 arithmetic wraps, on both sides alike)."""
@@ -753,12 +846,51 @@ class _Gate:
         live = longest > 0
         return pos[live], longest[live]
 
+    def spec(self, shift: int, *, sparse: bool, windows: bool) -> tuple[object, ...]:
+        """This gate as ``moderation/_lexfast.c``'s ``gates`` takes it, over the codes
+        ``(lut[cps] >> shift) & 0xFFFF``: ``sparse`` → :meth:`sparse_candidates`, else :meth:`candidates`;
+        ``windows`` → their merged windows (as :meth:`windows`) instead of ``(positions, longest)``."""
+        return (
+            shift, self.first if sparse else None, windows, self.k,
+            self.bi, int(self.bmask), self.tribits, int(self.tshift), self.quad, int(self.qshift), self.bits,
+        )  # fmt: skip
+
     def windows(self, c: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Merged ``[start, end)`` windows that hold every match (see :meth:`bigrams` for ``c`` and ``y``)."""
         pos, longest = self.candidates(c, y)
         if not len(pos):
             return pos, pos
         return _merge_runs(pos, np.minimum(pos + longest, len(y)))
+
+
+def _compiled_gates(
+    lib: ModuleType, cps: np.ndarray, lut: np.ndarray, specs: Sequence[tuple[object, ...]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Several gates (:meth:`_Gate.spec`) in one pass of the C loop over the text: the code points and their
+    lookup are read once for all of them."""
+    return [
+        (np.frombuffer(a, dtype=np.int64), np.frombuffer(b, dtype=np.int64))
+        for a, b in lib.gates(cps, lut, tuple(specs))
+    ]
+
+
+def _unique_rows(rows: np.ndarray) -> np.ndarray:
+    """``np.unique(rows, axis=0)`` (sorted, deduplicated rows), with lists below _SMALL_SPANS rows, where
+    numpy's structured-view sort costs more than the work."""
+    if len(rows) > _SMALL_SPANS:
+        return np.unique(rows, axis=0)
+    return np.array(sorted(set(map(tuple, rows.tolist()))), dtype=np.int64).reshape(-1, rows.shape[1])
+
+
+def _merge_small(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """:func:`_merge_runs` for a short list of windows sorted by start (touching windows merge)."""
+    out: list[tuple[int, int]] = []
+    for a, b in windows:
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _merge_runs(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -771,10 +903,16 @@ def _merge_runs(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _find_in_runs(
-    matcher: _Matcher, chars: np.ndarray, runs: tuple[np.ndarray, np.ndarray], shift: int = 0, base: int = 0
+    matcher: _Matcher,
+    chars: np.ndarray,
+    runs: tuple[np.ndarray, np.ndarray],
+    shift: int = 0,
+    base: int = 0,
+    lut: np.ndarray | None = None,
 ) -> np.ndarray:
     """Matches of ``matcher`` inside ``runs`` of the text whose code points are ``chars``, in text offsets
-    (``(chars >> shift) + base`` when those are given: the characters are read from a lookup of the text).
+    (``(chars >> shift) + base`` when those are given: the characters are read from a lookup of the text;
+    ``lut[chars]`` first when ``lut`` is given, so the lookup is made for the runs only).
 
     The runs are cut out and joined by a barrier into one short string, so the automaton is called once;
     every match lies inside one run, which is a contiguous piece of the text, so its offsets map back exactly.
@@ -782,6 +920,14 @@ def _find_in_runs(
     rs, re_ = runs
     if not len(rs):
         return _EMPTY
+    if (lib := fastpath.compiled()) is not None:
+        text, src_bytes = lib.compact(chars, rs, re_, lut, shift, base, _BARRIER)
+        m = _as_array(matcher.find(text))
+        if len(m):
+            src = np.frombuffer(src_bytes, dtype=np.int64)
+            m[:, 1] = src[m[:, 1]]
+            m[:, 2] = src[m[:, 2] - 1] + 1
+        return m
     lens = re_ - rs + 1  # each run plus its barrier
     cum = np.cumsum(lens)
     begin = cum - lens
@@ -789,6 +935,8 @@ def _find_in_runs(
     bar = cum - 1
     src[bar] = 0
     compact = chars[src].astype(np.uint32)
+    if lut is not None:
+        compact = np.take(lut, compact)
     if shift or base:
         compact = (compact >> np.uint32(shift)) + np.uint32(base)
     compact[bar] = _BARRIER

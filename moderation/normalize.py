@@ -19,10 +19,12 @@ Pure (no IO). What it undoes, in the order applied:
 
 Every normalised character maps to a span of the original: the result keeps a list of segments (numpy arrays),
 and :meth:`Normalized.spans` turns many normalised ``[start, end)`` into original offsets in one vectorised
-lookup, so no per-character offset array is built. Two implementations give identical results (a test checks
+lookup, so no per-character offset array is built. Three implementations give identical results (tests check
 it): the reference one (``str.translate`` + two regexes) for short texts, whose fixed cost is lowest, and a
 numpy one for texts of :data:`VECTOR_MIN_CHARS` or more — including every batch, since ``screen_batch`` joins
-its texts with line breaks (hard boundaries, so nothing crosses from one text to the next).
+its texts with line breaks (hard boundaries, so nothing crosses from one text to the next). Where the optional
+extension ``moderation/_lexfast.c`` was built (:mod:`moderation.fastpath`), its C twin of the numpy one runs
+instead, for texts of every length, and so do C twins of the pinyin view's windows and pieces.
 
 The pinyin view (:func:`pinyin_view`) and the homophone table (:func:`apply_homophones`) are separate, used by
 the lexicon matcher only where they can matter.
@@ -36,6 +38,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from moderation import fastpath
 
 __all__ = [
     "HOMOPHONES",
@@ -374,11 +378,40 @@ def normalize(text: str) -> Normalized:
         m = text.lower()
         if "\x00" not in m and "\x01" not in m and not _SPACED_LATIN_RE.search(m):
             return Normalized(m, text)
+    elif (lib := fastpath.compiled()) is not None:
+        # The C twin of _normalize_vector: its fixed cost is below the reference path's, so every length.
+        out = _normalize_compiled(lib, text)
+        if out is not None:
+            return out
     elif len(text) >= VECTOR_MIN_CHARS:
         out = _normalize_vector(text)
         if out is not None:
             return out
     return _normalize_str(text)
+
+
+@lru_cache(maxsize=4)
+def _compiled_tables_set(lib: Any) -> bool:
+    """Hand the vectorised path's lookup tables to the extension ``lib``, once per process (and build)."""
+    t = _vector_tables()
+    lib.set_norm_tables(t["fold"], t["flags"], t["cn_to_ascii"], t["run_sep"], t["dup_ok"])
+    return True
+
+
+def _normalize_compiled(lib: Any, text: str) -> Normalized | None:
+    """:func:`_normalize_vector` computed by ``moderation/_lexfast.c``; ``None`` where that returns ``None``."""
+    import numpy as np
+
+    _compiled_tables_set(lib)
+    out = lib.normalize(text)
+    if out is None:
+        return None
+    norm_text, cps, segs = out
+    arr = np.frombuffer(cps, dtype=np.uint32)
+    if segs is None:
+        return Normalized(norm_text, text, cps=arr)
+    sn, so, se = (np.frombuffer(b, dtype=np.int64) for b in segs)
+    return Normalized(norm_text, text, sn, so, se, np.ones(len(sn), dtype=bool), arr)
 
 
 def _normalize_str(text: str) -> Normalized:
@@ -835,6 +868,34 @@ class PinyinView:
             return None
         return int(src[k0]), int(src[k1 - 1]) + 1
 
+    def source_spans(self, starts: Any, ends: Any) -> tuple[Any, Any, Any]:
+        """:meth:`source_span` for many matches at once: ``(ok, a, b)`` arrays, where ``ok`` tells which
+        matches have a span (``[a, b)``, meaningless where not ``ok``). Same tests, as whole-array steps."""
+        import numpy as np
+
+        s, e = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+        bounds, latin, src = self.bounds, self.latin, self.src
+        nb = len(bounds)
+        if not nb or not len(s):
+            empty = np.zeros(len(s), dtype=np.int64)
+            return np.zeros(len(s), dtype=bool), empty, empty
+        last = nb - 1
+        kr = np.searchsorted(bounds, s, side="right") - 1
+        ok = (kr >= 0) & (bounds[np.maximum(kr, 0)] == s)
+        k0 = np.searchsorted(bounds, s, side="left")
+        k1 = np.searchsorted(bounds, e, side="left")
+        ok &= ~((e < len(self.text)) & ((k1 >= nb) | (bounds[np.minimum(k1, last)] != e)))
+        ok &= k1 > k0
+        # Indices clipped only to stay in range: where they needed clipping, ``ok`` is already False.
+        k0c, k1m = np.minimum(k0, last), np.clip(k1 - 1, 0, last)
+        ok &= ~(latin[k0c] & (k0 > 0) & latin[np.maximum(k0c - 1, 0)])
+        ok &= ~(latin[k1m] & (k1 < nb) & latin[np.minimum(k1, last)])
+        typed = np.concatenate(([0], np.cumsum(latin)))
+        breaks = np.concatenate(([0], np.cumsum(src < 0)))
+        k1c = np.minimum(k1, nb)
+        ok &= (typed[k1c] - typed[k0c] > 0) & (breaks[k1c] == breaks[k0c])
+        return ok, src[k0c], src[k1m] + 1
+
 
 _SYLLABLE_BASE = 0xF0000  # Supplementary Private Use Area-A: one code point per toneless syllable
 _SOUND_BARRIER = 0x0  # every character without a reading
@@ -931,6 +992,16 @@ def pinyin_view(norm_text: str, cps: Any = None) -> PinyinView | None:
         return None
     if cps is None:
         cps = np.frombuffer(norm_text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    lib = fastpath.compiled()
+    if lib is not None:
+        flags = _vector_tables()["flags"]
+        a, b = lib.latin_windows(cps, flags, _PINYIN_PAD)
+        if not a:
+            return None
+        view, bounds, src, latin = lib.pinyin_view(cps, a, b, _sound_lut()[0], _syllables_by_code(), flags)
+        return PinyinView(
+            view, np.frombuffer(bounds, np.int64), np.frombuffer(src, np.int64), np.frombuffer(latin, np.bool_)
+        )
     wa, wb = _latin_windows_np(cps)
     if not len(wa):
         return None
@@ -948,6 +1019,17 @@ def pinyin_view(norm_text: str, cps: Any = None) -> PinyinView | None:
     by_char = _pinyin_by_char()
     # A join over a dict keyed by character: str.translate with multi-character values costs ~0.5 us a char.
     return PinyinView("".join([by_char.get(ch, ch) for ch in joined]), bounds, src, latin)
+
+
+@lru_cache(maxsize=1)
+def _syllables_by_code() -> tuple[str, ...]:
+    """Toneless syllables indexed by their sound code minus ``_SYLLABLE_BASE`` (for the compiled pinyin view,
+    which reads an ideograph's syllable through the sound lookup: one table for both views)."""
+    _, codes = _sound_lut()
+    out = [""] * len(codes)
+    for syllable, code in codes.items():
+        out[ord(code) - _SYLLABLE_BASE] = syllable
+    return tuple(out)
 
 
 @lru_cache(maxsize=1)
