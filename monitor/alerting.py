@@ -2,7 +2,7 @@
 
 ::
 
-    pipeline._alert_once (in the poll's write transaction)
+    store.Batch.alert (in the poll's write transaction)
         └── queue_sends: one AlertSend per channel covering the rule (unique: alert, channel), the message
             rendered and fixed; after commit, monitor.send_alert(send_id) is enqueued
     monitor.send_alert (no transaction over the network)

@@ -8,7 +8,8 @@
   bytes is cut off); the client's timeouts bound each read.
 - **Per host**: at most ``host_concurrency`` requests in flight and ``host_spacing_s`` between two of them, over
   every worker process and machine (:class:`HostGate`: leases in ``monitor_host_slots`` and the kernel's shared
-  rate limiter). A busy host is :class:`RetryLater`, not a failure of the source.
+  rate limiter); hosts named in ``host_limits`` (an installation's own RSSHub) have limits of their own. A busy
+  host is :class:`RetryLater`, not a failure of the source.
 - **Answers mapped once**: 429 and 5xx are :class:`RetryLater` with the ``Retry-After`` they carry; other
   non-2xx answers and refusals are :class:`FetchError`; transport errors are :class:`RetryLater`.
 """
@@ -157,7 +158,9 @@ class HostGate:
 
     A lease expires after ``lease_s`` so a killed worker frees its slot; ``max_wait_s`` bounds how long a
     caller waits for a slot or its spacing before it gets :class:`RetryLater` (the source is tried again soon,
-    and no failure is counted).
+    and no failure is counted). ``limits`` gives named hosts limits of their own (``{host: (concurrency,
+    spacing_s)}``, :attr:`MonitorSettings.host_limits`): an installation's own RSSHub may take more than a
+    stranger's server, while every other host keeps the defaults.
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class HostGate:
         *,
         concurrency: int,
         spacing_s: float,
+        limits: dict[str, tuple[int, float]] | None = None,
         lease_s: float = 120.0,
         max_wait_s: float = 5.0,
         clock: Callable[[], float] = time.time,
@@ -174,70 +178,124 @@ class HostGate:
     ) -> None:
         self.engine, self.limiter = engine, limiter
         self.concurrency, self.spacing_s = max(1, concurrency), spacing_s
+        self.limits = {host.lower(): (max(1, c), float(s)) for host, (c, s) in (limits or {}).items()}
         self.lease_s, self.max_wait_s = lease_s, max_wait_s
         self.clock, self.sleep = clock, sleep
         self.holder = uuid.uuid4().hex
 
-    def _try_take(self, host: str) -> int | None:
+    def limits_for(self, host: str) -> tuple[int, float]:
+        """``(concurrency, spacing_s)`` of ``host``: its own, or the defaults."""
+        return self.limits.get(host.lower(), (self.concurrency, self.spacing_s))
+
+    def _try_take(self, host: str, holder: str) -> int | None:
         t = _slots.c
+        concurrency = self.limits_for(host)[0]
         with self.engine.begin() as conn:
             insert = _UPSERT[conn.dialect.name]
             conn.execute(
                 insert(_slots)
-                .values([{"host": host, "slot": i, "holder": None, "expires_at": 0.0} for i in range(self.concurrency)])
+                .values([{"host": host, "slot": i, "holder": None, "expires_at": 0.0} for i in range(concurrency)])
                 .on_conflict_do_nothing()
             )
             now = self.clock()
-            for slot in range(self.concurrency):
+            for slot in range(concurrency):
                 taken = conn.execute(
                     _slots.update()
                     .where(t.host == host, t.slot == slot, sa.or_(t.holder.is_(None), t.expires_at < now))
-                    .values(holder=self.holder, expires_at=now + self.lease_s)
+                    .values(holder=holder, expires_at=now + self.lease_s)
                 )
                 if taken.rowcount == 1:
                     return slot
         return None
 
-    def _release(self, host: str, slot: int) -> None:
+    def _renew(self, host: str, slot: int, holder: str) -> None:
         t = _slots.c
         with self.engine.begin() as conn:
             conn.execute(
                 _slots.update()
-                .where(t.host == host, t.slot == slot, t.holder == self.holder)
+                .where(t.host == host, t.slot == slot, t.holder == holder)
+                .values(expires_at=self.clock() + self.lease_s)
+            )
+
+    def _release(self, host: str, slot: int, holder: str) -> None:
+        t = _slots.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                _slots.update()
+                .where(t.host == host, t.slot == slot, t.holder == holder)
                 .values(holder=None, expires_at=0.0)
             )
+
+    def _space(self, host: str) -> None:
+        spacing_s = self.limits_for(host)[1]
+        try:
+            self.limiter.acquire(f"monitor-host:{host}", 1.0 / spacing_s if spacing_s > 0 else 0)
+        except ratelimit.RateLimitExceeded as exc:
+            raise HostBusy(f"{host} is spaced: {exc}", retry_after=exc.retry_after) from None
+
+    @contextmanager
+    def lease(self, host: str, *, wait: bool = True) -> Iterator[HostLease]:
+        """Hold one of ``host``'s slots for a run of requests (:meth:`HostLease.request` spaces each one);
+        :class:`HostBusy` if no slot is free within ``max_wait_s`` (at once with ``wait=False``: a poll's extra
+        lanes take a free slot or none). One lease is one request in flight: a poll of many sources fetches one
+        host's feeds one after another on each slot it holds."""
+        holder = f"{self.holder}:{uuid.uuid4().hex[:8]}"  # each lease its own holder: threads of one process
+        deadline = self.clock() + (self.max_wait_s if wait else 0.0)
+        taken = self._try_take(host, holder)
+        while taken is None:
+            if self.clock() >= deadline:
+                raise HostBusy(f"{host} already has {self.limits_for(host)[0]} requests in flight", retry_after=None)
+            self.sleep(0.1)
+            taken = self._try_take(host, holder)
+        held = HostLease(self, host, taken, holder, self.clock())
+        try:
+            yield held
+        finally:
+            self._release(host, taken, holder)
 
     @contextmanager
     def slot(self, host: str) -> Iterator[None]:
         """Hold one of ``host``'s slots, spaced from the previous request; :class:`RetryLater` if busy."""
-        deadline = self.clock() + self.max_wait_s
-        taken = self._try_take(host)
-        while taken is None:
-            if self.clock() >= deadline:
-                raise HostBusy(f"{host} already has {self.concurrency} requests in flight", retry_after=None)
-            self.sleep(0.1)
-            taken = self._try_take(host)
-        try:
-            try:
-                self.limiter.acquire(f"monitor-host:{host}", 1.0 / self.spacing_s if self.spacing_s > 0 else 0)
-            except ratelimit.RateLimitExceeded as exc:
-                raise HostBusy(f"{host} is spaced: {exc}", retry_after=exc.retry_after) from None
+        with self.lease(host) as held, held.request():
             yield
-        finally:
-            self._release(host, taken)
+
+
+class HostLease:
+    """One slot of one host, held by :meth:`HostGate.lease`; renewed as requests go, so a long run keeps it."""
+
+    def __init__(self, gate: HostGate, host: str, slot: int, holder: str, taken_at: float) -> None:
+        self.gate, self.host, self.slot, self.holder = gate, host, slot, holder
+        self.renewed_at = taken_at
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """One request under this lease: spaced from the host's previous one (:class:`HostBusy` if the spacing
+        would wait longer than the limiter allows); the lease is renewed once half of it has gone."""
+        if self.gate.clock() - self.renewed_at > self.gate.lease_s / 2:
+            self.gate._renew(self.host, self.slot, self.holder)
+            self.renewed_at = self.gate.clock()
+        self.gate._space(self.host)
+        yield
 
 
 def host_gate(settings: MonitorSettings) -> HostGate:
     """The process's gate for the configured database and broker (Redis spaces requests where it is there)."""
     core = get_settings()
-    return _gate_for(core.broker_url, core.database_url, settings.host_concurrency, settings.host_spacing_s)
+    limits = tuple(sorted((host, (c, s)) for host, (c, s) in settings.host_limits_parsed().items()))
+    return _gate_for(core.broker_url, core.database_url, settings.host_concurrency, settings.host_spacing_s, limits)
 
 
 @functools.lru_cache(maxsize=4)
-def _gate_for(broker_url: str, database_url: str, concurrency: int, spacing_s: float) -> HostGate:
+def _gate_for(
+    broker_url: str,
+    database_url: str,
+    concurrency: int,
+    spacing_s: float,
+    limits: tuple[tuple[str, tuple[int, float]], ...] = (),
+) -> HostGate:
     engine = engine_for(database_url)
     if broker_url.startswith(("redis://", "rediss://")):
         limiter: ratelimit.SharedLimiter = ratelimit.RedisLimiter(redis.Redis.from_url(broker_url))
     else:
         limiter = ratelimit.SqlLimiter(engine)
-    return HostGate(engine, limiter, concurrency=concurrency, spacing_s=spacing_s)
+    return HostGate(engine, limiter, concurrency=concurrency, spacing_s=spacing_s, limits=dict(limits))

@@ -1,15 +1,20 @@
-"""One poll of one source: fetch, parse, store once, cluster into stories, score, match rules, alert.
+"""Polls of sources: fetch, parse, store once, cluster into stories, score, match rules, alert.
 
-The steps and where the transactions are (no transaction is held over the network or over scoring)::
+:func:`poll_sources` polls many sources in one go (a task's share of what beat found due); :func:`poll_source`
+is the same for one. The steps and where the transactions are (none is held over the network or scoring)::
 
-    read the source (its URL, validators)                           short transaction
-    fetch under the host's gate; parse unless 304                   no transaction
-    drop entries this source has already sighted                    short read
-    score what is left: moderation, negativity, needs, mentions     no transaction
-    store: exact duplicates become sightings of the stored item,    one write transaction
-           new items join a story (MinHash LSH) or start one,
-           rules in scope are matched, alerts made once per story, rule and window
-    record the outcome on the source: next poll, failures, pause    (same transaction)
+    read the sources (URLs, validators)                             one read-only transaction
+    fetch each under its host's gate (concurrently, within each     no transaction
+      host's limits); parse each body unless 304
+    drop entries each source has already sighted                    one read-only transaction
+    score what is left, each distinct text once, in one batch:      no transaction
+      moderation (screen_batch), negativity, needs, mentions
+    store (monitor.store): duplicates become sightings, new items   one write transaction
+      join a story (MinHash LSH) or start one, rules in scope are
+      matched, alerts made once per story, rule and window
+    record each outcome on its source: next poll, failures, pause   (same transaction)
+
+A fetch or a body that fails fails its own source only (its reason is recorded on it); the others go on.
 
 Exact duplicates: the same entry key in one source (GUID, else link, else title + text); across sources the
 same content hash, or the same link with the same title. Near duplicates: :mod:`monitor.neardup`.
@@ -23,35 +28,41 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import moderation
 from core.clock import now
-from core.db import session_scope
-from core.errors import InvalidInput
+from core.db import READ_ONLY, session_factory, session_scope
 from core.notify import notify
-from moderation.normalize import Normalized, normalize, normalize_term
-from monitor import alerting, comments, neardup, needs, query, text
+from moderation.normalize import normalize, normalize_term
+from monitor import comments, neardup, needs, text
 from monitor.errors import FeedError, FetchError, HostBusy, MonitorError, RetryLater
-from monitor.fetch import HostGate, fetch_feed, host_gate, host_of, make_client
-from monitor.models import Alert, Item, LshBand, Rule, RuleHit, Sighting, Source, Story
+from monitor.fetch import FetchResult, HostGate, fetch_feed, host_gate, host_of, make_client
+from monitor.models import Sighting, Source
 from monitor.negativity import negativity
-from monitor.parse import Entry, parse_feed
+from monitor.parse import Entry, ParsedFeed, parse_feed
 from monitor.settings import MonitorSettings, get_monitor_settings
+from monitor.store import RuleSet, Scored, store
 from publisher.domain.models import Organization
-from publisher.services.common import holders, subtree
+from publisher.services.common import holders
 
 log = logging.getLogger(__name__)
 
 SCREEN_CHARS = 2000  # characters of an item screened by moderation (its cost grows with the length)
 HITS_KEPT = 10  # moderation hits kept per item (the evidence a monitor reads; the rest is counted)
+IN_CHUNK = 500  # entry keys in one IN (...) list
 
 
 @dataclass
@@ -73,15 +84,17 @@ class PollOutcome:
 
 
 @dataclass
-class _Scored:
-    entry: Entry
-    key: str
-    content_hash: str
-    link_hash: str
-    signature: Any
-    negativity: float
-    scores: dict[str, Any]
-    norm: Normalized  # title + text as normalised for scoring; the rules match on the same
+class _Fetch:
+    """One feed source's fetch: what was read of it, then what came back (or why nothing did)."""
+
+    source_id: int
+    url: str
+    etag: str | None
+    last_modified: str | None
+    result: FetchResult | None = None
+    parsed: ParsedFeed | None = None
+    error: MonitorError | None = None
+    busy: HostBusy | None = None
 
 
 def backoff_s(interval_s: float, failures: int, settings: MonitorSettings, rng: random.Random | None = None) -> float:
@@ -96,6 +109,24 @@ def _spread(seconds: float, rng: random.Random | None = None) -> float:
     return seconds * (1 + (rng or random).uniform(0, 0.1))
 
 
+@contextmanager
+def _read_scope() -> Iterator[Session]:
+    """A transaction that only reads: on SQLite a plain BEGIN, so it neither takes nor waits for the write lock
+    that another pool process holds while it stores (every session_scope begins IMMEDIATE)."""
+    session = session_factory()()
+    try:
+        session.connection(execution_options=READ_ONLY)
+        yield session
+    finally:
+        session.close()
+
+
+def poll_lease_s(settings: MonitorSettings) -> float:
+    """How long a claim of sources for one task lasts: the fetch budget, the last fetch's deadline and timeout,
+    and a minute for scoring and storing (beat claims a source again only after that)."""
+    return settings.poll_budget_s + settings.deadline_s + settings.timeout_s + 60
+
+
 def poll_source(
     source_id: int,
     *,
@@ -104,59 +135,163 @@ def poll_source(
     gate: HostGate | None = None,
 ) -> PollOutcome:
     """Poll one source now (if it is active): the whole pipeline of the module docstring."""
-    settings = settings or get_monitor_settings()
-    with session_scope() as session:
-        source = session.get(Source, source_id)
-        if source is None or source.state != "active":
-            return PollOutcome(source_id, "skipped")
-        url, etag, last_modified, kind = source.url, source.etag, source.last_modified, source.kind
-    if kind == comments.KIND:
-        return _poll_comments(source_id, settings)
-    own_client = client is None
-    client = client or make_client(settings)
-    gate = gate or host_gate(settings)
-    result = parsed = None
-    error: MonitorError | None = None
-    try:
-        with gate.slot(host_of(url)):
-            result = fetch_feed(client, url, settings, etag=etag, last_modified=last_modified)
-        if not result.not_modified:
-            parsed = parse_feed(
-                result.content, content_type=result.content_type, url=result.url, max_entries=settings.items_per_fetch
-            )
-    except HostBusy as exc:
-        with session_scope() as session:
-            source = session.get(Source, source_id)
-            if source is not None:
-                source.next_poll_at = now() + timedelta(seconds=_spread(max(exc.retry_after or 0, 5.0)))
-                source.claimed_until = None
-        return PollOutcome(source_id, "deferred", error=str(exc))
-    except MonitorError as exc:
-        error = exc
-    finally:
-        if own_client:
-            client.close()
+    return poll_sources([source_id], settings=settings, client=client, gate=gate)[0]
 
-    scored: list[_Scored] = []
-    if parsed is not None and parsed.entries:
-        scored = _score_new(source_id, parsed.entries)
+
+def poll_sources(
+    source_ids: Sequence[int],
+    *,
+    settings: MonitorSettings | None = None,
+    client: httpx.Client | None = None,
+    gate: HostGate | None = None,
+) -> list[PollOutcome]:
+    """Poll each source now (those active): one outcome per id, in order (module docstring)."""
+    settings = settings or get_monitor_settings()
+    ids = list(dict.fromkeys(source_ids))
+    with _read_scope() as session:
+        rows = {
+            r.id: r
+            for chunk in _chunks(ids)
+            for r in session.execute(
+                select(Source.id, Source.url, Source.etag, Source.last_modified, Source.kind, Source.state).where(
+                    Source.id.in_(chunk)
+                )
+            )
+        }
+    outcomes: dict[int, PollOutcome] = {}
+    fetches: list[_Fetch] = []
+    for sid in ids:
+        row = rows.get(sid)
+        if row is None or row.state != "active":
+            outcomes[sid] = PollOutcome(sid, "skipped")
+        elif row.kind == comments.KIND:
+            outcomes[sid] = _poll_comments(sid, settings)
+        else:
+            fetches.append(_Fetch(sid, row.url, row.etag, row.last_modified))
+    if fetches:
+        own_client = client is None
+        client = client or make_client(settings)
+        try:
+            _fetch_all(fetches, client, gate or host_gate(settings), settings)
+        finally:
+            if own_client:
+                client.close()
+        outcomes.update(_record_fetches(fetches, settings))
+    return [outcomes[sid] for sid in source_ids]
+
+
+# ---------------------------------------------------------------------------------------- fetching
+
+
+def _fetch_all(fetches: list[_Fetch], client: httpx.Client, gate: HostGate, settings: MonitorSettings) -> None:
+    """Fetch and parse every source, each host's at most its concurrency at a time (a lane per slot held, the
+    lanes drawing from the host's queue), all hosts together up to ``poll_threads`` fetches in flight."""
+    queues: dict[str, deque[_Fetch]] = {}
+    for f in fetches:
+        queues.setdefault(host_of(f.url), deque()).append(f)
+    # (host, first lane?): a host's first lane waits for a slot as one poll would; the others take one if free
+    lanes = [(host, n == 0) for host, q in queues.items() for n in range(min(len(q), gate.limits_for(host)[0]))]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + settings.poll_budget_s
+
+    def next_of(host: str) -> _Fetch | None:
+        with lock:  # past the budget nothing new starts: what is left is deferred below
+            return queues[host].popleft() if queues[host] and time.monotonic() < stop_at else None
+
+    def lane(spec: tuple[str, bool]) -> None:
+        host, first = spec
+        try:
+            with gate.lease(host, wait=first) as held:
+                while (f := next_of(host)) is not None:
+                    try:
+                        with held.request():
+                            f.result = fetch_feed(client, f.url, settings, etag=f.etag, last_modified=f.last_modified)
+                    except HostBusy as exc:  # spaced out: this source and the rest of the host's queue wait
+                        f.busy = exc
+                        break
+                    except MonitorError as exc:
+                        f.error = exc
+                        continue
+                    _parse(f, settings)
+        except HostBusy:
+            pass  # no slot free: another lane of this host, or the next poll, takes the queue
+
+    if len(lanes) == 1 or settings.poll_threads <= 1:
+        for spec in lanes:
+            lane(spec)
+    else:
+        with ThreadPoolExecutor(max_workers=min(len(lanes), settings.poll_threads)) as pool:
+            list(pool.map(lane, lanes))
+    for host, q in queues.items():  # what no lane reached: the host is busy, not the sources failing
+        for f in q:
+            if f.busy is None and time.monotonic() >= stop_at:
+                f.busy = HostBusy(f"this poll's {settings.poll_budget_s:.0f} s were up before {host}", retry_after=None)
+            elif f.busy is None:
+                f.busy = HostBusy(f"{host} already has {gate.limits_for(host)[0]} requests in flight", retry_after=None)
+
+
+def _parse(f: _Fetch, settings: MonitorSettings) -> None:
+    result = f.result
+    if result is None or result.not_modified:
+        return
+    try:
+        f.parsed = parse_feed(
+            result.content, content_type=result.content_type, url=result.url, max_entries=settings.items_per_fetch
+        )
+    except MonitorError as exc:
+        f.error = exc
+
+
+def _record_fetches(fetches: list[_Fetch], settings: MonitorSettings) -> dict[int, PollOutcome]:
+    """Score what is new, then record every fetch's outcome and store the entries, in one write transaction."""
+    fed = [(f.source_id, f.parsed.entries) for f in fetches if f.parsed is not None and f.parsed.entries]
+    scored = _score_new(fed) if fed else {}
+    outcomes: dict[int, PollOutcome] = {}
     with session_scope() as session:
-        source = _polled(session, source_id)
-        if source is None:
-            return PollOutcome(source_id, "skipped")
-        if error is not None or result is None:  # no error and no result cannot happen: fetch raises or answers
-            return _record_failure(session, source, error or FetchError("no answer"), settings)
-        source.last_status = result.status
-        source.etag, source.last_modified = result.etag, result.last_modified
-        source.failures, source.last_error, source.last_success_at = 0, None, now()
-        wait = max(source.interval_s, min(result.max_age_s or 0, settings.max_backoff_s))
-        source.next_poll_at = now() + timedelta(seconds=_spread(wait))
-        if parsed is None:
-            return PollOutcome(source_id, "not_modified")
-        source.parse_count += 1
-        outcome = PollOutcome(source_id, "new", warnings=parsed.warnings)
-        _store(session, source, scored, settings, outcome)
-        return outcome
+        sources = {
+            s.id: s
+            for chunk in _chunks([f.source_id for f in fetches])
+            for s in session.scalars(select(Source).where(Source.id.in_(chunk)))
+        }
+        work = []
+        for f in fetches:
+            source = sources.get(f.source_id)
+            if source is None:  # deleted while it was fetched
+                outcomes[f.source_id] = PollOutcome(f.source_id, "skipped")
+                continue
+            if f.busy is not None:  # not a failure: the source is tried again soon
+                source.next_poll_at = now() + timedelta(seconds=_spread(max(f.busy.retry_after or 0, 5.0)))
+                source.claimed_until = None
+                outcomes[f.source_id] = PollOutcome(f.source_id, "deferred", error=str(f.busy))
+                continue
+            _polled(source)
+            if f.error is not None or f.result is None:  # no error and no result cannot happen: fetch raises
+                outcomes[f.source_id] = _record_failure(session, source, f.error or FetchError("no answer"), settings)
+                continue
+            result = f.result
+            source.last_status = result.status
+            source.etag, source.last_modified = result.etag, result.last_modified
+            source.failures, source.last_error, source.last_success_at = 0, None, now()
+            wait = max(source.interval_s, min(result.max_age_s or 0, settings.max_backoff_s))
+            source.next_poll_at = now() + timedelta(seconds=_spread(wait))
+            if f.parsed is None:
+                outcomes[f.source_id] = PollOutcome(f.source_id, "not_modified")
+                continue
+            source.parse_count += 1
+            outcomes[f.source_id] = PollOutcome(f.source_id, "new", warnings=f.parsed.warnings)
+            work.append((source, scored.get(f.source_id, [])))
+        if work:
+            session.flush()
+            for (source, _scored), stored in zip(work, store(session, work, settings), strict=True):
+                _add(outcomes[source.id], stored)
+    return outcomes
+
+
+def _add(outcome: PollOutcome, stored: Any) -> None:
+    outcome.new_items += stored.new_items
+    outcome.sightings += stored.sightings
+    outcome.rule_hits += stored.rule_hits
+    outcome.alerts += stored.alerts
 
 
 def _poll_comments(source_id: int, settings: MonitorSettings) -> PollOutcome:
@@ -164,11 +299,12 @@ def _poll_comments(source_id: int, settings: MonitorSettings) -> PollOutcome:
     fetched = comments.fetch_comments(source_id, settings)
     if fetched is None:
         return PollOutcome(source_id, "skipped")
-    scored = _score_new(source_id, fetched.entries) if fetched.entries else []
+    scored = _score_new([(source_id, fetched.entries)]).get(source_id, []) if fetched.entries else []
     with session_scope() as session:
-        source = _polled(session, source_id)
+        source = session.get(Source, source_id)
         if source is None:
             return PollOutcome(source_id, "skipped")
+        _polled(source)
         comments.save_cursors(session, source_id, fetched)
         if fetched.failure is not None:
             return _record_failure(session, source, fetched.failure, settings)
@@ -178,18 +314,16 @@ def _poll_comments(source_id: int, settings: MonitorSettings) -> PollOutcome:
         source.next_poll_at = now() + timedelta(seconds=_spread(source.interval_s))
         source.parse_count += 1
         outcome = PollOutcome(source_id, "new", warnings=fetched.errors)
-        _store(session, source, scored, settings, outcome)
+        session.flush()
+        _add(outcome, store(session, [(source, scored)], settings, RuleSet(session))[0])
         return outcome
 
 
-def _polled(session: Session, source_id: int) -> Source | None:
-    """The source of a poll that has ended, its fetch counted and its claim released (None: it was deleted)."""
-    source = session.get(Source, source_id)
-    if source is not None:
-        source.fetch_count += 1
-        source.last_fetched_at = now()
-        source.claimed_until = None
-    return source
+def _polled(source: Source) -> None:
+    """A poll of ``source`` has ended: its fetch counted and its claim released."""
+    source.fetch_count += 1
+    source.last_fetched_at = now()
+    source.claimed_until = None
 
 
 def _record_failure(session: Session, source: Source, error: MonitorError, settings: MonitorSettings) -> PollOutcome:
@@ -222,28 +356,50 @@ def _record_failure(session: Session, source: Source, error: MonitorError, setti
 # ---------------------------------------------------------------------------------------- scoring
 
 
-def _score_new(source_id: int, entries: list[Entry]) -> list[_Scored]:
-    """Score the entries this source has not sighted yet (read their keys first; scoring holds no transaction)."""
-    keyed = {}
-    for entry in entries:
-        keyed.setdefault(text.entry_key(entry.guid, entry.link, entry.title, entry.text), entry)
-    with session_scope() as session:
-        seen = set(
-            session.scalars(
-                select(Sighting.entry_key).where(Sighting.source_id == source_id, Sighting.entry_key.in_(list(keyed)))
-            )
-        )
+def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _score_new(fed: Sequence[tuple[int, Sequence[Entry]]]) -> dict[int, list[Scored]]:
+    """Score the entries each source has not sighted yet: their keys read first, in one read-only transaction;
+    then every distinct text scored once (a story reposted on ten feeds is one text), in one batch."""
+    keyed: dict[int, dict[str, Entry]] = {}
+    for source_id, entries in fed:
+        own = keyed.setdefault(source_id, {})
+        for entry in entries:
+            own.setdefault(text.entry_key(entry.guid, entry.link, entry.title, entry.text), entry)
+    seen: set[tuple[int, str]] = set()
+    with _read_scope() as session:
+        for source_id, own in keyed.items():
+            for chunk in _chunks(list(own)):
+                rows = session.execute(
+                    select(Sighting.entry_key).where(Sighting.source_id == source_id, Sighting.entry_key.in_(chunk))
+                )
+                seen.update((source_id, key) for (key,) in rows)
         orgs = dict(session.execute(select(Organization.id, Organization.name)).all())
-    fresh = [(k, e) for k, e in keyed.items() if k not in seen]
+    fresh = [(sid, k, e) for sid, own in keyed.items() for k, e in own.items() if (sid, k) not in seen]
     if not fresh:
-        return []
-    bodies = [f"{e.title}\n{e.text}" for _k, e in fresh]
-    signatures = neardup.signatures(bodies)
-    verdicts = _screen([b[:SCREEN_CHARS] for b in bodies])
+        return {}
+    bodies = list(dict.fromkeys(f"{e.title}\n{e.text}" for _sid, _k, e in fresh))
+    signatures = dict(zip(bodies, neardup.signatures(bodies), strict=True))
+    verdicts = dict(zip(bodies, _screen([b[:SCREEN_CHARS] for b in bodies]), strict=True))
     org_terms = {org_id: normalize_term(name) for org_id, name in orgs.items() if name.strip()}
-    scored = []
-    for (key, entry), body, signature, verdict in zip(fresh, bodies, signatures, verdicts, strict=True):
+    by_body: dict[str, tuple[Any, float, dict[str, Any]]] = {}
+    for body in bodies:
         norm = normalize(body)
+        neg = negativity(norm)
+        scores = {
+            "moderation": verdicts[body],
+            "negativity": neg.to_dict(),
+            "needs": needs.needs_of(norm),
+            "mentions": sorted(org_id for org_id, term in org_terms.items() if term and term in norm.text),
+        }
+        by_body[body] = (norm, neg.score, scores)
+    scored: dict[int, list[Scored]] = {}
+    for source_id, key, entry in fresh:
+        body = f"{entry.title}\n{entry.text}"
+        norm, neg_score, scores = by_body[body]
         if entry.identity:
             # a comment: its GUID is what it is (the same words from two readers are two comments), and its
             # link is the post's, shared with every other comment on it, so it is no duplicate key either
@@ -251,22 +407,15 @@ def _score_new(source_id: int, entries: list[Entry]) -> list[_Scored]:
         else:
             content_hash = text.content_key(entry.title, entry.text)
             link_hash = text.sha256(text.canonical_link(entry.link)) if entry.link else ""
-        neg = negativity(norm)
-        scores = {
-            "moderation": verdict,
-            "negativity": neg.to_dict(),
-            "needs": needs.needs_of(norm),
-            "mentions": sorted(org_id for org_id, term in org_terms.items() if term and term in norm.text),
-        }
-        scored.append(
-            _Scored(
+        scored.setdefault(source_id, []).append(
+            Scored(
                 entry=entry,
                 key=key,
                 content_hash=content_hash,
                 link_hash=link_hash,
-                signature=signature,
-                negativity=neg.score,
-                scores=scores,
+                signature=signatures[body],
+                negativity=neg_score,
+                scores=scores,  # shared by the entries of one text: stored as JSON, never changed in place
                 norm=norm,
             )
         )
@@ -286,244 +435,3 @@ def _screen(texts: list[str]) -> list[dict[str, Any]]:
         data["hits"] = data["hits"][:HITS_KEPT]
         out.append(data)
     return out
-
-
-# ---------------------------------------------------------------------------------------- storing
-
-
-def _existing(session: Session, s: _Scored) -> Item | None:
-    item = session.scalar(select(Item).where(Item.content_hash == s.content_hash))
-    if item is None and s.link_hash:
-        item = session.scalar(select(Item).where(Item.link_hash == s.link_hash, Item.title == s.entry.title).limit(1))
-    return item
-
-
-class _Known:
-    """The stored items a poll's entries may duplicate and the recent items sharing their LSH bands, each read
-    in one query for the whole poll (not two or three per entry, as profiling a cycle showed them costing),
-    and kept up to date as the poll stores items, so entries of one feed meet each other too. The band read is
-    capped at CANDIDATES rows per entry, newest first, over the whole poll: a very large recent story can use
-    the cap up, and an entry then starts a story of its own rather than joining an older one."""
-
-    def __init__(self, session: Session, scored: list[_Scored], settings: MonitorSettings) -> None:
-        self.threshold = settings.cluster_threshold
-        hashes = list({s.content_hash for s in scored})
-        links = list({s.link_hash for s in scored if s.link_hash})
-        self.by_hash: dict[str, Item] = {}
-        self.by_link: dict[tuple[str, str], Item] = {}
-        if hashes:
-            self.by_hash = {
-                i.content_hash: i for i in session.scalars(select(Item).where(Item.content_hash.in_(hashes)))
-            }
-        if links:
-            for i in session.scalars(select(Item).where(Item.link_hash.in_(links)).order_by(Item.id)):
-                self.by_link.setdefault((i.link_hash, i.title), i)
-        self.keys = {id(s): neardup.band_keys(s.signature, self.threshold) for s in scored}
-        # rows written in one executemany at the end of the poll, not as thousands of ORM objects (26 bands an item)
-        self.band_rows: list[dict[str, Any]] = []
-        self.sighting_rows: list[dict[str, Any]] = []
-        wanted = list({k for keys in self.keys.values() for k in keys})
-        since = now() - timedelta(hours=settings.cluster_window_h)
-        # the candidates of each band (newest first), at most CANDIDATES per entry as one query per entry read
-        self.bands: dict[str, list[tuple[int, int, Any]]] = {}
-        if wanted:
-            rows = session.execute(
-                select(LshBand.band_key, Item.id, Item.story_id, Item.signature)
-                .join(Item, Item.id == LshBand.item_id)
-                .where(LshBand.band_key.in_(wanted), LshBand.created_at >= since)
-                .order_by(LshBand.id.desc())
-                .limit(CANDIDATES * max(1, len(scored)))
-            ).all()
-            for key, item_id, story_id, signature in rows:
-                if signature is not None:
-                    self.bands.setdefault(key, []).append((item_id, story_id, signature))
-
-    def find(self, s: _Scored) -> Item | None:
-        item = self.by_hash.get(s.content_hash)
-        if item is None and s.link_hash:
-            item = self.by_link.get((s.link_hash, s.entry.title))
-        return item
-
-    def add(self, item: Item) -> None:
-        self.by_hash.setdefault(item.content_hash, item)
-        if item.link_hash:
-            self.by_link.setdefault((item.link_hash, item.title), item)
-
-    def add_bands(self, s: _Scored, item: Item) -> None:
-        for key in self.keys[id(s)]:
-            self.bands.setdefault(key, []).insert(0, (item.id, item.story_id, s.signature))
-
-    def story_of(self, s: _Scored) -> int | None:
-        """The story of the most similar recent item sharing a band, if similar enough."""
-        candidates: dict[int, tuple[int, Any]] = {}
-        for key in self.keys[id(s)]:
-            for item_id, story_id, signature in self.bands.get(key, ()):
-                if len(candidates) >= CANDIDATES:
-                    break
-                candidates.setdefault(item_id, (story_id, signature))
-        best, best_story = 0.0, None
-        for story_id, signature in candidates.values():
-            other = (
-                neardup.from_bytes(signature) if isinstance(signature, bytes | bytearray | memoryview) else signature
-            )
-            sim = neardup.similarity(s.signature, other)
-            if sim > best:
-                best, best_story = sim, story_id
-        if best_story is None or best < self.threshold:
-            return None
-        return best_story
-
-
-CANDIDATES = 200  # items compared per new entry (the most recent sharing a band)
-
-
-def _store(
-    session: Session, source: Source, scored: list[_Scored], settings: MonitorSettings, outcome: PollOutcome
-) -> None:
-    rules = _rules_for(session, source)
-    known = _Known(session, scored, settings)
-    for s in scored:
-        item = known.find(s)
-        fresh = False
-        if item is None:
-            try:
-                with session.begin_nested():
-                    item = _new_item(session, source, s, settings, known)
-                outcome.new_items += 1
-                fresh = True
-            except IntegrityError:  # another worker stored the same content a moment ago
-                item = _existing(session, s)
-                if item is None:
-                    raise
-            known.add(item)
-        # every entry this source carries is sighted once (the read in _score_new left out those it had)
-        known.sighting_rows.append(
-            {"item_id": item.id, "source_id": source.id, "entry_key": s.key, "link": s.entry.link}
-        )
-        if item.source_id != source.id:
-            outcome.sightings += 1
-        _match_rules(session, rules, item, outcome, settings, norm=s.norm, fresh=fresh)
-    if known.sighting_rows:
-        session.execute(insert(Sighting), known.sighting_rows)
-    if known.band_rows:
-        session.execute(insert(LshBand), known.band_rows)
-
-
-def _new_item(session: Session, source: Source, s: _Scored, settings: MonitorSettings, known: _Known) -> Item:
-    story_id = known.story_of(s)
-    story = session.get(Story, story_id) if story_id is not None else None
-    t = now()
-    if story is None:
-        story = Story(title=s.entry.title or s.entry.text[:100], item_count=0, first_seen_at=t, last_seen_at=t)
-        session.add(story)
-        session.flush()
-    story.item_count += 1
-    story.last_seen_at = t
-    item = Item(
-        story_id=story.id,
-        source_id=source.id,
-        link=s.entry.link,
-        link_hash=s.link_hash,
-        content_hash=s.content_hash,
-        title=s.entry.title,
-        summary_html=s.entry.summary_html,
-        text=s.entry.text,
-        author=s.entry.author,
-        published_at=s.entry.published_at,
-        fetched_at=t,
-        signature=neardup.to_bytes(s.signature),
-        negativity=s.negativity,
-        scores=s.scores,
-    )
-    if s.entry.origin:
-        item.delivery_id = s.entry.origin.get("delivery_id")
-        item.account_id = s.entry.origin.get("account_id")
-        item.post_id = s.entry.origin.get("post_id")
-    session.add(item)
-    session.flush()
-    known.band_rows.extend({"band_key": key, "item_id": item.id, "created_at": t} for key in known.keys[id(s)])
-    known.add_bands(s, item)
-    return item
-
-
-# ------------------------------------------------------------------------------------------ rules
-
-
-def _rules_for(session: Session, source: Source) -> list[tuple[Rule, query.Node]]:
-    """Enabled rules whose scope covers ``source``: its organisation's subtree, listed sources, tags."""
-    chosen = []
-    for rule in session.scalars(select(Rule).where(Rule.enabled.is_(True)).order_by(Rule.id)):
-        scope = rule.scope or {}
-        if source.organization_id not in subtree(session, [rule.organization_id]):
-            continue
-        if scope.get("sources") and source.id not in scope["sources"]:
-            continue
-        if scope.get("tags") and not set(scope["tags"]) & set(source.tags or []):
-            continue
-        try:
-            chosen.append((rule, query.parse(rule.query)))
-        except InvalidInput:  # queries are checked when a rule is written; one broken since is skipped
-            log.warning("monitor rule %s has a query that no longer parses", rule.id)
-            continue
-    return chosen
-
-
-def _window_start(t: datetime, hours: float) -> datetime:
-    width = max(1, int(hours * 3600))
-    return datetime.fromtimestamp(int(t.timestamp()) // width * width, t.tzinfo)
-
-
-def _match_rules(
-    session: Session,
-    rules: list[tuple[Rule, query.Node]],
-    item: Item,
-    outcome: PollOutcome,
-    settings: MonitorSettings,
-    *,
-    norm: Normalized,
-    fresh: bool,
-) -> None:
-    if not rules:
-        return
-    # an item stored by this poll has no hits yet; one stored before may (another source's entry of it)
-    done = set() if fresh else set(session.scalars(select(RuleHit.rule_id).where(RuleHit.item_id == item.id)))
-    for rule, node in rules:
-        if rule.id in done:
-            continue
-        m = query.match(node, norm)
-        if m is None:
-            continue
-        session.add(
-            RuleHit(
-                rule_id=rule.id,
-                item_id=item.id,
-                story_id=item.story_id,
-                matched={"terms": list(m.terms), "spans": [list(sp) for sp in m.spans]},
-            )
-        )
-        outcome.rule_hits += 1
-        _alert_once(session, rule, item, settings, outcome)
-
-
-def _alert_once(session: Session, rule: Rule, item: Item, settings: MonitorSettings, outcome: PollOutcome) -> None:
-    """One alert per story per rule per window: the unique key decides, so two workers cannot both alert."""
-    window = _window_start(now(), settings.alert_window_h)
-    exists = session.scalar(
-        select(Alert.id).where(Alert.rule_id == rule.id, Alert.story_id == item.story_id, Alert.window_start == window)
-    )
-    if exists is not None:
-        return
-    message = f"monitor rule {rule.name!r} matched: {item.title or item.text[:80]} ({item.link or 'no link'})"
-    alert = Alert(rule_id=rule.id, story_id=item.story_id, item_id=item.id, window_start=window, message=message)
-    try:
-        with session.begin_nested():
-            session.add(alert)
-    except IntegrityError:
-        return
-    recipients = (
-        [rule.created_by] if rule.created_by is not None else holders(session, ["monitor"], rule.organization_id)
-    )
-    notify(session, recipients or [None], "monitor.alert", message[:2000])
-    # and once on each robot and mailbox that takes the rule's alerts (the unique send key; sent after commit)
-    alerting.queue_sends(session, alert, rule, settings)
-    outcome.alerts += 1

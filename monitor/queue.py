@@ -18,6 +18,7 @@ class MonitorTask(StrEnum):
 
     POLL_DUE = "monitor.poll_due"
     POLL_SOURCE = "monitor.poll_source"
+    POLL_SOURCES = "monitor.poll_sources"  # a chunk of what poll_due claimed (MonitorSettings.poll_chunk)
     SEND_ALERT = "monitor.send_alert"
     SEND_DUE = "monitor.send_due"
     DETECT_BURSTS = "monitor.detect_bursts"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.settings import get_settings
@@ -42,6 +42,21 @@ class MonitorSettings(BaseSettings):
     max_redirects: int = Field(3, description="Redirects followed per fetch, each hop checked by the guard.")
     host_concurrency: int = Field(2, description="Requests in flight to one host, over every worker.")
     host_spacing_s: float = Field(0.5, description="Least time between two requests to one host (RSSHub: 0.5 s).")
+    host_limits: str = Field(
+        "",
+        description="Hosts with limits of their own, `host[:port]=concurrency/spacing_s` separated by commas "
+        "(`rsshub.internal:1200=8/0`): an installation's own RSSHub or the feed sandbox, which may take more "
+        "than a stranger's server. Every host not named keeps host_concurrency and host_spacing_s.",
+    )
+    poll_chunk: int = Field(
+        25, description="Sources polled by one task (fetched concurrently, scored in one batch, stored in one go)."
+    )
+    poll_threads: int = Field(8, description="Fetches in flight in one poll of many sources, over all hosts.")
+    poll_budget_s: float = Field(
+        120.0,
+        description="How long a poll of many sources starts new fetches; the sources it did not reach are deferred "
+        "(polled again in seconds), so a task of slow hosts ends within Celery's time limit.",
+    )
     items_per_fetch: int = Field(200, description="Entries read from one feed body; the rest are ignored.")
     cluster_threshold: float = Field(0.5, description="Jaccard similarity (char 3-grams) that joins a story.")
     cluster_window_h: float = Field(72.0, description="Items older than this are not joined to new ones.")
@@ -81,6 +96,34 @@ class MonitorSettings(BaseSettings):
         "http://127.0.0.1:8000", description="The API's public address: robots get a link to the report page."
     )
     report_send_interval_s: float = Field(60.0, description="How often beat looks for daily reports due.")
+
+    @field_validator("host_limits")
+    @classmethod
+    def _check_host_limits(cls, value: str) -> str:
+        parse_host_limits(value)  # a typo fails at start-up, not at the first fetch
+        return value
+
+    def host_limits_parsed(self) -> dict[str, tuple[int, float]]:
+        """``host_limits`` as ``{host: (concurrency, spacing_s)}``."""
+        return parse_host_limits(self.host_limits)
+
+
+def parse_host_limits(value: str) -> dict[str, tuple[int, float]]:
+    """``"a:1200=8/0, b=4/0.25"`` as ``{"a:1200": (8, 0.0), "b": (4, 0.25)}``; ValueError naming a bad part."""
+    limits: dict[str, tuple[int, float]] = {}
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        host, eq, rest = part.partition("=")
+        concurrency, slash, spacing = rest.partition("/")
+        try:
+            parsed = (int(concurrency), float(spacing))
+        except ValueError:
+            parsed = (0, -1.0)
+        if not eq or not slash or not host.strip() or parsed[0] < 1 or parsed[1] < 0:
+            raise ValueError(f"host_limits: {part!r} is not host[:port]=concurrency/spacing_s (e.g. rsshub:1200=8/0)")
+        limits[host.strip().lower()] = parsed
+    return limits
 
 
 @lru_cache(maxsize=1)

@@ -25,14 +25,23 @@ from workers.app import KIND, celery_app
 
 @celery_app.task(name=MonitorTask.POLL_DUE.value)
 def poll_due() -> int:
-    """Beat: claim the sources that are due and poll each in a task of its own."""
+    """Beat: claim the sources that are due and poll them ``poll_chunk`` to a task (fetched concurrently within
+    each host's limits, scored in one batch, stored in one transaction: one message per chunk, not per source)."""
     settings = get_monitor_settings()
-    lease = settings.deadline_s + settings.timeout_s + 60  # longer than one poll can take
     with session_scope() as session:
-        ids = services.claim_due(session, limit=settings.poll_batch, lease_s=lease)
+        ids = services.claim_due(session, limit=settings.poll_batch, lease_s=pipeline.poll_lease_s(settings))
+    chunk = max(1, settings.poll_chunk)
     if ids:
-        group(poll_source.si(i) for i in ids).apply_async(queue=monitor_queue(settings))
+        group(poll_sources.si(ids[i : i + chunk]) for i in range(0, len(ids), chunk)).apply_async(
+            queue=monitor_queue(settings)
+        )
     return len(ids)
+
+
+@celery_app.task(name=MonitorTask.POLL_SOURCES.value)
+def poll_sources(source_ids: list[int]) -> list[dict[str, Any]]:
+    """Poll a chunk of sources: each fetched, parsed, stored once, clustered, scored, matched, alerted."""
+    return [outcome.to_dict() for outcome in pipeline.poll_sources(source_ids)]
 
 
 @celery_app.task(name=MonitorTask.POLL_SOURCE.value)
