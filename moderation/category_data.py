@@ -16,7 +16,11 @@ train split, a stable tenth of them to the model-selection slice) or **held out*
 training or selection and make the *team category set* (``moderation/data/team_categories.tsv``, written by
 ``--write``, read by ``moderation.evaluate``). Held-out families were written with their own phrase pools;
 only the random fillers (ids, numbers, cities, emoji) and the paraphrase step are shared with the train
-families, so the team set measures templates the model never saw, written by the same people.
+families, so the team set measures templates the model never saw, written by the same people. Train families
+also get a spelling step of their own (:data:`_TRAIN_VARIANTS`: 进裙, 搞钱, jz…), which leaves the held-out
+texts exactly as written. The second round of families (2026-12-03: more 刷单 / 兼职日结 / 代发 / 引流 / 博彩 /
+色情引流 / 诈骗 scripts, and hard negatives that use the same words legitimately) is all train; the model card
+lists each with its provenance.
 
 Labels follow the issue's taxonomy: 刷单 and 代开发票 are illicit ads *and* fraud (both labels); 兼职日结, 代发,
 贷款 and traffic diversion are ads; deception scripts (impersonation, fake refunds, investment, fake
@@ -420,6 +424,261 @@ FAMILIES: tuple[Family, ...] = (
         "支持的转发|",
         held_out=True,
     ),
+    # ------------------------------------------------------------------------------------------------
+    # Families added 2026-12-03 (issue 14 item 2, second round): more ways the same spam is written in
+    # ordinary words, and hard negatives that use those words legitimately. All train families, written
+    # here by the team; none reuses a phrase of a held-out family (see the model card, "Team families").
+    # ------------------------------------------------------------------------------------------------
+    # --- 博彩 ---
+    _f(
+        "gambling/app-invite",
+        "gambling",
+        "朋友推荐的一个小游戏|最近在玩一个手机游戏平台|同事带我玩的一个软件|我表哥在玩的那个app",
+        "充一百能提三百|玩一把就能提现|赢的钱直接到支付宝|每天玩半小时多一份收入|下班无聊玩两把赚个零花钱",
+        "提现几分钟到账|我已经提了{money}了|邀请码{n}{n}，注册填我的码有奖励|链接我发你|想玩的找我拿邀请码",
+        shuffle=True,
+    ),
+    _f(
+        "gambling/agent-recruit",
+        "gambling",
+        "平台招代理|诚招推广合伙人|招下级代理|寻找长期合作的代理",
+        "下线每一笔流水都有你的分成|拉人进来就有返佣|零成本躺着收佣金|佣金日结，流水越大返得越多",
+        "一个月轻松过万|不用自己投钱|带团队的来|详聊{wx}",
+        shuffle=True,
+    ),
+    _f(
+        "gambling/red-packet",
+        "gambling",
+        "抢红包群每晚八点开|红包接龙群招人|{money}元包的群缺人|发包抢包的群",
+        "尾数是几就赔几倍|抢到最小的接着发|踩雷的赔{n}倍|群主担保，秒结",
+        "人齐就开|进群发我|{wx}|拉你进去",
+        shuffle=True,
+    ),
+    _f(
+        "gambling/overseas-trip",
+        "gambling",
+        "西港娱乐场邀请您体验|东南亚豪华游，包机票食宿|马尼拉度假村贵宾厅",
+        "落地送筹码{money}|洗码返佣|贵宾专属包厅|现场换码，赢了直接带走",
+        "名额有限，私聊报名|联系客户经理{wx}|全程专人接送",
+    ),
+    _f(
+        "gambling/slang-boast",
+        "gambling",
+        "兄弟们今晚又吃肉了|这波稳稳拿下|跟着老哥又上岸一次|昨晚一把回本还多赚了{money}",
+        "下一场我先上车|明天还是老时间|不信的别跟，信的早就赚了|缺本金的我可以带",
+        "想上车的扣1|私我拿口子|老规矩群里见",
+        shuffle=True,
+    ),
+    # --- 色情引流 ---
+    _f(
+        "porn/profile-bait",
+        "porn",
+        "点我头像有你想看的|想看更多去我简介|私密相册已经开放|动态里有好东西",
+        "尺度自己体会|只给懂的人看|删了就没了|晚上才更新",
+        "男生勿进，除非你忍得住|找我拿链接|我的名字就是联系方式|",
+        shuffle=True,
+    ),
+    _f(
+        "porn/late-live",
+        "porn",
+        "深夜直播间开了|小姐姐今晚开播，只给粉丝看|这个app里的直播什么都能看|半夜的福利直播",
+        "尺度很大|比电视上的刺激多了|可以一对一|刷礼物就能看更多",
+        "房间号私发|下载地址在评论|{url}|关注我进群",
+        shuffle=True,
+    ),
+    _f(
+        "porn/spa-parlor",
+        "porn",
+        "新开的男士会所|养生馆新来了几个技师|足浴店有特殊项目|商务会所隐秘包间",
+        "年轻技师服务到位|有你懂的那种服务|可以加钟做全套|不满意换人",
+        "地址私聊|{city}同城可约|先加{wx}预约|熟客带新客有优惠",
+        shuffle=True,
+    ),
+    _f(
+        "porn/paid-photos",
+        "porn",
+        "私房照原图|不打码的写真套图|女友的私密照|她的付费内容",
+        "一套{n}张只要{money}|付费解锁全部|从来没有外传过|比朋友圈的大胆多了",
+        "要的私|付款后发网盘|扫码付款自动发货",
+    ),
+    # --- 诈骗 ---
+    _f(
+        "fraud/service-fee",
+        "fraud",
+        "您好，您开通的百万保障服务今天到期|您在平台开通了会员自动续费|您的账户被误设为代理商",
+        "不关闭每个月会扣{money}元|会影响您的个人征信|需要在后台帮您注销",
+        "请按我的提示打开手机银行|请把收到的验证码告诉我|下载这个软件我远程帮您操作|先把余额转到指定账户核实",
+    ),
+    _f(
+        "fraud/fake-notice",
+        "fraud",
+        "【ETC】您的ETC认证已失效|【医保】您的医保卡存在异常|【积分】您的话费积分{n}分今天清零|【快递】您的包裹地址不详无法派送",
+        "请点击{url}重新认证|登录{url}兑换礼品|请尽快点击链接处理|填写银行卡信息后恢复使用",
+        "逾期将停止服务|回T退订|",
+    ),
+    _f(
+        "fraud/job-deposit",
+        "fraud",
+        "入职前要先交{money}元培训费|做任务要先充值{money}|上岗前需要交服装押金|领工作资料先付{money}保证金",
+        "干满一个月全额退|做完一单马上返还|这是公司规定|大家都交了",
+        "今天交明天就能上班|交完拉你进工作群|转到财务的私人账户就行",
+        shuffle=True,
+    ),
+    _f(
+        "fraud/parent-group",
+        "fraud",
+        "各位家长好，我是班主任|家长请注意，学校通知|我是孩子的老师，{name}让我联系您|您孩子在学校突发急病",
+        "本学期资料费每人{money}元|需要马上交手术押金{money}元|请扫这个码交费|把钱转到这个账户",
+        "交完截图发我|不要在群里讨论|今天下午五点前|",
+    ),
+    _f(
+        "fraud/sextortion",
+        "fraud",
+        "你和我视频的录像在我手上|你的隐私视频我已经保存了|你手机通讯录我都导出来了",
+        "不想让你老婆同事看到|不给钱就发到你单位群里|我数到三就发出去",
+        "转{money}元这事就算了|给钱删视频|别想着报警",
+    ),
+    _f(
+        "fraud/card-rental",
+        "ads fraud",
+        "收购闲置银行卡|出租你的银行卡一天赚{money}|高价收电话卡|借你的支付宝账户走个流水",
+        "不用你操作，躺着拿钱|一张卡一个月{money2}|当天结算|没有任何风险",
+        "有卡的联系{qq}|私聊{wx}|老板直收，中间不赚差价",
+        shuffle=True,
+    ),
+    # --- 刷单 / 兼职日结 ---
+    _f(
+        "ads/task-rebate",
+        "ads fraud",
+        "帮商家提升销量|拍下不发货的单|给店铺做任务|帮主播冲人气",
+        "垫付{money}返{money2}|第一单不用垫钱|每单佣金{n}块|做完任务马上返",
+        "名额不多，先到先得|进任务群领单|私我要派单员联系方式",
+        shuffle=True,
+    ),
+    _f(
+        "ads/home-work",
+        "ads",
+        "在家做手工活，计件结算|打字录入员，一单一结|在家抄写小说|居家客服，接单就有钱|看视频评论赚零花",
+        "不用出门，下班也能做|上手快，无需经验|一天轻松{money}|宝爸宝妈都能做|不压工资，当天结清",
+        "名额不多|要的扣1|加{wx}领任务|私聊报名|看我主页",
+        shuffle=True,
+    ),
+    _f(
+        "ads/jz-hourly",
+        "ads",
+        "兼职招人|jz急招|临时工招聘，薪资当天结|招兼职，学生优先",
+        "时薪{n}元|日入{money}+|干一天结一天|手机操作，无门槛",
+        "不收任何押金|+V详聊|滴滴报名|有意向的私",
+        shuffle=True,
+    ),
+    # --- 代发 ---
+    _f(
+        "ads/bulk-send",
+        "ads",
+        "代发推广短信|群发到{n}个微信群|代发小红书种草笔记|代发外链和软文|代发好评晒图",
+        "一条只要几分钱|包收录|不封号|量大价格更低|三天见效果",
+        "需要的老板私聊|联系{qq}|加{wx}拿报价|",
+        shuffle=True,
+    ),
+    _f(
+        "ads/account-sale",
+        "ads",
+        "出售实名微信号|批发老号，可注册各平台|接码平台，秒收验证码|出各种平台的满月号",
+        "稳定不掉线|包售后|批量有优惠",
+        "{qq}|私聊下单|看简介",
+        shuffle=True,
+    ),
+    # --- 引流加微信 ---
+    _f(
+        "ads/move-off-platform",
+        "ads",
+        "评论区不让发|这里说话不方便|平台限制发链接|私信回复不过来",
+        "移步绿色软件|换个地方聊|点我名字看联系方式|咱们去V上说",
+        "有你想要的|福利都在那边|来了就知道|{wx}",
+        shuffle=True,
+    ),
+    _f(
+        "ads/side-hustle",
+        "ads",
+        "免费领取副业资料|零基础学剪辑带你变现|一对一带做副业项目|宝妈副业月入过万",
+        "前{n}名免费|不收一分钱学费|跟着做就有收入|已经带出几百个学员",
+        "加我拉你进学习群|私我发资料|{wx}备注副业",
+        shuffle=True,
+    ),
+    # --- hard negatives: the same words used legitimately ---
+    _f(
+        "neg/union-job-fair",
+        "",
+        "{city}总工会联合人社部门举办专场招聘会|职工之家就业服务专场|{date}举行农民工返岗招聘会",
+        "现场提供{n}个岗位，涵盖技工、物流、家政|部分临时岗位按日结算工资，用工单位均经审核|为困难职工家庭提供优先推荐",
+        "求职者请携带身份证和简历|也可扫描工会公众号二维码在线投递|咨询电话12351",
+        "",
+    ),
+    _f(
+        "neg/legal-aid",
+        "",
+        "工会法律援助中心为职工提供免费咨询|职工维权服务站律师每周三值班|欠薪、工伤认定和劳动合同纠纷可申请法律援助",
+        "符合条件的职工可免费代理诉讼|咨询不收任何费用|可加入工会法律服务微信群留言|也可拨打12351职工服务热线",
+        "请携带劳动合同等材料|地址：{city}职工服务中心二楼|",
+    ),
+    _f(
+        "neg/anti-fraud-quote",
+        "",
+        "警惕！“日结三百、手机就能做”的兼职多是刷单骗局|要先交押金、培训费的兼职都是诈骗|不要出租出借银行卡和电话卡|网上“稳赚不赔”的投资平台大多是赌博|陌生人拉你加微信私聊投资，请提高警惕",
+        "{city}已有{n}名职工上当|民警提醒，天上不会掉馅饼|工会提醒广大职工",
+        "不轻信、不转账|发现线索请拨打110或96110|转发给身边的家人朋友",
+        shuffle=True,
+    ),
+    _f(
+        "neg/fraud-case-news",
+        "",
+        "{city}一女子接到自称客服的电话，被骗走{money}元|一男子轻信网上兼职刷单，损失{money}元|退休职工被冒充公检法诈骗，民警及时拦截",
+        "骗子以退款为由让其下载软件|对方称先垫付后返佣金|民警赶到时对方仍在通话",
+        "目前案件正在进一步侦办中|警方提醒市民提高防范意识|",
+    ),
+    _f(
+        "neg/anti-porn-campaign",
+        "",
+        "{city}开展扫黄打非专项行动|网信部门清理涉黄低俗信息|公安机关查处一批违规娱乐场所",
+        "查处涉黄场所{n}家|关闭违规直播间{n}个|净化未成年人网络环境",
+        "欢迎群众举报|家长要关注孩子上网|",
+    ),
+    _f(
+        "neg/union-account",
+        "",
+        "关注工会公众号，后台回复“入会”获取入会指南|扫描下方二维码加入职工书屋|添加工会小助手微信，领取职工普惠卡|点击阅读原文报名参加职工运动会",
+        "全部免费|会员专享|工会经费保障，不收任何费用|名额{n}个",
+        "有疑问请私信后台|欢迎转发|",
+    ),
+    _f(
+        "neg/lottery-draw",
+        "",
+        "中国福利彩票双色球第{year}0{n}期开奖结果公布|体育彩票大乐透本期奖池累计{n}亿元|{city}彩民喜中大奖",
+        "请理性购彩，量力而行|未成年人不得购买彩票|兑奖请携带身份证到指定地点",
+        "",
+    ),
+    _f(
+        "neg/everyday-chat",
+        "",
+        "同学会的照片我发你微信了|有事私聊我，我在开会|加我一下，把资料传给你|晚上一起吃饭吗|你的快递到了，放门口了|"
+        "孩子的作业拍照发群里了|周末加班的同事私我报个名|表格我已经发到工作群了|下午三点的会改到明天了",
+        "好的，收到|谢谢啦|明天见|辛苦了|我晚点回你|有空打个电话",
+        "",
+    ),
+    _f(
+        "neg/product-review",
+        "",
+        "这款电饭煲用了半年，挺好用|618买的洗衣机终于到了|分享一下我的减脂餐|楼下新开的理发店手艺不错",
+        "性价比很高|就是声音有点大|推荐给大家|没有广告，纯个人体验",
+        "",
+    ),
+    _f(
+        "neg/legit-part-time",
+        "",
+        "大学生暑期社会实践岗位开放报名|社区招募周末志愿者|图书馆勤工助学岗位|{city}职工服务中心招募兼职讲解员",
+        "签订协议，按月发放补贴|不收取任何费用|由学校统一组织|参加工伤保险",
+        "报名请到社区服务站|详情见学校官网|",
+    ),
     # --- hard negatives (no label) --------------------------------------------------------------------
     _f(
         "neg/gambling-crackdown",
@@ -573,6 +832,18 @@ _VARIANTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Spellings spam uses to slip past word filters (裙 for 群, jz for 兼职), applied to the *train* families only,
+# positives and negatives alike: the held-out set keeps the texts it was written with, and a spelling alone
+# proves nothing.
+_TRAIN_VARIANTS: dict[str, tuple[str, ...]] = {
+    "进群": ("进群", "进裙", "进qun"),
+    "赚钱": ("赚钱", "搞钱", "赚米"),
+    "兼职": ("兼职", "jz", "兼z"),
+    "链接": ("链接", "lian接", "链jie"),
+    "提现": ("提现", "提xian", "体现"),
+}
+
+
 def _fill(template: str, rng: random.Random) -> str:
     money = rng.choice([100, 150, 200, 300, 500, 800, 1000, 2000, 5000])
     values = {
@@ -604,9 +875,18 @@ def _paraphrase(text: str, rng: random.Random) -> str:
     return rng.choice(_EMOJI) + text + rng.choice(_EMOJI)
 
 
+def _train_variants(text: str, rng: random.Random) -> str:
+    for word, options in _TRAIN_VARIANTS.items():
+        if word in text and rng.random() < 0.3:
+            text = text.replace(word, rng.choice(options))
+    return text
+
+
 def family_texts(family: Family, n: int, seed: int = SEED) -> list[str]:
     """``n`` distinct texts of ``family`` (fewer if its pools cannot make that many), deterministic."""
     rng = random.Random(f"{seed}:{family.name}")  # noqa: S311 - reproducible data, not a secret
+    # a stream of its own, so the held-out families' texts (which skip this step) are exactly as shipped
+    extra = None if family.held_out else random.Random(f"{seed}:{family.name}:variants")  # noqa: S311
     out: dict[str, None] = {}
     for _ in range(n * 20):
         if len(out) >= n:
@@ -617,6 +897,8 @@ def family_texts(family: Family, n: int, seed: int = SEED) -> list[str]:
             rng.shuffle(parts)
         sep = rng.choice(_SEPS)
         text = _paraphrase(_fill(sep.join(parts), rng), rng)
+        if extra is not None:
+            text = _train_variants(text, extra)
         out.setdefault(text, None)
     return list(out)
 

@@ -339,6 +339,12 @@ def _term_split(term: str) -> str:
     return _split_of(_stable_bucket(term, 10, "derived-terms"))
 
 
+def _template_id(kind: str, templates: list[str], template: str) -> str:
+    """A derived example's template family (``meta["template"]``): grouped cross-validation holds whole
+    templates out, as unseen spam is written in phrasings training never saw."""
+    return f"{kind}:{templates.index(template)}"
+
+
 def derived_examples(
     root: Path = DEFAULT_DATA_ROOT, cold: list[Example] | None = None, seed: int = DERIVED_SEED
 ) -> list[Example]:
@@ -351,24 +357,34 @@ def derived_examples(
         for i, term in enumerate(items[:900]):
             split = _term_split(term)
             for template in rng.sample(_POSITIVE_TEMPLATES[cat], 2):
-                out.append(Example(_fill(template, rng, t=term), {cat: 1}, f"derived-{cat}", split, {"term": term}))
+                meta = {"term": term, "template": _template_id(cat, _POSITIVE_TEMPLATES[cat], template)}
+                out.append(Example(_fill(template, rng, t=term), {cat: 1}, f"derived-{cat}", split, meta))
             if i % 3 == 0:  # the same term, discussed rather than used: the context decides, not the word
+                template = rng.choice(_DISCUSS_TEMPLATES)
                 out.append(
                     Example(
-                        _fill(rng.choice(_DISCUSS_TEMPLATES), rng, t=term),
+                        _fill(template, rng, t=term),
                         {},
                         "derived-discuss",
                         split,
-                        {"term": term, "category": cat},
+                        {
+                            "term": term,
+                            "category": cat,
+                            "template": _template_id("discuss", _DISCUSS_TEMPLATES, template),
+                        },
                     )
                 )
-        for template in _GENERIC_POSITIVES.get(cat, []):
+        generic = _GENERIC_POSITIVES.get(cat, [])
+        for template in generic:
             for i in range(25):
                 split = _split_of(i % 10)
-                out.append(Example(_fill(template, rng), {cat: 1}, f"derived-{cat}", split))
+                meta = {"template": _template_id(f"{cat}-generic", generic, template)}
+                out.append(Example(_fill(template, rng), {cat: 1}, f"derived-{cat}", split, meta))
     for i in range(1500):
         split = _split_of(i % 10)
-        out.append(Example(_fill(rng.choice(_NEWS_TEMPLATES), rng), {}, "derived-news", split))
+        template = rng.choice(_NEWS_TEMPLATES)
+        meta = {"template": _template_id("news", _NEWS_TEMPLATES, template)}
+        out.append(Example(_fill(template, rng), {}, "derived-news", split, meta))
 
     # Abuse: anti-bias frames around real offensive COLD rows (train rows stay train, select rows stay out)
     # and discussion of SWSR's insult lexicon; endorsing frames are positives, so the frame is what matters.
@@ -377,22 +393,25 @@ def derived_examples(
     rng.shuffle(offensive)
     for i, e in enumerate(offensive[:2400]):
         split = _split_of(i % 10)
-        if i % 4 == 3:
-            out.append(
-                Example(_fill(rng.choice(_ENDORSE_FRAMES), rng, x=e.text), {"abuse": 1}, "derived-endorse", split)
-            )
-        else:
-            out.append(Example(_fill(rng.choice(_CONDEMN_FRAMES), rng, x=e.text), {}, "derived-antibias", split))
+        frames, labels, source = (
+            (_ENDORSE_FRAMES, {"abuse": 1}, "derived-endorse")
+            if i % 4 == 3
+            else (_CONDEMN_FRAMES, {}, "derived-antibias")
+        )
+        frame = rng.choice(frames)
+        meta = {"template": _template_id(source, frames, frame)}
+        out.append(Example(_fill(frame, rng, x=e.text), labels, source, split, meta))
     lex = _terms(root / "datasets" / "SWSR" / "SexHateLex.txt")
     rng.shuffle(lex)
     for term in lex[:600]:
+        template = rng.choice(_ABUSE_DISCUSS)
         out.append(
             Example(
-                _fill(rng.choice(_ABUSE_DISCUSS), rng, t=term),
+                _fill(template, rng, t=term),
                 {},
                 "derived-antibias",
                 _term_split(term),
-                {"term": term},
+                {"term": term, "template": _template_id("abuse-discuss", _ABUSE_DISCUSS, template)},
             )
         )
     return out

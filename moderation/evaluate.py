@@ -14,8 +14,9 @@ Sets (none of them used for training, model selection or threshold choice):
 
 Systems, side by side on every set:
 
-* ``engine`` — what a user sees: lexicon + personal data + classifier + policy; a text counts as flagged when
-  the decision is not ``pass``. For a category: flagged, with evidence of that category (a lexicon hit that is
+* ``engine`` — what a user sees: lexicon + personal data + classifier + the default policy with the
+  classifier's thresholds adopted as review thresholds (as the shipped screener does); a text counts as flagged
+  when the decision is not ``pass``. For a category: flagged, with evidence of that category (a lexicon hit that is
   not a group word alone, personal data, or a model score over the category's review threshold);
 * ``classifier`` — the shipped scorer alone (the transformer, averaged with the linear scorer where the
   model directory combines them) on the engine's classifier input; a category is predicted when its score
@@ -52,8 +53,8 @@ from moderation import config as moderation_config
 from moderation.category_data import all_examples, load_team_set
 from moderation.dataset import DEFAULT_DATA_ROOT, MODEL_CATEGORIES, DatasetError, Example
 from moderation.disguise import STYLES, _Finder, disguise, load_keywords
-from moderation.engine import Screener
-from moderation.policy import GROUP_SUFFIX
+from moderation.engine import Screener, _with_model_thresholds
+from moderation.policy import GROUP_SUFFIX, Policy
 from moderation.scorecache import DEFAULT_CACHE_DIR, engine_views
 from moderation.types import Verdict
 
@@ -301,8 +302,13 @@ class _Scorers:
         for name, only in (("engine", False), ("engine-transformer", True)):
             if only and self.clf.linear is None:
                 continue
-            # the compiled default lexicon is shared: building it again costs seconds per screener
-            screener = Screener(lexicon=self.views_screener.lexicon, classifier=self._wrapped(only))
+            # the compiled default lexicon is shared: building it again costs seconds per screener. A screener
+            # handed a classifier object keeps the policy's default bands, while the shipped one ("auto")
+            # adopts the classifier's own thresholds as review thresholds: adopt them here too, or "engine"
+            # is not what a user sees (before 2026-12-03 it was scored at the default 0.5 / 0.6 bands)
+            wrapped = self._wrapped(only)
+            policy = _with_model_thresholds(Policy.default(), wrapped)  # type: ignore[arg-type]
+            screener = Screener(lexicon=self.views_screener.lexicon, classifier=wrapped, policy=policy)
             verdicts: list[Verdict] = []
             for i in range(0, len(texts), 512):
                 verdicts += screener.screen_batch(texts[i : i + 512])

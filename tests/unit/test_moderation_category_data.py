@@ -105,3 +105,27 @@ def test_weights_are_chosen_per_category_with_ties_to_the_middle() -> None:
     assert got["abuse"] == 0.25  # best COLD macro-F1
     assert got["ads"] == 0.0  # best ads F1
     assert got["porn"] == 0.5  # all tied: the middle weight
+
+
+def test_the_spam_the_issue_names_has_several_train_families_and_negatives_use_its_words() -> None:
+    train = [f for f in FAMILIES if not f.held_out]
+    pools = {f.name: " ".join(p for pool in f.slots for p in pool) for f in train}
+
+    def families_with(*words: str, negative: bool = False) -> list[str]:
+        return [n for n, text in pools.items() if any(w in text for w in words) and n.startswith("neg/") == negative]
+
+    assert len(families_with("刷单", "垫付", "做任务")) >= 2
+    assert len(families_with("日结", "当天结", "一单一结", "当天结清")) >= 3
+    assert len(families_with("代发")) >= 1
+    assert len(families_with("{wx}", "加我", "V上", "绿色软件")) >= 10
+    assert len([n for n in pools if n.startswith("gambling/")]) >= 8
+    assert len([n for n in pools if n.startswith("porn/")]) >= 7
+    assert len([n for n in pools if n.startswith("fraud/")]) >= 10
+    # hard negatives that use the same words legitimately: job fairs, legal aid, anti-fraud warnings
+    assert families_with("日结", "按日结算", negative=True)
+    assert families_with("微信群", "微信", negative=True)
+    assert families_with("刷单", "稳赚不赔", negative=True)
+    assert families_with("法律援助", negative=True)
+    # every train family yields its full share of distinct texts (its pools are not too small)
+    sizes = Counter(e.meta["family"] for e in category_examples())
+    assert all(sizes[f.name] == 160 for f in train), [f.name for f in train if sizes[f.name] != 160]

@@ -180,6 +180,31 @@ def test_report_has_every_system_and_right_figures(tmp_path) -> None:
     assert "baseline" in text and "engine" in text and "harmless flagged" in text
 
 
+class LowThresholdModel(KeywordModel):
+    """Abuse 0.3 for a text no lexicon lists (新来的), with its own threshold 0.25: under the policy's default
+    0.5 band it would pass."""
+
+    thresholds = {"abuse": 0.25}
+
+    def transformer_scores(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), len(MODEL_CATEGORIES)), dtype=np.float32)
+        out[:, ABUSE] = [0.3 if "新来的" in t else 0.0 for t in texts]
+        return out
+
+
+def test_engine_adopts_the_classifiers_thresholds_as_the_shipped_screener_does(tmp_path) -> None:
+    model = LowThresholdModel()
+    cache = TransformerCache(tmp_path / "low.npz", len(MODEL_CATEGORIES), model.transformer_scores)
+    scorers = _Scorers(model, cache, None, {"transformer": model.thresholds, "linear": {}})
+    rows = [
+        Example("你就是个新来的", {"abuse": 1}, "cold", "dev"),
+        Example("今天天气很好", {"abuse": 0}, "cold", "dev"),
+    ]
+    got = scorers.run(rows)
+    assert got["classifier"].flagged.tolist() == [True, False]
+    assert got["engine"].flagged.tolist() == [True, False]  # 0.3 >= 0.25: review, as in production
+
+
 def test_cli_rejects_unknown_sets_with_one_line(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--sets", "cold-dev,nonsense"])
