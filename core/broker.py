@@ -39,6 +39,13 @@ def screening_queue(settings: Settings) -> str:
     return f"{settings.queue}-screening"
 
 
+def status_queue(settings: Settings) -> str:
+    """The queue of status checks (``check_delivery``): short looks at copies a platform is settling. A worker
+    that takes deliveries takes this queue first: in the delivery queue a check waited behind the rest of a
+    fan-out (1,000 messages), so WeChat and Toutiao copies settled a fan-out's length after the platform did."""
+    return f"{settings.queue}-status"
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for ``settings``: JSON only, late acks, time limits, the beat schedule."""
     transport_options: dict[str, Any] = {}
@@ -49,7 +56,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         sqla_transport.Transport.polling_interval = SQLITE_POLL_S
     if settings.broker_url.startswith(("redis://", "rediss://")):
         # Longer than any task's hard time limit, so a slow task is never redelivered while it runs.
-        transport_options = {"visibility_timeout": 3600}
+        # "priority": queues are read in the order a worker lists them (status checks first), not in turn.
+        transport_options = {"visibility_timeout": 3600, "queue_order_strategy": "priority"}
     return {
         "broker_url": settings.broker_url,
         "task_serializer": "json",
@@ -65,8 +73,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": settings.queue,
         # screening on its own queue: a delivery worker (threads, no classifier) never takes it
         "task_routes": {
-            task.value: {"queue": screening_queue(settings)}
-            for task in (Task.SCREEN_VERSION, Task.RESCREEN_SCAN, Task.RESCREEN_BATCH)
+            **{
+                task.value: {"queue": screening_queue(settings)}
+                for task in (Task.SCREEN_VERSION, Task.RESCREEN_SCAN, Task.RESCREEN_BATCH)
+            },
+            Task.CHECK_DELIVERY.value: {"queue": status_queue(settings)},
         },
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,

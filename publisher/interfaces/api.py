@@ -26,7 +26,7 @@ from starlette.types import Scope
 import moderation
 from core import logredact
 from core.audit import verify as verify_audit
-from core.broker import broker_reachable, queue_depths, screening_queue
+from core.broker import broker_reachable, queue_depths, screening_queue, status_queue
 from core.clock import iso_local, parse_local
 from core.crypto import check_secret_key
 from core.db import BUSY_REASON, BUSY_RETRY_AFTER_S, READ_ONLY, get_engine, is_database_busy, session_scope
@@ -386,7 +386,12 @@ def metrics(request: Request) -> Response:
             services.require(session, actor, "metrics.view")
     try:
         depths = queue_depths(
-            [get_settings().queue, screening_queue(get_settings()), monitor_queue(get_monitor_settings())]
+            [
+                get_settings().queue,
+                status_queue(get_settings()),
+                screening_queue(get_settings()),
+                monitor_queue(get_monitor_settings()),
+            ]
         )
         queues = [("matrix_queue_depth", "Messages waiting per queue (the broker).", ["queue"],
                    [([q], float(n)) for q, n in depths.items()])]  # fmt: skip

@@ -34,7 +34,7 @@ from typer.core import TyperGroup
 
 from core import audit as audit_log
 from core import logredact
-from core.broker import screening_queue
+from core.broker import screening_queue, status_queue
 from core.clock import format_local, parse_local
 from core.crypto import check_secret_key, rotate
 from core.db import session_scope
@@ -419,8 +419,9 @@ def worker(
     _require_secret_key()
     settings = get_settings()
     queues = {
-        "all": [settings.queue, screening_queue(settings)],
-        "delivery": [settings.queue],
+        # status checks first (core.broker.status_queue): they are short, and a copy settles when they run
+        "all": [status_queue(settings), settings.queue, screening_queue(settings)],
+        "delivery": [status_queue(settings), settings.queue],
         "screening": [screening_queue(settings)],
         "monitor": [monitor_queue()],
     }

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from core.broker import Task, celery_config, screening_queue
+from core.broker import Task, celery_config, screening_queue, status_queue
 from core.settings import get_settings
 from publisher.interfaces import cli
 
@@ -29,13 +29,14 @@ def test_screening_has_a_queue_of_its_own() -> None:
     routes = celery_config(settings)["task_routes"]
     assert routes[Task.SCREEN_VERSION.value] == {"queue": screening_queue(settings)}
     assert Task.DELIVER.value not in routes  # deliveries stay on the default queue
+    assert routes[Task.CHECK_DELIVERY.value] == {"queue": status_queue(settings)}  # read first by their workers
 
 
 @pytest.mark.parametrize(
     ("kind", "queues", "pool"),
     [
-        ("all", "matrix,matrix-screening", None),
-        ("delivery", "matrix", "threads"),
+        ("all", "matrix-status,matrix,matrix-screening", None),
+        ("delivery", "matrix-status,matrix", "threads"),
         ("screening", "matrix-screening", None),
         ("monitor", "monitor", None),
     ],
