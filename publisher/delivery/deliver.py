@@ -297,13 +297,5 @@ def _record(
             d.outcome_unknown = isinstance(error, OutcomeUnknown) or still_unknown
             audit(s, WORKER_ID, "delivery.error", d, error=type(error).__name__, message=str(error))
         state = d.state
-    _settle(claim.post_id)
+    settle_after_outcome(claim.post_id)
     return state
-
-
-def _settle(post_id: int) -> None:
-    """Settle the post after an outcome committed; a failure there loses nothing (reconcile settles it)."""
-    try:
-        settle_after_outcome(post_id)
-    except Exception:
-        log.exception("post %s: not settled now; reconcile settles it", post_id)

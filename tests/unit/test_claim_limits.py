@@ -184,3 +184,28 @@ def test_an_assisted_delivery_deleted_by_hand_is_recorded_as_retracted(env) -> N
     assert removed.state == "retracted" and checked.startswith("not checked")  # no such host: said so
     with pytest.raises(Conflict, match="only a published delivery"):
         assisted.confirm_removed(editor, delivery_id)  # recorded once
+
+
+def test_a_post_settles_once_its_last_delivery_settles_and_a_failed_settle_is_logged(env, monkeypatch, caplog) -> None:
+    """Outcomes are committed before the post is settled (outcomes.settle_after_outcome): while a delivery is
+    still in flight nothing changes; once none is, the post settles; a failure of that step loses no outcome."""
+    _account, pending_id = _weibo_with_history(1)  # one published delivery, one still pending
+    with session_scope() as s:
+        post_id = s.get(Delivery, pending_id).post_id
+    outcomes.settle_after_outcome(post_id)
+    with session_scope() as s:
+        assert s.get(Post, post_id).state == "publishing"  # a delivery is still in flight
+        s.get(Delivery, pending_id).state = "failed"
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("database went away")
+
+    with monkeypatch.context() as m:
+        m.setattr(outcomes, "settle_post", broken)
+        outcomes.settle_after_outcome(post_id)  # logged, not raised: the outcome before it stays committed
+    assert f"post {post_id}: not settled now; reconcile settles it" in caplog.text
+    with session_scope() as s:
+        assert s.get(Delivery, pending_id).state == "failed"
+    outcomes.settle_after_outcome(post_id)
+    with session_scope() as s:
+        assert s.get(Post, post_id).state == "partially_published"
