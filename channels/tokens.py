@@ -25,6 +25,11 @@ The stores outside the process take a ``cipher`` (:class:`Cipher`, e.g. a ``Mult
 is as good as the app's secret for two hours, so it is kept encrypted in Redis and in the database. A stored
 value the cipher cannot decrypt (a rotated key, a value from before encryption) is a cache miss, never an
 error: the token is fetched again and overwritten.
+
+Other per-app values that must be made once and shared by every worker ride on the same mechanism, under keys
+of their own: WeChat's default cover (:meth:`channels.wechat.WeChatChannel.default_cover_media_id`) is a
+permanent material uploaded once per app, its ``media_id`` kept here; ``stale`` then names a ``media_id`` the
+platform refused. ``count_refresh=False`` keeps such fetches out of the token-refresh metric.
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ class Cipher(Protocol):
 class TokenCache(Protocol):
     """A shared, single-flight token cache (see the module docstring)."""
 
-    def get(self, key: str, fetch: Fetch, *, stale: str | None = None) -> str: ...
+    def get(self, key: str, fetch: Fetch, *, stale: str | None = None, count_refresh: bool = True) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -137,8 +142,11 @@ class _LockingTokenCache:
     def _usable(self, cached: CachedToken | None, stale: str | None) -> bool:
         return cached is not None and cached.token != stale and cached.expires_at - EXPIRY_MARGIN_S > self.clock()
 
-    def get(self, key: str, fetch: Fetch, *, stale: str | None = None) -> str:
+    def get(self, key: str, fetch: Fetch, *, stale: str | None = None, count_refresh: bool = True) -> str:
         """The cached token for ``key``; refreshed once (across all callers) if missing, expired or stale.
+
+        ``count_refresh``: count a fetch in ``matrix_token_refreshes_total`` (False for values that are no
+        access token, such as WeChat's default cover ``media_id``).
 
         A failure of the store itself (Redis or the database down, a key of the wrong type) raises
         :class:`NotSent`: the caller's request has not left yet, so it is retried, never taken for a lost answer.
@@ -159,7 +167,8 @@ class _LockingTokenCache:
             if self._usable(cached, stale):
                 return cached.token  # type: ignore[union-attr]
             token, expires_in = fetch(stale is not None)
-            TOKEN_REFRESHES.labels(key.split(":", 1)[0]).inc()  # the key's channel ("wechat:<appid>"), not the app
+            if count_refresh:  # under the key's channel ("wechat:<appid>"), not the app
+                TOKEN_REFRESHES.labels(key.split(":", 1)[0]).inc()
             # A token fetched but not stored is merely fetched again: stable_token without force invalidates nothing.
             self._store("write", self._write, key, CachedToken(token, self.clock() + float(expires_in)))
             return token

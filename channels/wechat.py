@@ -8,6 +8,7 @@ is returned, so a retry resumes instead of repeating::
 
     body images ── media/uploadimg ──► progress["images"][src] = mmbiz URL   (outside images are stripped)
     cover ──────── material/add_material?type=image ──► progress["thumb_media_id"]
+                   (no cover: the app's default cover, uploaded once and shared, see "Default cover" below)
     draft/add ──► progress["media_id"]
     progress["submit_started_at"] (before the call: a lost answer is told apart from "never sent")
     freepublish/submit ──► progress["publish_id"], progress["msg_data_id"]  → awaiting_confirmation
@@ -26,8 +27,27 @@ A submit whose answer was lost (``media_id`` and ``submit_started_at`` saved, no
 submitted again on time alone. WeChat lists only finished articles, so :meth:`WeChatChannel.lookup` also
 asks the draft box (``draft/get``): a draft that has left it was submitted — it is still being published, or
 it was published and removed — and the delivery waits for the article to be listed (:class:`OutcomeUnknown`),
-however long that takes; only a draft still in the box, with nothing listed after ``submit_grace_s``, is
-submitted again (the earlier request never landed, or its publishing failed and the draft came back).
+up to ``unlisted_after_s`` (then it was removed: see "Removed articles" below); only a draft still in the box,
+with nothing listed after ``submit_grace_s``, is submitted again (the earlier request never landed, or its
+publishing failed and the draft came back).
+
+Default cover: ``draft/add`` needs a ``thumb_media_id``, and a post without a cover gets the packaged default
+PNG. It is a *permanent* material (``material/add_material``), so uploading it for every delivery cost a platform
+call each time and filled the app's permanent-material quota with copies of one image. Its ``media_id`` is kept
+per app in the shared token cache (key ``wechat-cover:<appid>:<digest of the PNG>``, single-flight, in Redis or
+the database in production), so the app's workers upload it once. The cache is only a cache: a miss uploads
+again. A cached ``media_id`` the platform no longer knows (deleted in the console, or of a sandbox that was
+reset) is refused by ``draft/add`` with 40007 "invalid media_id", which added nothing: the entry is replaced (one
+upload across all workers) and ``draft/add`` is called once more. ``progress["default_cover"]`` marks a
+``thumb_media_id`` that came from the cache, so a resumed attempt replaces it the same way.
+
+Removed articles: an article deleted by the account or banned by the platform is still found by :meth:`lookup`
+(publishing it again would defy the removal), but it is reported ``awaiting_confirmation``, never ``published``:
+the status check that follows asks ``freepublish/get`` (5/6) or ``freepublish/getarticle`` (``is_deleted``,
+53600) and the delivery ends ``retracted``. A lost submit whose draft left the draft box and that is still not
+listed ``unlisted_after_s`` (default a day) after the submit — longer than publishing takes — was submitted
+and is not on the platform: it was removed (a removed article that the published list no longer returns, or
+returns without our key) and ends ``retracted`` the same way, instead of being looked for forever.
 
 Comments (留言): ``POST /cgi-bin/comment/list {msg_data_id, index, begin, count ≤ 50, type: 0}`` → ``{total,
 comment: [{user_comment_id, openid, create_time, content, comment_type}]}``; ``index`` counts the articles of a
@@ -108,6 +128,12 @@ COVER_MAX_BYTES = 10_000_000
 BODY_IMAGE_TYPES = frozenset({"png", "jpeg"})  # media/uploadimg
 COVER_TYPES = frozenset({"png", "jpeg", "gif", "bmp"})  # material/add_material?type=image
 COMMENTS_PER_PAGE = 50  # comment/list's largest count
+# A permanent material never expires; the entry's age bound only lets a cache forget a media_id nobody refused.
+# A refused one (40007) is replaced at once (see "Default cover" in the module docstring).
+DEFAULT_COVER_TTL_S = 30 * 86400
+# How long after a lost submit whose draft left the draft box the article may take to be listed: WeChat publishes
+# in minutes (review included), so still unlisted a day later, it was published and removed.
+UNLISTED_AFTER_S = 86400.0
 
 # freepublish/get publish_status → (our state, the platform's reason in words)
 PUBLISH_STATUS: dict[int, tuple[str, str | None]] = {
@@ -194,7 +220,9 @@ class WeChatChannel(Channel):
     Optional config: ``source_url`` (the organisation's site, the 阅读原文 link when a post has no website
     copy), ``author``, ``need_open_comment`` (default 1), ``submit_grace_s`` (how long a submit whose
     answer was lost may take to show up in freepublish/batchget before it is assumed not to have
-    happened; default 600), ``lookup_pages`` (pages of 20 scanned by lookup; default 5).
+    happened; default 600), ``unlisted_after_s`` (how long such a submit, its draft gone from the draft box, may
+    stay unlisted before it counts as removed; default 86400), ``lookup_pages`` (pages of 20 scanned by lookup;
+    default 5).
     """
 
     kind: ClassVar[str] = "wechat"
@@ -468,8 +496,12 @@ class WeChatChannel(Channel):
                 ctx.save(images=dict(images))
         thumb = ctx.progress.get("thumb_media_id")
         if not thumb:
-            thumb = self._upload_cover(rendered.cover_url)
-            ctx.save(thumb_media_id=thumb)
+            if rendered.cover_url:
+                thumb = self._upload_cover(rendered.cover_url)
+                ctx.save(thumb_media_id=thumb)
+            else:
+                thumb = self.default_cover_media_id()
+                ctx.save(thumb_media_id=thumb, default_cover=True)
         article = {
             "title": rendered.title,
             "author": _truncate(ctx.content.author or str(self.account.config.get("author", "")), 16),
@@ -480,7 +512,16 @@ class WeChatChannel(Channel):
             "need_open_comment": int(self.account.config.get("need_open_comment", 1)),
             "only_fans_can_comment": 0,
         }
-        data = self._api("/cgi-bin/draft/add", {"articles": [article]})
+        try:
+            data = self._api("/cgi-bin/draft/add", {"articles": [article]})
+        except InvalidRequest as exc:
+            if exc.code != 40007 or not ctx.progress.get("default_cover"):
+                raise
+            # The cached default cover is no material of this app any more (deleted, a sandbox reset): draft/add
+            # added nothing, so replace the cache entry (once across workers) and add the draft once more.
+            thumb = self.default_cover_media_id(stale=thumb)
+            ctx.save(thumb_media_id=thumb)
+            data = self._api("/cgi-bin/draft/add", {"articles": [{**article, "thumb_media_id": thumb}]})
         media_id = str(data["media_id"])
         ctx.save(media_id=media_id)
         return media_id
@@ -500,13 +541,30 @@ class WeChatChannel(Channel):
         return str(self._api("/cgi-bin/media/uploadimg", files=files)["url"])
 
     def _upload_cover(self, cover_url: str | None) -> str:
+        """A cover as a new permanent image material: the post's own (one per delivery: each post has its own),
+        or with ``None`` the default PNG uploaded anew (deliveries use the cached :meth:`default_cover_media_id`)."""
         if cover_url:
             data, kind = self._image(cover_url, what="cover", max_bytes=COVER_MAX_BYTES, types=COVER_TYPES)
         else:
             data, kind = default_cover_png(), PNG
+        return self._add_material(data, kind)
+
+    def _add_material(self, data: bytes, kind: ImageType) -> str:
         files = {"media": (f"cover.{kind.extension}", data, kind.mime)}
         result = self._api("/cgi-bin/material/add_material", params={"type": "image"}, files=files)
         return str(result["media_id"])
+
+    def default_cover_media_id(self, stale: str | None = None) -> str:
+        """The ``media_id`` of the app's default cover: uploaded once per app and kept in the shared token cache.
+
+        ``stale``: a ``media_id`` the platform refused (40007); unless another worker has replaced it already,
+        the cover is uploaded again (once across all workers) and the cache entry replaced.
+        """
+        png = default_cover_png()
+        key = f"wechat-cover:{self.appid}:{hashlib.sha256(png).hexdigest()[:16]}"
+        return self.token_cache.get(
+            key, lambda _force: (self._add_material(png, PNG), DEFAULT_COVER_TTL_S), stale=stale, count_refresh=False
+        )
 
     # -- status, lookup ------------------------------------------------------------------------------
 
@@ -516,6 +574,8 @@ class WeChatChannel(Channel):
         if not publish_id:
             if ctx.progress.get("article_id"):
                 return self._article_status(ctx)
+            if ctx.progress.get("unlisted_since"):
+                return self._unlisted_status(ctx)
             raise InvalidRequest("this delivery was never submitted to WeChat (no publish_id)")
         data = self._api("/cgi-bin/freepublish/get", {"publish_id": publish_id}, idempotent=True)
         if "publish_status" not in data:
@@ -556,17 +616,35 @@ class WeChatChannel(Channel):
             return StatusResult("retracted", url=ctx.progress.get("article_url"), reason="article was deleted")
         return StatusResult("published", url=ctx.progress.get("article_url"))
 
+    def _unlisted_status(self, ctx: DeliveryContext) -> StatusResult:
+        """The state of a submit that landed but was never listed (see "Removed articles" in the module
+        docstring): listed after all → as listed; still not → removed from the platform."""
+        found = self._find_published(ctx)
+        if found is not None:
+            return self._article_status(ctx)
+        waited = time.time() - float(ctx.progress["submit_started_at"])
+        return StatusResult(
+            "retracted",
+            reason=(
+                f"submitted (its draft left the draft box) but not listed among the published articles "
+                f"{waited / 3600:.0f} h later: removed from the platform"
+            ),
+        )
+
     def lookup(self, ctx: DeliveryContext) -> PublishResult | None:
         """Find this delivery on WeChat, so a retry never publishes twice.
 
         * publish_id saved: the submit happened; its state comes from :meth:`status` (never None).
         * otherwise, the published articles (freepublish/batchget) are scanned for our key: found →
-          published.
+          published; found but deleted or banned → awaiting_confirmation, and :meth:`status` reports it
+          retracted (a removed copy is never recorded as live, nor posted again).
         * media_id saved and a submit may have been sent (its answer lost): the draft box decides, since
           WeChat lists only finished articles. Draft gone: that submit landed and is still publishing (or
-          was published and removed) → :class:`OutcomeUnknown` (look again later), never a second submit.
-          Draft still there: within ``submit_grace_s`` of the submit :class:`OutcomeUnknown` too; after it,
-          None, and publish submits the same draft (the earlier request never landed, or failed).
+          was published and removed) → :class:`OutcomeUnknown` (look again later), never a second submit;
+          still unlisted ``unlisted_after_s`` after the submit, it was removed → awaiting_confirmation, and
+          :meth:`status` reports it retracted. Draft still there: within ``submit_grace_s`` of the submit
+          :class:`OutcomeUnknown` too; after it, None, and publish submits the same draft (the earlier
+          request never landed, or failed).
         * nothing saved: the draft box is scanned for our key; a draft found is adopted (media_id saved)
           so publish resumes from it instead of adding a second draft. Returns None.
         """
@@ -583,6 +661,12 @@ class WeChatChannel(Channel):
             if started is None:
                 return None  # never submitted: publish resumes from the draft
             if not self._draft_in_box(str(progress["media_id"])):
+                unlisted_after = float(self.account.config.get("unlisted_after_s", UNLISTED_AFTER_S))
+                if time.time() - float(started) >= unlisted_after:
+                    # Publishing takes minutes: submitted a day ago and still not listed, it was removed (a
+                    # removed article the list leaves out, or returns without our key). The status check ends it.
+                    ctx.save(unlisted_since=time.time())
+                    return PublishResult(remote_id=str(progress["media_id"]), state="awaiting_confirmation")
                 raise OutcomeUnknown(
                     "the submit's answer was lost and its draft has left the draft box: it was submitted and is "
                     "not listed yet (still publishing, or removed); never submitted again, looking again later"
@@ -617,8 +701,10 @@ class WeChatChannel(Channel):
     def _find_published(self, ctx: DeliveryContext) -> PublishResult | None:
         for item in self._scan("/cgi-bin/freepublish/batchget"):
             for idx, news in enumerate((item.get("content") or {}).get("news_item") or [], start=1):
-                # a deleted or banned article still counts as found: it was published, and publishing
-                # it again would defy the removal; status() then reports it retracted.
+                # A deleted or banned article still counts as found: it was published, and publishing it
+                # again would defy the removal. It is not live, though: awaiting_confirmation sends the
+                # delivery to its status check, where status() reports it retracted (the engine's final
+                # state for a removed copy); "published" recorded a removed copy as live.
                 if not self._matches(ctx, news):
                     continue
                 url = news.get("url")
@@ -631,7 +717,8 @@ class WeChatChannel(Channel):
                         datetime.fromtimestamp(int(item["update_time"]), SHANGHAI).date().isoformat()
                     )
                 ctx.save(**update)
-                return PublishResult(remote_id=str(item["article_id"]), state="published", url=url)
+                state = "awaiting_confirmation" if news.get("is_deleted") else "published"
+                return PublishResult(remote_id=str(item["article_id"]), state=state, url=url)
         return None
 
     def _draft_in_box(self, media_id: str) -> bool:
@@ -718,8 +805,10 @@ class WeChatChannel(Channel):
                     raise Unavailable("the article is still being published; retract it once it has settled")
                 if state.state != "published":
                     return  # failed or already removed
-            elif self.lookup_published(ctx) is None:
-                return  # never published
+            else:
+                found = self.lookup_published(ctx)
+                if found is None or found.state != "published":
+                    return  # never published, or removed from the platform already
         try:
             self._api(
                 "/cgi-bin/freepublish/delete",

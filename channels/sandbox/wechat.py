@@ -5,17 +5,21 @@ Mounted at ``/wechat`` (the root of ``api.weixin.qq.com`` paths). What it reprod
 * tokens: ``GET /cgi-bin/token`` (each new token invalidates the previous one → 40001 for its holders)
   and ``POST /cgi-bin/stable_token`` (the same token while valid, renewed in its last 300 s;
   ``force_refresh`` at most 20 a day and 30 s apart); expiry on the fake clock → 42001.
-* ``media/uploadimg`` (jpg/png < 1 MB) and ``material/add_material?type=image`` (multipart ``media``).
+* ``media/uploadimg`` (jpg/png < 1 MB), ``material/add_material?type=image`` (multipart ``media``; a permanent
+  material of the app that uploaded it) and ``material/del_material`` (40007 for a media_id the app does not have).
 * ``draft/add|get|batchget`` with WeChat's validation (44003 empty, 45003 title too long, 45004 digest
-  too long, 45002 content too large, 45166 scripts, 40007 unknown thumb); images not uploaded through
-  uploadimg are stripped from the body, as WeChat does.
+  too long, 45002 content too large, 45166 scripts, 40007 for a thumb_media_id that is no material of the app:
+  unknown, deleted, or another app's); images not uploaded through uploadimg are stripped from the body, as
+  WeChat does.
 * ``freepublish/submit`` → ``publish_status`` 1 for ``settle_s`` fake seconds, then the configured
   outcome (0 published, 2/3/4 failed); ``freepublish/get|batchget|getarticle|delete`` (5 deleted);
-  the platform ban (6) through the control API. A submitted draft leaves the draft box at once (it is
-  being published: ``draft/get`` and ``submit`` answer 40007 for it); a failed publish puts it back, as
-  the console lets a person correct and publish it again; a published one stays gone ("the draft leaves
-  the draft box once published"). So the draft box tells a submission that landed from one that did not
-  (verify: the public documentation states only the published case).
+  the platform ban (6) through the control API. Whether ``freepublish/batchget`` still lists a deleted or
+  banned article (with ``is_deleted: true``, the field its documentation shows) or leaves it out, the public
+  documentation does not say: the ``list_removed`` knob plays either (default: listed). A submitted draft
+  leaves the draft box at once (it is being published: ``draft/get`` and ``submit`` answer 40007 for it); a
+  failed publish puts it back, as the console lets a person correct and publish it again; a published one
+  stays gone ("the draft leaves the draft box once published"). So the draft box tells a submission that
+  landed from one that did not (verify: the public documentation states only the published case).
 * ``comment/list`` ``{msg_data_id, index (from 0), begin, count ≤ 50, type}``: an article's comments oldest
   first, ``total``; 88000 when the article was published without ``need_open_comment``, 88001 for a message that
   does not exist (or was deleted), 88010 for a count outside 1-50. Comments come only through the control API
@@ -30,8 +34,8 @@ Mounted at ``/wechat`` (the root of ``api.weixin.qq.com`` paths). What it reprod
   reason in platform time.
 
 Control API under ``/wechat/_sandbox/``: ``POST accounts`` ``{appid, secret, name, publish_quota,
-minute_quota, settle_s, publish_outcome}``, ``POST settings`` (the same knobs, for one ``appid`` or all),
-``GET state``, ``POST articles/{article_id}/ban``, plus the shared ``faults``, ``clock/advance`` and
+minute_quota, settle_s, publish_outcome, list_removed}``, ``POST settings`` (the same knobs, for one ``appid`` or
+all), ``GET state``, ``POST articles/{article_id}/ban``, plus the shared ``faults``, ``clock/advance`` and
 ``reset`` (:mod:`channels.sandbox.faults`). ``{"errcode": N}`` faults answer in WeChat's envelope.
 """
 
@@ -157,6 +161,7 @@ class Settings:
     minute_quota: int = 5000  # API calls per minute, token endpoints excluded
     settle_s: float = 30.0  # fake seconds a submit stays at publish_status 1
     publish_outcome: int = 0  # what a settled submit becomes: 0 published, 2/3/4 failed
+    list_removed: bool = True  # freepublish/batchget lists deleted/banned articles (is_deleted) or leaves them out
 
 
 @dataclass
@@ -230,7 +235,7 @@ class State:
             self.apps = {a.appid: App(a.appid, a.secret, a.name) for a in self.apps.values()}
             self.tokens: dict[str, tuple[str, float]] = {}  # token -> (appid, expires_at)
             self.images: dict[str, tuple[bytes, str]] = {}  # name -> (bytes, content type)
-            self.materials: dict[str, str] = {}  # media_id -> image name
+            self.materials: dict[str, tuple[str, str]] = {}  # media_id -> (appid, image name)
             self.drafts: dict[str, Draft] = {}
             self.jobs: dict[str, Job] = {}
             self.articles: dict[str, Article] = {}
@@ -463,6 +468,7 @@ class WeChatSandbox:
             Route("/cgi-bin/get_api_domain_ip", self.api_domain_ip, methods=["GET"]),
             Route("/cgi-bin/media/uploadimg", self.uploadimg, methods=post),
             Route("/cgi-bin/material/add_material", self.add_material, methods=post),
+            Route("/cgi-bin/material/del_material", self.del_material, methods=post),
             Route("/cgi-bin/draft/add", self.draft_add, methods=post),
             Route("/cgi-bin/draft/get", self.draft_get, methods=post),
             Route("/cgi-bin/draft/batchget", self.draft_batchget, methods=post),
@@ -569,8 +575,19 @@ class WeChatSandbox:
         with self.state.lock:
             name = self._store_image(data, kind)
             media_id = self.state.new_id("mat_")
-            self.state.materials[media_id] = name
+            self.state.materials[media_id] = (app.appid, name)
         return JSONResponse({"media_id": media_id, "url": f"{_base(request)}/mmbiz/{name}"})
+
+    @_api
+    async def del_material(self, request: Request, app: App) -> Response:
+        """``POST /cgi-bin/material/del_material {media_id}``: delete one of the app's permanent materials."""
+        data = await _body_json(request)
+        with self.state.lock:
+            found = self.state.materials.get(str(data.get("media_id")))
+            if found is None or found[0] != app.appid:
+                raise WeChatError(40007)
+            del self.state.materials[str(data["media_id"])]
+        return JSONResponse({"errcode": 0, "errmsg": "ok"})
 
     async def image(self, request: Request) -> Response:
         """``GET /mmbiz/<name>``: an uploaded image, as WeChat's image host serves it."""
@@ -581,7 +598,7 @@ class WeChatSandbox:
 
     # -- drafts ----------------------------------------------------------------------------------------
 
-    def _clean_article(self, request: Request, raw: Any) -> dict[str, Any]:
+    def _clean_article(self, request: Request, app: App, raw: Any) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise WeChatError(47001)
         title, content = str(raw.get("title") or ""), str(raw.get("content") or "")
@@ -596,7 +613,8 @@ class WeChatSandbox:
         if _SCRIPT.search(content):
             raise WeChatError(45166)
         thumb = raw.get("thumb_media_id")
-        if not thumb or thumb not in self.state.materials:
+        material = self.state.materials.get(str(thumb)) if thumb else None
+        if material is None or material[0] != app.appid:  # a material of this app only
             raise WeChatError(40007)
         own = f"{_base(request)}/mmbiz/"
         # WeChat keeps only images hosted by itself (uploaded with uploadimg); outside ones are dropped.
@@ -608,7 +626,7 @@ class WeChatSandbox:
             "content": content,
             "content_source_url": str(raw.get("content_source_url") or ""),
             "thumb_media_id": thumb,
-            "thumb_url": f"{own}{self.state.materials[thumb]}",
+            "thumb_url": f"{own}{material[1]}",
             "need_open_comment": int(raw.get("need_open_comment") or 0),
             "only_fans_can_comment": int(raw.get("only_fans_can_comment") or 0),
         }
@@ -621,7 +639,7 @@ class WeChatSandbox:
         if not isinstance(articles, list) or not articles:
             raise WeChatError(44003)
         with self.state.lock:
-            cleaned = [self._clean_article(request, a) for a in articles]
+            cleaned = [self._clean_article(request, app, a) for a in articles]
             media_id = self.state.new_id("draft_")
             self.state.drafts[media_id] = Draft(media_id, app.appid, cleaned, int(self.clock.now()))
         return JSONResponse({"media_id": media_id})
@@ -715,9 +733,12 @@ class WeChatSandbox:
         data = await _body_json(request)
         no_content = bool(data.get("no_content"))
         with self.state.lock:
-            mine = sorted(
-                (a for a in self.state.articles.values() if a.appid == app.appid), key=lambda a: -a.published_at
+            listed = (
+                a
+                for a in self.state.articles.values()
+                if a.appid == app.appid and (a.status == 0 or app.settings.list_removed)
             )
+            mine = sorted(listed, key=lambda a: -a.published_at)
             rows, total = _page_rows(data, mine)
             items = [
                 {
@@ -939,6 +960,7 @@ class WeChatSandbox:
                     "calls": dict(app.calls),
                     "published_today": app.published[1],
                     "drafts": [d.media_id for d in self.state.drafts.values() if d.appid == app.appid],
+                    "materials": [m for m, (owner, _) in self.state.materials.items() if owner == app.appid],
                     "jobs": [
                         {
                             "publish_id": j.publish_id,
