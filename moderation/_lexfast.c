@@ -84,10 +84,10 @@ static inline int is_lower(uint32_t c) { return c >= 97 && c <= 122; }
 
 /* normalize(text) -> None | (normalised text, code points as uint32 bytes, segments or None).
  *
- * None: the text holds an expanding character or a lone surrogate (the reference path handles both, as for
- * _normalize_vector). segments: None for the identity map, else (norm_start, orig_start, orig_end) as three
- * int64 byte strings, one entry per maximal run of kept characters (all linear). The text returned is the
- * input object itself when nothing changed. */
+ * None: the text holds an expanding character (the reference path handles it, as for _normalize_vector); a
+ * lone surrogate folds like any other character (the fold table maps it to U+FFFD). segments: None for the
+ * identity map, else (norm_start, orig_start, orig_end) as three int64 byte strings, one entry per maximal run
+ * of kept characters (all linear). The text returned is the input object itself when nothing changed. */
 static PyObject *normalize(PyObject *self, PyObject *text) {
     if (!tables_set) {
         PyErr_SetString(PyExc_RuntimeError, "set_norm_tables was not called");
@@ -114,14 +114,12 @@ static PyObject *normalize(PyObject *self, PyObject *text) {
     uint8_t present = 0;
     int changed = 0;
     /* Step 1: per-character fold and flags (_normalize_vector: m = fold[arr], c = flags[m]), one loop per
-     * storage width of the str. A lone surrogate (UTF-32 cannot encode it) sends the text to the reference. */
-    int surrogate = 0;
+     * storage width of the str. Lone surrogates fold to U+FFFD, so the text built from m encodes as UTF-8. */
 #define FOLD_LOOP(T)                                                                                               \
     do {                                                                                                         \
         const T *d = (const T *)data;                                                                            \
         for (Py_ssize_t i = 0; i < n; i++) {                                                                     \
             uint32_t cp = d[i], f = fold[cp];                                                                    \
-            surrogate |= cp - 0xD800u < 0x800u;                                                                  \
             changed |= f != cp;                                                                                  \
             m[i] = f;                                                                                            \
             present |= c[i] = flags[f];                                                                          \
@@ -134,11 +132,6 @@ static PyObject *normalize(PyObject *self, PyObject *text) {
     else
         FOLD_LOOP(Py_UCS4);
 #undef FOLD_LOOP
-    if (surrogate) {
-        result = Py_None;
-        Py_INCREF(result);
-        goto done;
-    }
     if (present & F_EXP) {
         result = Py_None;
         Py_INCREF(result);

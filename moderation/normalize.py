@@ -7,7 +7,8 @@ Pure (no IO). What it undoes, in the order applied:
    traditional → simplified (OpenCC ``t2s`` applied character by character so the map stays 1:1), dingbat and
    negative-circled digits ``❶➀⓵``, negative-squared/circled letters ``🅰🅐``, small capitals and the
    Cyrillic/Greek letters that look Latin, ``艹`` → ``操``. Zero-width and other invisible characters (format
-   characters, variation selectors, combining marks) become a marker that step 3 deletes.
+   characters, variation selectors, combining marks) become a marker that step 3 deletes. A lone surrogate
+   becomes U+FFFD (a separator, as it was), so the normalised text always encodes as UTF-8.
 2. **Number styles in digit runs**: inside a run of at least five digit-like characters, Chinese numerals
    (``一二三``, ``壹贰叁``, ``幺``) become ASCII digits, so ``一三八①③⑧0013`` reads ``13810013``. Outside such runs
    ``一`` stays a word.
@@ -64,6 +65,10 @@ __all__ = [
 # table maps to themselves only for these two code points).
 _DEL = "\x00"  # delete this character
 _EXP = "\x01"  # this character expands to several (look it up in _EXPAND by the original character)
+# What a lone surrogate (U+D800-U+DFFF, e.g. half an emoji cut by a JavaScript slice) folds to: the automata
+# (ahocorasick_rs) and the classifier's tokenizer encode their input as UTF-8, which has no surrogates, so the
+# normalised text must hold none. U+FFFD is not a word character, as the surrogate was not: it stays a separator.
+_SURROGATE_FOLD = "\ufffd"
 
 # CJK ideographs (BMP blocks + extension B) — the characters between which inserted symbols are removed.
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df"
@@ -90,7 +95,9 @@ _CN_DIGIT_TABLE = str.maketrans(_CN_DIGITS)
 #   1. separators between two word characters, one of them CJK (lookbehind/lookahead keep the words);
 #   2. a run of invisible characters anywhere (e.g. inside a Latin word);
 #   3. an expanding character;
-#   4. a repeated ideograph, possibly with separators between the repeats (group 1 is the ideograph).
+#   4. a repeated ideograph, possibly with up to three separators, or any number of invisible characters,
+#      between the repeats (group 1 is the ideograph): invisible characters go wherever they are, so the
+#      repeats either side of them are neighbours, as the vectorised paths (which delete them first) see them.
 # Separators between two *isolated* Latin letters ("s b", "f.u.c.k"): a single letter, then up to three
 # separators, then another single letter. Words ("is bad", "www.qq.com") are never joined.
 # "@" never counts here: it would glue the parts of an e-mail address such as a.b@x.com.
@@ -103,7 +110,7 @@ _DELETE_RE = re.compile(
     rf"|(?<={_WORD}){_SEP}{{1,3}}(?=[{_CJK}])"
     rf"|{_DEL}+"
     rf"|{_EXP}"
-    rf"|([{_CJK}])(?:{_SEP}{{0,3}}\1)+"
+    rf"|([{_CJK}])(?:(?:{_SEP}{{0,3}}|{_DEL}+)\1)+"
 )
 
 
@@ -225,6 +232,8 @@ def _tables() -> tuple[dict[int, str], dict[str, str]]:
     # Invisible characters outside the scanned ranges: variation selectors supplement, tags.
     for cp in list(range(0xE0000, 0xE0080)) + list(range(0xE0100, 0xE01F0)):
         table[cp] = _DEL
+    for cp in range(0xD800, 0xE000):
+        table[cp] = _SURROGATE_FOLD
     # Traditional -> simplified, per character (OpenCC converts a newline-separated list in one call).
     cjk = [chr(c) for r in ((0x3400, 0x4DC0), (0x4E00, 0xA000), (0xF900, 0xFB00)) for c in range(*r)]
     cjk_folded = [table.get(ord(c), c) for c in cjk]  # compatibility ideographs fold to unified first
@@ -466,7 +475,7 @@ def _vector_tables() -> dict[str, Any]:
     import numpy as np
 
     table, _ = _tables()
-    size = 0x30000  # BMP + SMP + CJK extension B; anything above is left as it is (class "word")
+    size = 0x30000  # BMP + SMP + CJK extension B: every class; above it only word / separator (see below)
     fold = np.arange(0x110000, dtype=np.uint32)
     for cp, out in table.items():
         if len(out) == 1:
@@ -481,6 +490,10 @@ def _vector_tables() -> dict[str, Any]:
             flags[cp] = _F_CJK
         elif not ch.isalnum() or ch == "_":
             flags[cp] = _F_SEP
+    # Above it no character is an ideograph (_CJK) or a hard boundary, but the unassigned ones and the private
+    # use planes are not word characters either: separators, as the reference path's regexes see them.
+    word = np.fromiter((chr(cp).isalnum() for cp in range(size, 0x110000)), dtype=bool, count=0x110000 - size)
+    flags[size:][~word] = _F_SEP
     flags[0] = _F_SEP  # the delete marker is a separator too
     flags[1] = _F_EXP
     for ch in "0123456789":
@@ -500,7 +513,8 @@ def _vector_tables() -> dict[str, Any]:
 
 def _normalize_vector(text: str) -> Normalized | None:
     """Vectorised twin of :func:`_normalize_str` for long texts; ``None`` means "use the reference path"
-    (a character that expands, or a lone surrogate that UTF-32 cannot encode).
+    (a character that expands). Lone surrogates pass through UTF-32 (``surrogatepass``) and fold like any
+    other character (to ``_SURROGATE_FOLD``).
 
     Two lookups per character (fold, flags) and a handful of whole-array passes; everything else works on
     the sparse positions those passes find (separators, digits, repeats), so clean text costs a few
@@ -509,10 +523,7 @@ def _normalize_vector(text: str) -> Normalized | None:
     import numpy as np
 
     t = _vector_tables()
-    try:
-        arr = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    except UnicodeEncodeError:
-        return None
+    arr = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     m = np.take(t["fold"], arr)  # np.take: about twice as fast as fancy indexing for a table lookup
     c = np.take(t["flags"], m)
     present = int(np.bitwise_or.reduce(c)) if len(c) else 0
