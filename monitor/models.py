@@ -145,8 +145,10 @@ class LshBand(Base):
     """One band of one item's MinHash: items sharing a band key are candidates for one story."""
 
     __tablename__ = "monitor_lsh_bands"
+    # a band's newest rows are read by (band_key, id DESC): one short range of this index (migration 0014)
+    __table_args__ = (Index("ix_monitor_lsh_bands_band_key_id", "band_key", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    band_key: Mapped[str] = mapped_column(String(40), index=True)
+    band_key: Mapped[str] = mapped_column(String(40))
     item_id: Mapped[int] = mapped_column(ForeignKey("monitor_items.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
