@@ -147,21 +147,28 @@ def encrypt_credentials(credentials: dict[str, Any]) -> bytes:
     return fernet().encrypt(json.dumps(credentials).encode())
 
 
-def decrypt_credentials(blob: bytes) -> dict[str, Any]:
-    """Decrypt stored credentials; a wrong ``MATRIX_SECRET_KEY`` gives a clear error."""
+def decrypt_credentials(blob: bytes, what: str = "account credentials") -> dict[str, Any]:
+    """Decrypt stored credentials; a wrong ``MATRIX_SECRET_KEY`` gives a clear error naming ``what``."""
     try:
         return json.loads(fernet().decrypt(blob))
     except InvalidToken as exc:
         raise ConfigError(
-            "cannot decrypt account credentials: MATRIX_SECRET_KEY changed (or, with it unset, the data directory's "
+            f"cannot decrypt {what}: MATRIX_SECRET_KEY changed (or, with it unset, the data directory's "
             "secret.key)? "
             "(an earlier key goes in MATRIX_OLD_SECRET_KEYS until `matrix secrets rotate` has run)"
         ) from exc
 
 
-def rotate(blob: bytes) -> bytes:
-    """Re-encrypt ``blob`` with the current key (it may have been written with any accepted key)."""
+def rotate(blob: bytes, what: str = "a stored secret") -> bytes:
+    """Re-encrypt ``blob`` with the current key (it may have been written with any accepted key).
+
+    ``what`` names the value in the error (e.g. ``"the credentials of account 7"``), so an operator whose
+    rotation stops knows which row was written with a key that is no longer configured.
+    """
     try:
         return fernet().rotate(blob)
     except InvalidToken as exc:
-        raise ConfigError("a stored secret cannot be decrypted with any configured key") from exc
+        raise ConfigError(
+            f"{what} cannot be decrypted with any configured key "
+            "(the key it was written with goes in MATRIX_OLD_SECRET_KEYS)"
+        ) from exc

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.clock import iso_local
+from core.crypto import rotate
 from core.errors import Conflict, InvalidInput, NotFound
 from monitor.alerting import parse_hhmm, seal, where
 from monitor.models import NAME_MAX, URL_MAX, Alert, AlertChannel, AlertSend, Burst, Item, Rule
@@ -177,6 +178,23 @@ def remove_channel(session: Session, actor: Principal, channel_id: int) -> Alert
     channel.name = f"{channel.name[: NAME_MAX - 20]} (removed {channel.id})"  # its name may be used again
     audit(session, actor, "monitor.alert_channel.remove", channel)
     return channel
+
+
+def rotate_secrets(session: Session) -> int:
+    """Re-encrypt every alert channel's secrets with the current key; how many channels (removed ones too).
+
+    Part of ``matrix secrets rotate``, which checks the actor and commits: the rows are locked for the
+    rotation (on PostgreSQL a concurrent write, such as a removal, waits for it; a send reading meanwhile sees
+    the old value, which the old key still decrypts), and a channel whose secrets no configured key decrypts
+    raises :class:`core.errors.ConfigError` naming it, so the caller's transaction changes nothing.
+    Removed channels hold an encrypted empty mapping, rotated like the rest, so no row keeps the old
+    key. Running it again re-encrypts with the same key: harmless.
+    """
+    channels = session.scalars(select(AlertChannel).order_by(AlertChannel.id).with_for_update()).all()
+    for channel in channels:
+        # ``seal`` encrypts with the credential cipher, so the credential rotation is the matching one.
+        channel.secrets = rotate(channel.secrets, f"the secrets of alert channel {channel.id}")
+    return len(channels)
 
 
 def channel_row(session: Session, channel: AlertChannel) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def seal(secrets: dict[str, Any]) -> bytes:
 
 def unseal(blob: bytes) -> dict[str, Any]:
     """A channel's secrets, decrypted (a wrong key is a one-line :class:`core.errors.ConfigError`)."""
-    return decrypt_credentials(blob)
+    return decrypt_credentials(blob, "an alert channel's secrets")
 
 
 def parse_hhmm(text: str) -> dtime:

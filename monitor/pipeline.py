@@ -36,8 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
+import ahocorasick_rs
 import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -55,7 +57,7 @@ from monitor.negativity import negativity
 from monitor.parse import Entry, ParsedFeed, parse_feed
 from monitor.settings import MonitorSettings, get_monitor_settings
 from monitor.store import RuleSet, Scored, store
-from publisher.domain.models import Organization
+from publisher.domain.models import Organization, OrganizationAlias
 from publisher.services.common import holders
 
 log = logging.getLogger(__name__)
@@ -361,6 +363,43 @@ def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[An
         yield values[i : i + size]
 
 
+class _Mentions:
+    """Which organisations a normalised text names: every name and alias of the tree in one Aho-Corasick automaton,
+    so a text is read once however many terms there are (``term in text`` per term grows with the tree: 2,000
+    names and aliases over 1,000 texts, 4 ms against ~250 ms, README "Scores"). Overlapping matches, as ``in``
+    found them: 南京市总工会 names both 南京市总工会 and a 市总工会 that is an alias."""
+
+    def __init__(self, rows: tuple[tuple[int, str], ...]) -> None:
+        orgs_of: dict[str, set[int]] = {}
+        for org_id, term in rows:
+            normalised = normalize_term(term)
+            if normalised:  # a name of blanks only names nothing (and the automaton takes no empty pattern)
+                orgs_of.setdefault(normalised, set()).add(org_id)
+        self._orgs = [sorted(ids) for ids in orgs_of.values()]
+        self._automaton = ahocorasick_rs.AhoCorasick(list(orgs_of)) if orgs_of else None
+
+    def __call__(self, normalised_text: str) -> list[int]:
+        """The ids of the organisations named in the text, sorted."""
+        if self._automaton is None:
+            return []
+        found = {i for i, _start, _end in self._automaton.find_matches_as_indexes(normalised_text, overlapping=True)}
+        return sorted({org_id for i in found for org_id in self._orgs[i]})
+
+
+@lru_cache(maxsize=2)
+def _mentions(rows: tuple[tuple[int, str], ...]) -> _Mentions:
+    # Kept while the names and aliases stay the same (most polls): normalising 2,000 terms and building their
+    # automaton is then paid once, not on every batch.
+    return _Mentions(rows)
+
+
+def _org_terms(session: Session) -> tuple[tuple[int, str], ...]:
+    """Every (organisation id, name or alias) of the tree, in a stable order (the matcher cache's key)."""
+    names = session.execute(select(Organization.id, Organization.name))
+    aliases = session.execute(select(OrganizationAlias.organization_id, OrganizationAlias.alias))
+    return tuple(sorted({(org_id, term) for org_id, term in [*names, *aliases]}))
+
+
 def _score_new(fed: Sequence[tuple[int, Sequence[Entry]]]) -> dict[int, list[Scored]]:
     """Score the entries each source has not sighted yet: their keys read first, in one read-only transaction;
     then every distinct text scored once (a story reposted on ten feeds is one text), in one batch."""
@@ -377,14 +416,14 @@ def _score_new(fed: Sequence[tuple[int, Sequence[Entry]]]) -> dict[int, list[Sco
                     select(Sighting.entry_key).where(Sighting.source_id == source_id, Sighting.entry_key.in_(chunk))
                 )
                 seen.update((source_id, key) for (key,) in rows)
-        orgs = dict(session.execute(select(Organization.id, Organization.name)).all())
+        org_terms = _org_terms(session)
     fresh = [(sid, k, e) for sid, own in keyed.items() for k, e in own.items() if (sid, k) not in seen]
     if not fresh:
         return {}
     bodies = list(dict.fromkeys(f"{e.title}\n{e.text}" for _sid, _k, e in fresh))
     signatures = dict(zip(bodies, neardup.signatures(bodies), strict=True))
     verdicts = dict(zip(bodies, _screen([b[:SCREEN_CHARS] for b in bodies]), strict=True))
-    org_terms = {org_id: normalize_term(name) for org_id, name in orgs.items() if name.strip()}
+    mentions = _mentions(org_terms)  # names and aliases alike
     by_body: dict[str, tuple[Any, float, dict[str, Any]]] = {}
     norms = [normalize(body) for body in bodies]
     model = signals.get_model()
@@ -397,7 +436,7 @@ def _score_new(fed: Sequence[tuple[int, Sequence[Entry]]]) -> dict[int, list[Sco
             "negativity": neg.to_dict(),
             "needs": needs.needs_of(norm, out),
             "signals": out,  # the model's probabilities (>= 0.5: its decision), the evidence of its findings
-            "mentions": sorted(org_id for org_id, term in org_terms.items() if term and term in norm.text),
+            "mentions": mentions(norm.text),
         }
         by_body[body] = (norm, neg.score, scores)
     scored: dict[int, list[Scored]] = {}

@@ -48,6 +48,24 @@ class Organization(Base):
     parent: Mapped[Organization | None] = relationship(remote_side=[id])
 
 
+class OrganizationAlias(Base):
+    """Another name people write for an organisation (江苏省总工会: 省总工会, 江苏总工会, 省总): the monitor counts a
+    mention of any of them as a mention of the organisation (``scores["mentions"]``).
+
+    A row per alias, not a JSON list on the organisation: the database keeps an alias unique per organisation
+    (two admins adding at once cannot both store it, nor lose each other's), and one select reads every alias of
+    the tree for the monitor. Kept as written; uniqueness of the *normalised* form across the tree is checked by
+    :mod:`publisher.services.organizations`, since the normaliser may change and stored forms would go stale.
+    """
+
+    __tablename__ = "organization_aliases"
+    __table_args__ = (UniqueConstraint("organization_id", "alias"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    alias: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class User(Base):
     """A person who signs in. What they may do is in their :class:`RoleGrant` rows, each on an organisation."""
 

@@ -48,6 +48,7 @@ from publisher.interfaces.web import dashboards as web_dashboards
 from publisher.interfaces.web import monitor_pages as web_monitor
 from publisher.interfaces.web import pages as web
 from publisher.services import LABEL_MAX, LIST_MAX, NAME_MAX, REASON_MAX, SUMMARY_MAX, TARGETS_MAX, URL_MAX, Principal
+from publisher.services import organizations as org_services
 from publisher.services.observability import database_gauges
 from publisher.services.people import SESSION_ABSOLUTE
 from publisher.services.rescreen import flag_rows, keep_flag, request_rescreen
@@ -872,6 +873,44 @@ def put_review_chain(
     """Set an organisation's review chain (``null``: inherit the parent's again); admins of it."""
     services.set_review_chain(session, actor, org_id, chain)
     return services.review_chain_of(session, actor, org_id)
+
+
+class AliasIn(Strict):
+    """Another name of an organisation (省总 for 江苏省总工会): the monitor counts a mention of it as one of the
+    organisation."""
+
+    alias: str = Field(max_length=LABEL_MAX)
+
+
+@app.get("/organization-aliases")
+def list_all_aliases(actor: Actor, session: Session = Depends(db)) -> list[dict[str, Any]]:
+    """The aliases of every organisation you have a role in (or below one), by organisation name."""
+    return org_services.alias_rows(session, actor)
+
+
+@app.get("/organizations/{org_id}/aliases")
+def list_aliases(org_id: int, actor: Actor, session: Session = Depends(db)) -> dict[str, Any]:
+    """An organisation's aliases (anyone with a role in it or above it)."""
+    return org_services.alias_rows(session, actor, org_id)[0]
+
+
+@app.post("/organizations/{org_id}/aliases", status_code=201)
+def add_alias(org_id: int, body: AliasIn, actor: Actor, session: Session = Depends(db)) -> dict[str, Any]:
+    """Add an alias of an organisation (admins of it); 409 if it is already a name or an alias in the tree, 422
+    if it is empty, too long or too short to match. Returns the organisation's aliases."""
+    return org_services.add_alias(session, actor, org_id, body.alias)
+
+
+@app.delete("/organizations/{org_id}/aliases")
+def remove_alias(
+    org_id: int,
+    actor: Actor,
+    alias: Annotated[str, Query(max_length=LABEL_MAX, description="The alias to remove.")],
+    session: Session = Depends(db),
+) -> dict[str, Any]:
+    """Remove an alias of an organisation (admins of it); in the query string, as an alias may hold a ``/``.
+    Returns the organisation's aliases after it."""
+    return org_services.remove_alias(session, actor, org_id, alias)
 
 
 @app.get("/moderation/feedback", response_class=PlainTextResponse)

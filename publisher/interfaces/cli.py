@@ -42,6 +42,7 @@ from core.errors import Unauthenticated
 from core.metrics import ensure_multiprocess_dir
 from core.settings import get_settings
 from moderation.cli import screen_command
+from monitor.alert_channels import rotate_secrets as rotate_alert_channel_secrets
 from monitor.settings import monitor_queue
 from publisher import migrate, services
 from publisher.delivery import assisted, retract
@@ -58,7 +59,7 @@ from publisher.interfaces.cli_common import (
     fail,
     user_errors,
 )
-from publisher.services import Principal, rescreen
+from publisher.services import Principal, organizations, rescreen
 from publisher.services.demo import DEMO_PEOPLE, fetch_demo_accounts, seed, seed_people
 from publisher.services.screening import configure_moderation
 
@@ -97,6 +98,8 @@ user_app = typer.Typer(help="People: add, passwords, roles, disable (admins).", 
 token_app = typer.Typer(help="Your personal API tokens.", no_args_is_help=True)
 org_app = typer.Typer(help="Organisations.", no_args_is_help=True)
 chain_app = typer.Typer(help="An organisation's review chain (三审).", no_args_is_help=True)
+alias_app = typer.Typer(help="Other names of an organisation, counted by the monitor as mentions of it.",
+                        no_args_is_help=True)  # fmt: skip
 audit_app = typer.Typer(help="The audit trail: verify its hash chain, read it (admins).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(account_app, name="account")
@@ -109,6 +112,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(org_app, name="org")
 org_app.add_typer(chain_app, name="chain")
+org_app.add_typer(alias_app, name="alias")
 app.add_typer(audit_app, name="audit")
 moderation_app = typer.Typer(help="Screening: reviewers' feedback and allow-list proposals.", no_args_is_help=True)
 feedback_app = typer.Typer(help="Reviewers' feedback on screening.", no_args_is_help=True)
@@ -1136,19 +1140,27 @@ def feedback_dismiss(org: str, term: str) -> None:
 
 @secrets_app.command("rotate")
 def secrets_rotate() -> None:
-    """Re-encrypt every stored credential with MATRIX_SECRET_KEY (earlier keys in MATRIX_OLD_SECRET_KEYS).
+    """Re-encrypt every stored secret with MATRIX_SECRET_KEY (earlier keys in MATRIX_OLD_SECRET_KEYS).
 
-    One transaction: either every credential is re-encrypted or none is (a credential no key can decrypt
-    stops it with one line, and nothing is lost).
+    Every secret at rest: the accounts' credentials and the monitor's alert channels' secrets (webhook URLs,
+    signing secrets, SMTP passwords; report schedules send through those channels). Cached platform tokens
+    are left alone: one written with a dropped key reads as a cache miss and is fetched again.
+    One transaction: either every secret is re-encrypted or none is (a value no key can decrypt stops it
+    with one line naming its row, and nothing is changed). Running it twice is harmless.
     """
     with user_errors(), _session() as session:
         actor = _principal(session)
         services.require(session, actor, "user.manage")  # an admin (of somewhere): the key is the installation's
         accounts = session.scalars(select(Account).order_by(Account.id).with_for_update()).all()
         for account in accounts:
-            account.credentials_enc = rotate(account.credentials_enc)
-        services.audit(session, actor, "secrets.rotate", None, accounts=len(accounts))
-    console.print(f"re-encrypted the credentials of {len(accounts)} accounts with the current key")
+            account.credentials_enc = rotate(account.credentials_enc, f"the credentials of account {account.id}")
+        channels = rotate_alert_channel_secrets(session)
+        services.audit(session, actor, "secrets.rotate", None, accounts=len(accounts), alert_channels=channels)
+    console.print(
+        f"re-encrypted the credentials of {len(accounts)} accounts and the secrets of {channels} alert channels "
+        "with the current key",
+        soft_wrap=True,  # one line, however narrow the terminal
+    )
 
 
 # ------------------------------------------------------------------------------------------- demo
@@ -1246,6 +1258,48 @@ def chain_set(
     with user_errors(), _session() as session:
         services.set_review_chain(session, _principal(session), org, data)
     console.print(f"review chain of {escape(org)} {'cleared' if clear else 'set'}", highlight=False)
+
+
+def _print_aliases(row: dict[str, Any]) -> None:
+    aliases = "、".join(row["aliases"]) or "no alias"
+    console.print(f"{escape(row['organization'])}: {escape(aliases)}", highlight=False)
+
+
+@alias_app.command("add")
+def alias_add(
+    org: str = typer.Argument(..., help="Organisation name or id."),
+    alias: str = typer.Argument(..., help="Another name of it, e.g. 省总 for 江苏省总工会."),
+) -> None:
+    """Give an organisation another name the monitor counts as a mention of it (admins of it)."""
+    with user_errors(), _session() as session:
+        row = organizations.add_alias(session, _principal(session), org, alias)
+    _print_aliases(row)
+
+
+@alias_app.command("remove")
+def alias_remove(
+    org: str = typer.Argument(..., help="Organisation name or id."),
+    alias: str = typer.Argument(...),
+) -> None:
+    """Remove an alias of an organisation (admins of it)."""
+    with user_errors(), _session() as session:
+        row = organizations.remove_alias(session, _principal(session), org, alias)
+    _print_aliases(row)
+
+
+@alias_app.command("list")
+def alias_list(
+    org: str | None = typer.Argument(None, help="Organisation name or id; default: all those you have a role in."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The aliases of an organisation, or of every organisation in your part of the tree."""
+    with user_errors(), _session() as session:
+        rows = organizations.alias_rows(session, _principal(session), org)
+    if as_json:
+        console.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    for row in rows:
+        _print_aliases(row)
 
 
 # ------------------------------------------------------------------------------------------- audit

@@ -263,6 +263,9 @@ _ID_ROUTES: dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, st
     ("GET", "/organizations/{org_id}/terms"): ("organization", None, {}),
     ("GET", "/organizations/{org_id}/review-chain"): ("organisation", None, {}),
     ("PUT", "/organizations/{org_id}/review-chain"): ("organisation", {"steps": [{"role": "reviewer"}]}, {}),
+    ("GET", "/organizations/{org_id}/aliases"): ("organisation", None, {}),
+    ("POST", "/organizations/{org_id}/aliases"): ("organisation", {"alias": "省总"}, {}),
+    ("DELETE", "/organizations/{org_id}/aliases"): ("organisation", None, {"alias": "省总"}),
     ("POST", "/notifications/{notification_id}/read"): ("notification", None, {}),
 }
 
