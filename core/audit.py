@@ -149,8 +149,10 @@ def append(
     detail: dict[str, Any],
     actor_id: int | None = None,
     source: str = "",
+    happened_at: datetime | None = None,
 ) -> AuditEvent:
-    """Append one event to the chain, in the caller's transaction (written, not committed).
+    """Append one event to the chain, in the caller's transaction (written, not committed). ``happened_at``:
+    when it happened, where that was before this transaction (default: now).
 
     On PostgreSQL this takes an advisory lock that is held until the transaction ends: appenders queue there,
     so keep audited transactions short (no network calls after :func:`append`). Several appends in one
@@ -161,7 +163,7 @@ def append(
     commits; the object returned then has no ``id`` or hashes yet.
     """
     fields: dict[str, Any] = {
-        "at": utcnow(),
+        "at": happened_at or utcnow(),
         "actor": actor,
         "actor_id": actor_id,
         "source": (source or "")[:SOURCE_MAX],  # informational: a long one is cut, never a reason to refuse

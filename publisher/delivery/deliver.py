@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -68,6 +68,9 @@ class Claim:
     info: AccountInfo
     ctx_args: tuple[Delivery, PostVersion, str | None]
     needs_lookup: bool
+    #: when the attempt was claimed and its number: audited with its outcome (see :func:`_record`)
+    attempt_at: datetime
+    attempt: int
 
 
 def _claim(delivery_id: int) -> Claim | None:
@@ -165,12 +168,14 @@ def _claim(delivery_id: int) -> Claim | None:
         lifecycle.transition("delivery", d, "sending")
         d.attempts += 1
         d.claimed_at, d.claimed_by = t, WORKER_ID
-        audit(s, WORKER_ID, "delivery.attempt", d, attempt=d.attempts)
+        # The attempt's audit row is written with its outcome (one turn at the audit chain's lock a delivery,
+        # not two: every audited transaction of every worker queues on that one lock); an attempt whose worker
+        # died has its claim in the delivery row and its "delivery.stuck" row from reconcile.
         # Look before posting only when an earlier attempt's outcome is unknown (answer lost, worker died);
         # after a definitive refusal the adapter resumes from the ids in ``progress`` instead.
         needs_lookup = d.outcome_unknown
         s.flush()
-        return Claim(d.id, d.post_id, info, (d, version, depends_url), needs_lookup)
+        return Claim(d.id, d.post_id, info, (d, version, depends_url), needs_lookup, t, d.attempts)
 
 
 def _wait(d: Delivery, state: str, until: Any, reason: str) -> None:
@@ -240,6 +245,7 @@ def _record(
     settings = get_settings()
     with session_scope() as s:
         post, d = lock_post_and_delivery(s, claim.delivery_id, claim.post_id, shared=True)
+        audit(s, WORKER_ID, "delivery.attempt", d, happened_at=claim.attempt_at, attempt=claim.attempt)
         t = now()
         if ok is not None:
             apply_result(s, d, ok, post, kind=claim.info.kind)

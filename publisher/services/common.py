@@ -4,6 +4,7 @@ lengths of the text people give."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -30,11 +31,20 @@ def check_length(what: str, value: str, limit: int) -> None:
 
 
 def audit(
-    session: Session, actor: Any, action: str, obj: Any, *, actor_id: int | None = None, source: str = "", **detail: Any
+    session: Session,
+    actor: Any,
+    action: str,
+    obj: Any,
+    *,
+    actor_id: int | None = None,
+    source: str = "",
+    happened_at: datetime | None = None,
+    **detail: Any,
 ) -> AuditEvent:
     """Append an audit event (who did what to which object; ``obj`` None: to the installation as a whole) to the
     kernel's hash chain (:func:`core.audit.append`). ``actor_id``: the acting user's id, where known; ``source``:
-    where the action came from ("api 10.0.0.5", "cli", "worker"). Every other keyword goes into the detail.
+    where the action came from ("api 10.0.0.5", "cli", "worker"); ``happened_at``: when, if before this
+    transaction (default now). Every other keyword goes into the detail.
 
     ``actor`` is a name, or a :class:`publisher.services.people.Principal`, whose name, id and source count."""
     if hasattr(actor, "user_id"):  # a Principal (not imported: people builds on this module)
@@ -48,6 +58,7 @@ def audit(
         detail=detail,
         actor_id=actor_id,
         source=source,
+        happened_at=happened_at,
     )
 
 

@@ -209,3 +209,33 @@ def test_a_post_settles_once_its_last_delivery_settles_and_a_failed_settle_is_lo
     outcomes.settle_after_outcome(post_id)
     with session_scope() as s:
         assert s.get(Post, post_id).state == "partially_published"
+
+
+def test_an_attempt_is_audited_with_its_outcome_at_the_time_it_was_claimed(env) -> None:
+    from sqlalchemy import select
+
+    from channels.errors import NotSent
+    from core.audit import appended_at_commit
+    from publisher.domain.models import AuditEvent
+
+    def rows(delivery_id: int) -> list[tuple[str, object]]:
+        with session_scope() as s:
+            q = select(AuditEvent).where(AuditEvent.object_type == "delivery", AuditEvent.object_id == delivery_id)
+            return [(e.action, e) for e in s.scalars(q.order_by(AuditEvent.id))]
+
+    _account, delivery_id = _weibo_with_history(0)
+    with appended_at_commit():
+        claim = deliver._claim(delivery_id)
+        assert claim is not None and claim.attempt == 1
+        # the claim's transaction takes no turn at the audit chain's lock: nothing is written yet
+        assert rows(delivery_id) == []
+        deliver._record(claim, error=NotSent("refused before the request left"))
+    written = rows(delivery_id)
+    assert [action for action, _ in written] == ["delivery.attempt", "delivery.error"]
+    attempt = written[0][1]
+    assert attempt.detail == {"attempt": 1} and attempt.actor == deliver.WORKER_ID
+    assert abs((attempt.at - claim.attempt_at).total_seconds()) < 1e-3  # when it was claimed, not recorded
+    with session_scope() as s:
+        from core.audit import verify
+
+        assert verify(s).ok
