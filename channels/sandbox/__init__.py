@@ -31,6 +31,8 @@ SANDBOXES: dict[str, tuple[str, str]] = {
     "toutiao": ("/toutiao", "channels.sandbox.toutiao:create_app"),
     # the monitor's alert robots (WeCom, DingTalk, Feishu): loaded by name, so channels still imports no monitor
     "robots": ("/robots", "monitor.robot_sandbox:create_app"),
+    # the monitor's RSSHub-shaped feeds (any path is a feed of a normal day, on a fake clock): the demo sources
+    "feeds": ("/feeds", "monitor.sandbox:create_app"),
 }
 
 

@@ -43,6 +43,7 @@ from core.metrics import ensure_multiprocess_dir
 from core.settings import get_settings
 from moderation.cli import screen_command
 from monitor.alert_channels import rotate_secrets as rotate_alert_channel_secrets
+from monitor.demo import seed_monitor
 from monitor.settings import monitor_queue
 from publisher import migrate, services
 from publisher.delivery import assisted, retract
@@ -61,6 +62,7 @@ from publisher.interfaces.cli_common import (
 )
 from publisher.services import Principal, organizations, rescreen
 from publisher.services.demo import DEMO_PEOPLE, fetch_demo_accounts, seed, seed_people
+from publisher.services.demo import PROVINCE as DEMO_ORGANIZATION
 from publisher.services.screening import configure_moderation
 
 
@@ -508,6 +510,8 @@ def up(
         with _session() as session:
             passwords = seed_people(session)  # first: the demo post is the demo editor's
             seed(session, specs, with_post=True)
+            # a monitor signing in finds feeds, the comments on our posts and two rules being watched
+            seed_monitor(session, services.SYSTEM, settings.sandbox_url, DEMO_ORGANIZATION)
     with _session() as session:
         nobody = not services.users_exist(session)
     start("api")
