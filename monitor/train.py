@@ -17,7 +17,8 @@ criterion is the out-of-fold negativity F1 on the written texts averaged with th
 not only the kinds of text written here), plus the needs' out-of-fold macro-F1 (scored as they would ship: the
 query *or* the model, against the model alone). Then each output's threshold is the
 middle of its out-of-fold F1 plateau, folded into the intercept (a probability >= 0.5 is the decision), and the
-model is refitted on everything. Deterministic: fixed seeds, sorted inputs.
+model is refitted on everything. Fixed seeds and sorted inputs; liblinear's shuffling has been seeded
+(``random_state=0``) only since the shipped file was trained, so a rerun may differ from it in the last digits.
 """
 
 from __future__ import annotations
@@ -146,7 +147,9 @@ def fit(texts: Sequence[str], y: np.ndarray, c: float) -> LinearScorer:
     vec = _vectorizer().fit(texts)
     x = vec.transform(texts)
     models = [
-        LogisticRegression(C=c, solver="liblinear", class_weight="balanced", max_iter=2000).fit(x, y[:, j])
+        LogisticRegression(C=c, solver="liblinear", class_weight="balanced", max_iter=2000, random_state=0).fit(
+            x, y[:, j]
+        )
         for j in range(y.shape[1])
     ]
     vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.__getitem__)
