@@ -130,9 +130,9 @@ def test_building_every_sandbox_loads_no_production_module() -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     production = {"publisher", "core", "workers", "moderation", "monitor"}
-    # the monitor's robot sandbox is mounted here too: a sandbox itself (stdlib + Starlette), under a package
-    # whose __init__ imports nothing
-    sandboxes = {"monitor", "monitor.robot_sandbox"}
+    # the monitor's robot and feed sandboxes are mounted here too: sandboxes themselves (stdlib + Starlette),
+    # under a package whose __init__ imports nothing
+    sandboxes = {"monitor", "monitor.robot_sandbox", "monitor.sandbox"}
     foreign = [
         m
         for m in json.loads(done.stdout)
