@@ -81,7 +81,13 @@ def screen(text: str, *, policy: Policy | None = None, org: OrgLists | None = No
 
 
 def screen_batch(
-    texts: Sequence[str], *, policy: Policy | None = None, org: OrgLists | None = None, batch_size: int = 32
+    texts: Sequence[str],
+    *,
+    policy: Policy | None = None,
+    org: OrgLists | None = None,
+    batch_size: int = 32,
+    gate: float | None = None,
 ) -> list[Verdict]:
-    """Screen many texts; the classifier sees them in batches of ``batch_size``."""
-    return get_screener().screen_batch(texts, policy=policy, org=org, batch_size=batch_size)
+    """Screen many texts; the classifier sees them in batches of ``batch_size``. ``gate``: only texts with a rule
+    hit or a char n-gram score of at least ``gate`` go through the transformer (see ``Screener.screen_batch``)."""
+    return get_screener().screen_batch(texts, policy=policy, org=org, batch_size=batch_size, gate=gate)

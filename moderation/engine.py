@@ -253,8 +253,15 @@ class Screener:
         policy: Policy | None = None,
         org: OrgLists | None = None,
         batch_size: int = 64,
+        gate: float | None = None,
     ) -> list[Verdict]:
         """Screen many texts; the classifier gets them ``batch_size`` at a time, shortest first.
+
+        ``gate``: a cascade for volume (the monitor's feed items): only texts with a lexicon or personal-data hit,
+        or whose char n-gram scorer gives some category at least ``gate``, go through the transformer; the others
+        are screened by the rules alone (no model scores), as with the classifier off. None: every text. A
+        classifier without the n-gram scorer gates nothing. At 0.1, 99.3 % of COLD dev's offensive texts pass the
+        gate on the n-gram score alone and 0.2 % of the monitor benchmark's union posts do.
 
         Sorting by length puts texts of similar length in one call, so the classifier's forward passes (several
         windows each, see ``Classifier.batch_size``) pad little; results go back in the input order. A call
@@ -266,7 +273,11 @@ class Screener:
         model_scores: list[dict[str, float]] = [{} for _ in texts]
         if clf is not None and texts:
             views = [model_text(text, norm_text, hits) for text, (norm_text, hits) in zip(texts, evidence, strict=True)]
-            order = sorted(range(len(views)), key=lambda k: len(views[k]))
+            through = range(len(views))
+            if gate is not None and getattr(clf, "linear", None) is not None:
+                cheap = clf.linear.predict_windows(views).max(axis=1)
+                through = [k for k in through if evidence[k][1] or cheap[k] >= gate]
+            order = sorted(through, key=lambda k: len(views[k]))
             for i in range(0, len(order), batch_size):
                 idx = order[i : i + batch_size]
                 chunk = clf.predict([views[k] for k in idx])

