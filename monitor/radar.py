@@ -13,7 +13,7 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from core.clock import local_date, now
@@ -28,6 +28,14 @@ RADAR_ITEMS_MAX = 50_000  # the newest items counted: a page's query stays bound
 RISING = 1.5  # the last day against the mean of the days before it: a need "rises" at this factor and ≥ 3 items
 
 
+def _need_keys(session: Session) -> Any:
+    """A table-valued expression of each item's need keys (``key``), lateral to ``Item``: SQLite's
+    ``json_each`` or PostgreSQL's ``json_object_keys`` over ``scores -> 'needs'``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.json_object_keys(Item.scores.op("->")("needs")).table_valued("key").render_derived().lateral()
+    return func.json_each(Item.scores, "$.needs").table_valued("key")
+
+
 def needs_radar(session: Session, actor: Principal, *, days: int = 14) -> dict[str, Any]:
     """Per need: a count per day over the last ``days`` days, its total, whether it rises; per organisation:
     the total per need. Days are the organisation's local calendar days, oldest first."""
@@ -38,14 +46,18 @@ def needs_radar(session: Session, actor: Principal, *, days: int = 14) -> dict[s
     dates = [today - timedelta(days=days - 1 - i) for i in range(days)]
     index = {d: i for i, d in enumerate(dates)}
     since = now() - timedelta(days=days + 1)  # a day more: the first local day may start before UTC's
+    # the newest items of the period (a page's query stays bounded whatever the volume), then one row per item,
+    # source and need: the needs' keys come out of the JSON in the database, so no item's scores are decoded here
+    newest = select(Item.id).where(Item.fetched_at >= since).order_by(Item.id.desc()).limit(RADAR_ITEMS_MAX)
+    keys = _need_keys(session)
     q = (
-        # only the needs of the scores (not the moderation evidence): far less JSON to read per item
-        select(Item.id, Item.fetched_at, Item.scores["needs"], Source.organization_id, Item.account_id)
+        select(Item.id, Item.fetched_at, keys.c.key, Source.organization_id, Item.account_id)
+        .select_from(Item)
         .join(Sighting, Sighting.item_id == Item.id)
         .join(Source, Source.id == Sighting.source_id)
-        .where(Item.fetched_at >= since)
-        .order_by(Item.id.desc())
-        .limit(RADAR_ITEMS_MAX)
+        .join(keys, true())
+        .where(Item.id.in_(newest.scalar_subquery()))
+        .order_by(Item.id.desc())  # newest first, as the organisations' order among equals has always been
     )
     allowed = visible_orgs(session, actor, "monitor.view")
     if allowed is not None:
@@ -54,19 +66,18 @@ def needs_radar(session: Session, actor: Principal, *, days: int = 14) -> dict[s
     by_org: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(series, 0))
     by_account: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(series, 0))
     counted: set[tuple[int, str]] = set()  # (item, need): an item carried by two sources counts once per day
-    for item_id, fetched_at, item_needs, org_id, account_id in session.execute(q):
+    for item_id, fetched_at, key, org_id, account_id in session.execute(q):
+        if key not in series:
+            continue
         at = index.get(local_date(fetched_at))
         if at is None:
             continue
-        for key in item_needs or {}:
-            if key not in series:
-                continue
-            if (item_id, key) not in counted:
-                counted.add((item_id, key))
-                series[key][at] += 1
-                if account_id is not None:
-                    by_account[account_id][key] += 1
-            by_org[org_id][key] += 1
+        if (item_id, key) not in counted:
+            counted.add((item_id, key))
+            series[key][at] += 1
+            if account_id is not None:
+                by_account[account_id][key] += 1
+        by_org[org_id][key] += 1
     names = dict(session.execute(select(Organization.id, Organization.name).where(Organization.id.in_(by_org))).all())
     needs = []
     for need in NEEDS:
