@@ -11,23 +11,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from sqlalchemy import func, select
 
 from core import ratelimit
 from core.db import get_engine, session_scope
-from core.settings import reset_settings
 from monitor import services
 from monitor.errors import HostBusy
 from monitor.fetch import HostGate, make_client
 from monitor.models import Alert, Item, RuleHit, Sighting, Source, Story
 from monitor.pipeline import poll_source, poll_sources
 from monitor.settings import MonitorSettings, parse_host_limits
-from publisher import migrate
 from tests.monitor.conftest import Feeds
 from tests.monitor.test_pipeline import HOSTILE
 from tests.support.people import CITY, Person
-from tests.support.stack import create_pg_database, services_required
+from tests.support.stack import migrated_pg_installation
 
 
 def _source(person: Person, url: str) -> int:
@@ -64,21 +61,11 @@ def _fill(feeds: Feeds, routes: list[str]) -> None:
 def backend(request: pytest.FixtureRequest, env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The installation of ``env`` on each backend: PostgreSQL reads a band's newest rows by another statement
     (a LATERAL join over one array) than SQLite (a UNION ALL), and both must cluster alike."""
-    drop = None
     if request.param == "postgresql":
-        try:
-            url, drop = create_pg_database()
-        except sa.exc.OperationalError as exc:
-            if services_required():
-                pytest.fail(f"PostgreSQL required but unreachable: {exc.orig}")
-            pytest.skip("PostgreSQL unreachable")
-        monkeypatch.setenv("MATRIX_DATABASE_URL", url)
-        reset_settings()
-        migrate.upgrade()
-    yield request.param
-    if drop is not None:
-        reset_settings()
-        drop()
+        with migrated_pg_installation(monkeypatch):
+            yield request.param
+    else:
+        yield request.param
 
 
 @pytest.mark.parametrize("batched", [False, True])

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -26,13 +25,12 @@ from monitor.models import AlertChannel, AlertSend
 from monitor.pipeline import poll_source
 from monitor.settings import MonitorSettings
 from monitor.smtp_sandbox import SmtpSink
-from publisher import migrate
 from publisher import services as publisher_services
 from publisher.domain.models import Account
 from publisher.interfaces.cli import app as cli_app
 from tests.monitor.conftest import Feeds, Robots
 from tests.support.people import CITY, DISTRICT, PROVINCE, SYSTEM, Person, make_user
-from tests.support.stack import create_pg_database, services_required
+from tests.support.stack import migrated_pg_installation
 
 # Both 32+ characters: on PostgreSQL (outside the embedded default) a shorter current key is refused.
 OLD_KEY = "first-key-of-this-rotation-test-is-long"  # what every secret below is written with
@@ -45,21 +43,11 @@ def backend(request: pytest.FixtureRequest, env: Path, monkeypatch: pytest.Monke
     and the alert channels' rows (FOR UPDATE on PostgreSQL) and must roll both back alike."""
     monkeypatch.setenv("MATRIX_SECRET_KEY", OLD_KEY)
     reset_settings()
-    drop = None
     if request.param == "postgresql":
-        try:
-            url, drop = create_pg_database()
-        except sa.exc.OperationalError as exc:
-            if services_required():
-                pytest.fail(f"PostgreSQL required but unreachable: {exc.orig}")
-            pytest.skip("PostgreSQL unreachable")
-        monkeypatch.setenv("MATRIX_DATABASE_URL", url)
-        reset_settings()
-        migrate.upgrade()
-    yield request.param
-    if drop is not None:
-        reset_settings()
-        drop()
+        with migrated_pg_installation(monkeypatch):
+            yield request.param
+    else:
+        yield request.param
 
 
 def _install(people: dict[str, Person], robots: Robots, smtp_sink: SmtpSink, monkeypatch) -> dict[str, int]:

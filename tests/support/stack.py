@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,35 @@ def create_pg_database() -> tuple[str, Callable[[], None]]:
         admin.dispose()
 
     return url, drop
+
+
+def pg_database_or_skip() -> tuple[str, Callable[[], None]]:
+    """:func:`create_pg_database`, or skip the test (fail it where CI requires the services) when PostgreSQL is
+    unreachable."""
+    try:
+        return create_pg_database()
+    except sa.exc.OperationalError as exc:
+        if services_required():
+            pytest.fail(f"PostgreSQL required but unreachable: {exc.orig}")
+        pytest.skip("PostgreSQL unreachable")
+
+
+@contextmanager
+def migrated_pg_installation(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The configured installation moved onto a fresh PostgreSQL database, migrated, for the block (its URL);
+    the settings reset and the database dropped after it."""
+    from core.settings import reset_settings
+    from publisher import migrate
+
+    url, drop = pg_database_or_skip()
+    monkeypatch.setenv("MATRIX_DATABASE_URL", url)
+    reset_settings()
+    migrate.upgrade()
+    try:
+        yield url
+    finally:
+        reset_settings()
+        drop()
 
 
 class Stack:

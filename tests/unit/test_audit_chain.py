@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,21 +27,11 @@ from core.db import UTCDateTime, get_engine, session_scope
 from core.errors import InvalidInput
 from core.settings import get_settings, reset_settings
 from publisher import migrate, services
-from tests.support.stack import create_pg_database, services_required
+from tests.support.stack import pg_database_or_skip
 
 T = AuditEvent.__table__
 
 # ------------------------------------------------------------------------------------------- fixtures
-
-
-def _pg_database() -> tuple[str, Callable[[], None]]:
-    """A new PostgreSQL database, or skip (fail where CI requires the services) when unreachable."""
-    try:
-        return create_pg_database()
-    except sa.exc.OperationalError as exc:
-        if services_required():
-            pytest.fail(f"PostgreSQL required but unreachable: {exc.orig}")
-        pytest.skip("PostgreSQL unreachable")
 
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)]
@@ -57,7 +47,7 @@ def blank(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
         monkeypatch.delenv(name, raising=False)
     drop = None
     if request.param == "postgresql":
-        url, drop = _pg_database()
+        url, drop = pg_database_or_skip()
         monkeypatch.setenv("MATRIX_DATABASE_URL", url)
     reset_settings()
     try:
@@ -75,7 +65,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Monke
         request.getfixturevalue("env")
         yield get_engine()
         return
-    url, drop = _pg_database()
+    url, drop = pg_database_or_skip()
     monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("MATRIX_MODERATION_CLASSIFIER", "0")
     monkeypatch.setenv("MATRIX_SECRET_KEY", "test-" + "k" * 40)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -17,14 +16,13 @@ from typer.testing import CliRunner
 from core.audit import verify
 from core.db import session_scope
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from core.settings import reset_settings
-from publisher import migrate, services
+from publisher import services
 from publisher.domain.models import AuditEvent, Organization, OrganizationAlias
 from publisher.interfaces.api import app
 from publisher.interfaces.cli import app as cli
 from publisher.services.organizations import ALIASES_PER_ORG_MAX, add_alias, alias_rows, remove_alias
 from tests.support.people import CITY, DISTRICT, NEIGHBOUR, PROVINCE, Person, make_user, password_of
-from tests.support.stack import create_pg_database, services_required
+from tests.support.stack import migrated_pg_installation
 
 runner = CliRunner()
 
@@ -289,18 +287,8 @@ def test_the_api_answers_403_and_404_with_a_reason(client: TestClient, people: d
 def on_postgresql(env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """``env`` moved onto a fresh PostgreSQL database, migrated (skipped where PostgreSQL is unreachable, unless
     the services are required)."""
-    try:
-        url, drop = create_pg_database()
-    except sa.exc.OperationalError as exc:
-        if services_required():
-            pytest.fail(f"PostgreSQL required but unreachable: {exc.orig}")
-        pytest.skip("PostgreSQL unreachable")
-    monkeypatch.setenv("MATRIX_DATABASE_URL", url)
-    reset_settings()
-    migrate.upgrade()
-    yield
-    reset_settings()
-    drop()
+    with migrated_pg_installation(monkeypatch):
+        yield
 
 
 @pytest.mark.services

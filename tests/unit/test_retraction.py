@@ -36,7 +36,7 @@ from publisher.delivery.deliver import deliver
 from publisher.domain import lifecycle
 from publisher.domain.models import AuditEvent, Delivery, Post
 from tests.support.people import PROVINCE, SYSTEM, Person, make_user
-from tests.support.stack import create_pg_database, services_required
+from tests.support.stack import pg_database_or_skip
 
 PASSWORD = "abcd efgh ijkl mnop qrst uvwx"
 
@@ -299,12 +299,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
         request.getfixturevalue("env")
         yield "sqlite"
         return
-    try:
-        url, drop = create_pg_database()
-    except sa.exc.OperationalError as exc:
-        if services_required():
-            pytest.fail(f"PostgreSQL required but unreachable: {exc.orig}")
-        pytest.skip("PostgreSQL unreachable")
+    url, drop = pg_database_or_skip()
     monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("MATRIX_SECRET_KEY", "test-" + "k" * 40)
     monkeypatch.setenv("MATRIX_DATABASE_URL", url)
