@@ -134,3 +134,20 @@ def test_expansion_is_independent_of_family_order() -> None:
     first = [e.text for e in examples() if e.family == fam.name]
     alone = [e.text for e in model_data._expand(fam, 13, set())]
     assert first == alone
+
+
+def test_no_evaluation_text_is_in_the_training_texts_or_near_one() -> None:
+    """The monitor's evaluation sets stay unseen: no training text equals one of theirs or is within MinHash
+    Jaccard 0.5 (the monitor's own near-duplicate bar) of it (monitor/README.md states the closest)."""
+    import numpy as np
+
+    from monitor.evaluate import NEEDS_SET, NEGATIVITY_SET, NONE, load_tsv
+    from monitor.neardup import signatures
+
+    train = [e.text for e in examples()]
+    held = [t for _, t in load_tsv(NEGATIVITY_SET, ("neg", "other"))]
+    held += [t for _, t in load_tsv(NEEDS_SET, (*NEED_KEYS, NONE))]
+    assert not set(held) & set(train)
+    table = np.stack(signatures(train))
+    closest = max(float((table == s).mean(axis=1).max()) for s in signatures(held))
+    assert closest < 0.5, closest
