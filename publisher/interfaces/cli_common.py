@@ -7,6 +7,7 @@ it (the main CLI imports them to add them).
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError, ProgrammingError
 
 from core.errors import MatrixError
 from moderation.types import ModerationError
@@ -41,6 +42,16 @@ def user_errors() -> Iterator[None]:
         fail(str(exc))
     except DataError as exc:  # a value the database refuses (a NUL character on PostgreSQL): the input's fault
         fail(f"the database refused a value: {_first_line(str(exc.orig))}")
+    except (OperationalError, ProgrammingError) as exc:
+        # a command run before the database was set up (SQLite: "no such table", PostgreSQL: UndefinedTable)
+        missing = _MISSING_TABLE.search(str(exc.orig))
+        if missing is None:
+            raise
+        table = missing.group(1) or missing.group(2)
+        fail(f"the database has no table {table}: set it up with `matrix db upgrade` (or `make run`)")
+
+
+_MISSING_TABLE = re.compile(r'no such table: (\w+)|relation "(?:\w+\.)?(\w+)" does not exist')
 
 
 def _first_line(text: str) -> str:

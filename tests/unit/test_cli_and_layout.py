@@ -297,3 +297,29 @@ def test_post_show_says_where_each_hit_is(site_a) -> None:
     assert hit["where"] == {"field": "body", "start": 9, "end": 20, "before": "报名请致电王老师 ", "after": "，谢谢。"}
     shown = runner.invoke(app, ["post", "show", "1"], env={"COLUMNS": "200"})
     assert "privacy (pii, mobile) in the body: …报名请致电王老师 13800138000，谢谢。…" in shown.output, shown.output
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def test_a_command_before_the_database_is_set_up_says_how_to_set_it_up(tmp_path, monkeypatch, backend) -> None:
+    """No traceback from a database without tables (a command run before `make run`): one line, exit 2."""
+    from core.settings import reset_settings
+    from tests.support.stack import pg_database_or_skip
+
+    monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("MATRIX_CLI_CONFIG_DIR", str(tmp_path / "cli"))
+    (tmp_path / "cli").mkdir()
+    (tmp_path / "cli" / "token").write_text("mm_signed_in_elsewhere")  # a sign-in kept from another installation
+    monkeypatch.delenv("MATRIX_DATABASE_URL", raising=False)
+    drop = None
+    if backend == "postgresql":
+        url, drop = pg_database_or_skip()  # created, never migrated
+        monkeypatch.setenv("MATRIX_DATABASE_URL", url)
+        monkeypatch.setenv("MATRIX_SECRET_KEY", "test-" + "k" * 40)
+    reset_settings()
+    try:
+        for args in (["monitor", "source", "list"], ["post", "list"]):
+            _one_line_error(runner.invoke(app, args), "the database has no table", "matrix db upgrade")
+    finally:
+        reset_settings()
+        if drop is not None:
+            drop()
