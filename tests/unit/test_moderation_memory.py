@@ -61,8 +61,11 @@ def _dict_scores(scorer: LinearScorer, texts: list[str]) -> np.ndarray:
 
 
 def _real_texts(n: int = 600) -> list[str]:
-    """Texts of tests/data (union news dev) and, where present, COLD train rows: not a test split."""
+    """Texts of tests/data (union news dev), the team's category training set (in the repository, so a clone
+    anywhere has 100+) and, where present, COLD train rows: no test split."""
     texts = [t for t in (ROOT / "tests/data/moderation_union_news_dev.txt").read_text("utf-8").splitlines() if t]
+    team = (ROOT / "moderation/data/team_categories.tsv").read_text("utf-8").splitlines()
+    texts += [line.split("\t", 1)[0] for line in team[1:201] if line and not line.startswith("#")]
     cold = ROOT.parent / "shared" / "datasets" / "COLD" / "train.csv"
     if cold.is_file():
         import csv
