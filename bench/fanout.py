@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -158,6 +159,16 @@ def _run(stack: Stack, args: argparse.Namespace) -> None:
 
 PASSWORD = "abcd efgh ijkl mnop qrst uvwx"
 
+#: Apps of this run only: the shared token cache lives in Redis, which outlives a run, and an app id of an earlier
+#: run would find that run's token and cover there, stale for this sandbox (every delivery then paid for a
+#: rejected token and a refused cover before its real calls, as no fresh installation does).
+RUN = secrets.token_hex(3)
+
+
+def _appid(i: int) -> str:
+    """The WeChat app id of account ``i`` in this run."""
+    return f"wxb{RUN}{i:07d}"
+
 
 def _sandbox_account(stack: Stack, kind: str, i: int) -> tuple[dict, dict]:
     """Register account ``i`` on its platform's sandbox; returns our credentials and config for it."""
@@ -167,7 +178,7 @@ def _sandbox_account(stack: Stack, kind: str, i: int) -> tuple[dict, dict]:
         )
         return {"username": "editor", "app_password": PASSWORD}, {"base_url": "{sandbox}/wp/" + f"b{i}"}
     if kind == "wechat":
-        appid = f"wxbench{i:010d}"
+        appid = _appid(i)
         stack.sandbox_call("POST", "/wechat/_sandbox/accounts", json={"appid": appid, "secret": "s", "settle_s": 0})
         return {"appid": appid, "secret": "s"}, {"base_url": "{sandbox}/wechat", "source_url": "{sandbox}/"}
     if kind == "weibo":
@@ -280,7 +291,7 @@ def _posts_per_account(stack: Stack, n: int, kinds: list[str]) -> list[int]:
         if kind == "website":
             counts.append(sum(p["status"] == "publish" for p in wp.get(f"b{i}", {}).get("posts", [])))
         elif kind == "wechat":
-            counts.append(len(wx.get(f"wxbench{i:010d}", {}).get("articles", [])))
+            counts.append(len(wx.get(_appid(i), {}).get("articles", [])))
         elif kind == "weibo":
             counts.append(sum(st["uid"] == str(7_000_000_000 + i) and not st["deleted"] for st in wb))
         else:

@@ -213,6 +213,10 @@ def msgid_from_article_url(url: str | None) -> tuple[str, int] | None:
 # -------------------------------------------------------------------------------------- adapter
 
 
+#: How long an adapter reuses the token it last read from the shared cache without reading it again
+TOKEN_REUSE_S = 60.0
+
+
 @register
 class WeChatChannel(Channel):
     """A WeChat Official Account. Credentials ``{"appid", "secret"}``; config ``base_url``, ``source_url``.
@@ -282,6 +286,11 @@ class WeChatChannel(Channel):
         )
         self._platform_clock: tuple[float, float] | None = None  # (platform epoch, local monotonic) at last reply
         self._fetcher: httpx.Client | None = None
+        # The token this adapter last had from the shared cache: one adapter serves one delivery (seconds), and a
+        # WeChat delivery makes four or five calls, each of which read and decrypted it from the cache again.
+        # A token the platform rejects is handed back as ``stale`` and replaced through the cache as before; one
+        # older than a minute is read again (an adapter kept longer sees a token another worker refreshed).
+        self._last_token: tuple[str, float] | None = None
 
     @classmethod
     def base_url(cls, account: AccountInfo) -> str:
@@ -315,7 +324,11 @@ class WeChatChannel(Channel):
             raise Unavailable("wechat stable_token answered without access_token") from None
 
     def _token(self, stale: str | None = None) -> str:
-        return self.token_cache.get(f"wechat:{self.appid}", lambda force: self._fetch_token(force, stale), stale=stale)
+        if stale is None and self._last_token is not None and time.monotonic() - self._last_token[1] < TOKEN_REUSE_S:
+            return self._last_token[0]
+        token = self.token_cache.get(f"wechat:{self.appid}", lambda force: self._fetch_token(force, stale), stale=stale)
+        self._last_token = (token, time.monotonic())
+        return token
 
     # -- the HTTP layer ------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ Which key (:func:`secret_keys`):
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -131,7 +132,14 @@ def _create_key_file(path: Path) -> None:
 
 def fernet(settings: Settings | None = None, purpose: bytes = CREDENTIALS) -> MultiFernet:
     """Encrypt with the current key; decrypt with the current key, the old ones, and their legacy forms."""
-    keys = secret_keys(settings)
+    return _multi_fernet(tuple(secret_keys(settings)), purpose)
+
+
+@functools.lru_cache(maxsize=16)
+def _multi_fernet(keys: tuple[str, ...], purpose: bytes) -> MultiFernet:
+    # Kept per key set: a delivery decrypts an account's credentials and reads or stores tokens several times,
+    # and each HKDF derivation and Fernet set-up cost more CPU than the decryption itself (profiled). The keys
+    # are looked up at every call (a changed or rotated key counts at once); only what they derive is kept.
     derived = [derive_key(k, purpose) for k in keys]
     legacy = [_legacy_key(k) for k in keys] if purpose == CREDENTIALS else []
     return MultiFernet([Fernet(k) for k in [*derived, *legacy]])

@@ -50,6 +50,7 @@ from publisher.delivery.outcomes import (
     notify_admins,
     settle_after_outcome,
     settle_post,
+    settles_later,
 )
 from publisher.domain import lifecycle
 from publisher.domain.models import Account, Delivery, Post, PostVersion
@@ -303,5 +304,7 @@ def _record(
             d.outcome_unknown = isinstance(error, OutcomeUnknown) or still_unknown
             audit(s, WORKER_ID, "delivery.error", d, error=type(error).__name__, message=str(error))
         state = d.state
-    settle_after_outcome(claim.post_id)
+        later = settles_later(s, post, d.id)
+    if not later:
+        settle_after_outcome(claim.post_id)
     return state

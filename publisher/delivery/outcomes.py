@@ -7,7 +7,7 @@ import logging
 import random
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, lazyload
 
 from channels.base import PublishResult, get_channel_class
@@ -197,6 +197,36 @@ def settle_post(s: Session, post: Post) -> None:
     if target != post.state and lifecycle.can("post", post.state, target):
         lifecycle.transition("post", post, target)
         audit(s, "system", f"post.{target}", post)
+
+
+#: While more than this many other deliveries of a publishing post are unsettled, an outcome leaves settling the
+#: post to the outcomes after it (:func:`settles_later`).
+SETTLE_WINDOW = 32
+
+
+def settles_later(s: Session, post: Post, delivery_id: int) -> bool:
+    """Whether the outcome being recorded (under the post's lock) can leave the post's settling to later ones:
+    the post is publishing and more than :data:`SETTLE_WINDOW` of its other deliveries have not settled.
+
+    Why: :func:`settle_after_outcome` is a transaction of its own after each outcome, and in a fan-out to 1,000
+    accounts all but the last few find deliveries still unsettled and do nothing. One capped count in the
+    outcome's own transaction saves that. The last outcomes of a fan-out find at most the window unsettled and
+    settle as before; in the rare case where more than the window's worth of outcomes were recorded between a
+    transaction's count and its commit, reconcile's round settles the post (as it settles any post left over).
+    """
+    if post.state != "publishing":
+        return False
+    others = (
+        select(Delivery.id)
+        .where(
+            Delivery.post_id == post.id,
+            Delivery.id != delivery_id,
+            Delivery.state.notin_(lifecycle.DELIVERY_SETTLED),
+        )
+        .limit(SETTLE_WINDOW + 1)
+        .subquery()
+    )
+    return s.execute(select(func.count()).select_from(others)).scalar_one() > SETTLE_WINDOW
 
 
 def settle_after_outcome(post_id: int) -> None:

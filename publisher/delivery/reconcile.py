@@ -34,6 +34,7 @@ from publisher.delivery.outcomes import (
     schedule_status_check,
     settle_after_outcome,
     settle_post,
+    settles_later,
 )
 from publisher.domain import lifecycle
 from publisher.domain.models import Account, Delivery, Post, PostVersion
@@ -272,4 +273,6 @@ def _resolve_awaiting(delivery_id: int, checks: int | None = None) -> None:
             return
         if status.state != "published":
             audit(s, "reconcile", f"delivery.{d.state}", d, reason=status.reason, url=status.url)
-    settle_after_outcome(loaded.post_id)
+        later = settles_later(s, post, d.id)
+    if not later:
+        settle_after_outcome(loaded.post_id)

@@ -1,0 +1,174 @@
+"""What the delivery engine stopped doing per delivery, and that nothing else changed with it (issue 12: CPU per
+delivery): progress saved by one merging statement on PostgreSQL, posts settled only by their last outcomes, a
+WeChat adapter reusing the token it read, the credential cipher kept per key set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import NoResultFound
+
+from channels.base import AccountInfo
+from channels.wechat import TOKEN_REUSE_S, WeChatChannel
+from core import crypto
+from core.db import session_scope
+from core.settings import reset_settings
+from publisher import migrate, services
+from publisher.delivery import outcomes
+from publisher.delivery.context import delivery_context
+from publisher.domain.models import Delivery, Post, PostVersion
+from tests.support.people import PROVINCE, SYSTEM
+from tests.support.stack import pg_database_or_skip
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An installation on each database (PostgreSQL skipped when unreachable, unless CI requires it)."""
+    if request.param == "sqlite":
+        request.getfixturevalue("env")
+        yield "sqlite"
+        return
+    url, drop = pg_database_or_skip()
+    monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("MATRIX_SECRET_KEY", "test-" + "k" * 40)
+    monkeypatch.setenv("MATRIX_DATABASE_URL", url)
+    for name in ("MATRIX_OLD_SECRET_KEYS", "MATRIX_BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    reset_settings()
+    migrate.upgrade()
+    try:
+        yield "postgresql"
+    finally:
+        reset_settings()
+        drop()
+
+
+def _post_with_deliveries(n: int, state: str = "sending") -> tuple[int, list[int]]:
+    with session_scope() as s:
+        account = services.add_account(s, SYSTEM, kind="manual", name="m", credentials={}, organization=PROVINCE)
+        post = services.create_post(s, SYSTEM, title="t", body="b", accounts=[account.id], submit=False)
+        post.state = "publishing"
+        s.flush()
+        made = [
+            Delivery(post_id=post.id, version_id=post.current_version_id, account_id=account.id, state=state)
+            for _ in range(n)
+        ]
+        s.add_all(made)
+        s.flush()
+        return post.id, [d.id for d in made]
+
+
+def _saver(delivery_id: int) -> Callable[[dict[str, Any]], None]:
+    with session_scope() as s:
+        d = s.get(Delivery, delivery_id)
+        ctx = delivery_context(d, s.get(PostVersion, d.version_id), with_cover=False)
+    return ctx.save_progress
+
+
+def _progress(delivery_id: int) -> dict[str, Any]:
+    with session_scope() as s:
+        return s.scalar(select(Delivery.progress).where(Delivery.id == delivery_id))
+
+
+def test_saved_progress_keeps_what_earlier_saves_wrote(backend: str) -> None:
+    _post_id, (delivery_id,) = _post_with_deliveries(1)
+    save = _saver(delivery_id)
+    save({"thumb_media_id": "m1", "images": {"a.png": "u1"}})
+    save({"media_id": "draft_1"})
+    save({"images": {"b.png": "u2"}, "publish_id": 7})  # a key saved again is replaced whole, as dict.update does
+    assert _progress(delivery_id) == {
+        "thumb_media_id": "m1",
+        "images": {"b.png": "u2"},
+        "media_id": "draft_1",
+        "publish_id": 7,
+    }
+
+
+def test_saving_progress_of_a_delivery_that_is_gone_raises(backend: str) -> None:
+    _post_id, (delivery_id,) = _post_with_deliveries(1)
+    save = _saver(delivery_id)
+    with session_scope() as s:
+        s.delete(s.get(Delivery, delivery_id))
+    with pytest.raises(NoResultFound):
+        save({"media_id": "draft_1"})
+
+
+def test_a_post_is_settled_by_its_last_outcomes_only(backend: str) -> None:
+    window = outcomes.SETTLE_WINDOW
+    post_id, ids = _post_with_deliveries(window + 2)
+    with session_scope() as s:
+        post = s.get(Post, post_id)
+        # window + 1 others unsettled: this outcome leaves settling to the later ones
+        assert outcomes.settles_later(s, post, ids[0])
+        for d in s.scalars(select(Delivery).where(Delivery.id.in_(ids[:2]))):
+            d.state = "published"
+    with session_scope() as s:
+        post = s.get(Post, post_id)
+        # window others unsettled: an outcome now settles (or tries to) after its commit
+        assert not outcomes.settles_later(s, post, ids[2])
+        post.state = "partially_retracted"
+        assert not outcomes.settles_later(s, post, ids[2])  # anything but publishing always settles
+
+
+def test_the_last_outcome_of_a_fan_out_settles_its_post(backend: str) -> None:
+    post_id, ids = _post_with_deliveries(outcomes.SETTLE_WINDOW + 3, state="published")
+    with session_scope() as s:
+        s.get(Delivery, ids[-1]).state = "sending"
+    with session_scope() as s:
+        post = s.get(Post, post_id)
+        assert not outcomes.settles_later(s, post, ids[-1])
+        s.get(Delivery, ids[-1]).state = "published"
+    outcomes.settle_after_outcome(post_id)
+    with session_scope() as s:
+        assert s.get(Post, post_id).state == "published"
+
+
+class _CountingCache:
+    """A token cache that hands out ``token-N``, counting reads; a ``stale`` token gets the next one."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.current = 1
+
+    def get(self, key: str, fetch: Callable[[bool], tuple[str, float]], *, stale: str | None = None, **_: Any) -> str:
+        self.reads += 1
+        if stale == f"token-{self.current}":
+            self.current += 1
+        return f"token-{self.current}"
+
+
+def _wechat(cache: _CountingCache) -> WeChatChannel:
+    info = AccountInfo(id=1, kind="wechat", name="w", credentials={"appid": "wx1", "secret": "s"}, config={})
+    return WeChatChannel(info, token_cache=cache)  # type: ignore[arg-type]
+
+
+def test_a_wechat_adapter_reads_its_token_once_for_its_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = _CountingCache()
+    channel = _wechat(cache)
+    clock = [1000.0]
+    monkeypatch.setattr("channels.wechat.time.monotonic", lambda: clock[0])
+    assert [channel._token() for _ in range(4)] == ["token-1"] * 4
+    assert cache.reads == 1
+    # rejected by the platform: replaced through the shared cache, and the new one reused
+    assert channel._token(stale="token-1") == "token-2"
+    assert channel._token() == "token-2" and cache.reads == 2
+    # an adapter kept longer reads the cache again (another worker may have refreshed it)
+    clock[0] += TOKEN_REUSE_S + 1
+    channel._token()
+    assert cache.reads == 3
+
+
+def test_the_cipher_follows_a_changed_key_at_once(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blob = crypto.encrypt_credentials({"secret": "s"})
+    assert crypto.fernet() is crypto.fernet()  # kept per key set
+    monkeypatch.setenv("MATRIX_SECRET_KEY", "a-second-key-for-this-test-0123456789")
+    reset_settings()
+    with pytest.raises(Exception, match="cannot decrypt"):
+        crypto.decrypt_credentials(blob)
+    monkeypatch.setenv("MATRIX_OLD_SECRET_KEYS", "first-key-of-this-test")
+    reset_settings()
+    assert crypto.decrypt_credentials(blob) == {"secret": "s"}
