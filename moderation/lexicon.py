@@ -36,9 +36,11 @@ import contextlib
 import hashlib
 import itertools
 import logging
+import mmap
 import os
 import pickle
 import re
+import struct
 import sys
 import tempfile
 import unicodedata
@@ -54,9 +56,11 @@ import numpy as np
 from moderation import fastpath
 from moderation.config import DEFAULT_CACHE_DIR
 from moderation.context import is_mention
+from moderation.memory import return_freed_memory
 from moderation.normalize import (
     Normalized,
     apply_homophones,
+    forget_tables,
     homophone_keys,
     homophone_spans,
     is_pinyin_word,
@@ -225,21 +229,93 @@ class _Pattern(NamedTuple):
     right_alnum: bool
 
 
-class _PatternRows(Sequence[_Pattern]):
-    """Patterns read from the cache: kept as plain tuples, a :class:`_Pattern` made only for a hit."""
+class _PatternTable(Sequence[_Pattern]):
+    """The patterns as columns: a :class:`_Pattern` is made only for a hit (``table[i]``).
 
-    __slots__ = ("_rows",)
+    A list of 70k named tuples costs ~18 MB of Python objects in every process (a tuple, and per row its own
+    copies of the category, severity and list strings as the cache unpickles them); as columns it is ~1 MB:
+    the distinct terms joined into one string with their offsets, and one small code per row for the term,
+    category, severity and list. Pickled, the columns are numpy arrays, which the lexicon cache keeps as file
+    pages (:func:`_read_cache`).
+    """
 
-    def __init__(self, rows: list[tuple]) -> None:  # type: ignore[type-arg]
-        self._rows = rows
+    __slots__ = ("_cat", "_ends", "_left", "_list", "_lists", "_right", "_sev", "_terms", "_text")
+
+    def __init__(self, patterns: Sequence[_Pattern]) -> None:
+        term_ids: dict[str, int] = {}
+        lists: dict[str, int] = {}
+        for p in patterns:
+            term_ids.setdefault(p.term, len(term_ids))
+            lists.setdefault(p.list, len(lists))
+        self._text = "".join(term_ids)
+        self._ends = np.cumsum([0, *map(len, term_ids)], dtype=np.int64)
+        self._terms = np.array([term_ids[p.term] for p in patterns], dtype=np.int32)
+        self._cat = np.array([CATEGORIES.index(p.category) for p in patterns], dtype=np.uint8)
+        self._sev = np.array([SEVERITIES.index(p.severity) for p in patterns], dtype=np.uint8)
+        self._lists = tuple(lists)
+        self._list = np.array([lists[p.list] for p in patterns], dtype=np.uint16)
+        self._left = np.array([p.left_alnum for p in patterns], dtype=bool)
+        self._right = np.array([p.right_alnum for p in patterns], dtype=bool)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._terms)
 
     def __getitem__(self, i):  # type: ignore[no-untyped-def]
         if isinstance(i, slice):
-            return [_Pattern(*r) for r in self._rows[i]]
-        return _Pattern(*self._rows[i])
+            return [self[j] for j in range(*i.indices(len(self)))]
+        # ndarray.item: a Python scalar straight away (int(a[i]) makes a numpy scalar first: slower, per hit)
+        t = self._terms.item(i)
+        return _Pattern(
+            self._text[self._ends.item(t) : self._ends.item(t + 1)], CATEGORIES[self._cat.item(i)],
+            SEVERITIES[self._sev.item(i)], self._lists[self._list.item(i)], self._left.item(i), self._right.item(i),
+        )  # fmt: skip
+
+    def __getstate__(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+class _BigramSet:
+    """A set of two-character strings as one sorted ``uint64`` key per entry, for ``text[i:i + 2] in common``.
+
+    A ``frozenset`` of the 33k common bigrams costs ~4.4 MB of Python objects; as keys it is 256 KB (file pages
+    when read from the lexicon cache). Only entries of exactly two characters are kept: a membership test of
+    any other string is ``False``, as it would have been for the slices of two characters that are tested.
+    """
+
+    __slots__ = ("_keys", "_view")
+
+    def __init__(self, words: Iterable[str]) -> None:
+        self._keys = np.unique(np.array([self._key(w) for w in words if len(w) == 2], dtype=np.uint64))
+        self._view: memoryview | None = None
+
+    @staticmethod
+    def _key(word: str) -> int:
+        return (ord(word[0]) << 21) | ord(word[1])
+
+    def __contains__(self, word: object) -> bool:
+        if not isinstance(word, str) or len(word) != 2:
+            return False
+        # bisect over a memoryview of the keys: Python ints, no numpy scalar per probe (searchsorted on one value
+        # cost ~20 us a test, and a text with sound-alike hits tests two per hit)
+        if self._view is None:
+            self._view = memoryview(self._keys).cast("B").cast("Q")
+        key = self._key(word)
+        i = bisect.bisect_left(self._view, key)
+        return i < len(self._view) and self._view[i] == key
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"_keys": self._keys}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self._keys = state["_keys"]
+        self._view = None
 
 
 class Lexicon:
@@ -312,6 +388,8 @@ class Lexicon:
         self._left_alnum = np.array([p.left_alnum for p in self._patterns] or [False], dtype=bool)
         self._right_alnum = np.array([p.right_alnum for p in self._patterns] or [False], dtype=bool)
         self._cat_code = np.array([CATEGORIES.index(p.category) for p in self._patterns] or [0], dtype=np.int64)
+        # Compiled: from here on the patterns are only read, one per hit (see _PatternTable).
+        self._patterns = _PatternTable(self._patterns)  # type: ignore[assignment]
         self._main = _matcher(pattern_texts, backend)
         self._pinyin_keys = list(pinyin_texts)
         self._pinyin_idx = np.array([pinyin_texts[k] for k in self._pinyin_keys], dtype=np.int64)
@@ -325,7 +403,7 @@ class Lexicon:
         self._sound_keys = list(sound_texts)
         self._sound_idx = [sound_texts[k] for k in self._sound_keys]
         self._sound = _matcher(self._sound_keys, backend) if self._sound_keys else None
-        self._common_bigrams = frozenset(common_bigrams)
+        self._common_bigrams = _BigramSet(common_bigrams)
         self._group = frozenset(g for g in (normalize_term(t) for t in group_words) if g)
         self._group_idx = frozenset(i for i, p in enumerate(self._pattern_texts) if p in self._group)
         # An allow entry spanning a line break would cover hits across texts or windows, as above.
@@ -386,18 +464,14 @@ class Lexicon:
     _AUTOMATA = ("_main", "_pinyin", "_sound", "_sound_dense", "_allow")
 
     def __getstate__(self) -> dict[str, object]:
-        state = {
+        return {
             k: v
             for k, v in self.__dict__.items()
             if k not in self._AUTOMATA or v is None or getattr(v, "picklable", False)
         }
-        # As plain tuples: unpickling 70k tuples is several times faster than 70k named tuples.
-        state["_patterns"] = [tuple(p) for p in self._patterns]
-        return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
-        self._patterns = _PatternRows(state["_patterns"])  # type: ignore[arg-type]
         sources = {
             "_main": self._pattern_texts, "_pinyin": self._pinyin_keys, "_sound": self._sound_keys,
             "_sound_dense": self._sound_dense_keys, "_allow": self._allow_texts,
@@ -1022,7 +1096,7 @@ def load_allow(path: Path | None = None) -> list[str]:
 
 #: Source files whose code decides what a compiled lexicon holds: a change to any of them invalidates the cache.
 _CODE_FILES = ("lexicon.py", "normalize.py", "spelling.py", "types.py", "policy.py")
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: memory-mapped buffers (_read_cache)
 
 
 def _cache_path(name: str, backend: str, cache_dir: Path, inputs: Sequence[Path]) -> Path:
@@ -1044,31 +1118,81 @@ def _cache_path(name: str, backend: str, cache_dir: Path, inputs: Sequence[Path]
     return cache_dir / "lexicon" / f"{name}-{h.hexdigest()[:24]}.pickle"
 
 
-def _read_cache(path: Path) -> Lexicon | None:
-    """The cached lexicon, or ``None`` when absent or unreadable (then it is rebuilt and written again)."""
+# The cache file: a header, the pickle of ``(lexicon, tables)`` (protocol 5) and, page-aligned, the buffers
+# that pickle left out of band (every numpy array, the packed tables). The header is _CACHE_MAGIC, the
+# pickle's length, the number of buffers, then an (offset, length) pair per buffer, all little-endian uint64.
+_CACHE_MAGIC = b"MMLEX\x00v2"
+_ALIGN = 4096
+
+
+def _read_cache(path: Path, *, replace_tables: bool = False) -> Lexicon | None:
+    """The cached lexicon, or ``None`` when absent or unreadable (then it is rebuilt and written again).
+    ``replace_tables``: the normaliser's tables built in this process are replaced by the file's
+    (:func:`moderation.normalize.prime_tables`).
+
+    The file is memory-mapped read-only and its buffers are handed to the unpickler, so the lexicon's arrays
+    and the normaliser's lookup tables (a dozen tables of one entry per code point, ~35 MB) are views of the
+    file: resident only where a text's characters touch them, shared by every process on the machine that
+    maps the same file, and read-only (nothing writes to a table once built).
+    """
     try:
         with path.open("rb") as fh:
-            # Our own file, written by _write_cache under the user's cache directory, named by a content hash.
-            lexicon, tables = pickle.load(fh)  # noqa: S301
+            try:
+                mapped: mmap.mmap | bytes = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):  # a file system without mmap, or an empty file: read it instead
+                mapped = fh.read()
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        log.warning("lexicon cache %s unreadable, rebuilding: %s", path, exc)
+        return None
+    try:
+        view = memoryview(mapped)
+        head = len(_CACHE_MAGIC) + 16
+        if len(view) < head or view[: len(_CACHE_MAGIC)] != _CACHE_MAGIC:
+            raise ValueError("not a lexicon cache file")
+        size, count = struct.unpack_from("<QQ", view, len(_CACHE_MAGIC))
+        spans = struct.unpack_from(f"<{2 * count}Q", view, head)
+        body = head + 16 * count
+        if body + size > len(view) or any(o + n > len(view) for o, n in zip(spans[::2], spans[1::2], strict=True)):
+            raise ValueError("truncated")
+        buffers = [view[o : o + n] for o, n in zip(spans[::2], spans[1::2], strict=True)]
+        # Our own file, written by _write_cache under the user's cache directory, named by a content hash.
+        lexicon, tables = pickle.loads(view[body : body + size], buffers=buffers)  # noqa: S301
     except Exception as exc:  # any damage to a cache file means "rebuild", never a failure
         log.warning("lexicon cache %s unreadable, rebuilding: %s", path, exc)
         return None
+    if isinstance(mapped, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        # The pickle itself has been read into objects: its pages (~2.5 MB) need not stay in this process.
+        with contextlib.suppress(OSError, ValueError):
+            mapped.madvise(mmap.MADV_DONTNEED, 0, min(spans[::2], default=len(view)) // _ALIGN * _ALIGN)
     if not isinstance(lexicon, Lexicon) or not isinstance(tables, dict):
         return None
-    prime_tables(tables)
+    prime_tables(tables, replace=replace_tables)
     return lexicon
 
 
 def _write_cache(path: Path, lexicon: Lexicon) -> None:
     """Write atomically (temporary file + rename), so concurrent workers never read half a file."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps((lexicon, table_state(packed=True)), protocol=5, buffer_callback=buffers.append)
+    raws = [b.raw() for b in buffers]  # contiguous bytes of each buffer (numpy hands out contiguous ones)
+    head = len(_CACHE_MAGIC) + 16 + 16 * len(raws)
+    spans: list[int] = []
+    at = -(-(head + len(data)) // _ALIGN) * _ALIGN
+    for raw in raws:
+        spans += [at, raw.nbytes]
+        at = -(-(at + raw.nbytes) // _ALIGN) * _ALIGN  # page-aligned: a table's pages are its own
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                pickle.dump((lexicon, table_state()), fh, protocol=pickle.HIGHEST_PROTOCOL)
+                fh.write(_CACHE_MAGIC + struct.pack(f"<QQ{len(spans)}Q", len(data), len(raws), *spans))
+                fh.write(data)
+                for offset, raw in zip(spans[::2], raws, strict=True):
+                    fh.write(b"\x00" * (offset - fh.tell()))
+                    fh.write(raw)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -1107,7 +1231,13 @@ def load_builtin(name: str = "default", backend: str = DEFAULT_BACKEND, cache_di
     )
     cached = _read_cache(path)
     if cached is not None:
+        return_freed_memory()  # the automata builds of __setstate__ leave ~20 MB of freed heap behind
         return cached
+    if path.exists():
+        # A damaged cache file may be the one this process maps its tables from, changed in place under the
+        # mapping (our writer never does that: it renames a new file over the old one); reading those pages
+        # now could fault. The compile builds its own tables instead.
+        forget_tables()
     entries = read_tsv(tsv)
     sound = load_allow(sound_path) if sound_path.is_file() else []
     bigrams = load_allow(bigram_path) if bigram_path.is_file() else []
@@ -1123,4 +1253,9 @@ def load_builtin(name: str = "default", backend: str = DEFAULT_BACKEND, cache_di
         group_words=group,
     )
     _write_cache(path, lexicon)
+    # The normaliser's tables read back from the file just written: this process then holds them as every
+    # later one does (mapped, ~50 MB less than the ones the compile built). The lexicon read with them is
+    # dropped: the compiled one is the same, and keeps no view of a file that could be damaged in place.
+    _read_cache(path, replace_tables=True)
+    return_freed_memory()  # the compile's intermediates (term lists, dicts, automata builds) are freed now
     return lexicon

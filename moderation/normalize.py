@@ -33,6 +33,7 @@ the lexicon matcher only where they can matter.
 
 from __future__ import annotations
 
+import pickle
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -45,9 +46,11 @@ from moderation import fastpath
 __all__ = [
     "HOMOPHONES",
     "Normalized",
+    "PackedTable",
     "PinyinView",
     "apply_homophones",
     "char_pinyin",
+    "forget_tables",
     "homophone_keys",
     "homophone_spans",
     "is_pinyin_word",
@@ -163,27 +166,89 @@ _PRIMED: dict[str, Any] = {}
 _PRIMEABLE = ("_tables", "_vector_tables", "_pinyin_table", "_pinyin_arrays", "_sound_lut")
 
 
-def table_state() -> dict[str, Any]:
-    """Every lookup table the normaliser and its views build, for :func:`prime_tables` in another process."""
-    return {name: globals()[name]() for name in _PRIMEABLE}
+#: Tables that screening does not read once a lexicon is compiled: the pinyin of each ideograph (read when
+#: terms are compiled: an organisation's list, the disguise generator) and the numpy twin of the compiled
+#: pinyin view (read only where the C extension is absent). :func:`table_state` ``(packed=True)`` pickles each
+#: on its own (:class:`PackedTable`), so a process that loads the lexicon cache unpickles them on first use
+#: instead of holding ~12 MB of Python objects (dicts of 40-70k entries) it never reads.
+_PACKED = ("_pinyin_table", "_pinyin_arrays")
 
 
-def prime_tables(state: dict[str, Any]) -> None:
+class PackedTable:
+    """A table kept as its own pickle until first use (:func:`prime_tables` takes it like the table itself).
+
+    Pickled with protocol 5 and a ``buffer_callback`` (the lexicon cache), the bytes travel out of band, so
+    a reader that passes memory-mapped buffers keeps them as file pages, not as a copy.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data = data
+
+    @classmethod
+    def of(cls, value: object) -> PackedTable:
+        """``value`` pickled (highest protocol)."""
+        return cls(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def unpack(self) -> Any:
+        """The table itself (a new object on each call)."""
+        return pickle.loads(self.data)  # noqa: S301 - our own bytes, from our own cache file
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[type[PackedTable], tuple[object]]:
+        data = pickle.PickleBuffer(self.data) if int(protocol) >= 5 else bytes(self.data)
+        return (PackedTable, (data,))
+
+
+def _primed(name: str) -> Any:
+    """The table primed as ``name`` (unpickled now if it came packed), removed from :data:`_PRIMED`; ``None``
+    when there is none (then it is built). One ``pop``: two threads asking at once get it once, and the
+    other builds it (the same table, as lru_cache would have it when both miss)."""
+    value = _PRIMED.pop(name, None)
+    return value.unpack() if isinstance(value, PackedTable) else value
+
+
+def table_state(*, packed: bool = False) -> dict[str, Any]:
+    """Every lookup table the normaliser and its views build, for :func:`prime_tables` in another process;
+    ``packed``: the tables of :data:`_PACKED` as :class:`PackedTable` (what the lexicon cache stores)."""
+    state = {name: globals()[name]() for name in _PRIMEABLE}
+    if packed:
+        state.update({name: PackedTable.of(state[name]) for name in _PACKED})
+    return state
+
+
+def forget_tables() -> None:
+    """Drop every table this process holds or was primed with: the next use builds it from the sources."""
+    _PRIMED.clear()
+    for name in _PRIMEABLE:
+        globals()[name].cache_clear()
+    for derived in _DERIVED:
+        derived.cache_clear()
+
+
+def prime_tables(state: dict[str, Any], *, replace: bool = False) -> None:
     """Use ``state`` (from :func:`table_state` of the same code version) instead of building the tables.
 
-    Tables already built in this process are kept; the caller is responsible for the version match (the
-    lexicon cache keys its file by a hash of this module's source).
+    Tables already built in this process are kept, unless ``replace``: then they are dropped for those of
+    ``state`` (the process that compiled the lexicon cache adopts the memory-mapped tables it just wrote
+    instead of keeping its own ~50 MB of them), with everything derived from them. The caller is responsible
+    for the version match (the lexicon cache keys its file by a hash of this module's source).
     """
     for name in _PRIMEABLE:
-        if name in state and globals()[name].cache_info().currsize == 0:
+        if name in state and (replace or globals()[name].cache_info().currsize == 0):
             _PRIMED[name] = state[name]
+            if replace:
+                globals()[name].cache_clear()
+    if replace:
+        for derived in _DERIVED:
+            derived.cache_clear()
 
 
 @lru_cache(maxsize=1)
 def _tables() -> tuple[dict[int, str], dict[str, str]]:
     """Build (translate table, expansion map) once per process (~0.3 s)."""
-    if "_tables" in _PRIMED:
-        return _PRIMED.pop("_tables")  # type: ignore[no-any-return]
+    if (primed := _primed("_tables")) is not None:
+        return primed  # type: ignore[no-any-return]
     import opencc  # local: only the table build needs it
 
     table: dict[int, str] = {}
@@ -470,8 +535,8 @@ _F_EXP = 32  # the expansion marker
 @lru_cache(maxsize=1)
 def _vector_tables() -> dict[str, Any]:
     """Lookup arrays for the vectorised path, built once (~0.2 s, ~6 MB)."""
-    if "_vector_tables" in _PRIMED:
-        return _PRIMED.pop("_vector_tables")  # type: ignore[no-any-return]
+    if (primed := _primed("_vector_tables")) is not None:
+        return primed  # type: ignore[no-any-return]
     import numpy as np
 
     table, _ = _tables()
@@ -761,8 +826,59 @@ _HAS_LATIN_RE = re.compile(r"[a-z]")
 @lru_cache(maxsize=1)
 def _pinyin_table() -> dict[str, str]:
     """Ideograph → toneless pinyin of its most frequent reading (from pypinyin's single-character dict)."""
-    if "_pinyin_table" in _PRIMED:
-        return _PRIMED.pop("_pinyin_table")  # type: ignore[no-any-return]
+    if (primed := _primed("_pinyin_table")) is not None:
+        return primed  # type: ignore[no-any-return]
+    data = _pypinyin_data()
+    if data is None:
+        return _pinyin_table_from_package()
+    readings, symbols = data
+    # pypinyin's Style.NORMAL (style._utils.replace_symbol_to_no_symbol): each one-character tone symbol by its
+    # toneless letter and tone digit, then the longer symbols, then every digit removed.
+    one = re.compile("[" + re.escape("".join(k for k in symbols if len(k) == 1)) + "]")
+    longer = [(k, v) for k, v in symbols.items() if len(k) > 1]
+    out: dict[str, str] = {}
+    for cp, text in readings.items():  # the file's order, which is pypinyin's (the sound codes follow it)
+        value = one.sub(lambda m: symbols[m.group(0)], text.split(",")[0])
+        for k, v in longer:
+            value = value.replace(k, v)
+        out[chr(int(cp))] = _DIGIT_RE.sub("", value).replace("ü", "v")
+    return out
+
+
+_DIGIT_RE = re.compile(r"\d")
+
+
+def _pypinyin_data() -> tuple[dict[str, str], dict[str, str]] | None:
+    """pypinyin's single-character readings and tone-symbol table, read from its data files without importing
+    the package (whose ``__init__`` loads the 47k-phrase dictionary: ~55 MB that the process that compiles
+    the lexicon would keep for good); ``None`` where the installed version lays its data out otherwise."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("pypinyin")  # a top-level package: found, not imported
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(next(iter(spec.submodule_search_locations)))
+    try:
+        readings = json.loads((root / "pinyin_dict.json").read_text(encoding="utf-8"))
+        symbol_spec = importlib.util.spec_from_file_location(
+            "_moderation_pypinyin_symbols", root / "phonetic_symbol.py"
+        )
+        if symbol_spec is None or symbol_spec.loader is None:
+            return None
+        module = importlib.util.module_from_spec(symbol_spec)
+        symbol_spec.loader.exec_module(module)  # a data module: one dict literal
+        symbols = dict(module.phonetic_symbol)
+    except (OSError, ValueError, AttributeError, SyntaxError):
+        return None
+    if not isinstance(readings, dict) or not all(isinstance(v, str) for v in symbols.values()):
+        return None
+    return readings, symbols
+
+
+def _pinyin_table_from_package() -> dict[str, str]:
+    """:func:`_pinyin_table` through pypinyin's API (the reference the data-file path is tested against)."""
     from pypinyin import Style, pinyin_dict
     from pypinyin.style import convert
 
@@ -813,8 +929,8 @@ def term_pinyin(term: str) -> str | None:
 def _pinyin_arrays() -> tuple[dict[int, str], Any, Any]:
     """``str.translate`` table ideograph → pinyin, the pinyin length of every code point (1 for others), and
     which code points are ideographs with a reading."""
-    if "_pinyin_arrays" in _PRIMED:
-        return _PRIMED.pop("_pinyin_arrays")  # type: ignore[no-any-return]
+    if (primed := _primed("_pinyin_arrays")) is not None:
+        return primed  # type: ignore[no-any-return]
     import numpy as np
 
     table = _pinyin_table()
@@ -915,8 +1031,8 @@ _SOUND_BARRIER = 0x0  # every character without a reading
 @lru_cache(maxsize=1)
 def _sound_lut() -> tuple[Any, dict[str, str]]:
     """Code point → syllable code (or the barrier), and toneless pinyin syllable → its code character."""
-    if "_sound_lut" in _PRIMED:
-        return _PRIMED.pop("_sound_lut")  # type: ignore[no-any-return]
+    if (primed := _primed("_sound_lut")) is not None:
+        return primed  # type: ignore[no-any-return]
     import numpy as np
 
     codes: dict[str, str] = {}
@@ -1047,3 +1163,8 @@ def _syllables_by_code() -> tuple[str, ...]:
 def _pinyin_by_char() -> dict[str, str]:
     """The translate table of :func:`_pinyin_arrays` keyed by character instead of code point."""
     return {chr(cp): py for cp, py in _pinyin_arrays()[0].items()}
+
+
+# Caches derived from the primeable tables, dropped with them (their contents are the same: clearing them only
+# lets the old objects go). The extension holds the old normaliser tables until the next call hands it new ones.
+_DERIVED = (_compiled_tables_set, _syllables, _syllables_by_code, _pinyin_by_char)
