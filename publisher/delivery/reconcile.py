@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 
 from channels.base import Channel, DeliveryContext
 from channels.errors import ChannelError
@@ -189,6 +189,15 @@ class _Loaded:
     kind: str
 
 
+# built once with a bound parameter, as the delivery engine's statements (publisher.delivery.outcomes._POST)
+_FOR_PLATFORM = (
+    select(Delivery, PostVersion, Account)
+    .join(PostVersion, PostVersion.id == Delivery.version_id)
+    .join(Account, Account.id == Delivery.account_id)
+    .where(Delivery.id == bindparam("delivery_id"))
+)
+
+
 def _load_for_platform(delivery_id: int, state: str) -> _Loaded | None:
     """The adapter and its context for asking the platform about a delivery in ``state`` (None if it moved on).
 
@@ -197,12 +206,7 @@ def _load_for_platform(delivery_id: int, state: str) -> _Loaded | None:
     which on SQLite would wait for this one's write lock.
     """
     with session_scope() as s:
-        row = s.execute(
-            select(Delivery, PostVersion, Account)
-            .join(PostVersion, PostVersion.id == Delivery.version_id)
-            .join(Account, Account.id == Delivery.account_id)
-            .where(Delivery.id == delivery_id)
-        ).one_or_none()
+        row = s.execute(_FOR_PLATFORM, {"delivery_id": delivery_id}).one_or_none()
         if row is None or row[0].state != state:
             return None
         d, version, account = row
