@@ -15,12 +15,13 @@ from sqlalchemy.exc import NoResultFound
 from channels.base import AccountInfo
 from channels.wechat import TOKEN_REUSE_S, WeChatChannel
 from core import crypto
+from core.clock import now
 from core.db import session_scope
 from core.settings import reset_settings
 from publisher import migrate, services
-from publisher.delivery import outcomes
+from publisher.delivery import dispatch, outcomes
 from publisher.delivery.context import delivery_context
-from publisher.domain.models import Delivery, Post, PostVersion
+from publisher.domain.models import Account, AuditEvent, Delivery, Post, PostVersion, Schedule
 from tests.support.people import PROVINCE, SYSTEM
 from tests.support.stack import pg_database_or_skip
 
@@ -172,3 +173,55 @@ def test_the_cipher_follows_a_changed_key_at_once(env: Path, monkeypatch: pytest
     monkeypatch.setenv("MATRIX_OLD_SECRET_KEYS", "first-key-of-this-test")
     reset_settings()
     assert crypto.decrypt_credentials(blob) == {"secret": "s"}
+
+
+def _scheduled(kinds: list[str]) -> int:
+    with session_scope() as s:
+        ids = []
+        for i, kind in enumerate(kinds):
+            account = services.add_account(
+                s, SYSTEM, kind=kind, name=f"{kind} {i}", credentials={"k": "v"}, organization=PROVINCE
+            )
+            s.flush()
+            ids.append(account.id)
+        post = services.create_post(s, SYSTEM, title="t", body="b", accounts=ids, submit=False)
+        post.state = "scheduled"
+        s.add(Schedule(post_id=post.id, due_at=now(), state="pending"))
+        return post.id
+
+
+def _deliveries(post_id: int) -> dict[str, list[Delivery]]:
+    with session_scope() as s:
+        found: dict[str, list[Delivery]] = {}
+        for d, kind in s.execute(
+            select(Delivery, Account.kind)
+            .join(Account, Account.id == Delivery.account_id)
+            .where(Delivery.post_id == post_id)
+        ):
+            s.expunge(d)
+            found.setdefault(kind, []).append(d)
+        return found
+
+
+def test_a_fan_out_is_made_in_one_insert_with_links_to_the_first_website_copy(backend: str) -> None:
+    post_id = _scheduled(["weibo", "website", "wechat", "website", "weibo"])
+    ready = dispatch.dispatch_due()
+    made = _deliveries(post_id)
+    assert sorted(ready) == sorted(d.id for ds in made.values() for d in ds)
+    first_website = min(d.id for d in made["website"])
+    assert [d.depends_on_id for d in made["weibo"]] == [first_website, first_website]
+    assert all(d.depends_on_id is None for d in made["website"] + made["wechat"])
+    assert all(d.state == "pending" and d.due_at is not None for ds in made.values() for d in ds)
+    with session_scope() as s:
+        assert s.get(Post, post_id).state == "publishing"
+        audited = s.scalars(select(AuditEvent).where(AuditEvent.action == "post.dispatch")).one()
+        assert sorted(audited.detail["deliveries"]) == sorted(ready)
+
+
+def test_posts_that_link_to_a_website_copy_fail_at_once_without_one(backend: str) -> None:
+    post_id = _scheduled(["weibo", "wechat"])
+    ready = dispatch.dispatch_due()
+    made = _deliveries(post_id)
+    (weibo,) = made["weibo"]
+    assert weibo.state == "failed" and weibo.last_error.startswith("weibo posts link to the website copy")
+    assert ready == [made["wechat"][0].id]
