@@ -4,7 +4,7 @@ WeChat adapter reusing the token it read, the credential cipher kept per key set
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +18,11 @@ from core import crypto
 from core.clock import now
 from core.db import session_scope
 from core.settings import reset_settings
-from publisher import migrate, services
+from publisher import services
 from publisher.delivery import dispatch, outcomes
 from publisher.delivery.context import delivery_context
 from publisher.domain.models import Account, AuditEvent, Delivery, Post, PostVersion, Schedule
 from tests.support.people import PROVINCE, SYSTEM
-from tests.support.stack import pg_database_or_skip
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
-def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """An installation on each database (PostgreSQL skipped when unreachable, unless CI requires it)."""
-    if request.param == "sqlite":
-        request.getfixturevalue("env")
-        yield "sqlite"
-        return
-    url, drop = pg_database_or_skip()
-    monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.setenv("MATRIX_SECRET_KEY", "test-" + "k" * 40)
-    monkeypatch.setenv("MATRIX_DATABASE_URL", url)
-    for name in ("MATRIX_OLD_SECRET_KEYS", "MATRIX_BROKER_URL"):
-        monkeypatch.delenv(name, raising=False)
-    reset_settings()
-    migrate.upgrade()
-    try:
-        yield "postgresql"
-    finally:
-        reset_settings()
-        drop()
 
 
 def _post_with_deliveries(n: int, state: str = "sending") -> tuple[int, list[int]]:

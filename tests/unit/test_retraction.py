@@ -30,13 +30,12 @@ from core.db import session_scope
 from core.errors import Conflict
 from core.notify import Notification
 from core.settings import reset_settings
-from publisher import migrate, services
+from publisher import services
 from publisher.delivery import assisted, outcomes, reconcile, retract
 from publisher.delivery.deliver import deliver
 from publisher.domain import lifecycle
 from publisher.domain.models import AuditEvent, Delivery, Post
 from tests.support.people import PROVINCE, SYSTEM, Person, make_user
-from tests.support.stack import pg_database_or_skip
 
 PASSWORD = "abcd efgh ijkl mnop qrst uvwx"
 
@@ -290,28 +289,6 @@ def test_a_failed_lookup_is_no_answer_so_the_next_attempt_looks_again(
 
 
 # ------------------------------------------------------------------------------------------ reconcile
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
-def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """An installation on each database (PostgreSQL skipped when unreachable, unless CI requires it)."""
-    if request.param == "sqlite":
-        request.getfixturevalue("env")
-        yield "sqlite"
-        return
-    url, drop = pg_database_or_skip()
-    monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.setenv("MATRIX_SECRET_KEY", "test-" + "k" * 40)
-    monkeypatch.setenv("MATRIX_DATABASE_URL", url)
-    for name in ("MATRIX_OLD_SECRET_KEYS", "MATRIX_BROKER_URL"):
-        monkeypatch.delenv(name, raising=False)
-    reset_settings()
-    migrate.upgrade()
-    try:
-        yield "postgresql"
-    finally:
-        reset_settings()
-        drop()
 
 
 def test_two_reconciles_never_take_the_same_deliveries(backend: str) -> None:

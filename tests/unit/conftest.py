@@ -1,0 +1,34 @@
+"""Fixtures of the unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.settings import reset_settings
+from publisher import migrate
+from tests.support.stack import pg_database_or_skip
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An installation on each database (PostgreSQL skipped when unreachable, unless CI requires it)."""
+    if request.param == "sqlite":
+        request.getfixturevalue("env")
+        yield "sqlite"
+        return
+    url, drop = pg_database_or_skip()
+    monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("MATRIX_SECRET_KEY", "test-" + "k" * 40)
+    monkeypatch.setenv("MATRIX_DATABASE_URL", url)
+    for name in ("MATRIX_OLD_SECRET_KEYS", "MATRIX_BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    reset_settings()
+    migrate.upgrade()
+    try:
+        yield "postgresql"
+    finally:
+        reset_settings()
+        drop()
