@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import reset_settings
-from publisher import migrate
-from tests.support.stack import pg_database_or_skip
+from tests.support.stack import migrated_pg_installation
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
@@ -19,16 +17,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
         request.getfixturevalue("env")
         yield "sqlite"
         return
-    url, drop = pg_database_or_skip()
     monkeypatch.setenv("MATRIX_DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("MATRIX_SECRET_KEY", "test-" + "k" * 40)
-    monkeypatch.setenv("MATRIX_DATABASE_URL", url)
     for name in ("MATRIX_OLD_SECRET_KEYS", "MATRIX_BROKER_URL"):
         monkeypatch.delenv(name, raising=False)
-    reset_settings()
-    migrate.upgrade()
-    try:
+    with migrated_pg_installation(monkeypatch):
         yield "postgresql"
-    finally:
-        reset_settings()
-        drop()
