@@ -178,18 +178,20 @@ def test_a_schedule_sends_each_day_once_to_a_robot_and_by_e_mail(
             report_schedule.set_schedule(s, city, at="08:00", organization=CITY, channels=[robot], emails=["a@b.cn"])
         with pytest.raises(InvalidInput, match="HH:MM"):
             report_schedule.set_schedule(s, city, at="8点", organization=CITY, channels=[robot])
-        at = (now() + timedelta(minutes=1)).astimezone(get_settings().tz)
+        # two minutes ahead: its whole minute is still to come when the next line asks (one minute ahead, its
+        # start could be a millisecond away)
+        at = (now() + timedelta(minutes=2)).astimezone(get_settings().tz)
         report_schedule.set_schedule(s, city, at=at.strftime("%H:%M"), organization=CITY, channels=[robot, mail])
     with session_scope() as s:
         assert report_schedule.queue_due(s, now()) == []  # not yet its time
-    later = now() + timedelta(minutes=2)
+    later = now() + timedelta(minutes=3)
     with session_scope() as s:
         due = report_schedule.queue_due(s, later)
     with session_scope() as s:
         assert report_schedule.queue_due(s, later + timedelta(minutes=5)) == due  # the same sends, none added
         sends = {x.target: x for x in s.scalars(select(ReportSend))}
     assert set(sends) == {f"channel:{robot}", f"channel:{mail}"} and len(due) == 2
-    covered = local_date(later) - timedelta(days=1)
+    covered = at.date() - timedelta(days=1)  # the day before the send's own day (``later`` may be past midnight)
     assert {x.day for x in sends.values()} == {covered.isoformat()}
     limiter = ratelimit.SqlLimiter(engine_for(get_settings().database_url))
     for send_id in due:
