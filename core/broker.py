@@ -26,10 +26,12 @@ class Task(StrEnum):
     SCREEN_VERSION = "matrix.screen_version"
     DISPATCH_DUE = "matrix.dispatch_due"
     DELIVER = "matrix.deliver"
+    DELIVER_MANY = "matrix.deliver_many"  # a slice of a fan-out: claimed, sent and recorded together
     RECONCILE = "matrix.reconcile"
     COLLECT_METRICS = "matrix.collect_metrics"
     RETRACT_DELIVERY = "matrix.retract_delivery"
     CHECK_DELIVERY = "matrix.check_delivery"
+    CHECK_DELIVERIES = "matrix.check_deliveries"  # a batch's settling copies, looked at together
     RESCREEN_SCAN = "matrix.rescreen_scan"  # workers.rescreen_tasks: live posts whose rules changed
     RESCREEN_BATCH = "matrix.rescreen_batch"
 
@@ -78,6 +80,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 for task in (Task.SCREEN_VERSION, Task.RESCREEN_SCAN, Task.RESCREEN_BATCH)
             },
             Task.CHECK_DELIVERY.value: {"queue": status_queue(settings)},
+            Task.CHECK_DELIVERIES.value: {"queue": status_queue(settings)},
         },
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,

@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     delivery_threads: int = Field(
         32, description="Threads of a delivery worker (`matrix worker --kind delivery`): deliveries in flight at once."
     )
+    delivery_batch: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Deliveries of a fan-out one task claims in one transaction, sends side by side and records in "
+        "one transaction (1: one task a delivery). Each worker thread then has up to this many in flight.",
+    )
     db_pool_size: int = Field(5, description="Database connections a process keeps (PostgreSQL); a delivery worker "
                               "raises it to its thread count.")  # fmt: skip
     clock_offset_s: float = Field(

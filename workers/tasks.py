@@ -13,6 +13,7 @@ from celery import Celery, group
 from kombu.exceptions import ChannelError
 
 from core.broker import Task
+from core.settings import get_settings
 from publisher.delivery import deliver as deliver_engine
 from publisher.delivery import dispatch, metrics, retract
 from publisher.delivery import reconcile as reconcile_engine
@@ -33,7 +34,9 @@ def dispatch_due() -> int:
     """Beat: turn due schedules into deliveries and fan out one ``deliver`` per ready delivery."""
     ids = dispatch.dispatch_due(requeue_stale=_queue_is_empty(celery_app, QUEUE))
     if ids:
-        group(deliver.si(i) for i in ids).apply_async()
+        size = get_settings().delivery_batch
+        batches = [ids[i : i + size] for i in range(0, len(ids), size)]
+        group(deliver.si(b[0]) if len(b) == 1 else deliver_many.si(b) for b in batches).apply_async()
     return len(ids)
 
 
@@ -57,6 +60,13 @@ def deliver(delivery_id: int) -> str:
     return deliver_engine.deliver(delivery_id)
 
 
+@celery_app.task(name=Task.DELIVER_MANY.value)
+def deliver_many(delivery_ids: list[int]) -> dict[str, str]:
+    """Claim, send and record a slice of a fan-out together (``MATRIX_DELIVERY_BATCH`` deliveries: one claim,
+    the platform calls side by side, one record); those another worker has, or not due, are skipped."""
+    return {str(k): v for k, v in deliver_engine.deliver_many(delivery_ids).items()}
+
+
 @celery_app.task(name=Task.RECONCILE.value)
 def reconcile() -> dict[str, int]:
     """Beat: resolve deliveries stuck in sending / unconfirmed / awaiting_confirmation, wake retractions whose
@@ -73,6 +83,13 @@ def check_delivery(delivery_id: int, checks: int = 1) -> str:
     """Look at one settling or unconfirmed delivery on its platform now (an early wake-up: reconcile looks at
     whatever this misses)."""
     return reconcile_engine.check_delivery(delivery_id, checks)
+
+
+@celery_app.task(name=Task.CHECK_DELIVERIES.value)
+def check_deliveries(delivery_ids: list[int], checks: int = 1) -> dict[str, str]:
+    """Look at a batch's settling deliveries on their platforms together (one read, the calls side by side,
+    one record); reconcile looks at whatever this misses."""
+    return {str(k): v for k, v in reconcile_engine.check_deliveries(delivery_ids, checks).items()}
 
 
 @celery_app.task(name=Task.COLLECT_METRICS.value)

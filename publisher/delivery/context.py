@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import socket
-from typing import Any
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.exc import NoResultFound
 
 from channels.base import DeliveryContext, PostContent
 from core.db import UTCDateTime, get_engine, session_scope, utcnow
+from core.settings import get_settings
 from publisher.domain.models import Delivery, PostVersion
 from publisher.services.media import cover_source, is_media_ref
 
@@ -84,3 +89,33 @@ def delivery_context(
         depends_on_url=depends_url,
         save_progress=save_progress,
     )
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _side_pool() -> ThreadPoolExecutor:
+    """The process's threads for a batch's platform calls: as many as its worker threads' batches can use at
+    once; made on first use (after a prefork worker's fork), its threads started as they are needed."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            settings = get_settings()
+            size = max(1, settings.delivery_threads * (settings.delivery_batch - 1))
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="matrix-batch")
+        return _pool
+
+
+def side_by_side(fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+    """``fn`` of each item, side by side, in order: the first in this thread, the others in the process's batch
+    threads, each in a copy of this thread's context (its log lines carry the task's ids). For a batch's
+    platform calls, which wait on the network: ``fn`` must not raise for what a platform did."""
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    pool = _side_pool()
+    futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items[1:]]
+    first = fn(items[0])
+    return [first, *(future.result() for future in futures)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import false, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from channels.base import get_channel_class
 from core.audit import appended_at_commit
@@ -51,6 +51,10 @@ def dispatch_due(limit: int = 1000, *, requeue_stale: bool = True) -> list[int]:
             .where(
                 Delivery.state.in_(lifecycle.DELIVERY_READY),
                 or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= t),
+                # A delivery that links to the website copy is not queued while that copy is still on its way:
+                # its claim could only put it off. The copy's outcome wakes it (outcomes.wake_dependants), or a
+                # later tick finds it here once the copy has settled.
+                or_(Delivery.depends_on_id.is_(None), ~_dependency_in_flight),
                 or_(
                     Delivery.claimed_by.is_(None),
                     Delivery.claimed_by != "queued",
@@ -67,6 +71,17 @@ def dispatch_due(limit: int = 1000, *, requeue_stale: bool = True) -> list[int]:
             # Mark as queued so the next tick does not queue them again while they wait in the broker.
             s.execute(update(Delivery).where(Delivery.id.in_(ids)).values(claimed_by="queued", updated_at=t))
     return ids
+
+
+_dependency = aliased(Delivery)
+_dependency_in_flight = (
+    select(_dependency.id)
+    .where(
+        _dependency.id == Delivery.depends_on_id,
+        _dependency.state.in_(lifecycle.DELIVERY_READY | {"sending", "unconfirmed", "awaiting_confirmation"}),
+    )
+    .exists()
+)
 
 
 def _expand_schedule(s: Session, schedule: Schedule) -> None:

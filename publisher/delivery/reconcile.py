@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import bindparam, or_, select
+from sqlalchemy.orm import Session
 
-from channels.base import Channel, DeliveryContext
+from channels.base import AccountInfo, Channel, DeliveryContext, StatusResult
 from channels.errors import ChannelError
 from core.audit import appended_at_commit
 from core.broker import Task, enqueue
@@ -24,9 +25,10 @@ from core.clock import now
 from core.db import after_commit, is_postgresql, session_scope
 from core.errors import ConfigError
 from core.settings import get_settings
-from publisher.delivery.context import WORKER_ID, delivery_context
+from publisher.delivery.context import WORKER_ID, delivery_context, side_by_side
 from publisher.delivery.outcomes import (
     apply_result,
+    lock_batch,
     lock_post_and_delivery,
     mark_published,
     notify_admins,
@@ -34,6 +36,7 @@ from publisher.delivery.outcomes import (
     schedule_status_check,
     settle_after_outcome,
     settle_post,
+    settled_after_batch,
     settles_later,
 )
 from publisher.domain import lifecycle
@@ -88,14 +91,91 @@ def check_delivery(delivery_id: int, checks: int = 1) -> str:
     """Look at one delivery on its platform now (the ``check_delivery`` task): a settling one (WeChat's
     ``freepublish``, Toutiao's review) is recorded as it settled, or looked at again later (``checks`` so far);
     an unconfirmed one is looked up. Returns the delivery's state afterwards; any other state is left alone."""
-    with session_scope() as s:
-        d = s.get(Delivery, delivery_id)
-        state = d.state if d is not None else "missing"
-    if state in ("unconfirmed", "awaiting_confirmation"):
-        _look(state, delivery_id, checks)
+    return check_deliveries([delivery_id], checks)[delivery_id]
+
+
+@appended_at_commit()
+def check_deliveries(delivery_ids: list[int], checks: int = 1) -> dict[int, str]:
+    """Look at several deliveries on their platforms now (the ``check_deliveries`` task: the settling copies of
+    one batch of a fan-out). The settling ones are read in one transaction, asked side by side and recorded in
+    one transaction (posts, then deliveries, locked in the order of ids); an unconfirmed one is looked up on its
+    own. Returns each delivery's state afterwards ("missing" where there is none); other states are left alone.
+
+    Why together: a status check alone was a task, two transactions and a commit around one platform call, as
+    much CPU as the delivery it checked (profiled: a quarter of a delivery worker's)."""
+    states, loaded, alone = _load_settling(delivery_ids)
+    statuses = side_by_side(_ask_status, [item for _delivery_id, item in loaded])
+    if loaded:
+        try:
+            states.update(_record_statuses(loaded, statuses, checks))
+        except Exception:
+            log.warning("recording %d status checks together failed; looking at each alone", len(loaded), exc_info=True)
+            alone += [delivery_id for delivery_id, _item in loaded]
+    for delivery_id in alone:
+        _look(states[delivery_id], delivery_id, checks)
         with session_scope() as s:
-            state = s.get(Delivery, delivery_id).state
-    return state
+            states[delivery_id] = s.get(Delivery, delivery_id).state
+    return states
+
+
+def _load_settling(delivery_ids: list[int]) -> tuple[dict[int, str], list[tuple[int, _Loaded]], list[int]]:
+    """Each delivery's state; the settling ones' adapters and contexts (read in one transaction); and those to
+    look at on their own (unconfirmed, or credentials this worker cannot decrypt: :func:`_look` reports it)."""
+    states = {delivery_id: "missing" for delivery_id in delivery_ids}
+    rows: list[tuple[Delivery, PostVersion, AccountInfo, str | None]] = []
+    alone: list[int] = []
+    with session_scope() as s:
+        for d, version, account in s.execute(_FOR_PLATFORM_MANY, {"ids": sorted(set(delivery_ids))}).all():
+            states[d.id] = d.state
+            if d.state == "unconfirmed":
+                alone.append(d.id)
+                continue
+            if d.state != "awaiting_confirmation":
+                continue
+            try:
+                info = account_info(account)
+            except ConfigError:
+                alone.append(d.id)
+                continue
+            dep = s.get(Delivery, d.depends_on_id) if d.depends_on_id else None
+            rows.append((d, version, info, dep.remote_url if dep else None))
+    loaded = []
+    for d, version, info, depends_url in rows:  # after the transaction: see _load_for_platform
+        ctx = delivery_context(d, version, depends_url, kind=info.kind)
+        loaded.append((d.id, _Loaded(make_channel(info), ctx, d.post_id, info.kind)))
+    return states, loaded, alone
+
+
+def _ask_status(loaded: _Loaded) -> StatusResult | ChannelError:
+    """How the platform says a settling copy stands, or the platform's error (the look is then noted)."""
+    try:
+        return loaded.channel.status(loaded.ctx)
+    except ChannelError as exc:
+        return exc
+    finally:
+        loaded.channel.close()
+
+
+def _record_statuses(
+    loaded: list[tuple[int, _Loaded]], statuses: list[StatusResult | ChannelError], checks: int | None
+) -> dict[int, str]:
+    states: dict[int, str] = {}
+    with session_scope() as s:
+        posts, deliveries = lock_batch(s, [item.post_id for _i, item in loaded], [i for i, _item in loaded])
+        settled = {}
+        for (delivery_id, item), status in zip(loaded, statuses, strict=True):
+            d = deliveries[delivery_id]
+            if isinstance(status, ChannelError):  # leave it for the next look (reconcile's round)
+                log.warning("reconcile awaiting_confirmation delivery %s: %s", delivery_id, status)
+                d.last_error = str(status)
+                d.next_attempt_at = now() + timedelta(seconds=get_settings().reconcile_interval_s)
+            elif _apply_status(s, posts[item.post_id], d, status, item.kind, checks):
+                settled[item.post_id] = posts[item.post_id]
+            states[delivery_id] = d.state
+        to_settle = settled_after_batch(s, settled.values(), loaded[0][0], len(loaded))
+    for post_id in to_settle:
+        settle_after_outcome(post_id)
+    return states
 
 
 @appended_at_commit()
@@ -198,6 +278,14 @@ _FOR_PLATFORM = (
 )
 
 
+_FOR_PLATFORM_MANY = (
+    select(Delivery, PostVersion, Account)
+    .join(PostVersion, PostVersion.id == Delivery.version_id)
+    .join(Account, Account.id == Delivery.account_id)
+    .where(Delivery.id.in_(bindparam("ids", expanding=True)))
+)
+
+
 def _load_for_platform(delivery_id: int, state: str) -> _Loaded | None:
     """The adapter and its context for asking the platform about a delivery in ``state`` (None if it moved on).
 
@@ -258,25 +346,33 @@ def _resolve_awaiting(delivery_id: int, checks: int | None = None) -> None:
     with session_scope() as s:
         # the post shared (see lock_post_and_delivery): a fan-out's settling copies are recorded side by side
         post, d = lock_post_and_delivery(s, delivery_id, loaded.post_id, shared=True)
-        if d.state != "awaiting_confirmation":
+        if not _apply_status(s, post, d, status, loaded.kind, checks):
             return
-        if status.state == "published":
-            # the one way to published: a post retracted meanwhile has its copy retracted at once
-            mark_published(s, d, post, status.url, actor="reconcile", kind=loaded.kind)
-        elif status.state == "failed":
-            lifecycle.transition("delivery", d, "failed")
-            d.last_error = status.reason or "the platform refused the post"
-            notify_owner(s, post, "delivery_failed", f"post {post.id} on {d.account.name}: {d.last_error}")
-        elif status.state == "retracted":
-            lifecycle.transition("delivery", d, "retracted")
-            d.last_error = status.reason or "removed on the platform"
-            notify_owner(s, post, "removed_by_platform", f"post {post.id} on {d.account.name}: {d.last_error}")
-        else:  # still settling
-            if checks is not None:
-                schedule_status_check(s, d, checks)
-            return
-        if status.state != "published":
-            audit(s, "reconcile", f"delivery.{d.state}", d, reason=status.reason, url=status.url)
         later = settles_later(s, post, d.id)
     if not later:
         settle_after_outcome(loaded.post_id)
+
+
+def _apply_status(s: Session, post: Post, d: Delivery, status: StatusResult, kind: str, checks: int | None) -> bool:
+    """Record how a settling copy stands (``d`` and its post locked); True where the delivery settled (its post
+    may settle now), False where it had moved on or is still settling (another look scheduled)."""
+    if d.state != "awaiting_confirmation":
+        return False
+    if status.state == "published":
+        # the one way to published: a post retracted meanwhile has its copy retracted at once
+        mark_published(s, d, post, status.url, actor="reconcile", kind=kind)
+    elif status.state == "failed":
+        lifecycle.transition("delivery", d, "failed")
+        d.last_error = status.reason or "the platform refused the post"
+        notify_owner(s, post, "delivery_failed", f"post {post.id} on {d.account.name}: {d.last_error}")
+    elif status.state == "retracted":
+        lifecycle.transition("delivery", d, "retracted")
+        d.last_error = status.reason or "removed on the platform"
+        notify_owner(s, post, "removed_by_platform", f"post {post.id} on {d.account.name}: {d.last_error}")
+    else:  # still settling
+        if checks is not None:
+            schedule_status_check(s, d, checks)
+        return False
+    if status.state != "published":
+        audit(s, "reconcile", f"delivery.{d.state}", d, reason=status.reason, url=status.url)
+    return True
