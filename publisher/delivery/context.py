@@ -8,15 +8,14 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.exc import NoResultFound
 
 from channels.base import DeliveryContext, PostContent
+from channels.errors import NotSent
 from core.db import UTCDateTime, get_engine, session_scope, utcnow
-from core.settings import get_settings
 from publisher.domain.models import Delivery, PostVersion
 from publisher.services.media import cover_source, is_media_ref
 
@@ -28,6 +27,21 @@ _MERGE_PROGRESS_PG = text(
     "UPDATE deliveries SET progress = (CASE WHEN jsonb_typeof(progress::jsonb) = 'object' THEN progress::jsonb "
     "ELSE '{}'::jsonb END || CAST(:update AS jsonb))::json, updated_at = :at WHERE id = :id"
 ).bindparams(bindparam("at", type_=UTCDateTime()))
+#: the same, only while the attempt still holds its claim (see :class:`ClaimLost`)
+_MERGE_PROGRESS_FENCED_PG = text(
+    "UPDATE deliveries SET progress = (CASE WHEN jsonb_typeof(progress::jsonb) = 'object' THEN progress::jsonb "
+    "ELSE '{}'::jsonb END || CAST(:update AS jsonb))::json, updated_at = :at "
+    "WHERE id = :id AND state = 'sending' AND attempts = :attempt"
+).bindparams(bindparam("at", type_=UTCDateTime()))
+
+
+class ClaimLost(NotSent):
+    """This attempt no longer holds its claim on the delivery: it stayed in ``sending`` past
+    ``MATRIX_STUCK_AFTER_S``, so reconcile took it for a dead worker's (and may have handed it to another
+    attempt). Raised by a progress save: the WeChat, Weibo and Toutiao adapters save before their call that
+    posts, so the attempt stops there and two attempts never both post (a WordPress post, saved after it is made,
+    is found again by its slug, unique on its site). Its errors are not recorded; the delivery's new owner
+    decides."""
 
 
 def idempotency_key(delivery_id: int) -> str:
@@ -54,8 +68,11 @@ def delivery_context(
     *,
     with_cover: bool = True,
     kind: str | None = None,
+    fence: int | None = None,
 ) -> DeliveryContext:
-    """What the adapter needs for one delivery; remote ids it reports are saved at once, each in its own transaction."""
+    """What the adapter needs for one delivery; remote ids it reports are saved at once, each in its own
+    transaction. ``fence``: the number of the attempt whose claim each save must still hold (:class:`ClaimLost`
+    if it does not); None for a look at the platform outside an attempt (reconcile, retraction, metrics)."""
     delivery_id = d.id
 
     def save_progress(update_: dict[str, Any]) -> None:
@@ -66,15 +83,21 @@ def delivery_context(
         # elsewhere the row is read under its lock and written back.
         with get_engine().begin() as conn:
             if conn.dialect.name == "postgresql":
-                done = conn.execute(
-                    _MERGE_PROGRESS_PG, {"id": delivery_id, "update": json.dumps(update_), "at": utcnow()}
-                )
+                params = {"id": delivery_id, "update": json.dumps(update_), "at": utcnow(), "attempt": fence}
+                done = conn.execute(_MERGE_PROGRESS_PG if fence is None else _MERGE_PROGRESS_FENCED_PG, params)
                 if done.rowcount != 1:
-                    raise NoResultFound(f"delivery {delivery_id} not found")
+                    _lost_or_missing(conn, delivery_id)
                 return
-            saved = conn.execute(
-                select(Delivery.progress).where(Delivery.id == delivery_id).with_for_update()
-            ).scalar_one()
+            row = conn.execute(
+                select(Delivery.progress, Delivery.state, Delivery.attempts)
+                .where(Delivery.id == delivery_id)
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                raise NoResultFound(f"delivery {delivery_id} not found")
+            saved, state, attempts = row
+            if fence is not None and (state != "sending" or attempts != fence):
+                raise ClaimLost(f"delivery {delivery_id}: this attempt's claim was taken over ({state}); not sent")
             conn.execute(
                 update(Delivery).where(Delivery.id == delivery_id).values(progress={**(saved or {}), **update_})
             )
@@ -91,31 +114,47 @@ def delivery_context(
     )
 
 
+def _lost_or_missing(conn: Any, delivery_id: int) -> None:
+    state = conn.execute(select(Delivery.state).where(Delivery.id == delivery_id)).scalar_one_or_none()
+    if state is None:
+        raise NoResultFound(f"delivery {delivery_id} not found")
+    raise ClaimLost(f"delivery {delivery_id}: this attempt's claim was taken over ({state}); not sent")
+
+
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _side_pool() -> ThreadPoolExecutor:
-    """The process's threads for a batch's platform calls: as many as its worker threads' batches can use at
-    once; made on first use (after a prefork worker's fork), its threads started as they are needed."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            settings = get_settings()
-            size = max(1, settings.delivery_threads * (settings.delivery_batch - 1))
-            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="matrix-batch")
-        return _pool
 
 
 def side_by_side(fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
-    """``fn`` of each item, side by side, in order: the first in this thread, the others in the process's batch
-    threads, each in a copy of this thread's context (its log lines carry the task's ids). For a batch's
-    platform calls, which wait on the network: ``fn`` must not raise for what a platform did."""
+    """``fn`` of each item, side by side, in order: the first in this thread, each other in a thread of its own
+    (in a copy of this thread's context, so its log lines carry the task's ids). For a batch's platform calls,
+    which wait on the network: ``fn`` should not raise for what a platform did (whatever it raises is raised
+    here once all are done).
+
+    Threads of their own, not a shared pool: a claimed delivery's calls must start at once. Queued behind other
+    batches' calls, a delivery could sit in ``sending`` past ``MATRIX_STUCK_AFTER_S`` before its first request
+    and be taken for a dead worker's (starting a thread costs well under a millisecond)."""
     if len(items) <= 1:
         return [fn(item) for item in items]
-    pool = _side_pool()
-    futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items[1:]]
-    first = fn(items[0])
-    return [first, *(future.result() for future in futures)]
+    results: list[Any] = [None] * len(items)
+    errors: list[BaseException | None] = [None] * len(items)
+
+    def run(k: int, item: _T) -> None:
+        try:
+            results[k] = fn(item)
+        except BaseException as exc:  # handed to the caller's thread below
+            errors[k] = exc
+
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(run, k, item), name="matrix-batch", daemon=True)
+        for k, item in enumerate(items[1:], start=1)
+    ]
+    for thread in threads:
+        thread.start()
+    run(0, items[0])
+    for thread in threads:
+        thread.join()
+    for error in errors:
+        if error is not None:
+            raise error
+    return results

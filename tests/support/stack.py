@@ -62,7 +62,9 @@ def require_services() -> None:
 def create_pg_database() -> tuple[str, Callable[[], None]]:
     """A fresh PostgreSQL database for one test module; returns its URL and a drop function."""
     name = f"mm_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # pre-ping: the chaos run restarts PostgreSQL between the create and the drop, which would find the pooled
+    # connection dead
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"

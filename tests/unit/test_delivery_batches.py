@@ -1,4 +1,6 @@
-"""A fan-out's deliveries are claimed, sent and recorded in batches, and their status checks too (issue 12).
+"""A fan-out's deliveries are claimed, sent and recorded in batches, and their status checks too (issue 12);
+an attempt whose claim was taken over stops before it posts; a platform's "slow down" does not fail a delivery
+after the attempts of an error.
 
 In-process against the real sandboxes (the session's ``sandbox_server``: WordPress and WeChat), on both
 databases: a batch claims what is ready and skips the rest, every copy is posted once, the whole batch costs
@@ -15,16 +17,19 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from channels.errors import RateLimited, Unavailable
 from channels.sandbox.server import RunningServer
 from core.broker import Task
 from core.clock import now
 from core.db import session_scope
 from publisher import services
 from publisher.delivery import deliver, outcomes, reconcile
-from publisher.domain.models import Account, Delivery, Post
+from publisher.delivery.context import ClaimLost
+from publisher.domain.models import Account, AuditEvent, Delivery, Post
+from publisher.services.channels import account_info
 from tests.support.people import PROVINCE, SYSTEM
 
 PASSWORD = "abcd efgh ijkl mnop qrst uvwx"
@@ -211,3 +216,62 @@ def test_the_copies_that_link_to_the_website_copy_are_woken_in_batches(
     assert deliver.deliver(website) == "published"
     woken = [args for name, args in sent if name in (Task.DELIVER.value, Task.DELIVER_MANY.value)]
     assert woken == [(dependants[:4],), (dependants[4:8],), (dependants[8],)]
+
+
+def _wechat_jobs(server: RunningServer, account_id: int) -> list[dict[str, Any]]:
+    with session_scope() as s:
+        appid = account_info(s.get(Account, account_id)).credentials["appid"]
+    state = httpx.get(f"{server.url}/wechat/_sandbox/state", timeout=10).json()
+    return list(state["apps"][appid]["jobs"])
+
+
+def test_an_attempt_whose_claim_was_taken_over_stops_before_it_posts(
+    backend: str, sandbox_server: RunningServer, sent
+) -> None:
+    app = _wechat(sandbox_server)
+    _post_id, (delivery_id,) = _fan_out([app])
+    claim = deliver._claim(delivery_id)
+    assert claim is not None
+    with session_scope() as s:  # reconcile took it for a dead worker's (it stayed in sending too long)
+        d = s.get(Delivery, delivery_id)
+        d.state, d.outcome_unknown = "unconfirmed", True
+    outcome = deliver._attempt(claim)
+    assert isinstance(outcome.error, ClaimLost) and outcome.ok is None
+    assert _wechat_jobs(sandbox_server, app) == []  # stopped at the save before freepublish/submit
+    assert deliver._record(claim, error=outcome.error) == "unconfirmed"  # the new owner decides, nothing recorded
+    with session_scope() as s:
+        d = s.get(Delivery, delivery_id)
+        assert d.outcome_unknown and d.last_error is None
+        attempt = s.scalars(
+            select(AuditEvent).where(AuditEvent.object_id == delivery_id, AuditEvent.action == "delivery.attempt")
+        ).one()
+        assert attempt.detail["taken_over"] is True
+
+
+def test_a_taken_over_attempt_that_did_post_is_recorded_as_the_truth(
+    backend: str, sandbox_server: RunningServer, sent
+) -> None:
+    account, site = _website(sandbox_server)
+    _post_id, (delivery_id,) = _fan_out([account])
+    claim = deliver._claim(delivery_id)
+    outcome = deliver._attempt(claim)  # posted (WordPress finds a post again by its slug: no save before it)
+    assert outcome.ok is not None or isinstance(outcome.error, ClaimLost)
+    with session_scope() as s:  # meanwhile taken over, looked up too early, and put back to be sent again
+        s.get(Delivery, delivery_id).state = "retry_wait"
+    assert deliver._record(claim, ok=outcome.ok, error=outcome.error) == "published"
+    assert len(_wp_posts(sandbox_server, site)) == 1
+
+
+def test_a_platform_that_keeps_saying_slow_down_does_not_fail_the_delivery_early(
+    backend: str, sandbox_server: RunningServer, sent
+) -> None:
+    account, _site = _website(sandbox_server)
+    _post_id, (delivery_id,) = _fan_out([account])
+    with session_scope() as s:
+        s.get(Delivery, delivery_id).attempts = 8  # more than MATRIX_MAX_ATTEMPTS (6) already
+    claim = deliver._claim(delivery_id)
+    assert deliver._record(claim, error=RateLimited("HTTP 429", retry_after=30)) == "retry_wait"
+    with session_scope() as s:
+        s.get(Delivery, delivery_id).next_attempt_at = now()
+    claim = deliver._claim(delivery_id)
+    assert deliver._record(claim, error=Unavailable("HTTP 503")) == "failed"  # an error's attempts are spent
