@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 
-from celery import Celery, group
+from celery import Celery
 from kombu.exceptions import ChannelError
 
 from core.broker import Task
-from core.settings import get_settings
 from publisher.delivery import deliver as deliver_engine
 from publisher.delivery import dispatch, metrics, retract
 from publisher.delivery import reconcile as reconcile_engine
+from publisher.delivery.outcomes import enqueue_in_batches
 from publisher.services import reviews, screening
 from workers.app import QUEUE, SCREENING_QUEUE, celery_app
 
@@ -31,12 +31,9 @@ def screen_version(version_id: int) -> str | None:
 
 @celery_app.task(name=Task.DISPATCH_DUE.value)
 def dispatch_due() -> int:
-    """Beat: turn due schedules into deliveries and fan out one ``deliver`` per ready delivery."""
+    """Beat: turn due schedules into deliveries and fan them out in batches (``deliver_many``)."""
     ids = dispatch.dispatch_due(requeue_stale=_queue_is_empty(celery_app, QUEUE))
-    if ids:
-        size = get_settings().delivery_batch
-        batches = [ids[i : i + size] for i in range(0, len(ids), size)]
-        group(deliver.si(b[0]) if len(b) == 1 else deliver_many.si(b) for b in batches).apply_async()
+    enqueue_in_batches(Task.DELIVER, Task.DELIVER_MANY, ids)
     return len(ids)
 
 

@@ -23,16 +23,15 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 #: ``save_progress`` on PostgreSQL: the new ids merged into the saved ones in one statement (a value that is no
 #: JSON object, which nothing writes, counts as empty rather than becoming an array).
-_MERGE_PROGRESS_PG = text(
+_MERGE_PROGRESS_SQL = (
     "UPDATE deliveries SET progress = (CASE WHEN jsonb_typeof(progress::jsonb) = 'object' THEN progress::jsonb "
     "ELSE '{}'::jsonb END || CAST(:update AS jsonb))::json, updated_at = :at WHERE id = :id"
-).bindparams(bindparam("at", type_=UTCDateTime()))
+)
+_MERGE_PROGRESS_PG = text(_MERGE_PROGRESS_SQL).bindparams(bindparam("at", type_=UTCDateTime()))
 #: the same, only while the attempt still holds its claim (see :class:`ClaimLost`)
-_MERGE_PROGRESS_FENCED_PG = text(
-    "UPDATE deliveries SET progress = (CASE WHEN jsonb_typeof(progress::jsonb) = 'object' THEN progress::jsonb "
-    "ELSE '{}'::jsonb END || CAST(:update AS jsonb))::json, updated_at = :at "
-    "WHERE id = :id AND state = 'sending' AND attempts = :attempt"
-).bindparams(bindparam("at", type_=UTCDateTime()))
+_MERGE_PROGRESS_FENCED_PG = text(_MERGE_PROGRESS_SQL + " AND state = 'sending' AND attempts = :attempt").bindparams(
+    bindparam("at", type_=UTCDateTime())
+)
 
 
 class ClaimLost(NotSent):
@@ -86,7 +85,8 @@ def delivery_context(
                 params = {"id": delivery_id, "update": json.dumps(update_), "at": utcnow(), "attempt": fence}
                 done = conn.execute(_MERGE_PROGRESS_PG if fence is None else _MERGE_PROGRESS_FENCED_PG, params)
                 if done.rowcount != 1:
-                    _lost_or_missing(conn, delivery_id)
+                    state = conn.execute(select(Delivery.state).where(Delivery.id == delivery_id)).scalar_one_or_none()
+                    raise _lost_or_missing(delivery_id, state)
                 return
             row = conn.execute(
                 select(Delivery.progress, Delivery.state, Delivery.attempts)
@@ -94,10 +94,10 @@ def delivery_context(
                 .with_for_update()
             ).one_or_none()
             if row is None:
-                raise NoResultFound(f"delivery {delivery_id} not found")
+                raise _lost_or_missing(delivery_id, None)
             saved, state, attempts = row
             if fence is not None and (state != "sending" or attempts != fence):
-                raise ClaimLost(f"delivery {delivery_id}: this attempt's claim was taken over ({state}); not sent")
+                raise _lost_or_missing(delivery_id, state)
             conn.execute(
                 update(Delivery).where(Delivery.id == delivery_id).values(progress={**(saved or {}), **update_})
             )
@@ -114,11 +114,11 @@ def delivery_context(
     )
 
 
-def _lost_or_missing(conn: Any, delivery_id: int) -> None:
-    state = conn.execute(select(Delivery.state).where(Delivery.id == delivery_id)).scalar_one_or_none()
+def _lost_or_missing(delivery_id: int, state: str | None) -> Exception:
+    """Why a progress save wrote nothing: the delivery is gone (``state`` None), or its claim was taken over."""
     if state is None:
-        raise NoResultFound(f"delivery {delivery_id} not found")
-    raise ClaimLost(f"delivery {delivery_id}: this attempt's claim was taken over ({state}); not sent")
+        return NoResultFound(f"delivery {delivery_id} not found")
+    return ClaimLost(f"delivery {delivery_id}: this attempt's claim was taken over ({state}); not sent")
 
 
 _T = TypeVar("_T")

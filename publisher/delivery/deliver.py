@@ -280,15 +280,10 @@ def deliver_many(delivery_ids: list[int]) -> dict[int, str]:
     claims = _claim_many(delivery_ids)
     if not claims:
         return states
-    outcomes = _attempt_all(claims)
+    outcomes = side_by_side(_attempt, claims)
     for claim, state in zip(claims, _record_many(claims, outcomes), strict=True):
         states[claim.delivery_id] = _counted(claim.info.kind, state)
     return states
-
-
-def _attempt_all(claims: list[Claim]) -> list[Outcome]:
-    """Every claim's attempt, side by side (see :func:`~publisher.delivery.context.side_by_side`)."""
-    return side_by_side(_attempt, claims)
 
 
 def _attempt(claim: Claim) -> Outcome:

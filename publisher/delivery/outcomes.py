@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, event, func, select
 from sqlalchemy.orm import Session, lazyload
@@ -155,14 +156,21 @@ def _forget_status_checks(session: Session) -> None:
 
 
 def _enqueue_status_checks(pending: dict[tuple[int, float], list[int]]) -> None:
-    size = get_settings().delivery_batch
     for (checks, delay), ids in pending.items():
-        for i in range(0, len(ids), size):
-            batch = ids[i : i + size]
-            if len(batch) == 1:
-                enqueue(Task.CHECK_DELIVERY, batch[0], checks, countdown=delay)
-            else:
-                enqueue(Task.CHECK_DELIVERIES, batch, checks, countdown=delay)
+        enqueue_in_batches(Task.CHECK_DELIVERY, Task.CHECK_DELIVERIES, ids, checks, countdown=delay)
+
+
+def enqueue_in_batches(one: Task, many: Task, ids: Sequence[int], *args: Any, countdown: float | None = None) -> None:
+    """Wake the work on ``ids`` in batches of ``MATRIX_DELIVERY_BATCH``: a ``many`` task per batch (its ids
+    first, then ``args``), the ``one`` task for a batch of one. How a fan-out, its dependants and its status
+    checks are sent."""
+    size = get_settings().delivery_batch
+    for i in range(0, len(ids), size):
+        batch = list(ids[i : i + size])
+        if len(batch) == 1:
+            enqueue(one, batch[0], *args, countdown=countdown)
+        else:
+            enqueue(many, batch, *args, countdown=countdown)
 
 
 def mark_published(
@@ -243,15 +251,8 @@ def wake_dependants(s: Session, d: Delivery) -> None:
     ).all()
     for dep in dependants:
         dep.next_attempt_at, dep.claimed_by = now(), "queued"
-    # in batches, as dispatch sends a fan-out (a post to 250 Weibo accounts waits for its one website copy)
-    ids = [dep.id for dep in dependants]
-    size = get_settings().delivery_batch
-    for i in range(0, len(ids), size):
-        batch = ids[i : i + size]
-        if len(batch) == 1:
-            after_commit(s, enqueue, Task.DELIVER, batch[0])
-        else:
-            after_commit(s, enqueue, Task.DELIVER_MANY, batch)
+    if dependants:  # in batches, as dispatch sends a fan-out (250 Weibo copies wait for one website copy)
+        after_commit(s, enqueue_in_batches, Task.DELIVER, Task.DELIVER_MANY, [dep.id for dep in dependants])
 
 
 _DELIVERY_STATES = select(Delivery.state).where(Delivery.post_id == bindparam("post_id")).distinct()

@@ -125,7 +125,7 @@ def _load_settling(delivery_ids: list[int]) -> tuple[dict[int, str], list[tuple[
     rows: list[tuple[Delivery, PostVersion, AccountInfo, str | None]] = []
     alone: list[int] = []
     with session_scope() as s:
-        for d, version, account in s.execute(_FOR_PLATFORM_MANY, {"ids": sorted(set(delivery_ids))}).all():
+        for d, version, account in s.execute(_FOR_PLATFORM, {"ids": sorted(set(delivery_ids))}).all():
             states[d.id] = d.state
             if d.state == "unconfirmed":
                 alone.append(d.id)
@@ -137,12 +137,8 @@ def _load_settling(delivery_ids: list[int]) -> tuple[dict[int, str], list[tuple[
             except ConfigError:
                 alone.append(d.id)
                 continue
-            dep = s.get(Delivery, d.depends_on_id) if d.depends_on_id else None
-            rows.append((d, version, info, dep.remote_url if dep else None))
-    loaded = []
-    for d, version, info, depends_url in rows:  # after the transaction: see _load_for_platform
-        ctx = delivery_context(d, version, depends_url, kind=info.kind)
-        loaded.append((d.id, _Loaded(make_channel(info), ctx, d.post_id, info.kind)))
+            rows.append((d, version, info, _depends_url(s, d)))
+    loaded = [(row[0].id, _adapter_for(*row)) for row in rows]  # after the transaction: see _load_for_platform
     return states, loaded, alone
 
 
@@ -274,14 +270,6 @@ _FOR_PLATFORM = (
     select(Delivery, PostVersion, Account)
     .join(PostVersion, PostVersion.id == Delivery.version_id)
     .join(Account, Account.id == Delivery.account_id)
-    .where(Delivery.id == bindparam("delivery_id"))
-)
-
-
-_FOR_PLATFORM_MANY = (
-    select(Delivery, PostVersion, Account)
-    .join(PostVersion, PostVersion.id == Delivery.version_id)
-    .join(Account, Account.id == Delivery.account_id)
     .where(Delivery.id.in_(bindparam("ids", expanding=True)))
 )
 
@@ -294,15 +282,24 @@ def _load_for_platform(delivery_id: int, state: str) -> _Loaded | None:
     which on SQLite would wait for this one's write lock.
     """
     with session_scope() as s:
-        row = s.execute(_FOR_PLATFORM, {"delivery_id": delivery_id}).one_or_none()
+        row = s.execute(_FOR_PLATFORM, {"ids": [delivery_id]}).one_or_none()
         if row is None or row[0].state != state:
             return None
         d, version, account = row
-        depends_url = None
-        if d.depends_on_id:
-            dep = s.get(Delivery, d.depends_on_id)
-            depends_url = dep.remote_url if dep else None
+        depends_url = _depends_url(s, d)
         info = account_info(account)
+    return _adapter_for(d, version, info, depends_url)
+
+
+def _depends_url(s: Session, d: Delivery) -> str | None:
+    """The URL of the website copy ``d`` links to, where it has one."""
+    dep = s.get(Delivery, d.depends_on_id) if d.depends_on_id else None
+    return dep.remote_url if dep else None
+
+
+def _adapter_for(d: Delivery, version: PostVersion, info: AccountInfo, depends_url: str | None) -> _Loaded:
+    """The adapter and context for a look at ``d``, built after the transaction that read it (see
+    :func:`_load_for_platform`)."""
     ctx = delivery_context(d, version, depends_url, kind=info.kind)
     return _Loaded(make_channel(info), ctx, d.post_id, info.kind)
 
