@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -161,6 +161,16 @@ class Settings(BaseSettings):
     def sandbox_url(self) -> str:
         """Where the platform sandboxes answer (``{sandbox}`` in demo account configs)."""
         return f"http://{self.sandbox_host}:{self.sandbox_port}"
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """One line naming each environment variable that failed validation and why, without its value (it may be
+    a secret): ``MATRIX_DELIVERY_BATCH: Input should be greater than or equal to 1``."""
+    parts = []
+    for error in exc.errors():
+        name = "MATRIX_" + str(error["loc"][0]).upper() if error.get("loc") else "settings"
+        parts.append(f"{name}: {error['msg']}")
+    return "bad setting " + "; ".join(parts)
 
 
 @lru_cache(maxsize=1)

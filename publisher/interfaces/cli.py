@@ -26,6 +26,7 @@ from typing import Any
 
 import click
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
@@ -40,7 +41,7 @@ from core.crypto import check_secret_key, rotate
 from core.db import session_scope
 from core.errors import Unauthenticated
 from core.metrics import ensure_multiprocess_dir
-from core.settings import get_settings
+from core.settings import get_settings, settings_problem
 from moderation.cli import screen_command
 from monitor.alert_channels import rotate_secrets as rotate_alert_channel_secrets
 from monitor.demo import seed_monitor
@@ -1359,6 +1360,12 @@ def audit_list(
 
 @app.callback()
 def _configure() -> None:
+    # A setting that does not validate (MATRIX_DELIVERY_BATCH=0) is one line and exit 2 for every command,
+    # `matrix up` and `matrix worker` included, not a traceback from wherever the settings are first read.
+    try:
+        get_settings()
+    except ValidationError as exc:
+        fail(settings_problem(exc))
     # The moderation engine reads no settings of its own: `matrix screen` (and anything else that screens in
     # this process) gets MATRIX_MODERATION_* through this, before any command runs. Cheap: nothing loads yet.
     configure_moderation()

@@ -323,3 +323,23 @@ def test_a_command_before_the_database_is_set_up_says_how_to_set_it_up(tmp_path,
         reset_settings()
         if drop is not None:
             drop()
+
+
+def test_a_setting_that_does_not_validate_is_one_line_for_every_command(env, monkeypatch) -> None:
+    from core.settings import reset_settings
+
+    monkeypatch.setenv("MATRIX_DELIVERY_BATCH", "0")
+    monkeypatch.setenv("MATRIX_WORKER_CONCURRENCY", "two")
+    reset_settings()
+    try:
+        for argv in (["whoami"], ["worker", "--kind", "delivery"], ["account", "list"]):
+            result = runner.invoke(app, argv)
+            lines = result.output.strip().splitlines()
+            assert result.exit_code == 2 and len(lines) == 1, (argv, result.output)
+            assert lines[0].startswith("error: bad setting MATRIX_WORKER_CONCURRENCY: ")
+            assert "MATRIX_DELIVERY_BATCH: Input should be greater than or equal to 1" in lines[0]
+            assert "Traceback" not in result.output and "'two'" not in result.output  # no value echoed
+    finally:
+        monkeypatch.delenv("MATRIX_DELIVERY_BATCH")
+        monkeypatch.delenv("MATRIX_WORKER_CONCURRENCY")
+        reset_settings()
