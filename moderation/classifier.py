@@ -202,12 +202,14 @@ class Classifier:
         if quantize is None:
             quantize = bool(meta.get("quantize", False))
         layer_state = {k[len("encoder.") :]: v.float() for k, v in weights.items() if k.startswith("encoder.")}
+        # a shallow student (distilled, moderation.train's cutK) runs the base encoder's first layers only
+        depth = int(meta["num_layers"]) if meta.get("num_layers") else None
         encoder: nn.Module
         if quantize and config.base_model is None:
             # The bundled e5-small in int8: the trimmed runtime built at install (moderation.fast_encoder),
             # ~1 s and ~100 MB instead of ~8 s and ~1 GB through transformers; same weights, same ids.
             try:
-                tokenizer, encoder, runtime = load_runtime(runtime_dir(config), layer_state)
+                tokenizer, encoder, runtime = load_runtime(runtime_dir(config), layer_state, depth)
             except EncoderError as exc:
                 raise ModelFileError(f"{model_dir}: {exc}") from exc
             base_print = runtime["fingerprint"]
@@ -217,6 +219,13 @@ class Classifier:
             _missing, unexpected = encoder.load_state_dict(layer_state, strict=False)
             if unexpected:
                 raise ModelFileError(f"{model_dir}: weights that the encoder does not have: {unexpected[:5]}")
+            if depth is not None:
+                if not 1 <= depth <= len(encoder.encoder.layer):
+                    raise ModelFileError(
+                        f"{model_dir}: {depth} layers of an encoder that has {len(encoder.encoder.layer)}"
+                    )
+                encoder.encoder.layer = encoder.encoder.layer[:depth]
+                encoder.config.num_hidden_layers = depth
             if quantize:
                 encoder = quantize_encoder(encoder)
         if meta.get("base_fingerprint") and meta["base_fingerprint"] != base_print:

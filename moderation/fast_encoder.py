@@ -34,6 +34,7 @@ Exceptions: :class:`moderation.encoder.EncoderError` (under ``ClassifierError``)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -455,13 +456,14 @@ def runtime_dir(config: ModerationConfig | None = None, *, build: bool = True) -
 
 
 def load_runtime(
-    path: Path, overrides: Mapping[str, torch.Tensor] | None = None
+    path: Path, overrides: Mapping[str, torch.Tensor] | None = None, layers: int | None = None
 ) -> tuple[PieceTokenizer, nn.Module, dict[str, Any]]:
     """Load the runtime in ``path``: tokenizer, int8 encoder (eval mode) and its ``encoder.json``.
 
     ``overrides`` are fp32 tensors by ``BertModel`` name (a classifier's fine-tuned layers): a Linear whose
     weight or bias is overridden is quantised here from those, like ``quantize_dynamic`` would. A name that
-    the encoder does not have raises :class:`EncoderError`.
+    the encoder does not have raises :class:`EncoderError`. ``layers`` keeps only the first that many encoder
+    layers (a shallow student's depth); the others are never read.
     """
     from safetensors import safe_open
     from tokenizers import Tokenizer
@@ -470,7 +472,7 @@ def load_runtime(
         meta = json.loads((path / META).read_text(encoding="utf-8"))
         tokenizer = PieceTokenizer(Tokenizer.from_file(str(path / TOKENIZER)), meta["special"])
         with safe_open(str(path / WEIGHTS), framework="pt") as fh:
-            model = _assemble(meta, fh, dict(overrides or {}))
+            model = _assemble(meta, fh, dict(overrides or {}), layers)
     except (OSError, ValueError, KeyError) as exc:
         raise EncoderError(f"cannot load the encoder runtime from {path}: {exc}") from exc
     return_freed_memory()
@@ -488,11 +490,21 @@ def _owned(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.clone(memory_format=torch.contiguous_format)
 
 
-def _assemble(meta: Mapping[str, Any], fh: Any, overrides: dict[str, torch.Tensor]) -> nn.Module:
+def _assemble(
+    meta: Mapping[str, Any], fh: Any, overrides: dict[str, torch.Tensor], layers: int | None = None
+) -> nn.Module:
     """The encoder from the open safetensors file ``fh``, one tensor at a time (each int8 weight is dropped
     once packed). Every tensor the model keeps is copied out of the file's memory map (:func:`_owned`), so
-    the map is released with ``fh`` and the packed weights are the only copy in memory."""
+    the map is released with ``fh`` and the packed weights are the only copy in memory. ``layers``: the
+    first that many encoder layers only."""
     cfg = E5Config(**{f: meta["config"][f] for f in E5Config.__dataclass_fields__})
+    if layers is not None:
+        if not 1 <= layers <= cfg.num_hidden_layers:
+            raise EncoderError(f"{layers} layers asked of an encoder that has {cfg.num_hidden_layers}")
+        cfg = dataclasses.replace(cfg, num_hidden_layers=layers)
+    dropped = tuple(
+        f"encoder.layer.{i}." for i in range(cfg.num_hidden_layers, int(meta["config"]["num_hidden_layers"]))
+    )
     linear: dict[str, nn.Module] = {}
     for module in _linear_names(cfg.num_hidden_layers):
         w, b = overrides.pop(f"{module}.weight", None), overrides.pop(f"{module}.bias", None)
@@ -504,7 +516,9 @@ def _assemble(meta: Mapping[str, Any], fh: Any, overrides: dict[str, torch.Tenso
         linear[module] = Int8Linear(qweight, bias)
     model = E5Encoder(cfg, Q4Embedding(_owned(fh.get_tensor("word.qs")), _owned(fh.get_tensor("word.d"))), linear)
     own = dict(model.named_parameters())
-    plain = [n for n in fh.keys() if not n.startswith(("word.", "vocab.")) and n.rsplit(".", 1)[0] not in linear]
+    plain = [
+        n for n in fh.keys() if not n.startswith(("word.", "vocab.", *dropped)) and n.rsplit(".", 1)[0] not in linear
+    ]
     unknown = [n for n in [*plain, *overrides] if n not in own]
     if unknown:
         raise EncoderError(f"weights that the encoder does not have: {unknown[:5]}")

@@ -6,8 +6,11 @@ Recipe (all on CPU; see MODEL_CARD.md for the measurements behind it):
 2. Run the *frozen* encoder once over them up to layer ``L - 2`` and cache those token states in fp16 on
    disk (``--work-dir``). This is the only expensive step; it is reused by every variant below.
 3. From the cache, derive the input of layer ``L - 1`` and the mean-pooled final states (one cheap pass).
-4. Train three variants with the same data and seed: ``frozen`` (head only), ``top1`` (last layer + head),
-   ``top2`` (last two layers + head). Multi-label BCE over :data:`MODEL_CATEGORIES`.
+4. Train the variants with the same data and seed: ``frozen`` (head only), ``top1`` (last layer + head),
+   ``top2`` (last two layers + head), and the shallow students ``cutK`` (the first ``K - 1`` layers frozen,
+   layer ``K`` trained + head; the layers above ``K`` are dropped at run time): multi-label BCE over
+   :data:`MODEL_CATEGORIES`, a student's targets half the labels and half the scores of the teacher
+   (``--teacher``, the shipped 12-layer model) — knowledge distillation onto a shallower encoder.
 5. Pick the variant with the best model-selection score (COLD's held-out 10 % of *train*, SWSR select and
    the derived select slice; COLD dev is never used here), choose per-category thresholds there (max F1),
    check that int8 dynamic quantisation keeps the selection score, and write ``classifier.safetensors``
@@ -50,6 +53,8 @@ from moderation.dataset import DEFAULT_DATA_ROOT, Example, all_examples, by_spli
 from moderation.encoder import base_model_dir, load_encoder
 
 SEED = 13
+#: a distilled student's targets: this share of the labels, the rest the teacher's scores
+DISTIL_ALPHA = 0.5
 
 
 def log(msg: str) -> None:
@@ -98,6 +103,22 @@ def run_layers(layers: Sequence[nn.Module], config: object, hidden: torch.Tensor
         out = layer(hidden, attn)
         hidden = out[0] if isinstance(out, tuple) else out
     return hidden
+
+
+class Int8Features(nn.Module):
+    """The int8 runtime encoder (:mod:`moderation.fast_encoder`) behind the names :func:`build_cache` and
+    :func:`derive_cache` use: ``embeddings(input_ids=...)``, ``encoder.layer`` and the HF ``config`` (for the
+    attention mask, which the runtime's layers take as scaled-dot-product attention does)."""
+
+    def __init__(self, runtime: nn.Module, hf_config: object) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.encoder = runtime.encoder
+        self.config = hf_config
+
+    def embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings (word + type + position, LayerNorm) of the runtime."""
+        return self.runtime.embeddings(input_ids)
 
 
 def build_cache(
@@ -233,9 +254,61 @@ def train_variant(
             total += float(loss.detach()) * len(batch)
             step += 1
             if step % 200 == 0:
-                log(f"{name} epoch {epoch + 1} step {step}/{steps} loss {float(loss):.4f} ({time.time() - t0:.0f}s)")
+                now_loss = float(loss.detach())
+                log(f"{name} epoch {epoch + 1} step {step}/{steps} loss {now_loss:.4f} ({time.time() - t0:.0f}s)")
         log(f"{name} epoch {epoch + 1}/{epochs}: mean loss {total / len(train_idx):.4f}")
     return model
+
+
+def teacher_scores(
+    teacher_dir: Path, encoder: nn.Module, cache: TokenCache, depth: int, path: Path
+) -> tuple[str, np.ndarray]:
+    """The teacher's version and its fp32 sigmoid scores ``[n, categories]`` for every cached text.
+
+    ``cache`` holds the frozen encoder's states entering layer ``depth``; the teacher's remaining frozen
+    layers, its fine-tuned layers (``classifier.safetensors``) and its head are applied to them in batches,
+    so no deeper cache is written. Saved as ``path``.npy (keyed by the teacher's version), reused after.
+    """
+    import copy
+
+    from safetensors.torch import load_file
+
+    meta = json.loads((teacher_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    if meta["categories"] != list(MODEL_CATEGORIES):
+        raise SystemExit(f"{teacher_dir}: the teacher's categories are not {MODEL_CATEGORIES}")
+    if meta.get("base_fingerprint") and meta["base_fingerprint"] != encoder_fingerprint(encoder):
+        raise SystemExit(f"{teacher_dir}: the teacher was trained on another base encoder")
+    version = str(meta["version"])
+    out_path = path.with_name(f"{path.name}-{version}.npy")
+    if out_path.is_file():
+        log(f"reusing teacher scores {out_path}")
+        return version, np.load(out_path)
+    weights = load_file(str(teacher_dir / WEIGHTS_FILE))
+    total = int(meta.get("num_layers") or encoder.config.num_hidden_layers)
+    if depth > total - int(meta["tuned_layers"]):
+        raise SystemExit(f"{teacher_dir}: the teacher's tuned layers start below layer {depth}")
+    layers = []
+    for i in range(depth, total):
+        layer = copy.deepcopy(encoder.encoder.layer[i])
+        prefix = f"encoder.encoder.layer.{i}."
+        tuned = {k[len(prefix) :]: v.float() for k, v in weights.items() if k.startswith(prefix)}
+        if tuned:
+            layer.load_state_dict(tuned)
+        layers.append(layer.eval())
+    head = nn.Linear(encoder.config.hidden_size, len(MODEL_CATEGORIES))
+    head.load_state_dict({"weight": weights["head.weight"].float(), "bias": weights["head.bias"].float()})
+    scores = np.zeros((len(cache.off) - 1, len(MODEL_CATEGORIES)), dtype=np.float32)
+    order = np.argsort(cache.lengths(), kind="stable")
+    t0 = time.time()
+    with torch.inference_mode():
+        for b in range(0, len(order), 128):
+            idx = order[b : b + 128]
+            h, m = cache.batch(idx)
+            scores[idx] = torch.sigmoid(head(mean_pool(run_layers(layers, encoder.config, h, m), m))).numpy()
+            if (b // 128) % 40 == 0:
+                log(f"teacher {b + len(idx)}/{len(order)} texts ({time.time() - t0:.0f}s)")
+    np.save(out_path, scores)
+    return version, scores
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -302,12 +375,23 @@ def _hash_texts(windows: list[list[int]], extra: str) -> str:
 
 
 def save_model(
-    out: Path, model: TopModel, variant: str, n_layers: int, meta: dict, base_dir: Path, encoder: nn.Module
+    out: Path,
+    model: TopModel,
+    variant: str,
+    n_layers: int,
+    meta: dict,
+    base_dir: Path,
+    encoder: nn.Module,
+    depth: int | None = None,
 ) -> None:
-    """Write fp16 top layers + head and ``classifier.json`` (atomically: temp dir, then swap)."""
+    """Write fp16 top layers + head and ``classifier.json`` (atomically: temp dir, then swap).
+
+    ``depth`` is the number of encoder layers the model runs (a shallow student's; default all of them):
+    the trained layers are its top ones.
+    """
     from safetensors.torch import save_file
 
-    total = encoder.config.num_hidden_layers
+    total = depth or encoder.config.num_hidden_layers
     tensors = {f"head.{k}": v.detach().half().contiguous() for k, v in model.head.state_dict().items()}
     for i, layer in enumerate(model.layers):
         li = total - len(model.layers) + i
@@ -323,6 +407,8 @@ def save_model(
         "base_fingerprint": encoder_fingerprint(encoder),
         **meta,
     }
+    if depth is not None and depth < encoder.config.num_hidden_layers:
+        meta["num_layers"] = depth
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / WEIGHTS_FILE), metadata={"version": meta["version"]})
     (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -344,6 +430,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="append",
         default=[],
         help="reviewers' feedback JSONL (`matrix moderation feedback export`), added to the train split",
+    )
+    ap.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="the model a shallow student (cutK) is distilled from (default: the shipped one)",
+    )
+    ap.add_argument(
+        "--int8-features",
+        action="store_true",
+        help="cache the frozen layers' states from the int8 runtime (train the top layer on what runs)",
     )
     ap.add_argument("--cache-only", action="store_true", help="stop after building the activation cache")
     ap.add_argument("--calibrate-only", action="store_true", help="only redo the fp32/int8 check of --out")
@@ -377,35 +474,65 @@ def main(argv: Sequence[str] | None = None) -> None:
     used = train_ex + select_ex
     log(f"{len(train_ex)} train, {len(select_ex)} select examples")
     windows = make_windows(tokenizer, [e.text for e in used], max_tokens=args.max_len, first_only=True).ids
+    variants = args.variants.split(",")
+    fixed = ("frozen", "top1", "top2")
+    for variant in variants:
+        if variant not in fixed and not (variant[:3] == "cut" and variant[3:].isdigit()):
+            raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(fixed)} or cutK")
+    cuts = sorted({int(v[3:]) for v in variants if v.startswith("cut")})
+    if any(not 2 <= k < n_layers for k in cuts):
+        raise SystemExit(f"a shallow student cutK needs 2 <= K < {n_layers}")
     key = _hash_texts(windows, f"{encoder_fingerprint(encoder)}-{n_layers - 2}")
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    c_path = args.work_dir / f"L{n_layers - 2}-{key}"
     pad = tokenizer.pad_token_id or 0
-    if c_path.with_suffix(".npy").is_file():
-        cache2 = load_cache(c_path)
-        log(f"reusing activation cache {c_path}")
-    else:
-        log(f"building activation cache {c_path} ({len(windows)} texts, layers 0..{n_layers - 3})")
-        cache2 = build_cache(encoder, windows, n_layers - 2, c_path, pad)
+    # What the frozen layers' states come from: the fp32 encoder, or (--int8-features) the int8 runtime that
+    # the shipped default runs on, with its own (trimmed) token ids, so that the trained layer learns on the
+    # states it will see (a student trained on fp32 states lost 0.013 of the pool score when run in int8).
+    features: nn.Module = encoder
+    ckey = key
+    if args.int8_features:
+        from moderation.fast_encoder import load_runtime, runtime_dir
+
+        rt_tokenizer, runtime, rt_meta = load_runtime(runtime_dir(config))
+        features = Int8Features(runtime, encoder.config)
+        windows = make_windows(rt_tokenizer, [e.text for e in used], max_tokens=args.max_len, first_only=True).ids
+        pad = rt_tokenizer.pad_token_id or 0
+        ckey = _hash_texts(windows, f"{rt_meta['fingerprint']}-int8-{rt_meta.get('pieces_kept')}")
+    # Token states entering layer d (0-based) of the frozen encoder, by d: the deepest needed first layer
+    # input is built from the ids once, every later depth derived from the one below by one frozen layer.
+    first = min([n_layers - 2, *(k - 1 for k in cuts)])
+    caches: dict[int, TokenCache] = {}
+
+    def cache_at(depth: int) -> TokenCache:
+        if depth in caches:
+            return caches[depth]
+        path = args.work_dir / f"L{depth}-{ckey}"
+        if path.with_suffix(".npy").is_file():
+            log(f"reusing activation cache {path}")
+            caches[depth] = load_cache(path)
+        elif depth == first:
+            log(f"building activation cache {path} ({len(windows)} texts, layers 0..{depth - 1})")
+            caches[depth] = build_cache(features, windows, depth, path, pad)
+        else:
+            below = cache_at(depth - 1)
+            caches[depth] = derive_cache(below, [features.encoder.layer[depth - 1]], encoder.config, path)
+        return caches[depth]
+
+    cache_at(first)
     if args.cache_only:
         return
 
-    # Layer L-2 frozen once over the cache gives the input of the last layer (for top1 and frozen).
-    c1_path = args.work_dir / f"L{n_layers - 1}-{key}"
-    if c1_path.with_suffix(".npy").is_file():
-        cache1 = load_cache(c1_path)
-    else:
-        cache1 = derive_cache(cache2, [encoder.encoder.layer[n_layers - 2]], encoder.config, c1_path)
-
-    # ... and the last layer frozen once more gives the final states, so the frozen variant trains a head only.
-    c0_path = args.work_dir / f"L{n_layers}-{key}"
-    if "frozen" in args.variants.split(","):
-        if c0_path.with_suffix(".npy").is_file():
-            cache0 = load_cache(c0_path)
-        else:
-            cache0 = derive_cache(cache1, [encoder.encoder.layer[n_layers - 1]], encoder.config, c0_path)
-
     targets = np.array([e.target() for e in used], dtype=np.float32)
+    teacher_version = None
+    soft = targets
+    if cuts:
+        teacher_dir = args.teacher or DEFAULT_MODEL_DIR
+        teacher_version, teacher = teacher_scores(
+            teacher_dir, encoder, cache_at(min(cuts) - 1), min(cuts) - 1, args.work_dir / f"teacher-{key}"
+        )
+        soft = DISTIL_ALPHA * targets + (1 - DISTIL_ALPHA) * teacher
+        log(f"distilling from {teacher_version} (targets {DISTIL_ALPHA:g} labels + {1 - DISTIL_ALPHA:g} teacher)")
+
     train_idx = np.arange(len(train_ex))
     sel_idx = np.arange(len(train_ex), len(used))
     pos = targets[train_idx].sum(0)
@@ -416,23 +543,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     results: dict[str, dict] = {}
     models: dict[str, TopModel] = {}
     layers = encoder.encoder.layer
-    plan = {
-        "frozen": (cache0 if "frozen" in args.variants else None, [], 0, 6, 0.0, 2e-3),
-        "top1": (cache1, [layers[n_layers - 1]], 1, args.epochs, 4e-5, 1e-3),
-        "top2": (cache2, [layers[n_layers - 2], layers[n_layers - 1]], 2, args.epochs, 4e-5, 1e-3),
-    }
+    # variant -> (cache, layers, how many train, epochs, layer lr, head lr, targets, depth at run time)
+    plan: dict[str, tuple] = {}
+    for variant in variants:
+        if variant == "frozen":
+            plan[variant] = (cache_at(n_layers), [], 0, 6, 0.0, 2e-3, targets, None)
+        elif variant == "top1":
+            plan[variant] = (cache_at(n_layers - 1), [layers[n_layers - 1]], 1, args.epochs, 4e-5, 1e-3, targets, None)
+        elif variant == "top2":
+            top = [layers[n_layers - 2], layers[n_layers - 1]]
+            plan[variant] = (cache_at(n_layers - 2), top, 2, args.epochs, 4e-5, 1e-3, targets, None)
+        else:
+            k = int(variant[3:])
+            plan[variant] = (cache_at(k - 1), [layers[k - 1]], 1, args.epochs, 4e-5, 1e-3, soft, k)
     import copy
 
-    for variant in args.variants.split(","):
-        if variant not in plan:
-            raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(plan)}")
-        cache, src_layers, n_tuned, epochs, lr_l, lr_h = plan[variant]
+    for variant in variants:
+        cache, src_layers, n_tuned, epochs, lr_l, lr_h, fit_to, depth = plan[variant]
         torch.manual_seed(SEED)
         model = TopModel(copy.deepcopy(src_layers), encoder.config, encoder.config.hidden_size, len(MODEL_CATEGORIES))
         for i, layer in enumerate(model.layers):
             layer.requires_grad_(i >= len(model.layers) - n_tuned)
         # A finished variant is checkpointed, so an interrupted run resumes without retraining it.
-        ckpt = args.work_dir / f"{variant}-e{epochs}-{key}.pt"
+        ckpt = args.work_dir / f"{variant}-e{epochs}-{ckey}.pt"
         t0 = time.time()
         if ckpt.is_file():
             saved = torch.load(ckpt, weights_only=True)
@@ -440,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             t0 -= saved["seconds"]
             log(f"{variant}: reusing checkpoint {ckpt}")
         else:
-            model = train_variant(variant, model, cache, targets, train_idx, epochs, lr_l, lr_h, 32, SEED, pos_weight)
+            model = train_variant(variant, model, cache, fit_to, train_idx, epochs, lr_l, lr_h, 32, SEED, pos_weight)
             torch.save({"state": model.state_dict(), "seconds": time.time() - t0}, ckpt)
         scores = predict_cache(model, cache, sel_idx)
         thresholds = best_thresholds(targets[sel_idx].astype(np.int64), scores)
@@ -453,6 +586,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "select_tuned": rep_t,
             "thresholds": thresholds,
             "tuned_layers": n_tuned,
+            **({"num_layers": depth, "distilled_from": teacher_version} if depth else {}),
         }
         models[variant] = model
         log(f"{variant}: select@0.5 {json.dumps(rep, default=float)}")
@@ -469,11 +603,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         "max_len_train": args.max_len,
         "epochs": args.epochs,
         "seed": SEED,
+        "int8_features": bool(args.int8_features),
         "thresholds": results[best]["thresholds"],
         "selection": results,
         "quantize": False,
     }
-    save_model(tmp, chosen, best, results[best]["tuned_layers"], meta, base_dir, encoder)
+    save_model(
+        tmp, chosen, best, results[best]["tuned_layers"], meta, base_dir, encoder, results[best].get("num_layers")
+    )
 
     calibrate(tmp, select_ex, config=config)
     if args.out.is_dir():

@@ -362,6 +362,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="CATEGORY=W",
         help="pin a category's transformer weight instead of choosing it (keeps it out of a change's scope)",
     )
+    mode_arg = ap.add_mutually_exclusive_group()
+    mode_arg.add_argument(
+        "--int8",
+        dest="quantize",
+        action="store_const",
+        const=True,
+        help="the transformer in int8 (default: as its model says)",
+    )
+    mode_arg.add_argument("--fp32", dest="quantize", action="store_const", const=False, help="the transformer in fp32")
     ap.add_argument("--cv-only", action="store_true", help="stop after choosing C (fills the out-of-fold cache)")
     ap.add_argument("--dry-run", action="store_true", help="print the choices, write nothing")
     args = ap.parse_args(argv)
@@ -399,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    clf = Classifier.load(args.model_dir, linear=False)
+    clf = Classifier.load(args.model_dir, linear=False, quantize=args.quantize)
     mode = "int8" if clf.quantized else "fp32"
     cache = TransformerCache(
         args.score_cache / f"{clf.transformer_version}-{mode}.npz", len(MODEL_CATEGORIES), clf.transformer_scores
@@ -423,6 +432,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     chosen_p, _ = cross_fitted_predictions(pool_ex, y_pool, s, folds_pool)
     thresholds = choose_thresholds(pool_ex, y_pool, s)
     log(f"thresholds {thresholds}")
+    pool_score = selection_score(pool_ex, y_pool, chosen_p)["score"]
+    log(f"cross-fitted pool score of the combination ({mode}): {pool_score:.4f}")
     if args.dry_run:
         return
 

@@ -124,3 +124,61 @@ def test_real_scores_equal_the_full_vocabulary_int8_path(runtime) -> None:
     assert fast.quantized and type(fast.encoder).__name__ == "E5Encoder"  # the runtime, not transformers
     full = Classifier.load(config=ModerationConfig(base_model=cached_e5_dir()), linear=False, quantize=True)
     np.testing.assert_allclose(fast.transformer_scores(_TEXTS), full.transformer_scores(_TEXTS), rtol=0, atol=1e-5)
+
+
+def _shallow_copy_of_the_shipped_model(dest, depth: int):
+    """A model directory like a distilled student's (``moderation.train``'s ``cutK``): the shipped head and
+    fine-tuned top layer moved to layer ``depth - 1``, ``num_layers`` set, no linear scorer."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from moderation.classifier import CONFIG_FILE, DEFAULT_MODEL_DIR, WEIGHTS_FILE
+
+    meta = json.loads((DEFAULT_MODEL_DIR / CONFIG_FILE).read_text(encoding="utf-8"))
+    top = int(meta.get("num_layers", 12)) - int(meta.get("tuned_layers", 1))
+    weights = {}
+    for name, tensor in load_file(str(DEFAULT_MODEL_DIR / WEIGHTS_FILE)).items():
+        weights[name.replace(f".layer.{top}.", f".layer.{depth - 1}.")] = tensor
+    meta.pop("combine", None)
+    meta.update(num_layers=depth, version=f"{meta['version']}-cut{depth}")
+    dest.mkdir()
+    save_file(weights, str(dest / WEIGHTS_FILE))
+    (dest / CONFIG_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    return dest
+
+
+@pytest.mark.slow
+def test_a_shallow_student_runs_only_its_layers_on_both_paths(runtime, tmp_path) -> None:
+    from moderation.classifier import Classifier
+    from moderation.encoder import cached_e5_dir
+
+    model = _shallow_copy_of_the_shipped_model(tmp_path / "cut4", 4)
+    fast = Classifier.load(model, config=ModerationConfig())
+    assert type(fast.encoder).__name__ == "E5Encoder" and len(fast.encoder.encoder.layer) == 4
+    full = Classifier.load(model, config=ModerationConfig(base_model=cached_e5_dir()), quantize=True)
+    assert len(full.encoder.encoder.layer) == 4
+    shallow = fast.transformer_scores(_TEXTS)
+    np.testing.assert_allclose(shallow, full.transformer_scores(_TEXTS), rtol=0, atol=1e-5)
+    deep = Classifier.load(config=ModerationConfig(), linear=False).transformer_scores(_TEXTS)
+    assert np.abs(shallow - deep).max() > 0.01  # the layers above 4 were really left out
+
+
+def test_a_depth_the_encoder_does_not_have_is_refused(tmp_path) -> None:
+    from moderation.encoder import EncoderError
+    from moderation.fast_encoder import _assemble
+
+    meta = {
+        "config": {
+            "hidden_size": 8,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 16,
+            "vocab_size": 10,
+            "max_position_embeddings": 16,
+            "type_vocab_size": 1,
+            "layer_norm_eps": 1e-12,
+        }
+    }
+    with pytest.raises(EncoderError, match="3 layers asked of an encoder that has 2"):
+        _assemble(meta, None, {}, 3)
