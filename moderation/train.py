@@ -493,6 +493,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.int8_features:
         from moderation.fast_encoder import load_runtime, runtime_dir
 
+        if config.base_model is not None:
+            raise SystemExit("--int8-features needs the bundled e5-small (its int8 runtime); drop --base-model")
+
         rt_tokenizer, runtime, rt_meta = load_runtime(runtime_dir(config))
         features = Int8Features(runtime, encoder.config)
         windows = make_windows(rt_tokenizer, [e.text for e in used], max_tokens=args.max_len, first_only=True).ids
