@@ -294,19 +294,11 @@ def teacher_scores(
         tuned = {k[len(prefix) :]: v.float() for k, v in weights.items() if k.startswith(prefix)}
         if tuned:
             layer.load_state_dict(tuned)
-        layers.append(layer.eval())
-    head = nn.Linear(encoder.config.hidden_size, len(MODEL_CATEGORIES))
-    head.load_state_dict({"weight": weights["head.weight"].float(), "bias": weights["head.bias"].float()})
-    scores = np.zeros((len(cache.off) - 1, len(MODEL_CATEGORIES)), dtype=np.float32)
-    order = np.argsort(cache.lengths(), kind="stable")
-    t0 = time.time()
-    with torch.inference_mode():
-        for b in range(0, len(order), 128):
-            idx = order[b : b + 128]
-            h, m = cache.batch(idx)
-            scores[idx] = torch.sigmoid(head(mean_pool(run_layers(layers, encoder.config, h, m), m))).numpy()
-            if (b // 128) % 40 == 0:
-                log(f"teacher {b + len(idx)}/{len(order)} texts ({time.time() - t0:.0f}s)")
+        layers.append(layer)
+    teacher = TopModel(layers, encoder.config, encoder.config.hidden_size, len(MODEL_CATEGORIES))
+    teacher.head.load_state_dict({"weight": weights["head.weight"].float(), "bias": weights["head.bias"].float()})
+    log(f"teacher {version}: layers {depth}..{total - 1} over {len(cache.off) - 1} cached texts")
+    scores = predict_cache(teacher, cache, np.arange(len(cache.off) - 1))
     np.save(out_path, scores)
     return version, scores
 
@@ -568,7 +560,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for i, layer in enumerate(model.layers):
             layer.requires_grad_(i >= len(model.layers) - n_tuned)
         # A finished variant is checkpointed, so an interrupted run resumes without retraining it.
-        ckpt = args.work_dir / f"{variant}-e{epochs}-{ckey}.pt"
+        # a student's checkpoint is its teacher's too (its targets were half the teacher's scores)
+        taught = f"-{teacher_version}" if depth else ""
+        ckpt = args.work_dir / f"{variant}-e{epochs}-{ckey}{taught}.pt"
         t0 = time.time()
         if ckpt.is_file():
             saved = torch.load(ckpt, weights_only=True)
