@@ -439,6 +439,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     moderation_config.add_arguments(ap)
     args = ap.parse_args(argv)
     config = moderation_config.from_arguments(args)
+    # bad arguments stop here, before minutes of loading and tokenising
+    variants = args.variants.split(",")
+    fixed = ("frozen", "top1", "top2")
+    for variant in variants:
+        if variant not in fixed and not (variant[:3] == "cut" and variant[3:].isdigit()):
+            raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(fixed)} or cutK")
+    cuts = sorted({int(v[3:]) for v in variants if v.startswith("cut")})
+    if args.int8_features and config.base_model is not None:
+        raise SystemExit("--int8-features needs the bundled e5-small (its int8 runtime); drop --base-model")
     if args.calibrate_only:
         torch.set_num_threads(args.threads)
         calibrate(args.out, by_split(all_examples(args.data_root), "select"), config=config)
@@ -466,12 +475,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     used = train_ex + select_ex
     log(f"{len(train_ex)} train, {len(select_ex)} select examples")
     windows = make_windows(tokenizer, [e.text for e in used], max_tokens=args.max_len, first_only=True).ids
-    variants = args.variants.split(",")
-    fixed = ("frozen", "top1", "top2")
-    for variant in variants:
-        if variant not in fixed and not (variant[:3] == "cut" and variant[3:].isdigit()):
-            raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(fixed)} or cutK")
-    cuts = sorted({int(v[3:]) for v in variants if v.startswith("cut")})
     if any(not 2 <= k < n_layers for k in cuts):
         raise SystemExit(f"a shallow student cutK needs 2 <= K < {n_layers}")
     key = _hash_texts(windows, f"{encoder_fingerprint(encoder)}-{n_layers - 2}")
@@ -484,9 +487,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     ckey = key
     if args.int8_features:
         from moderation.fast_encoder import load_runtime, runtime_dir
-
-        if config.base_model is not None:
-            raise SystemExit("--int8-features needs the bundled e5-small (its int8 runtime); drop --base-model")
 
         rt_tokenizer, runtime, rt_meta = load_runtime(runtime_dir(config))
         features = Int8Features(runtime, encoder.config)

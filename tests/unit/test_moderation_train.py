@@ -119,3 +119,21 @@ def test_int8_features_are_the_int8_runtimes_own_states(tmp_path) -> None:
     for i, w in enumerate(windows):
         cached = cache.hidden[cache.off[i] : cache.off[i + 1]].astype(np.float32)
         np.testing.assert_allclose(cached, states[i, : len(w)].numpy(), atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--variants", "top1,cutx"], "unknown variant 'cutx'; choose from frozen, top1, top2 or cutK"),
+        (["--variants", "cut"], "unknown variant 'cut'"),
+        (["--variants", "cut6", "--int8-features", "--base-model", "{hf}"], "--int8-features needs the bundled"),
+    ],
+)
+def test_bad_arguments_stop_in_one_line_before_anything_loads(tmp_path, monkeypatch, argv, message) -> None:
+    from moderation import train
+
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setattr(train, "load_encoder", lambda *_a: pytest.fail("loaded the encoder first"))
+    with pytest.raises(SystemExit) as stop:
+        train.main([a.replace("{hf}", str(tmp_path)) for a in argv])
+    assert message in str(stop.value) and "\n" not in str(stop.value)
