@@ -127,8 +127,9 @@ def test_real_scores_equal_the_full_vocabulary_int8_path(runtime) -> None:
 
 
 def _shallow_copy_of_the_shipped_model(dest, depth: int):
-    """A model directory like a distilled student's (``moderation.train``'s ``cutK``): the shipped head and
-    fine-tuned top layer moved to layer ``depth - 1``, ``num_layers`` set, no linear scorer."""
+    """A shallower model directory than the shipped one: its head and its fine-tuned layers below ``depth``
+    (a layer-``K`` student's tuned top layer moved to layer ``depth - 1``), ``num_layers`` set, no linear
+    scorer."""
     import json
 
     from safetensors.torch import load_file, save_file
@@ -136,10 +137,16 @@ def _shallow_copy_of_the_shipped_model(dest, depth: int):
     from moderation.classifier import CONFIG_FILE, DEFAULT_MODEL_DIR, WEIGHTS_FILE
 
     meta = json.loads((DEFAULT_MODEL_DIR / CONFIG_FILE).read_text(encoding="utf-8"))
-    top = int(meta.get("num_layers", 12)) - int(meta.get("tuned_layers", 1))
+    tuned = int(meta.get("tuned_layers", 1))
+    top = int(meta.get("num_layers", 12)) - tuned
     weights = {}
     for name, tensor in load_file(str(DEFAULT_MODEL_DIR / WEIGHTS_FILE)).items():
-        weights[name.replace(f".layer.{top}.", f".layer.{depth - 1}.")] = tensor
+        if tuned == 1:
+            name = name.replace(f".layer.{top}.", f".layer.{depth - 1}.")
+        elif name.startswith("encoder.encoder.layer.") and int(name.split(".")[3]) >= depth:
+            continue  # every layer fine-tuned (moderation.finetune): those above depth are dropped
+        weights[name] = tensor
+    meta["tuned_layers"] = min(tuned, depth)
     meta.pop("combine", None)
     meta.update(num_layers=depth, version=f"{meta['version']}-cut{depth}")
     dest.mkdir()
