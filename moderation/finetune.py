@@ -36,6 +36,7 @@ import json
 import math
 import shutil
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +48,16 @@ from torch import nn
 from moderation.classifier import CONFIG_FILE, DEFAULT_MODEL_DIR, MODEL_CATEGORIES, WEIGHTS_FILE, mean_pool
 from moderation.dataset import DEFAULT_DATA_ROOT, Example
 from moderation.fast_encoder import META, WEIGHTS, Q4Embedding
-from moderation.train import DISTIL_ALPHA, SEED, best_thresholds, length_batches, log, selection_figures
+from moderation.train import (
+    DISTIL_ALPHA,
+    SEED,
+    best_thresholds,
+    length_batches,
+    log,
+    positive_weights,
+    selection_figures,
+    warmup_adamw,
+)
 
 BUNDLE_DATA = "data.npz"
 BUNDLE_META = "bundle.json"
@@ -111,7 +121,7 @@ def export_bundle(
         "max_len": max_len,
         "pad_id": int(tokenizer.pad_token_id or 0),
         "rows": {"train": len(train_ex), "copies": len(copies), "select": len(select_ex)},
-        "copy_styles": dict(sorted(_count(style for _, style, _ in copies).items())),
+        "copy_styles": dict(sorted(Counter(style for _, style, _ in copies).items())),
         "select_sources": [e.source for e in select_ex],
         "texts_sha256": digest,
         "runtime": runtime.name,
@@ -124,13 +134,6 @@ def export_bundle(
 
 def _bucket(key: str, modulo: int) -> int:
     return int(hashlib.sha1(f"ft-copy{key}".encode(), usedforsecurity=False).hexdigest()[:8], 16) % modulo
-
-
-def _count(items: Sequence[str] | object) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items:  # type: ignore[attr-defined]
-        out[item] = out.get(item, 0) + 1
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -243,16 +246,11 @@ def fit(
     torch.manual_seed(SEED)
     rng = np.random.default_rng(SEED)
     encoder = [p for p in net.bert.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(
-        [{"params": encoder, "lr": lr}, {"params": net.head.parameters(), "lr": 1e-3}], weight_decay=0.01
-    )
     steps = epochs * math.ceil(len(idx) / batch_size)
-    warm = max(1, steps // 16)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
-    )
+    groups = [{"params": encoder, "lr": lr}, {"params": net.head.parameters(), "lr": 1e-3}]
+    opt, sched = warmup_adamw(groups, steps, max(1, steps // 16))
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(rows.device))
-    t0, step = time.time(), 0
+    t0 = time.time()
     for epoch in range(epochs):
         net.train()
         total = 0.0
@@ -267,7 +265,6 @@ def fit(
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(batch)
-            step += 1
         log(f"{name} epoch {epoch + 1}/{epochs}: mean loss {total / len(idx):.4f} ({time.time() - t0:.0f} s)")
     return net
 
@@ -345,9 +342,7 @@ def train_all(args: argparse.Namespace) -> dict:
     sel_idx = np.flatnonzero(part == SELECT)
     y_sel = targets[sel_idx].astype(np.int64)
     sources = info["select_sources"]
-    pos = targets[fit_idx].sum(0)
-    # as moderation.train: rare categories weigh more (capped), so the head does not ignore them
-    pos_weight = torch.tensor(np.clip((len(fit_idx) - pos) / np.maximum(pos, 1) / 4, 1.0, 8.0), dtype=torch.float32)
+    pos_weight = positive_weights(targets[fit_idx])
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     report: dict = {
@@ -386,17 +381,13 @@ def train_all(args: argparse.Namespace) -> dict:
         log(f"{name}: select score at 0.5 {at_half['score']:.4f} {json.dumps(at_half['per_category_f1'])}")
         return float(at_half["score"])
 
-    full = int(json.loads((args.bundle / META).read_text(encoding="utf-8"))["config"]["num_hidden_layers"])
-    best: tuple[float, str, FineTuned | None] = (-1.0, "", None)
-    for lr in args.teacher_lrs:
-        name = f"teacher{full}-lr{lr:g}"
-        if best[2] is not None and not fits(full, name):
-            continue
+    def run(layers: int, fit_to: np.ndarray, lr: float, name: str) -> tuple[FineTuned, float]:
         t0 = time.time()
+        net = FineTuned(args.bundle, layers, len(MODEL_CATEGORIES)).to(device)
         net = fit(
-            FineTuned(args.bundle, full, len(MODEL_CATEGORIES)).to(device),
+            net,
             rows,
-            targets,
+            fit_to,
             fit_idx,
             epochs=args.epochs,
             lr=lr,
@@ -404,7 +395,16 @@ def train_all(args: argparse.Namespace) -> dict:
             batch_size=args.batch_size,
             name=name,
         )
-        score = record(name, net, time.time() - t0, layers=full, lr=lr, epochs=args.epochs)
+        return net, time.time() - t0
+
+    full = int(json.loads((args.bundle / META).read_text(encoding="utf-8"))["config"]["num_hidden_layers"])
+    best: tuple[float, str, FineTuned | None] = (-1.0, "", None)
+    for lr in args.teacher_lrs:
+        name = f"teacher{full}-lr{lr:g}"
+        if best[2] is not None and not fits(full, name):
+            continue
+        net, seconds = run(full, targets, lr, name)
+        score = record(name, net, seconds, layers=full, lr=lr, epochs=args.epochs)
         if score > best[0]:
             best = (score, name, net)
     _, teacher_name, teacher = best
@@ -421,23 +421,12 @@ def train_all(args: argparse.Namespace) -> dict:
         name = f"student{k}"
         if not fits(k, name):
             continue
-        t0 = time.time()
-        net = fit(
-            FineTuned(args.bundle, k, len(MODEL_CATEGORIES)).to(device),
-            rows,
-            soft,
-            fit_idx,
-            epochs=args.epochs,
-            lr=args.student_lr,
-            pos_weight=pos_weight,
-            batch_size=args.batch_size,
-            name=name,
-        )
+        net, seconds = run(k, soft, args.student_lr, name)
         files = save_student(net, args.out, name)
         record(
             name,
             net,
-            time.time() - t0,
+            seconds,
             layers=k,
             lr=args.student_lr,
             epochs=args.epochs,

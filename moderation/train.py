@@ -211,6 +211,23 @@ def predict_cache(model: TopModel, cache: TokenCache, idx: np.ndarray, batch_siz
     return out
 
 
+def warmup_adamw(groups: list[dict], steps: int, warm: int) -> tuple[torch.optim.Optimizer, object]:
+    """AdamW (weight decay 0.01) over the parameter ``groups`` and its schedule: a linear warm-up over ``warm``
+    steps, then a linear decay to 0 at ``steps``."""
+    opt = torch.optim.AdamW(groups, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
+    )
+    return opt, sched
+
+
+def positive_weights(targets: np.ndarray) -> torch.Tensor:
+    """Per category, BCE's positive weight: negatives / positives / 4, clipped to 1..8 — rare derived categories
+    weigh more (capped), so the head does not ignore them."""
+    pos = targets.sum(0)
+    return torch.tensor(np.clip((len(targets) - pos) / np.maximum(pos, 1) / 4, 1.0, 8.0), dtype=torch.float32)
+
+
 def train_variant(
     name: str,
     model: TopModel,
@@ -230,12 +247,8 @@ def train_variant(
     groups = [{"params": model.head.parameters(), "lr": lr_head}]
     if len(model.layers):
         groups.append({"params": model.layers.parameters(), "lr": lr_layers})
-    opt = torch.optim.AdamW(groups, weight_decay=0.01)
     steps = epochs * math.ceil(len(train_idx) / batch_size)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
-    )
+    opt, sched = warmup_adamw(groups, steps, max(1, steps // 20))
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     lengths = cache.lengths()
     step = 0
@@ -539,8 +552,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     train_idx = np.arange(len(train_ex))
     sel_idx = np.arange(len(train_ex), len(used))
     pos = targets[train_idx].sum(0)
-    # Rare derived categories get a larger positive weight (capped) so the head does not ignore them.
-    pos_weight = torch.tensor(np.clip((len(train_idx) - pos) / np.maximum(pos, 1) / 4, 1.0, 8.0), dtype=torch.float32)
+    pos_weight = positive_weights(targets[train_idx])
     log(f"positives per category: {dict(zip(MODEL_CATEGORIES, pos.astype(int).tolist(), strict=True))}")
 
     results: dict[str, dict] = {}
