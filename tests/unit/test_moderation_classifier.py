@@ -210,3 +210,32 @@ def test_a_gated_batch_sends_only_what_the_cheap_signals_flag_through_the_transf
         assert gated[k].decision == whole[k].decision
         assert gated[k].categories.keys() == whole[k].categories.keys()
         assert all(abs(gated[k].categories[c] - whole[k].categories[c]) < 0.1 for c in whole[k].categories)
+
+
+@pytest.mark.slow
+def test_batches_run_side_by_side_with_the_same_scores(clf: Classifier) -> None:
+    import threading
+
+    import torch
+
+    texts = [f"{HARMLESS}，第{i}次" if i % 3 else f"{ABUSIVE}{i}" for i in range(40)]  # 3 batches of 16
+    runs_on: list[str] = []
+    hook = clf.encoder.register_forward_hook(lambda *_: runs_on.append(threading.current_thread().name))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = clf.transformer_scores(texts)
+        assert runs_on and set(runs_on) == {threading.current_thread().name}  # one thread: no pool
+        runs_on.clear()
+        torch.set_num_threads(2)
+        two = clf.transformer_scores(texts)
+        assert len(runs_on) == 3 and all(name.startswith("classifier") for name in runs_on)
+        assert torch.get_num_threads() == 2  # the pool's one-thread setting is its own threads'
+        combined = clf.predict(texts)  # the linear scorer ran on this thread while the batches ran
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(two, one, rtol=0, atol=1e-5)
+    expected = clf.combine(two, texts)
+    got = np.array([[row[c] for c in clf.categories] for row in combined])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
