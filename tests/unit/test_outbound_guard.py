@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import ipaddress
+import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -396,3 +397,33 @@ def test_a_cover_url_is_fetched_and_checked_when_the_post_is_written(
     post_id = create(_url(origin, "/image.png"))
     with session_scope() as s, pytest.raises(InvalidInput, match="not a JPEG"):
         services.edit_post(s, services.SYSTEM, post_id, cover_url=_url(origin, "/state"))
+
+
+def test_the_shared_pool_is_guarded_and_sharded_by_thread(origin: RunningServer) -> None:
+    import threading
+
+    from core import http
+
+    with guarded_client(policy=AddressPolicy(), shared=True) as client:
+        with pytest.raises(OutboundRefused, match="loopback"):  # every shard connects through the guard
+            client.get(_url(origin, "/image.png"))
+    policy = _allow(origin)
+    http._shared_pools.pop((os.getpid(), policy), None)  # a fresh pool: its shards' counts start at 0
+    used: list[int] = []
+
+    def two_calls() -> None:
+        for _ in range(2):
+            with guarded_client(policy=policy, shared=True) as client:
+                assert client.get(_url(origin, "/image.png")).content == PNG
+        pool = http._shared_pools[(os.getpid(), policy)]
+        used.append(pool._shards.index(pool._mine.shard))
+
+    threads = [threading.Thread(target=two_calls) for _ in range(http.SHARDS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(used) == list(range(http.SHARDS))  # each thread kept one shard, the threads took them in turn
+    pool = http._shared_pools[(os.getpid(), policy)]
+    # a thread's second call reused its shard's kept-alive connection: one connection a shard
+    assert [len(s._pool.connections) for s in pool._shards] == [1] * http.SHARDS
