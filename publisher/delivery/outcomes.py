@@ -127,12 +127,15 @@ def schedule_status_check(s: Session, d: Delivery, done: int) -> None:
     """Look at a delivery that an asynchronous platform accepted (WeChat, Toutiao) again soon, after ``done``
     looks: ``MATRIX_STATUS_POLL_S`` doubled each time up to the reconcile interval, by a ``check_delivery`` task
     after commit. It settles seconds after the platform does, not at reconcile's next round; the delivery's
-    ``next_attempt_at`` keeps reconcile off it until then, and reconcile looks at it if the wake-up is lost."""
+    ``next_attempt_at`` keeps reconcile off it until then, and reconcile looks at it if the wake-up is lost:
+    when the check is ``MATRIX_REQUEUE_AFTER_S`` late, as for a queued delivery. (Without that grace, a check
+    waiting behind a fan-out's backlog was looked at by reconcile too: two status calls, ~8 % of a delivery
+    worker's time in bench/fanout.py.)"""
     settings = get_settings()
     if done >= STATUS_CHECKS:
         return
     delay = min(settings.status_poll_s * 2**done, settings.reconcile_interval_s)
-    d.next_attempt_at = now() + timedelta(seconds=delay)
+    d.next_attempt_at = now() + timedelta(seconds=delay + settings.requeue_after_s)
     # The transaction's checks go out together after commit: those due at the same moment in batches (a batch
     # of a fan-out's outcomes makes several), one task each (see reconcile.check_deliveries).
     pending = s.info.get(_STATUS_CHECKS)
