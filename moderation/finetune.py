@@ -287,6 +287,8 @@ def load_model(model_dir: Path, bundle: Path) -> FineTuned:
     :class:`FineTuned` on ``bundle``'s runtime: a teacher for a shallower student."""
     from safetensors.torch import load_file
 
+    if not (model_dir / CONFIG_FILE).is_file() or not (model_dir / WEIGHTS_FILE).is_file():
+        raise SystemExit(f"{model_dir}: not a model directory (it needs {CONFIG_FILE} and {WEIGHTS_FILE})")
     meta = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     layers = int(meta.get("num_layers") or 12)
     if int(meta.get("tuned_layers", 0)) != layers:

@@ -124,3 +124,15 @@ def test_a_student_of_no_layers_is_refused_in_one_line(capsys) -> None:
 
     with pytest.raises(SystemExit, match="at least 1"):
         main(["train", "--student-layers", "0"])
+
+
+def test_a_teacher_model_that_is_not_fully_fine_tuned_is_refused_in_one_line(tmp_path) -> None:
+    from moderation.classifier import CONFIG_FILE, WEIGHTS_FILE
+    from moderation.finetune import load_model
+
+    with pytest.raises(SystemExit, match="not a model directory"):
+        load_model(tmp_path / "nowhere", tmp_path)
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({"num_layers": 6, "tuned_layers": 1}), encoding="utf-8")
+    (tmp_path / WEIGHTS_FILE).write_bytes(b"")
+    with pytest.raises(SystemExit, match="not every layer of it was fine-tuned"):
+        load_model(tmp_path, tmp_path)
