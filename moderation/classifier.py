@@ -21,6 +21,7 @@ mismatched model directory) and :class:`moderation.encoder.EncoderError` (base e
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -169,7 +170,7 @@ class Classifier:
         self._calls = 0
         self._trim_due = False
         self._trim_timer: threading.Timer | None = None
-        self._pool: tuple[int, ThreadPoolExecutor] | None = None  # its thread count and itself: _batch_pool
+        self._pool: tuple[int, int, ThreadPoolExecutor] | None = None  # process id, threads, pool: _batch_pool
 
     @classmethod
     def load(
@@ -303,15 +304,17 @@ class Classifier:
 
     def _batch_pool(self, threads: int) -> ThreadPoolExecutor:
         """The pool of ``threads`` threads that runs batches side by side, each thread with one intra-op
-        thread (OpenMP's thread count is per thread, so the caller's own setting is untouched)."""
-        if self._pool is None or self._pool[0] != threads:
-            if self._pool is not None:
-                self._pool[1].shutdown(wait=False)
+        thread (OpenMP's thread count is per thread, so the caller's own setting is untouched). Made again in a
+        forked child: the parent's threads are not there, and its pool would never run a batch."""
+        pid = os.getpid()
+        if self._pool is None or self._pool[:2] != (pid, threads):
+            if self._pool is not None and self._pool[0] == pid:
+                self._pool[2].shutdown(wait=False)
             pool = ThreadPoolExecutor(
                 threads, thread_name_prefix="classifier", initializer=torch.set_num_threads, initargs=(1,)
             )
-            self._pool = (threads, pool)
-        return self._pool[1]
+            self._pool = (pid, threads, pool)
+        return self._pool[2]
 
     def transformer_scores(self, texts: Sequence[str]) -> np.ndarray:
         """``[len(texts), C]`` transformer probabilities (max over a long text's windows)."""

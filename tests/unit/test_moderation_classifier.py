@@ -232,6 +232,11 @@ def test_batches_run_side_by_side_with_the_same_scores(clf: Classifier) -> None:
         assert len(runs_on) == 3 and all(name.startswith("classifier") for name in runs_on)
         assert torch.get_num_threads() == 2  # the pool's one-thread setting is its own threads'
         combined = clf.predict(texts)  # the linear scorer ran on this thread while the batches ran
+        pool = clf._batch_pool(2)
+        with pytest.MonkeyPatch.context() as mp:  # as in a forked child: the parent's pool has no threads there
+            mp.setattr("moderation.classifier.os.getpid", lambda: -1)
+            assert clf._batch_pool(2) is not pool
+            np.testing.assert_allclose(clf.transformer_scores(texts), two, rtol=0, atol=1e-6)
     finally:
         hook.remove()
         torch.set_num_threads(before)
