@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from moderation.config import ModerationConfig, current_config
-from moderation.engine import Screener, configure, get_screener, reset_screener
+from moderation.engine import SCREEN_BATCH, Screener, configure, get_screener, reset_screener
 from moderation.lexicon import OrgLists
 from moderation.policy import Policy
 from moderation.types import (
@@ -44,6 +44,7 @@ from moderation.types import (
 
 __all__ = [
     "CATEGORIES",
+    "SCREEN_BATCH",
     "ClassifierError",
     "Hit",
     "LexiconError",
@@ -85,7 +86,7 @@ def screen_batch(
     *,
     policy: Policy | None = None,
     org: OrgLists | None = None,
-    batch_size: int = 32,
+    batch_size: int = SCREEN_BATCH,
     gate: float | None = None,
 ) -> list[Verdict]:
     """Screen many texts; the classifier sees them in batches of ``batch_size``. ``gate``: only texts with a rule

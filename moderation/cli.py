@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, 
 from rich.table import Table
 from rich.text import Text
 
+from moderation.engine import SCREEN_BATCH
 from moderation.types import ModerationError, Verdict
 
 __all__ = ["app", "screen_command"]
@@ -125,7 +126,7 @@ def screen_command(
     text: str | None = typer.Argument(None, help="Text to screen (omit when using --input)."),
     input: Path | None = typer.Option(None, "--input", "-i", help='JSONL file of {"id", "text"} lines.'),
     output: Path | None = typer.Option(None, "--output", "-o", help="JSONL output file ('-' for stdout)."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Texts per screening batch."),
+    batch_size: int = typer.Option(SCREEN_BATCH, "--batch-size", min=1, help="Texts per screening batch."),
     policy_json: str | None = typer.Option(
         None, "--policy", help='Policy overrides as JSON, e.g. \'{"thresholds": {"abuse": {"review": 0.4}}}\'.'
     ),
