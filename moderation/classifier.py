@@ -58,6 +58,9 @@ WINDOW_OVERLAP = 64
 TRIM_IDLE_S = 1.0
 #: smaller batches (one window: the latency case) leave little behind and start no countdown
 TRIM_BATCH_TOKENS = 512
+#: padded tokens (batch x width) up to which a call's batches run side by side (:meth:`Classifier._score_windows`):
+#: 16 windows of 128 tokens, ~170 characters of Chinese each
+SIDE_BY_SIDE_TOKENS = 2048
 WEIGHTS_FILE = "classifier.safetensors"
 CONFIG_FILE = "classifier.json"
 
@@ -276,12 +279,15 @@ class Classifier:
         """Scores of each window, the padded tokens (batch x width) of its batches of at least
         :data:`TRIM_BATCH_TOKENS` (0 when there were none) and what ``alongside()`` returned (None without it).
 
-        With several batches and torch allowed several threads, the batches run side by side on that many
-        threads of one intra-op thread each: the encoder's matrices at a batch of short texts are too small for
-        two threads to share one well (measured on 2 cores, 60-character texts: 351 texts/s with the two
-        threads inside each pass, 429 with one pass per thread). One batch (the latency case) keeps every
-        thread inside its pass. ``alongside`` runs on the calling thread while the batches run on the pool (the
-        linear scorer: ~9 % of a 60-character text's time, which would otherwise leave the pool idle)."""
+        With several batches of short windows (at most :data:`SIDE_BY_SIDE_TOKENS` padded tokens each) and torch
+        allowed several threads, those batches run side by side on that many threads of one intra-op thread
+        each: the encoder's matrices at a batch of short texts are too small for two threads to share one well
+        (measured on 2 cores, 60-character texts: 351 texts/s with the two threads inside each pass, 429 with
+        one pass per thread). Longer batches, and a single batch (the latency case), keep every thread inside
+        their pass: two long passes at once held twice the activations, and each thread's heap kept its own
+        (a process's peak after 128 texts of 1,000 characters rose from ~540 to ~790 MB). ``alongside`` runs on
+        the calling thread while the short batches run on the pool (the linear scorer: ~9 % of a 60-character
+        text's time, which would otherwise leave the pool idle)."""
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))  # similar lengths pad less
         batches = [order[b : b + self.batch_size] for b in range(0, len(order), self.batch_size)]
         pad = self.tokenizer.pad_token_id or 0
@@ -292,9 +298,21 @@ class Classifier:
                 hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
                 return torch.sigmoid(self.head(mean_pool(hidden, mask))), ids.numel()
 
-        threads = min(torch.get_num_threads(), len(batches))
-        results = self._batch_pool(threads).map(score, batches) if threads > 1 else map(score, batches)
-        beside = alongside() if alongside is not None else None  # map() has submitted every batch already
+        # Batches grow wider in order: the short ones are a prefix (a smaller last batch after long ones is not).
+        short = next(
+            (k for k, idx in enumerate(batches) if len(idx) * len(windows[idx[-1]]) > SIDE_BY_SIDE_TOKENS),
+            len(batches),
+        )
+        threads = min(torch.get_num_threads(), short)
+        side = self._batch_pool(threads).map(score, batches[:short]) if threads > 1 else map(score, batches[:short])
+        beside = alongside() if alongside is not None else None  # map() has submitted the short batches already
+        results = list(side)  # the pool is done before a long batch takes every thread
+        if threads > 1 and short < len(batches):
+            # The pool threads' heaps keep what their passes freed, which the long passes on this thread cannot
+            # reuse: handed back first (~5 ms, paid only by a call with long windows). A process's peak after 128
+            # texts of 1,000 characters: 654-659 MB without this, 563-596 MB with it, 543 MB with no pool at all.
+            return_freed_memory()
+        results += [score(idx) for idx in batches[short:]]
         out = torch.empty((len(windows), len(self.categories)))
         tokens = 0
         for idx, (scores, numel) in zip(batches, results, strict=True):

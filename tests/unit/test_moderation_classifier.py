@@ -244,3 +244,36 @@ def test_batches_run_side_by_side_with_the_same_scores(clf: Classifier) -> None:
     expected = clf.combine(two, texts)
     got = np.array([[row[c] for c in clf.categories] for row in combined])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_long_windows_keep_every_thread_in_one_pass(clf: Classifier) -> None:
+    import threading
+
+    import torch
+
+    from moderation.classifier import SIDE_BY_SIDE_TOKENS, make_windows
+
+    texts = [f"{HARMLESS}{i}" for i in range(40)] + [f"{HARMLESS * 12}{ABUSIVE}{i}" for i in range(20)]
+    widths = sorted(len(w) for w in make_windows(clf.tokenizer, texts).ids)
+    assert widths[0] * clf.batch_size <= SIDE_BY_SIDE_TOKENS < widths[-1] * clf.batch_size  # both kinds
+    runs_on: list[tuple[str, int]] = []
+    hook = clf.encoder.register_forward_hook(
+        lambda _m, _a, kw, _o: runs_on.append((threading.current_thread().name, kw["input_ids"].numel())),
+        with_kwargs=True,
+    )
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = clf.transformer_scores(texts)
+        runs_on.clear()
+        torch.set_num_threads(2)
+        two = clf.transformer_scores(texts)
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)
+    here = threading.current_thread().name
+    pooled = [n for name, n in runs_on if name.startswith("classifier")]
+    assert pooled and max(pooled) <= SIDE_BY_SIDE_TOKENS  # the short batches ran side by side
+    assert {name for name, n in runs_on if n > SIDE_BY_SIDE_TOKENS} == {here}  # the long ones on this thread
+    np.testing.assert_allclose(two, one, rtol=0, atol=1e-5)
