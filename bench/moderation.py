@@ -18,7 +18,9 @@ By default it prints the figures issue 14 asks for, each measured the way it is 
 105k-term ``extended`` lexicon, the whole rules screen); ``--quality`` the false-positive rates on harmless
 text, lexicon recall on COLD dev offensive rows and recall on disguised text; ``--all`` both, plus
 ``bench.classifier.main()``. ``--corpus FILE`` (one text per line) replaces the corpus. ``--memory`` prints
-only the fresh-process RSS figures (rules only and with the classifier), in ~20 s.
+only the fresh-process RSS figures (rules only and with the classifier), in ~20 s. ``--batching`` prints only
+60-char texts/s at 32 / 64 / 128 texts per ``screen_batch`` call (and 128 never side by side) and the
+peak RSS with long texts with batches side by side by default, never and always, in ~2 min.
 """
 
 from __future__ import annotations
@@ -337,6 +339,70 @@ def memory(_args: argparse.Namespace) -> None:
     console.print(table)
 
 
+_PEAK_LONG = """
+import resource, sys
+import moderation
+import moderation.classifier as mc
+from bench.classifier import text_of
+mc.SIDE_BY_SIDE_TOKENS = {side}
+s = moderation.get_screener()
+prose = text_of(1000 * 200)
+s.screen_batch([prose[i : i + 1000] for i in range(0, 1000 * 128, 1000)])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def batching(args: argparse.Namespace) -> None:
+    """How the classifier's batching pays: 60-char texts/s at several texts per ``screen_batch`` call (rounds
+    interleaved in one process, so a machine whose speed drifts affects each size alike; medians), and the peak
+    RSS of a fresh process after ``screen_batch`` of 128 texts of 1,000 characters, with batches side by side
+    up to ``SIDE_BY_SIDE_TOKENS`` padded tokens (the default), never (0) and always."""
+    import statistics
+
+    import torch
+
+    from bench.classifier import text_of
+    from moderation.classifier import SIDE_BY_SIDE_TOKENS
+    from moderation.engine import Screener
+
+    screener = Screener()
+    if screener.classifier is None:
+        console.print("classifier not loaded: nothing to measure")
+        return
+    torch.set_num_threads(2)
+    prose = text_of(60 * 300)
+    short = [prose[i : i + 60] for i in range(0, 60 * 256, 60)]
+    screener.screen_batch(short[:32])  # warm-up
+    import moderation.classifier as mc
+
+    # (texts per call, SIDE_BY_SIDE_TOKENS): the three call sizes, and 128 with no batch side by side
+    rates: dict[tuple[int, int], list[float]] = {(size, SIDE_BY_SIDE_TOKENS): [] for size in (32, 64, 128)}
+    rates[128, 0] = []
+    try:
+        for _round in range(6):
+            for (size, side), got in rates.items():
+                mc.SIDE_BY_SIDE_TOKENS = side
+                t0, n = time.perf_counter(), 0
+                while time.perf_counter() - t0 < 2.5:
+                    screener.screen_batch(short, batch_size=size)
+                    n += len(short)
+                got.append(n / (time.perf_counter() - t0))
+    finally:
+        mc.SIDE_BY_SIDE_TOKENS = SIDE_BY_SIDE_TOKENS
+    table = Table(title="classifier batching (60-char texts on 2 threads; peak RSS with long texts)")
+    table.add_column("what")
+    table.add_column("figure")
+    for (size, side), got in rates.items():
+        what = f"screen_batch(batch_size={size})" + ("" if side else ", never side by side")
+        table.add_row(what, f"median {statistics.median(got):.0f} texts/s", ", ".join(f"{r:.0f}" for r in got))
+    for side, name in ((SIDE_BY_SIDE_TOKENS, "default"), (0, "never side by side"), (10**9, "always")):
+        code = _PEAK_LONG.format(side=side)
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)  # noqa: S603
+        peak = float(out.stdout.strip().splitlines()[-1])
+        table.add_row(f"peak RSS, 128 texts of 1,000 chars, {name} (tokens {side:,})", f"{peak:.0f} MB", "")
+    console.print(table)
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -602,9 +668,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="how long to run screen_batch for texts/s")
     ap.add_argument("--no-summary", action="store_true", help="skip the issue-14 figures")
     ap.add_argument("--memory", action="store_true", help="only the start-up and RSS figures (fresh processes)")
+    ap.add_argument("--batching", action="store_true", help="only texts per call and side-by-side batches (~1 min)")
     args = ap.parse_args(argv)
     if args.memory:
         memory(args)
+        return 0
+    if args.batching:
+        batching(args)
         return 0
     if not args.no_summary:
         summary(args)

@@ -282,10 +282,11 @@ class Classifier:
         With several batches of short windows (at most :data:`SIDE_BY_SIDE_TOKENS` padded tokens each) and torch
         allowed several threads, those batches run side by side on that many threads of one intra-op thread
         each: the encoder's matrices at a batch of short texts are too small for two threads to share one well
-        (measured on 2 cores, 60-character texts: 351 texts/s with the two threads inside each pass, 429 with
-        one pass per thread). Longer batches, and a single batch (the latency case), keep every thread inside
-        their pass: two long passes at once held twice the activations, and each thread's heap kept its own
-        (a process's peak after 128 texts of 1,000 characters rose from ~540 to ~790 MB). ``alongside`` runs on
+        (60-character texts on 2 cores: 332 texts/s with the two threads inside each pass, 374-388 side by side;
+        ``python -m bench.moderation --batching``). Longer batches, and a single batch (the latency case), keep
+        every thread inside their pass: two long passes at once held twice the activations, and each thread's
+        heap kept its own (a process's peak after 128 texts of 1,000 characters: 726-755 MB with every batch side
+        by side, 537-627 MB with this limit, 517-625 MB with none). ``alongside`` runs on
         the calling thread while the short batches run on the pool (the linear scorer: ~9 % of a 60-character
         text's time, which would otherwise leave the pool idle)."""
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))  # similar lengths pad less
@@ -309,8 +310,7 @@ class Classifier:
         results = list(side)  # the pool is done before a long batch takes every thread
         if threads > 1 and short < len(batches):
             # The pool threads' heaps keep what their passes freed, which the long passes on this thread cannot
-            # reuse: handed back first (~5 ms, paid only by a call with long windows). A process's peak after 128
-            # texts of 1,000 characters: 654-659 MB without this, 563-596 MB with it, 543 MB with no pool at all.
+            # reuse: handed back first (~5 ms, paid only by a call with long windows).
             return_freed_memory()
         results += [score(idx) for idx in batches[short:]]
         out = torch.empty((len(windows), len(self.categories)))

@@ -50,8 +50,9 @@ _ORG_CACHE_SIZE = 256
 _SCREENER_CACHE_SIZE = 4  # screeners per distinct config; each may hold a loaded model (~100 MB)
 #: Texts per classifier call in ``screen_batch``: 8 forward passes of 16, run side by side on torch's threads
 #: (``Classifier._score_windows``). Fewer leave the threads idle more often between calls (the tokenising, the
-#: last pass waited for): 60-char texts on 2 threads, rounds interleaved in one process, medians 341 / 328-369
-#: / 368-392 texts/s at 32 / 64 / 128. More hold the classifier's lock longer (~0.3 s here for 128 short texts).
+#: last pass waited for): 60-char texts on 2 threads, medians 338-357 / 349-383 / 374-388 texts/s at 32 / 64 /
+#: 128 (``python -m bench.moderation --batching``). More hold the classifier's lock longer (~0.3 s for 128 short
+#: texts).
 SCREEN_BATCH = 128
 
 
