@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
+from functools import cache
 from typing import Any, ClassVar, Literal, Protocol, Self
 from urllib.parse import urlsplit
 
@@ -659,19 +660,13 @@ def channel_kinds() -> list[str]:
     return sorted(REGISTRY)
 
 
+@cache
 def _load_builtin() -> None:
     # Explicit list, not folder scanning: importing a module registers its adapter. Imported on first
-    # use, not at the top: the adapter modules import this one. Once: import_module on five loaded modules at
-    # every lookup was ~3 % of a delivery worker's time (py-spy).
-    global _builtin_loaded
-    if _builtin_loaded:
-        return
+    # use, not at the top: the adapter modules import this one. Once (a failed import is tried again):
+    # import_module on five loaded modules at every lookup was ~3 % of a delivery worker's time (py-spy).
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
-    _builtin_loaded = True
-
-
-_builtin_loaded = False
 
 
 BUILTIN_MODULES: list[str] = [

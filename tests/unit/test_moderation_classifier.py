@@ -237,6 +237,7 @@ def test_batches_run_side_by_side_with_the_same_scores(clf: Classifier) -> None:
             mp.setattr("moderation.classifier.os.getpid", lambda: -1)
             assert clf._batch_pool(2) is not pool
             np.testing.assert_allclose(clf.transformer_scores(texts), two, rtol=0, atol=1e-6)
+            clf._batch_pool(2).shutdown()  # the next call, in the real process, makes its own again
     finally:
         hook.remove()
         torch.set_num_threads(before)
